@@ -1,0 +1,204 @@
+/* Image writer. Runs inside the stopped program (see writer.h): it only
+ * uses the caller's buffer and plain system call wrappers, never malloc,
+ * stdio or anything that may take a lock another (stopped) thread holds.
+ *
+ * The file is written sequentially from offset 0: a zeroed placeholder for
+ * the header, the sections (each starting 8-byte aligned), the section
+ * table, and finally the real header, pwritten over the placeholder. The
+ * fd must be a fresh, seekable file positioned at offset 0. */
+#include "image/writer.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+
+static const char zeros[CKPT_PAGE_SIZE];
+
+static void fail(struct ckpt_writer *w, int err)
+{
+	if (!w->error)
+		w->error = err ? err : EIO;
+}
+
+/* write() until everything is out; partial writes and EINTR are normal for
+ * large writes to some file systems. */
+static void write_all(struct ckpt_writer *w, const char *p, size_t len)
+{
+	while (len && !w->error) {
+		ssize_t n = write(w->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fail(w, n < 0 ? errno : EIO);
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void flush(struct ckpt_writer *w)
+{
+	write_all(w, w->buf, w->buf_used);
+	w->buf_used = 0;
+}
+
+/* Append bytes to the file (through the buffer when they fit in it). */
+static void emit(struct ckpt_writer *w, const void *data, size_t len)
+{
+	if (w->error || !len)
+		return;
+	w->offset += len;
+	if (len > w->buf_size - w->buf_used) {
+		flush(w);
+		if (len >= w->buf_size) {
+			write_all(w, data, len);
+			return;
+		}
+	}
+	memcpy(w->buf + w->buf_used, data, len);
+	w->buf_used += len;
+}
+
+static void emit_zeros(struct ckpt_writer *w, uint64_t len)
+{
+	while (len) {
+		size_t n = len < sizeof zeros ? (size_t)len : sizeof zeros;
+		emit(w, zeros, n);
+		len -= n;
+	}
+}
+
+static void align(struct ckpt_writer *w, uint64_t to)
+{
+	emit_zeros(w, (to - w->offset % to) % to);
+}
+
+void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size)
+{
+	memset(w, 0, sizeof *w);
+	w->fd = fd;
+	w->buf = buf;
+	w->buf_size = buf ? buf_size : 0;
+	/* placeholder for the header, written for real by ckpt_writer_finish */
+	emit_zeros(w, sizeof(struct ckpt_image_header));
+}
+
+void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type)
+{
+	if (w->error)
+		return;
+	if (w->open || w->nsections >= CKPT_MAX_SECTIONS) {
+		fail(w, w->open ? EINVAL : ENOSPC);
+		return;
+	}
+	align(w, 8);
+	struct ckpt_section *s = &w->sections[w->nsections];
+	memset(s, 0, sizeof *s);
+	s->type = type;
+	s->offset = w->offset;
+	w->open = s;
+}
+
+void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len)
+{
+	if (w->error)
+		return;
+	if (!w->open) {
+		fail(w, EINVAL);
+		return;
+	}
+	/* PAGES has no section checksum: its chunks carry their own */
+	if (w->open->type != CKPT_SEC_PAGES)
+		w->open->crc = crc32c_update(w->open->crc, data, len);
+	emit(w, data, len);
+}
+
+/* For PAGES the count is the number of chunks written (counted here, the
+ * argument is ignored); for other sections it is the caller's. */
+void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
+{
+	if (w->error)
+		return;
+	if (!w->open) {
+		fail(w, EINVAL);
+		return;
+	}
+	struct ckpt_section *s = w->open;
+	s->length = w->offset - s->offset;
+	if (s->type == CKPT_SEC_PAGES)
+		s->crc = 0;
+	else
+		s->count = count;
+	w->nsections++;
+	w->open = NULL;
+}
+
+/* Zero padding goes before each chunk header so that the chunk's data
+ * start on a 4096-byte boundary of the file: a reader may then mmap the
+ * pages instead of copying them. Readers rely on this rule to find the
+ * next chunk (docs/image-format.md). */
+void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
+		       uint32_t npages)
+{
+	if (w->error)
+		return;
+	if (!w->open || w->open->type != CKPT_SEC_PAGES) {
+		fail(w, EINVAL);
+		return;
+	}
+	uint64_t hsize = sizeof(struct ckpt_page_chunk);
+	emit_zeros(w, (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
+
+	struct ckpt_page_chunk c = {
+	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
+	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
+	uint32_t crc = crc32c_update(0, &c, sizeof c);
+	c.crc = crc32c_update(crc, data, len);
+	emit(w, &c, sizeof c);
+	emit(w, data, len);
+	w->open->count++;
+}
+
+static void pwrite_all(struct ckpt_writer *w, const void *data, size_t len, uint64_t off)
+{
+	const char *p = data;
+	while (len && !w->error) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fail(w, n < 0 ? errno : EIO);
+			return;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+}
+
+int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)
+{
+	if (w->open)
+		fail(w, EINVAL);
+	if (w->error)
+		return -1;
+	align(w, 8);
+	size_t table_len = w->nsections * sizeof(struct ckpt_section);
+	hdr->section_table_offset = w->offset;
+	hdr->section_count = w->nsections;
+	hdr->section_table_crc = crc32c_update(0, w->sections, table_len);
+	emit(w, w->sections, table_len);
+	flush(w);
+	hdr->image_size = w->offset;
+	hdr->header_crc = 0;
+	hdr->header_crc = crc32c_update(0, hdr, sizeof *hdr);
+	pwrite_all(w, hdr, sizeof *hdr, 0);
+	while (!w->error && fsync(w->fd) < 0) {
+		if (errno != EINTR)
+			fail(w, errno);
+	}
+	return w->error ? -1 : 0;
+}
