@@ -1,0 +1,201 @@
+/* On-disk layout of a ckpt process image. docs/image-format.md is the
+ * prose description; the two must agree. All integers are little-endian
+ * (the only architecture written so far is x86-64), all structs are
+ * packed by construction (explicit padding) so the layout does not depend
+ * on the compiler. */
+#ifndef CKPT_IMAGE_FORMAT_H
+#define CKPT_IMAGE_FORMAT_H
+
+#include <stdint.h>
+
+#define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
+#define CKPT_IMAGE_MAGIC_LEN 8
+#define CKPT_FORMAT_VERSION 1
+#define CKPT_PAGE_SIZE 4096u
+#define CKPT_MAX_SECTIONS 32
+#define CKPT_MAX_AUXV 64    /* (type, value) pairs */
+#define CKPT_NSIG 64
+
+/* Fixed-size header at offset 0. */
+struct ckpt_image_header {
+	char magic[8];
+	uint32_t format_version;
+	uint32_t header_size; /* sizeof(struct ckpt_image_header) */
+	char arch[16];        /* "x86_64" */
+	char kernel_release[72];
+	char ckpt_version[24];
+	uint64_t generation;
+	uint64_t time_ns; /* CLOCK_REALTIME when the process was stopped */
+	int32_t pid;      /* pid inside the computation's pid namespace */
+	uint32_t nthreads;
+	uint64_t section_table_offset;
+	uint32_t section_count;
+	uint32_t section_table_crc; /* crc32c of the section table */
+	uint64_t xcr0;              /* XSAVE features enabled when saved */
+	uint32_t cpuid_1_ecx;       /* CPUID leaf 1 ECX / leaf 7 EBX: features */
+	uint32_t cpuid_7_ebx;       /* the program may have dispatched on */
+	uint64_t image_size;        /* total file size */
+	uint8_t reserved[120];
+	uint32_t flags;
+	uint32_t header_crc; /* crc32c of this header with header_crc = 0 */
+};
+
+enum ckpt_section_type {
+	CKPT_SEC_PROCESS = 1,   /* struct ckpt_process */
+	CKPT_SEC_THREADS = 2,   /* struct ckpt_thread[count] */
+	CKPT_SEC_SIGACTIONS = 3, /* struct ckpt_sigaction[CKPT_NSIG] */
+	CKPT_SEC_AREAS = 4,     /* struct ckpt_area[count] */
+	CKPT_SEC_STRINGS = 5,   /* NUL-terminated strings, referenced by offset */
+	CKPT_SEC_FDS = 6,       /* struct ckpt_fd[count] */
+	CKPT_SEC_FD_DATA = 7,   /* bytes queued in pipes/sockets, referenced by ckpt_fd */
+	CKPT_SEC_PAGES = 8,     /* sequence of ckpt_page_chunk + data */
+	CKPT_SEC_MAX_KNOWN = 8,
+};
+
+/* Section table entry; the table sits at header.section_table_offset. */
+struct ckpt_section {
+	uint32_t type;
+	uint32_t count; /* number of records, where the section holds records */
+	uint64_t offset;
+	uint64_t length;
+	uint32_t crc; /* crc32c of the section bytes; 0 for PAGES (chunks carry their own) */
+	uint32_t reserved;
+};
+
+struct ckpt_rlimit {
+	uint64_t cur, max;
+};
+
+#define CKPT_NRLIMITS 16
+
+struct ckpt_process {
+	int32_t pid, ppid;
+	uint32_t umask;
+	uint32_t personality;
+	/* mm layout, as PR_SET_MM_MAP wants it (from /proc/PID/stat) */
+	uint64_t start_code, end_code, start_data, end_data;
+	uint64_t start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t auxv[2 * CKPT_MAX_AUXV];
+	uint32_t auxv_words; /* number of uint64_t used in auxv, including AT_NULL */
+	/* glibc's per-thread rseq area: tp + rseq_offset, rseq_size bytes */
+	int32_t rseq_offset;
+	uint32_t rseq_size;
+	uint32_t rseq_sig;
+	/* where the agent wants struct ckpt_restore_info written at restart */
+	uint64_t restore_info_addr;
+	/* file descriptor of the agent's coordinator connection, or -1 */
+	int32_t agent_fd;
+	uint32_t nrlimits;
+	struct ckpt_rlimit rlimits[CKPT_NRLIMITS];
+	uint32_t cwd_str;  /* offsets into STRINGS */
+	uint32_t exe_str;
+	char comm[16];
+	uint64_t vdso_start; /* [vdso] start, for AT_SYSINFO_EHDR sanity */
+};
+
+/* What the restorer writes into the restored program so its agent knows
+ * it has been restarted (the agent cannot otherwise tell: its memory is
+ * exactly what it was at checkpoint). */
+#define CKPT_RESTORE_MAGIC 0x52455354524f4544ull /* "DEORTSER" */
+struct ckpt_restore_info {
+	uint64_t magic;
+	uint64_t generation; /* generation restored from */
+	uint64_t stdio_dev[3], stdio_ino[3]; /* identity of the new supervisor's stdio */
+	uint64_t restore_time_ns;
+};
+
+enum ckpt_thread_flags {
+	CKPT_THREAD_MAIN = 1,  /* tid == pid */
+	CKPT_THREAD_AGENT = 2, /* the agent's checkpoint thread */
+};
+
+struct ckpt_thread {
+	int32_t tid;
+	uint32_t flags;
+	uint64_t fs_base, gs_base;
+	/* address of the ucontext of the signal frame the thread was stopped
+	 * in; restart resumes the thread with rt_sigreturn on this frame */
+	uint64_t frame;
+	uint64_t clear_child_tid;
+	uint64_t robust_head;
+	uint64_t robust_len;
+	uint64_t altstack_sp, altstack_size;
+	int32_t altstack_flags;
+	uint32_t rseq_registered;
+	uint64_t rseq_addr;
+	char comm[16];
+};
+
+/* struct sigaction as the kernel's rt_sigaction sees it on x86-64 */
+struct ckpt_sigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+enum ckpt_area_kind {
+	CKPT_AREA_ANON = 1,        /* private anonymous, includes heap and stacks */
+	CKPT_AREA_FILE_PRIVATE = 2, /* MAP_PRIVATE of a file: remapped, changed pages saved */
+	CKPT_AREA_FILE_SHARED = 3, /* MAP_SHARED of a file: remapped, content in the file */
+	CKPT_AREA_SHARED_ANON = 4, /* MAP_SHARED anonymous / deleted shm: content saved */
+	CKPT_AREA_VDSO = 5,        /* [vdso], not saved: the live one is moved here */
+	CKPT_AREA_VVAR = 6,        /* [vvar], [vvar_vclock]: moved with the vdso */
+};
+
+enum ckpt_area_flags {
+	CKPT_AREA_GROWSDOWN = 1, /* the main [stack] */
+	CKPT_AREA_HEAP = 2,      /* [heap] */
+	CKPT_AREA_FROM_FILE = 4, /* pages not saved come from the file */
+};
+
+struct ckpt_area {
+	uint64_t start, end;
+	uint32_t prot; /* PROT_* */
+	uint32_t kind;
+	uint32_t flags;
+	uint32_t name_str; /* offset into STRINGS: path or [name], 0 = none */
+	uint64_t file_offset;
+	uint64_t dev, ino, file_size;
+	int64_t mtime_ns;
+	uint64_t pages_saved; /* pages of this area present in PAGES */
+};
+
+enum ckpt_fd_kind {
+	CKPT_FD_FILE = 1,     /* regular file: reopened by path */
+	CKPT_FD_DIR = 2,
+	CKPT_FD_DEVICE = 3,   /* character device reopened by path (/dev/null...) */
+	CKPT_FD_STDIO = 4,    /* the supervisor's stdin/stdout/stderr (aux = which) */
+	CKPT_FD_PIPE = 5,     /* pipe end; pipes are matched by pipe_id */
+	CKPT_FD_SOCKPAIR = 6, /* AF_UNIX socketpair end, matched by pipe_id */
+	CKPT_FD_AGENT = 7,    /* the agent's own coordinator connection */
+	CKPT_FD_UNSUPPORTED = 8, /* recorded and named; restart reopens /dev/null */
+};
+
+struct ckpt_fd {
+	int32_t fd;
+	uint32_t kind;
+	uint32_t open_flags; /* F_GETFL */
+	uint32_t fd_flags;   /* F_GETFD (FD_CLOEXEC) */
+	int64_t offset;
+	uint64_t dev, ino, size;
+	int64_t mtime_ns;
+	uint32_t path_str; /* offset into STRINGS */
+	uint32_t aux;      /* STDIO: 0/1/2; PIPE: 0 read end, 1 write end; SOCKPAIR: socket type */
+	uint64_t pipe_id;  /* kernel inode of the pipe/socket */
+	uint64_t data_off; /* queued bytes in FD_DATA (pipe read end / socket receive queue) */
+	uint64_t data_len;
+};
+
+/* PAGES section: chunks, each a header followed by npages * 4096 bytes. */
+#define CKPT_CHUNK_MAGIC 0x4b4e4843u /* "CHNK" */
+struct ckpt_page_chunk {
+	uint32_t magic;
+	uint32_t area; /* index into AREAS */
+	uint64_t addr; /* first page; inside the area */
+	uint32_t npages;
+	uint32_t crc; /* crc32c of the header (crc = 0) and the data */
+};
+
+#endif

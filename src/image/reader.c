@@ -1,0 +1,695 @@
+/* Image reader. The file is untrusted: every offset, length and count is
+ * checked against the file size (with overflow in mind) before it is used,
+ * allocations are bounded by the section lengths, and every record that a
+ * later stage relies on is validated here, so that the restorer can use the
+ * loaded arrays without re-checking them. See docs/image-format.md. */
+#include "image/reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+
+#if defined(__x86_64__)
+#define THIS_ARCH "x86_64"
+#elif defined(__aarch64__)
+#define THIS_ARCH "aarch64"
+#else
+#error "unsupported architecture"
+#endif
+
+/* Small sections are read into memory whole; a bigger one is refused
+ * rather than trusted to allocate (real ones are far smaller). */
+#define MAX_SMALL_SECTION (1ull << 30)
+/* Verifying without a destination reads chunk data in pieces this big. */
+#define SCRATCH_SIZE (1u << 20)
+
+#define HDR_SIZE ((uint64_t)sizeof(struct ckpt_image_header))
+#define CHUNK_HDR ((uint64_t)sizeof(struct ckpt_page_chunk))
+
+static const char *const section_names[] = {
+    [CKPT_SEC_PROCESS] = "PROCESS",	  [CKPT_SEC_THREADS] = "THREADS",
+    [CKPT_SEC_SIGACTIONS] = "SIGACTIONS", [CKPT_SEC_AREAS] = "AREAS",
+    [CKPT_SEC_STRINGS] = "STRINGS",	  [CKPT_SEC_FDS] = "FDS",
+    [CKPT_SEC_FD_DATA] = "FD_DATA",	  [CKPT_SEC_PAGES] = "PAGES",
+};
+
+const char *ckpt_section_name(uint32_t type)
+{
+	if (type >= 1 && type <= CKPT_SEC_MAX_KNOWN)
+		return section_names[type];
+	return "UNKNOWN";
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+						      ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* pread exactly len bytes; a short read means the file shrank under us. */
+static int read_at(int fd, void *buf, uint64_t len, uint64_t off)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0; /* end of file */
+			return -1;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Padding (under 4096 bytes) must be zero, so that no byte of an image
+ * escapes verification. */
+static int zero_at(int fd, uint64_t len, uint64_t off)
+{
+	unsigned char buf[CKPT_PAGE_SIZE];
+	if (len > sizeof buf || read_at(fd, buf, len, off) < 0)
+		return 0;
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i])
+			return 0;
+	return 1;
+}
+
+/* Fixed-size text field from the file, made safe to print on one line. */
+static const char *printable(char *dst, const char *src, size_t n)
+{
+	size_t i;
+	for (i = 0; i < n && src[i]; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = 0;
+	return dst;
+}
+
+static int has_nul(const char *s, size_t n)
+{
+	return memchr(s, 0, n) != NULL;
+}
+
+/* ---- header and section table ---- */
+
+static int check_header(struct ckpt_image *img, char *err, size_t errlen)
+{
+	struct ckpt_image_header *h = &img->hdr;
+	char a[sizeof h->arch + 1];
+
+	if (memcmp(h->magic, CKPT_IMAGE_MAGIC, CKPT_IMAGE_MAGIC_LEN) != 0)
+		return fail(err, errlen, "not a ckpt image (bad magic)");
+	/* the version comes before the checksum: another version may have
+	 * another header layout */
+	if (h->format_version != CKPT_FORMAT_VERSION)
+		return fail(err, errlen,
+			    "image format version %u is not supported (this ckpt reads version %u)",
+			    h->format_version, CKPT_FORMAT_VERSION);
+	if (h->header_size != HDR_SIZE)
+		return fail(err, errlen, "image header size is %u, expected %u", h->header_size,
+			    (unsigned)HDR_SIZE);
+	uint32_t want = h->header_crc;
+	h->header_crc = 0;
+	uint32_t got = crc32c_update(0, h, sizeof *h);
+	h->header_crc = want;
+	if (got != want)
+		return fail(err, errlen, "checksum mismatch in image header");
+	if (!has_nul(h->arch, sizeof h->arch) || strcmp(h->arch, THIS_ARCH) != 0)
+		return fail(err, errlen, "image was written on architecture %s, this machine is %s",
+			    printable(a, h->arch, sizeof h->arch), THIS_ARCH);
+	if (!has_nul(h->kernel_release, sizeof h->kernel_release) ||
+	    !has_nul(h->ckpt_version, sizeof h->ckpt_version))
+		return fail(err, errlen, "image header: version strings are not NUL-terminated");
+	if (h->image_size > img->file_size)
+		return fail(err, errlen,
+			    "image truncated: header says %llu bytes but the file has %llu",
+			    (unsigned long long)h->image_size, (unsigned long long)img->file_size);
+	if (h->image_size < img->file_size)
+		return fail(err, errlen, "image has %llu bytes but its header says %llu",
+			    (unsigned long long)img->file_size, (unsigned long long)h->image_size);
+	return 0;
+}
+
+/* Sections lie between the header and the table, in table order, without
+ * overlapping; each type appears at most once. */
+static int check_section(const struct ckpt_image *img, uint32_t i, uint64_t prev_end, char *err,
+			 size_t errlen)
+{
+	const struct ckpt_section *s = &img->sections[i];
+	const char *name = ckpt_section_name(s->type);
+
+	if (s->type < 1 || s->type > CKPT_SEC_MAX_KNOWN)
+		return fail(err, errlen, "section table entry %u has unknown type %u", i, s->type);
+	for (uint32_t j = 0; j < i; j++)
+		if (img->sections[j].type == s->type)
+			return fail(err, errlen, "section %s appears twice", name);
+	if (s->offset > img->file_size || s->length > img->file_size - s->offset)
+		return fail(
+		    err, errlen,
+		    "image truncated: section %s ends at byte %llu but the file has %llu bytes",
+		    name, (unsigned long long)s->offset + s->length,
+		    (unsigned long long)img->file_size);
+	if (s->offset < prev_end || s->offset + s->length > img->hdr.section_table_offset)
+		return fail(
+		    err, errlen,
+		    "section %s (bytes %llu-%llu) overlaps the header, the table or another "
+		    "section",
+		    name, (unsigned long long)s->offset,
+		    (unsigned long long)(s->offset + s->length));
+	return 0;
+}
+
+static int load_table(struct ckpt_image *img, char *err, size_t errlen)
+{
+	const struct ckpt_image_header *h = &img->hdr;
+	uint64_t len = (uint64_t)h->section_count * sizeof(struct ckpt_section);
+
+	if (h->section_count > CKPT_MAX_SECTIONS)
+		return fail(err, errlen, "section table has %u entries, at most %u allowed",
+			    h->section_count, CKPT_MAX_SECTIONS);
+	if (h->section_table_offset < HDR_SIZE || h->section_table_offset > img->file_size ||
+	    len > img->file_size - h->section_table_offset)
+		return fail(
+		    err, errlen,
+		    "image truncated: section table (%llu bytes at byte %llu) is outside the "
+		    "file's %llu bytes",
+		    (unsigned long long)len, (unsigned long long)h->section_table_offset,
+		    (unsigned long long)img->file_size);
+	if (read_at(img->fd, img->sections, len, h->section_table_offset) < 0)
+		return fail(err, errlen, "cannot read the section table: %s", strerror(errno));
+	if (crc32c_update(0, img->sections, len) != h->section_table_crc)
+		return fail(err, errlen, "checksum mismatch in section table");
+	if (h->section_table_offset + len != img->file_size)
+		return fail(err, errlen, "section table does not end the file");
+	uint64_t prev_end = HDR_SIZE;
+	for (uint32_t i = 0; i <= h->section_count; i++) {
+		const struct ckpt_section *s = &img->sections[i];
+		if (i < h->section_count && check_section(img, i, prev_end, err, errlen) < 0)
+			return -1;
+		/* sections and the table are 8-byte aligned: gaps are padding */
+		uint64_t next = i < h->section_count ? s->offset : h->section_table_offset;
+		if (next < prev_end || next - prev_end >= 8 ||
+		    !zero_at(img->fd, next - prev_end, prev_end))
+			return fail(err, errlen, "bad padding before %s at byte %llu",
+				    i < h->section_count ? ckpt_section_name(s->type)
+							 : "the section table",
+				    (unsigned long long)prev_end);
+		if (i < h->section_count)
+			prev_end = s->offset + s->length;
+	}
+	return 0;
+}
+
+static const struct ckpt_section *find_section(const struct ckpt_image *img, uint32_t type)
+{
+	for (uint32_t i = 0; i < img->hdr.section_count; i++)
+		if (img->sections[i].type == type)
+			return &img->sections[i];
+	return NULL;
+}
+
+/* ---- small sections ---- */
+
+/* Read a whole section into a new buffer and verify its checksum. recsize
+ * != 0: the section is count records of that size (so the allocation is
+ * bounded by the section length, never by a count). An absent optional
+ * section loads as empty. */
+static int load_section(struct ckpt_image *img, uint32_t type, int required, size_t recsize,
+			void **out, uint64_t *len, char *err, size_t errlen)
+{
+	const struct ckpt_section *s = find_section(img, type);
+	const char *name = ckpt_section_name(type);
+
+	*out = NULL;
+	*len = 0;
+	if (!s)
+		return required ? fail(err, errlen, "image has no %s section", name) : 0;
+	if (s->length > MAX_SMALL_SECTION)
+		return fail(err, errlen, "section %s is %llu bytes, more than the %llu byte limit",
+			    name, (unsigned long long)s->length, MAX_SMALL_SECTION);
+	if (recsize && s->length != (uint64_t)s->count * recsize)
+		return fail(err, errlen,
+			    "section %s is %llu bytes, which is not %u records of %zu bytes", name,
+			    (unsigned long long)s->length, s->count, recsize);
+	*out = malloc(s->length ? s->length : 1);
+	if (!*out)
+		return fail(err, errlen, "out of memory loading section %s", name);
+	if (read_at(img->fd, *out, s->length, s->offset) < 0)
+		return fail(err, errlen, "cannot read section %s: %s", name,
+			    errno ? strerror(errno) : "file shrank");
+	if (crc32c_update(0, *out, s->length) != s->crc)
+		return fail(err, errlen, "checksum mismatch in section %s", name);
+	*len = s->length;
+	return 0;
+}
+
+/* Fixed-size section loaded into a struct of the image. */
+static int load_fixed(struct ckpt_image *img, uint32_t type, void *dst, size_t size, char *err,
+		      size_t errlen)
+{
+	void *p;
+	uint64_t len;
+	int r = load_section(img, type, 1, 0, &p, &len, err, errlen);
+	if (r == 0 && len != size)
+		r = fail(err, errlen, "section %s is %llu bytes, expected %zu",
+			 ckpt_section_name(type), (unsigned long long)len, size);
+	if (r == 0)
+		memcpy(dst, p, size);
+	free(p);
+	return r;
+}
+
+static int load_records(struct ckpt_image *img, uint32_t type, int required, size_t recsize,
+			void **out, uint32_t *count, char *err, size_t errlen)
+{
+	uint64_t len;
+	if (load_section(img, type, required, recsize, out, &len, err, errlen) < 0)
+		return -1;
+	*count = (uint32_t)(len / recsize);
+	return 0;
+}
+
+static int string_ok(const struct ckpt_image *img, uint32_t off)
+{
+	return off == 0 || off < img->strings_len;
+}
+
+/* ---- record validation ---- */
+
+/* STRINGS starts with a NUL (offset 0 is "") and ends with one, so every
+ * in-range offset names a terminated string. */
+static int check_strings(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	if (img->strings_len == 0)
+		return 0;
+	if (img->strings[0] != 0 || img->strings[img->strings_len - 1] != 0)
+		return fail(err, errlen, "section STRINGS must begin and end with a NUL byte");
+	return 0;
+}
+
+static int check_process(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	const struct ckpt_process *p = &img->process;
+
+	if (p->pid != img->hdr.pid)
+		return fail(err, errlen, "section PROCESS: pid %d differs from the header's %d",
+			    p->pid, img->hdr.pid);
+	if (p->auxv_words > 2 * CKPT_MAX_AUXV || p->auxv_words % 2)
+		return fail(err, errlen, "section PROCESS: bad auxv length %u", p->auxv_words);
+	if (p->nrlimits > CKPT_NRLIMITS)
+		return fail(err, errlen, "section PROCESS: %u rlimits, at most %u", p->nrlimits,
+			    CKPT_NRLIMITS);
+	if (!string_ok(img, p->cwd_str) || !string_ok(img, p->exe_str))
+		return fail(err, errlen, "section PROCESS: string offset outside STRINGS");
+	if (!has_nul(p->comm, sizeof p->comm))
+		return fail(err, errlen, "section PROCESS: comm is not NUL-terminated");
+	return 0;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Whether n int32 values found at base + i*stride are distinct. */
+static int distinct_i32(const void *base, uint32_t n, size_t stride)
+{
+	int32_t *v = malloc(n ? n * sizeof *v : 1);
+	int ok = v != NULL;
+	for (uint32_t i = 0; ok && i < n; i++)
+		memcpy(&v[i], (const char *)base + i * stride, sizeof *v);
+	if (ok)
+		qsort(v, n, sizeof *v, cmp_i32);
+	for (uint32_t i = 1; ok && i < n; i++)
+		ok = v[i] != v[i - 1];
+	free(v);
+	return ok;
+}
+
+static int check_threads(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	uint32_t nmain = 0, nagent = 0;
+
+	if (img->nthreads < 1 || img->nthreads != img->hdr.nthreads)
+		return fail(err, errlen, "section THREADS has %u threads, the header says %u",
+			    img->nthreads, img->hdr.nthreads);
+	for (uint32_t i = 0; i < img->nthreads; i++) {
+		const struct ckpt_thread *t = &img->threads[i];
+		if (t->tid <= 0 || (t->flags & ~(uint32_t)(CKPT_THREAD_MAIN | CKPT_THREAD_AGENT)))
+			return fail(err, errlen, "section THREADS: thread %u has bad tid or flags",
+				    i);
+		if (!has_nul(t->comm, sizeof t->comm))
+			return fail(err, errlen, "section THREADS: thread %u comm not terminated",
+				    i);
+		if ((t->flags & CKPT_THREAD_MAIN) && t->tid != img->process.pid)
+			return fail(err, errlen, "section THREADS: main thread %d is not pid %d",
+				    t->tid, img->process.pid);
+		nmain += !!(t->flags & CKPT_THREAD_MAIN);
+		nagent += !!(t->flags & CKPT_THREAD_AGENT);
+	}
+	if (nmain != 1 || nagent > 1)
+		return fail(err, errlen,
+			    "section THREADS: %u main and %u agent threads (want 1 and at most 1)",
+			    nmain, nagent);
+	if (!distinct_i32(&img->threads[0].tid, img->nthreads, sizeof(struct ckpt_thread)))
+		return fail(err, errlen, "section THREADS: duplicate thread id");
+	return 0;
+}
+
+static int check_area(const struct ckpt_image *img, uint32_t i, char *err, size_t errlen)
+{
+	const struct ckpt_area *a = &img->areas[i];
+	const uint32_t known = CKPT_AREA_GROWSDOWN | CKPT_AREA_HEAP | CKPT_AREA_FROM_FILE;
+
+	if (a->start >= a->end || a->start % CKPT_PAGE_SIZE || a->end % CKPT_PAGE_SIZE)
+		return fail(err, errlen,
+			    "section AREAS: area %u [0x%llx-0x%llx) is not page aligned", i,
+			    (unsigned long long)a->start, (unsigned long long)a->end);
+	if (i > 0 && a->start < img->areas[i - 1].end)
+		return fail(err, errlen,
+			    "section AREAS: area %u at 0x%llx is out of order or overlaps area %u",
+			    i, (unsigned long long)a->start, i - 1);
+	if (a->kind < CKPT_AREA_ANON || a->kind > CKPT_AREA_VVAR || (a->flags & ~known))
+		return fail(err, errlen, "section AREAS: area %u has unknown kind %u or flags 0x%x",
+			    i, a->kind, a->flags);
+	if (!string_ok(img, a->name_str))
+		return fail(err, errlen, "section AREAS: area %u name offset outside STRINGS", i);
+	if (a->pages_saved > (a->end - a->start) / CKPT_PAGE_SIZE)
+		return fail(err, errlen,
+			    "section AREAS: area %u has more pages saved than it holds", i);
+	return 0;
+}
+
+static int check_areas(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < img->nareas; i++)
+		if (check_area(img, i, err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t errlen)
+{
+	const struct ckpt_fd *f = &img->fds[i];
+
+	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > CKPT_FD_UNSUPPORTED)
+		return fail(err, errlen, "section FDS: entry %u has bad fd %d or kind %u", i, f->fd,
+			    f->kind);
+	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) || (f->kind == CKPT_FD_PIPE && f->aux > 1))
+		return fail(err, errlen, "section FDS: fd %d has bad aux %u", f->fd, f->aux);
+	if (!string_ok(img, f->path_str))
+		return fail(err, errlen, "section FDS: fd %d path offset outside STRINGS", f->fd);
+	if (f->data_off > img->fd_data_len || f->data_len > img->fd_data_len - f->data_off)
+		return fail(err, errlen, "section FDS: fd %d data range is outside FD_DATA", f->fd);
+	return 0;
+}
+
+static int check_fds(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < img->nfds; i++)
+		if (check_fd(img, i, err, errlen) < 0)
+			return -1;
+	if (img->nfds && !distinct_i32(&img->fds[0].fd, img->nfds, sizeof(struct ckpt_fd)))
+		return fail(err, errlen, "section FDS: a descriptor appears twice");
+	return 0;
+}
+
+/* ---- open / close ---- */
+
+static int load_all(struct ckpt_image *img, char *err, size_t errlen)
+{
+	void *p;
+	uint64_t len;
+
+	if (load_table(img, err, errlen) < 0 ||
+	    load_fixed(img, CKPT_SEC_PROCESS, &img->process, sizeof img->process, err, errlen) <
+		0 ||
+	    load_fixed(img, CKPT_SEC_SIGACTIONS, img->sigactions, sizeof img->sigactions, err,
+		       errlen) < 0)
+		return -1;
+	if (load_records(img, CKPT_SEC_THREADS, 1, sizeof *img->threads, &p, &img->nthreads, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->threads = p;
+	if (load_records(img, CKPT_SEC_AREAS, 1, sizeof *img->areas, &p, &img->nareas, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->areas = p;
+	if (load_records(img, CKPT_SEC_FDS, 0, sizeof *img->fds, &p, &img->nfds, err, errlen) < 0)
+		return free(p), -1;
+	img->fds = p;
+	if (load_section(img, CKPT_SEC_STRINGS, 0, 0, &p, &len, err, errlen) < 0)
+		return free(p), -1;
+	img->strings = p;
+	img->strings_len = len;
+	if (load_section(img, CKPT_SEC_FD_DATA, 0, 0, &p, &len, err, errlen) < 0)
+		return free(p), -1;
+	img->fd_data = p;
+	img->fd_data_len = len;
+	img->pages = find_section(img, CKPT_SEC_PAGES);
+	return 0;
+}
+
+static int check_all(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	if (check_strings(img, err, errlen) < 0 || check_process(img, err, errlen) < 0 ||
+	    check_threads(img, err, errlen) < 0 || check_areas(img, err, errlen) < 0 ||
+	    check_fds(img, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+static int open_fd(struct ckpt_image *img, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	img->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (img->fd < 0)
+		return fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(img->fd, &st) < 0)
+		return fail(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(err, errlen, "%s is not a regular file", path);
+	img->file_size = (uint64_t)st.st_size;
+	if (img->file_size < HDR_SIZE)
+		return fail(err, errlen,
+			    "image truncated: the header needs %llu bytes but the file has %llu",
+			    (unsigned long long)HDR_SIZE, (unsigned long long)img->file_size);
+	if (read_at(img->fd, &img->hdr, HDR_SIZE, 0) < 0)
+		return fail(err, errlen, "cannot read the image header of %s", path);
+	return 0;
+}
+
+struct ckpt_image *ckpt_image_open(const char *path, char *err, size_t errlen)
+{
+	struct ckpt_image *img = calloc(1, sizeof *img);
+
+	if (!img) {
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	img->fd = -1;
+	if (open_fd(img, path, err, errlen) < 0 || check_header(img, err, errlen) < 0 ||
+	    load_all(img, err, errlen) < 0 || check_all(img, err, errlen) < 0) {
+		ckpt_image_close(img);
+		return NULL;
+	}
+	return img;
+}
+
+void ckpt_image_close(struct ckpt_image *img)
+{
+	if (!img)
+		return;
+	if (img->fd >= 0)
+		close(img->fd);
+	free(img->threads);
+	free(img->areas);
+	free(img->fds);
+	free(img->strings);
+	free(img->fd_data);
+	free(img);
+}
+
+const char *ckpt_image_string(const struct ckpt_image *img, uint32_t off)
+{
+	if (off == 0 || off >= img->strings_len)
+		return "";
+	return img->strings + off;
+}
+
+/* ---- page chunks ---- */
+
+/* State of the walk over PAGES: chunks must come in (area, address) order
+ * without overlapping, which also lets the per-area page counts be checked
+ * against ckpt_area.pages_saved without allocating. */
+struct walk {
+	struct ckpt_image *img;
+	uint32_t index;	     /* chunk number */
+	uint32_t area;	     /* area of the previous chunk */
+	uint64_t prev_end;   /* end address of the previous chunk */
+	uint64_t area_pages; /* pages seen so far in area */
+	char *scratch;	     /* for chunks read only to be verified */
+	char *err;
+	size_t errlen;
+};
+
+/* Areas [w->area, upto) are complete: their page counts must match. */
+static int close_areas(struct walk *w, uint32_t upto)
+{
+	for (; w->area < upto; w->area++, w->area_pages = 0)
+		if (w->img->areas[w->area].pages_saved != w->area_pages)
+			return fail(w->err, w->errlen,
+				    "section PAGES: area %u has %llu pages saved, AREAS says %llu",
+				    w->area, (unsigned long long)w->area_pages,
+				    (unsigned long long)w->img->areas[w->area].pages_saved);
+	return 0;
+}
+
+static int check_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t pos)
+{
+	const struct ckpt_image *img = w->img;
+	const struct ckpt_area *a = c->area < img->nareas ? &img->areas[c->area] : NULL;
+	uint64_t len = (uint64_t)c->npages * CKPT_PAGE_SIZE;
+
+	if (c->magic != CKPT_CHUNK_MAGIC)
+		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic",
+			    w->index, (unsigned long long)pos);
+	if (!a || c->area < w->area || (c->area == w->area && c->addr < w->prev_end))
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u) has a bad area index or is out of order",
+			    w->index, c->area);
+	if (c->npages == 0 || c->addr % CKPT_PAGE_SIZE || c->addr < a->start || c->addr > a->end ||
+	    len > a->end - c->addr)
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx, %u pages) is outside its area",
+			    w->index, c->area, (unsigned long long)c->addr, c->npages);
+	if (a->kind == CKPT_AREA_FILE_SHARED || a->kind == CKPT_AREA_VDSO ||
+	    a->kind == CKPT_AREA_VVAR)
+		return fail(w->err, w->errlen, "page chunk %u: area %u does not save pages",
+			    w->index, c->area);
+	return 0;
+}
+
+/* Read len bytes at off into dst (or, with dst NULL, through scratch) and
+ * return them folded into crc. */
+static int read_data(int fd, char *dst, char *scratch, uint64_t len, uint64_t off, uint32_t *crc)
+{
+	while (len) {
+		uint64_t n = dst ? len : (len < SCRATCH_SIZE ? len : SCRATCH_SIZE);
+		char *p = dst ? dst : scratch;
+		if (read_at(fd, p, n, off) < 0)
+			return -1;
+		*crc = crc32c_update(*crc, p, n);
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Verify (and deliver) the chunk whose header is at pos; *next is set to
+ * the first byte after its data. */
+static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void *arg,
+		    uint64_t *next)
+{
+	struct ckpt_page_chunk c;
+	uint64_t end = w->img->pages->offset + w->img->pages->length;
+
+	if (read_at(w->img->fd, &c, CHUNK_HDR, pos) < 0)
+		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
+	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
+		return -1;
+	uint64_t len = (uint64_t)c.npages * CKPT_PAGE_SIZE;
+	if (len > end - pos - CHUNK_HDR)
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx) runs past the end of section "
+			    "PAGES",
+			    w->index, c.area, (unsigned long long)c.addr);
+	uint32_t want = c.crc;
+	c.crc = 0;
+	uint32_t crc = crc32c_update(0, &c, sizeof c);
+	c.crc = want;
+	char *dst = dest ? dest(arg, &c) : NULL;
+	if (!dst && !w->scratch && !(w->scratch = malloc(SCRATCH_SIZE)))
+		return fail(w->err, w->errlen, "out of memory");
+	if (read_data(w->img->fd, dst, w->scratch, len, pos + CHUNK_HDR, &crc) < 0)
+		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
+	if (crc != want)
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
+			    c.area, (unsigned long long)c.addr);
+	w->prev_end = c.addr + len;
+	w->area_pages += c.npages;
+	*next = pos + CHUNK_HDR + len;
+	return 0;
+}
+
+/* Chunk headers sit so that their data start 4096-aligned in the file. */
+static uint64_t chunk_pos(uint64_t pos)
+{
+	return pos + (CKPT_PAGE_SIZE - (pos + CHUNK_HDR) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE;
+}
+
+static int walk_pages(struct walk *w, ckpt_chunk_dest_fn dest, void *arg)
+{
+	const struct ckpt_section *s = w->img->pages;
+	uint64_t pos = s->offset, end = s->offset + s->length;
+
+	while (pos < end) {
+		uint64_t at = chunk_pos(pos);
+		if (at > end || end - at < CHUNK_HDR || !zero_at(w->img->fd, at - pos, pos))
+			return fail(
+			    w->err, w->errlen,
+			    "section PAGES: bad padding or stray bytes before page chunk %u "
+			    "at byte %llu",
+			    w->index, (unsigned long long)pos);
+		if (do_chunk(w, at, dest, arg, &pos) < 0)
+			return -1;
+		w->index++;
+	}
+	if (w->index != s->count)
+		return fail(w->err, w->errlen,
+			    "section PAGES holds %u page chunks, the section table says %u",
+			    w->index, s->count);
+	return close_areas(w, w->img->nareas);
+}
+
+int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg, char *err,
+			  size_t errlen)
+{
+	struct walk w = {.img = img, .err = err, .errlen = errlen};
+
+	if (!img->pages)
+		return close_areas(&w, img->nareas);
+	int r = walk_pages(&w, dest, arg);
+	free(w.scratch);
+	return r;
+}
+
+int ckpt_image_verify(const char *path, char *err, size_t errlen)
+{
+	struct ckpt_image *img = ckpt_image_open(path, err, errlen);
+	if (!img)
+		return -1;
+	int r = ckpt_image_read_pages(img, NULL, NULL, err, errlen);
+	ckpt_image_close(img);
+	return r;
+}

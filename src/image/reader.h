@@ -1,0 +1,59 @@
+/* Reading and verifying process images (libc side: the CLI, `ckpt verify`,
+ * and the restorer's prepare stage). Every length and offset read from the
+ * file is checked against the file size before use: an image is untrusted
+ * data. */
+#ifndef CKPT_IMAGE_READER_H
+#define CKPT_IMAGE_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image/format.h"
+
+struct ckpt_image {
+	int fd;
+	uint64_t file_size;
+	struct ckpt_image_header hdr;
+	struct ckpt_section sections[CKPT_MAX_SECTIONS];
+	/* Small sections, loaded and checksum-verified by ckpt_image_open. */
+	struct ckpt_process process;
+	struct ckpt_thread *threads;
+	uint32_t nthreads;
+	struct ckpt_sigaction sigactions[CKPT_NSIG];
+	struct ckpt_area *areas;
+	uint32_t nareas;
+	struct ckpt_fd *fds;
+	uint32_t nfds;
+	char *strings;
+	uint64_t strings_len;
+	uint8_t *fd_data;
+	uint64_t fd_data_len;
+	const struct ckpt_section *pages; /* NULL if the image has no pages */
+};
+
+/* Open and verify everything but the page data: header, format version,
+ * architecture, section table, each small section's checksum and the
+ * consistency of its records (areas ordered and page aligned, string
+ * offsets in range, fd data in range...). On failure returns NULL and
+ * writes a one-line message naming the section into err. */
+struct ckpt_image *ckpt_image_open(const char *path, char *err, size_t errlen);
+void ckpt_image_close(struct ckpt_image *img);
+
+/* String at offset off of STRINGS ("" for 0 or out of range). */
+const char *ckpt_image_string(const struct ckpt_image *img, uint32_t off);
+
+/* Walk the page chunks in file order. For each chunk, dest(arg, chunk)
+ * returns where its npages*4096 bytes should be read to (NULL: read into
+ * a scratch buffer, i.e. only verify). The data are read there and their
+ * checksum verified. Returns 0, or -1 with a message naming the chunk. */
+typedef void *(*ckpt_chunk_dest_fn)(void *arg, const struct ckpt_page_chunk *chunk);
+int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg, char *err,
+			  size_t errlen);
+
+/* Name of a section type for messages: "PROCESS", "AREAS"..., "UNKNOWN". */
+const char *ckpt_section_name(uint32_t type);
+
+/* Full verification: ckpt_image_open + every chunk's checksum. */
+int ckpt_image_verify(const char *path, char *err, size_t errlen);
+
+#endif

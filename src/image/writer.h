@@ -1,0 +1,36 @@
+/* Writing a process image from inside the stopped program (the agent).
+ * Runs while every other thread of the program is stopped, possibly holding
+ * malloc or stdio locks: it allocates nothing and takes no locks. The
+ * caller provides the buffer. */
+#ifndef CKPT_IMAGE_WRITER_H
+#define CKPT_IMAGE_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image/format.h"
+
+struct ckpt_writer {
+	int fd;
+	uint64_t offset; /* file offset of the next byte written */
+	char *buf;
+	size_t buf_size, buf_used;
+	int error; /* first errno seen; once set every call is a no-op */
+	struct ckpt_section sections[CKPT_MAX_SECTIONS];
+	uint32_t nsections;
+	struct ckpt_section *open; /* section being written, or NULL */
+};
+
+void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size);
+/* Leaves room for the header, which ckpt_writer_finish fills in. */
+void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
+void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len);
+void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count);
+/* Page chunk: header and data, checksummed. data must be npages*4096 bytes. */
+void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
+		       uint32_t npages);
+/* Writes the section table and the header (completing hdr's table,
+ * size and checksum fields), then fsyncs. Returns 0 or -1 (w->error set). */
+int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr);
+
+#endif

@@ -1,0 +1,601 @@
+/* Image codec test: writes a synthetic image with the writer, reads it
+ * back with the reader, then checks that truncation, byte flips, a foreign
+ * format version or architecture and inconsistent records are refused.
+ *
+ *   test_image                  run the tests (exit status 0 on success)
+ *   test_image --write-seed DIR write small valid images (fuzzing corpus) */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+#include "image/reader.h"
+#include "image/writer.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			failures++;                                                                \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+		}                                                                                  \
+	} while (0)
+
+/* ---- the synthetic program ---- */
+
+enum variant {
+	V_GOOD,
+	V_SMALL, /* one thread, one area, one chunk, no fds */
+	V_AREA_OVERLAP,
+	V_AREA_UNALIGNED,
+	V_AREA_KIND,
+	V_CHUNK_OUTSIDE,
+	V_CHUNK_AREA_INDEX,
+	V_STRING_RANGE,
+	V_TWO_MAINS,
+	V_NO_MAIN,
+	V_FD_DATA_RANGE,
+	V_PROCESS_SIZE,
+	V_PAGES_SAVED,
+	V_NVARIANTS
+};
+
+static const char strings[] = "\0/home/user\0/usr/bin/prog\0[heap]\0/tmp/data\0[stack]";
+#define STR_CWD 1
+#define STR_EXE 12
+#define STR_HEAP 26
+#define STR_DATA 33
+#define STR_STACK 43
+
+static const char fd_data[] = "bytes queued in a pipe";
+
+#define NTHREADS 3
+#define NAREAS 4
+#define NFDS 5
+
+struct program {
+	struct ckpt_image_header hdr;
+	struct ckpt_process process;
+	struct ckpt_thread threads[NTHREADS];
+	struct ckpt_sigaction sigactions[CKPT_NSIG];
+	struct ckpt_area areas[NAREAS];
+	struct ckpt_fd fds[NFDS];
+	uint32_t nthreads, nareas, nfds;
+};
+
+/* Chunks: (area, first page index in the area, npages). */
+struct chunk_spec {
+	uint32_t area, page, npages;
+};
+static const struct chunk_spec chunks[] = {{0, 0, 1}, {1, 0, 2}, {1, 5, 1}, {3, 1, 2}};
+#define NCHUNKS (sizeof chunks / sizeof chunks[0])
+
+static void page_pattern(unsigned char *p, uint64_t addr)
+{
+	for (unsigned i = 0; i < CKPT_PAGE_SIZE; i++)
+		p[i] = (unsigned char)(addr >> 12) * 31 + (unsigned char)i;
+}
+
+static void make_header(struct program *pg)
+{
+	struct ckpt_image_header *h = &pg->hdr;
+	memcpy(h->magic, CKPT_IMAGE_MAGIC, CKPT_IMAGE_MAGIC_LEN);
+	h->format_version = CKPT_FORMAT_VERSION;
+	h->header_size = sizeof *h;
+	strcpy(h->arch, "x86_64");
+	strcpy(h->kernel_release, "6.1.0-test");
+	strcpy(h->ckpt_version, "0.1.0");
+	h->generation = 3;
+	h->time_ns = 1700000000123456789ull;
+	h->pid = 100;
+	h->nthreads = pg->nthreads;
+	h->xcr0 = 0x2e7;
+	h->cpuid_1_ecx = 0x7ffafbff;
+	h->cpuid_7_ebx = 0x209c01a9;
+}
+
+static void make_process(struct program *pg)
+{
+	struct ckpt_process *p = &pg->process;
+	p->pid = 100;
+	p->ppid = 1;
+	p->umask = 022;
+	p->start_code = 0x400000;
+	p->end_code = 0x401000;
+	p->start_brk = p->brk = 0x600000;
+	p->start_stack = 0x7ffff000 - 64;
+	p->auxv[0] = 6; /* AT_PAGESZ */
+	p->auxv[1] = 4096;
+	p->auxv_words = 4; /* ends with AT_NULL */
+	p->rseq_offset = -32;
+	p->rseq_size = 32;
+	p->rseq_sig = 0x53053053;
+	p->restore_info_addr = 0x600100;
+	p->agent_fd = -1;
+	p->nrlimits = CKPT_NRLIMITS;
+	for (int i = 0; i < CKPT_NRLIMITS; i++)
+		p->rlimits[i] = (struct ckpt_rlimit){i * 10, ~0ull};
+	p->cwd_str = STR_CWD;
+	p->exe_str = STR_EXE;
+	strcpy(p->comm, "prog");
+	p->vdso_start = 0x7ffff7fc1000;
+}
+
+static void make_threads(struct program *pg)
+{
+	for (uint32_t i = 0; i < NTHREADS; i++) {
+		struct ckpt_thread *t = &pg->threads[i];
+		t->tid = 100 + (int32_t)i;
+		t->flags = i == 0 ? CKPT_THREAD_MAIN : i == 1 ? CKPT_THREAD_AGENT : 0;
+		t->fs_base = 0x7f0000000000ull + i * 0x10000;
+		t->frame = 0x7ffff000 - 0x1000 * i;
+		t->robust_len = 24;
+		t->altstack_flags = 2; /* SS_DISABLE */
+		t->rseq_registered = 1;
+		snprintf(t->comm, sizeof t->comm, "thread%u", i);
+	}
+}
+
+static void make_areas(struct program *pg)
+{
+	static const struct ckpt_area a[NAREAS] = {
+	    {.start = 0x400000,
+	     .end = 0x402000,
+	     .prot = 5,
+	     .kind = CKPT_AREA_FILE_PRIVATE,
+	     .flags = CKPT_AREA_FROM_FILE,
+	     .name_str = STR_EXE,
+	     .ino = 42,
+	     .pages_saved = 1},
+	    {.start = 0x600000,
+	     .end = 0x610000,
+	     .prot = 3,
+	     .kind = CKPT_AREA_ANON,
+	     .flags = CKPT_AREA_HEAP,
+	     .name_str = STR_HEAP,
+	     .pages_saved = 3},
+	    {.start = 0x7ffff7fc1000, .end = 0x7ffff7fc3000, .prot = 5, .kind = CKPT_AREA_VDSO},
+	    {.start = 0x7ffffffde000,
+	     .end = 0x7ffffffff000,
+	     .prot = 3,
+	     .kind = CKPT_AREA_ANON,
+	     .flags = CKPT_AREA_GROWSDOWN,
+	     .name_str = STR_STACK,
+	     .pages_saved = 2},
+	};
+	memcpy(pg->areas, a, sizeof a);
+}
+
+static void make_fds(struct program *pg)
+{
+	for (int i = 0; i < 3; i++)
+		pg->fds[i] = (struct ckpt_fd){.fd = i, .kind = CKPT_FD_STDIO, .aux = (uint32_t)i};
+	pg->fds[3] = (struct ckpt_fd){.fd = 3,
+				      .kind = CKPT_FD_FILE,
+				      .open_flags = O_RDWR,
+				      .fd_flags = FD_CLOEXEC,
+				      .offset = 1234,
+				      .ino = 77,
+				      .size = 5000,
+				      .path_str = STR_DATA};
+	pg->fds[4] = (struct ckpt_fd){.fd = 7,
+				      .kind = CKPT_FD_PIPE,
+				      .pipe_id = 9999,
+				      .data_off = 0,
+				      .data_len = sizeof fd_data - 1};
+}
+
+static void make_program(struct program *pg, enum variant v)
+{
+	memset(pg, 0, sizeof *pg);
+	pg->nthreads = v == V_SMALL ? 1 : NTHREADS;
+	pg->nareas = v == V_SMALL ? 1 : NAREAS;
+	pg->nfds = v == V_SMALL ? 0 : NFDS;
+	make_header(pg);
+	make_process(pg);
+	make_threads(pg);
+	for (int i = 0; i < CKPT_NSIG; i++)
+		pg->sigactions[i] =
+		    (struct ckpt_sigaction){i ? 0x401000 + i : 0, i, 0x401800, 1ull << i};
+	make_areas(pg);
+	make_fds(pg);
+	if (v == V_AREA_OVERLAP)
+		pg->areas[1].start = 0x401000;
+	if (v == V_AREA_UNALIGNED)
+		pg->areas[3].end -= 8;
+	if (v == V_AREA_KIND)
+		pg->areas[2].kind = 99;
+	if (v == V_STRING_RANGE)
+		pg->fds[3].path_str = sizeof strings + 10;
+	if (v == V_TWO_MAINS)
+		pg->threads[2].flags = CKPT_THREAD_MAIN;
+	if (v == V_NO_MAIN)
+		pg->threads[0].flags = 0;
+	if (v == V_FD_DATA_RANGE)
+		pg->fds[4].data_len = sizeof fd_data + 1;
+	if (v == V_PAGES_SAVED)
+		pg->areas[1].pages_saved = 2;
+	if (v == V_SMALL)
+		pg->areas[0].pages_saved = 1;
+}
+
+static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
+{
+	uint64_t addr = pg->areas[c->area].start + (uint64_t)c->page * CKPT_PAGE_SIZE;
+	if (v == V_CHUNK_OUTSIDE && c == &chunks[2])
+		addr = pg->areas[1].end; /* just past the area */
+	return addr;
+}
+
+static void write_pages(struct ckpt_writer *w, const struct program *pg, enum variant v)
+{
+	static unsigned char data[4 * CKPT_PAGE_SIZE];
+	size_t n = v == V_SMALL ? 1 : NCHUNKS;
+
+	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
+	for (size_t i = 0; i < n; i++) {
+		const struct chunk_spec *c = &chunks[i];
+		uint64_t addr = chunk_addr(pg, c, v);
+		for (uint32_t p = 0; p < c->npages; p++)
+			page_pattern(data + p * CKPT_PAGE_SIZE, addr + p * CKPT_PAGE_SIZE);
+		uint32_t area = v == V_CHUNK_AREA_INDEX && i == 3 ? 17 : c->area;
+		ckpt_writer_chunk(w, area, addr, data, c->npages);
+	}
+	ckpt_writer_end_section(w, 0);
+}
+
+static void section(struct ckpt_writer *w, uint32_t type, const void *p, size_t len, uint32_t count)
+{
+	ckpt_writer_begin_section(w, type);
+	ckpt_writer_write(w, p, len);
+	ckpt_writer_end_section(w, count);
+}
+
+/* Write the image of variant v to fd through a buffer of buf_size bytes. */
+static int write_image(int fd, enum variant v, size_t buf_size)
+{
+	static char buf[1 << 16];
+	struct program pg;
+	struct ckpt_writer w;
+
+	make_program(&pg, v);
+	ckpt_writer_init(&w, fd, buf_size ? buf : NULL, buf_size);
+	size_t plen = sizeof pg.process - (v == V_PROCESS_SIZE ? 8 : 0);
+	section(&w, CKPT_SEC_PROCESS, &pg.process, plen, 1);
+	section(&w, CKPT_SEC_THREADS, pg.threads, pg.nthreads * sizeof *pg.threads, pg.nthreads);
+	section(&w, CKPT_SEC_SIGACTIONS, pg.sigactions, sizeof pg.sigactions, CKPT_NSIG);
+	section(&w, CKPT_SEC_STRINGS, strings, sizeof strings, 0);
+	section(&w, CKPT_SEC_AREAS, pg.areas, pg.nareas * sizeof *pg.areas, pg.nareas);
+	if (v != V_SMALL) {
+		section(&w, CKPT_SEC_FD_DATA, fd_data, sizeof fd_data - 1, 0);
+		section(&w, CKPT_SEC_FDS, pg.fds, pg.nfds * sizeof *pg.fds, pg.nfds);
+	}
+	write_pages(&w, &pg, v);
+	return ckpt_writer_finish(&w, &pg.hdr);
+}
+
+static int create_image(const char *path, enum variant v, size_t buf_size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	int r = write_image(fd, v, buf_size);
+	close(fd);
+	return r;
+}
+
+/* ---- reading back ---- */
+
+struct pages_seen {
+	unsigned char data[8 * CKPT_PAGE_SIZE];
+	uint64_t addr[NCHUNKS];
+	uint32_t npages[NCHUNKS];
+	unsigned n, used;
+};
+
+static void *chunk_dest(void *arg, const struct ckpt_page_chunk *c)
+{
+	struct pages_seen *s = arg;
+	if (s->n >= NCHUNKS || s->used + c->npages > 8)
+		return NULL;
+	s->addr[s->n] = c->addr;
+	s->npages[s->n++] = c->npages;
+	void *dst = s->data + (size_t)s->used * CKPT_PAGE_SIZE;
+	s->used += c->npages;
+	return dst;
+}
+
+static void compare_pages(const struct program *pg, const struct pages_seen *s)
+{
+	unsigned char want[CKPT_PAGE_SIZE];
+	unsigned page = 0;
+
+	CHECK(s->n == NCHUNKS, "%u chunks read", s->n);
+	for (unsigned i = 0; i < s->n && i < NCHUNKS; i++) {
+		CHECK(s->addr[i] == chunk_addr(pg, &chunks[i], V_GOOD), "chunk %u address", i);
+		CHECK(s->npages[i] == chunks[i].npages, "chunk %u npages", i);
+		for (unsigned p = 0; p < s->npages[i]; p++, page++) {
+			page_pattern(want, s->addr[i] + p * CKPT_PAGE_SIZE);
+			CHECK(!memcmp(s->data + page * CKPT_PAGE_SIZE, want, sizeof want),
+			      "chunk %u page %u data", i, p);
+		}
+	}
+}
+
+static void compare_image(const struct ckpt_image *img, const struct program *pg)
+{
+	struct ckpt_image_header h = img->hdr;
+	CHECK(!memcmp(h.magic, pg->hdr.magic, 8) && h.pid == 100 && h.generation == 3 &&
+		  h.nthreads == NTHREADS && !strcmp(h.kernel_release, "6.1.0-test") &&
+		  h.xcr0 == 0x2e7 && h.time_ns == pg->hdr.time_ns,
+	      "header fields");
+	CHECK(h.image_size == img->file_size, "image_size %llu", (unsigned long long)h.image_size);
+	CHECK(!memcmp(&img->process, &pg->process, sizeof pg->process), "process");
+	CHECK(img->nthreads == NTHREADS && !memcmp(img->threads, pg->threads, sizeof pg->threads),
+	      "threads");
+	CHECK(!memcmp(img->sigactions, pg->sigactions, sizeof pg->sigactions), "sigactions");
+	CHECK(img->nareas == NAREAS && !memcmp(img->areas, pg->areas, sizeof pg->areas), "areas");
+	CHECK(img->nfds == NFDS && !memcmp(img->fds, pg->fds, sizeof pg->fds), "fds");
+	CHECK(img->strings_len == sizeof strings, "strings length");
+	CHECK(!strcmp(ckpt_image_string(img, img->process.exe_str), "/usr/bin/prog"), "exe");
+	CHECK(!strcmp(ckpt_image_string(img, img->fds[3].path_str), "/tmp/data"), "fd path");
+	CHECK(!strcmp(ckpt_image_string(img, 0), "") && !strcmp(ckpt_image_string(img, 9999), ""),
+	      "string offset 0 and out of range");
+	CHECK(img->fd_data_len == sizeof fd_data - 1 &&
+		  !memcmp(img->fd_data + img->fds[4].data_off, fd_data, img->fds[4].data_len),
+	      "fd data");
+	CHECK(img->pages && img->pages->count == NCHUNKS, "pages section");
+}
+
+/* Chunk data must start on a page boundary of the file. */
+static void check_alignment(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	struct ckpt_image_header h;
+	struct ckpt_section s[CKPT_MAX_SECTIONS];
+	CHECK(pread(fd, &h, sizeof h, 0) == sizeof h, "read header");
+	CHECK(pread(fd, s, h.section_count * sizeof *s, (off_t)h.section_table_offset) > 0, "tbl");
+	for (uint32_t i = 0; i < h.section_count; i++) {
+		CHECK(s[i].offset % 8 == 0, "section %u offset %% 8", i);
+		if (s[i].type != CKPT_SEC_PAGES)
+			continue;
+		uint32_t magic;
+		uint64_t first = (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
+		CHECK(pread(fd, &magic, 4, (off_t)first) == 4 && magic == CKPT_CHUNK_MAGIC,
+		      "first chunk header at %llu", (unsigned long long)first);
+	}
+	close(fd);
+}
+
+static void test_roundtrip(const char *path)
+{
+	char err[256];
+	struct program pg;
+	struct pages_seen seen;
+
+	make_program(&pg, V_GOOD);
+	CHECK(create_image(path, V_GOOD, 1000) == 0, "write image");
+	check_alignment(path);
+	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img, "open: %s", err);
+	if (!img)
+		return;
+	compare_image(img, &pg);
+	memset(&seen, 0, sizeof seen);
+	CHECK(ckpt_image_read_pages(img, chunk_dest, &seen, err, sizeof err) == 0, "pages: %s",
+	      err);
+	compare_pages(&pg, &seen);
+	CHECK(ckpt_image_read_pages(img, NULL, NULL, err, sizeof err) == 0, "verify: %s", err);
+	ckpt_image_close(img);
+	CHECK(ckpt_image_verify(path, err, sizeof err) == 0, "ckpt_image_verify: %s", err);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return NULL;
+	char *p = malloc((size_t)st.st_size);
+	if (p && pread(fd, p, (size_t)st.st_size, 0) != st.st_size) {
+		free(p);
+		p = NULL;
+	}
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+/* Buffer size must not change a single byte of the output. */
+static void test_buffer_sizes(const char *path)
+{
+	static const size_t sizes[] = {0, 1, 7, 320, 4096, 5000, 1 << 16};
+	size_t len0, len;
+	CHECK(create_image(path, V_GOOD, 1 << 16) == 0, "write image");
+	char *ref = slurp(path, &len0);
+	for (size_t i = 0; ref && i < sizeof sizes / sizeof sizes[0]; i++) {
+		CHECK(create_image(path, V_GOOD, sizes[i]) == 0, "write with buffer %zu", sizes[i]);
+		char *p = slurp(path, &len);
+		CHECK(p && len == len0 && !memcmp(p, ref, len), "buffer %zu output differs",
+		      sizes[i]);
+		free(p);
+	}
+	free(ref);
+}
+
+/* 0 if the image at path opens and all its pages verify. */
+static int verify(const char *path, char *err, size_t errlen)
+{
+	return ckpt_image_verify(path, err, errlen);
+}
+
+static void test_truncation(const char *path)
+{
+	char err[256];
+	size_t len;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	char *p = slurp(path, &len);
+	int fd = open(path, O_RDWR);
+	for (size_t n = len; p && n-- > 0;) {
+		CHECK(ftruncate(fd, (off_t)n) == 0, "truncate");
+		CHECK(verify(path, err, sizeof err) < 0, "image truncated to %zu bytes accepted",
+		      n);
+		if (n == len / 2)
+			CHECK(strstr(err, "truncated"), "message: %s", err);
+	}
+	close(fd);
+	free(p);
+}
+
+static void test_byte_flips(const char *path)
+{
+	char err[256];
+	size_t len;
+	unsigned accepted = 0;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	char *p = slurp(path, &len);
+	int fd = open(path, O_RDWR);
+	for (size_t off = 0; p && off < len; off++) {
+		char c = (char)(p[off] ^ 0xff);
+		CHECK(pwrite(fd, &c, 1, (off_t)off) == 1, "pwrite");
+		if (verify(path, err, sizeof err) == 0 && accepted++ < 10)
+			CHECK(0, "flip at byte %zu accepted", off);
+		CHECK(pwrite(fd, &p[off], 1, (off_t)off) == 1, "pwrite");
+	}
+	CHECK(accepted == 0, "%u byte flips accepted", accepted);
+	CHECK(verify(path, err, sizeof err) == 0, "restored image: %s", err);
+	close(fd);
+	free(p);
+}
+
+/* Change the header and recompute its checksum, so that the check under
+ * test is what fails. */
+static void rewrite_header(const char *path, void (*edit)(struct ckpt_image_header *))
+{
+	struct ckpt_image_header h;
+	int fd = open(path, O_RDWR);
+	CHECK(pread(fd, &h, sizeof h, 0) == sizeof h, "read header");
+	edit(&h);
+	h.header_crc = 0;
+	h.header_crc = crc32c_update(0, &h, sizeof h);
+	CHECK(pwrite(fd, &h, sizeof h, 0) == sizeof h, "write header");
+	close(fd);
+}
+
+static void set_version(struct ckpt_image_header *h)
+{
+	h->format_version = 7;
+}
+
+static void set_arch(struct ckpt_image_header *h)
+{
+	memset(h->arch, 0, sizeof h->arch);
+	strcpy(h->arch, "aarch64");
+}
+
+static void test_header_checks(const char *path)
+{
+	char err[256];
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	rewrite_header(path, set_version);
+	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
+	CHECK(strstr(err, "version 7") && strstr(err, "version 1"), "message: %s", err);
+
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	rewrite_header(path, set_arch);
+	CHECK(!ckpt_image_open(path, err, sizeof err), "aarch64 accepted");
+	CHECK(strstr(err, "aarch64") && strstr(err, "x86_64"), "message: %s", err);
+}
+
+/* Images with valid checksums but inconsistent records. */
+static void test_bad_records(const char *path)
+{
+	static const struct {
+		enum variant v;
+		const char *msg;
+	} cases[] = {
+	    {V_AREA_OVERLAP, "AREAS"},	     {V_AREA_UNALIGNED, "AREAS"},
+	    {V_AREA_KIND, "AREAS"},	     {V_CHUNK_OUTSIDE, "chunk 2"},
+	    {V_CHUNK_AREA_INDEX, "chunk 3"}, {V_STRING_RANGE, "FDS"},
+	    {V_TWO_MAINS, "THREADS"},	     {V_NO_MAIN, "THREADS"},
+	    {V_FD_DATA_RANGE, "FD_DATA"},    {V_PROCESS_SIZE, "PROCESS"},
+	    {V_PAGES_SAVED, "area 1"},
+	};
+	char err[256];
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		err[0] = 0;
+		CHECK(create_image(path, cases[i].v, 4096) == 0, "write variant %d", cases[i].v);
+		CHECK(verify(path, err, sizeof err) < 0, "variant %d accepted", cases[i].v);
+		CHECK(strstr(err, cases[i].msg) && !strchr(err, '\n'),
+		      "variant %d: message '%s' should name %s", cases[i].v, err, cases[i].msg);
+	}
+	CHECK(create_image(path, V_SMALL, 4096) == 0 && verify(path, err, sizeof err) == 0,
+	      "small image: %s", err);
+}
+
+static void test_writer_misuse(const char *path)
+{
+	char buf[64];
+	struct ckpt_writer w;
+	struct ckpt_image_header h = {0};
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ckpt_writer_init(&w, fd, buf, sizeof buf);
+	ckpt_writer_chunk(&w, 0, 0, buf, 0); /* outside a PAGES section */
+	CHECK(w.error == EINVAL, "chunk outside PAGES: error %d", w.error);
+	CHECK(ckpt_writer_finish(&w, &h) < 0, "finish after error");
+	close(fd);
+	fd = open("/dev/full", O_WRONLY);
+	if (fd >= 0) {
+		ckpt_writer_init(&w, fd, buf, sizeof buf);
+		section(&w, CKPT_SEC_STRINGS, strings, sizeof strings, 0);
+		CHECK(ckpt_writer_finish(&w, &h) < 0 && w.error == ENOSPC, "full disk: %d",
+		      w.error);
+		close(fd);
+	}
+}
+
+static int write_seeds(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/good.img", dir);
+	if (create_image(path, V_GOOD, 4096) < 0)
+		return perror(path), 1;
+	snprintf(path, sizeof path, "%s/small.img", dir);
+	if (create_image(path, V_SMALL, 4096) < 0)
+		return perror(path), 1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
+		return write_seeds(argv[2]);
+	char dir[] = "/tmp/test_image.XXXXXX", path[64];
+	if (!mkdtemp(dir))
+		return perror("mkdtemp"), 1;
+	snprintf(path, sizeof path, "%s/image", dir);
+
+	test_roundtrip(path);
+	test_buffer_sizes(path);
+	test_truncation(path);
+	test_byte_flips(path);
+	test_header_checks(path);
+	test_bad_records(path);
+	test_writer_misuse(path);
+
+	unlink(path);
+	rmdir(dir);
+	if (failures) {
+		fprintf(stderr, "test_image: %d checks failed\n", failures);
+		return 1;
+	}
+	printf("test_image: ok\n");
+	return 0;
+}
