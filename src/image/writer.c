@@ -156,9 +156,23 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
 	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
 	uint32_t crc = crc32c_update(0, &c, sizeof c);
-	c.crc = crc32c_update(crc, data, len);
-	emit(w, &c, sizeof c);
-	emit(w, data, len);
+	if (hsize + len <= w->buf_size) {
+		/* The pages may be live memory that changes while it is written
+		 * (the writer's own stack and data): checksum the copy that
+		 * goes to the file, not the source. */
+		if (hsize + len > w->buf_size - w->buf_used)
+			flush(w);
+		char *at = w->buf + w->buf_used;
+		memcpy(at + hsize, data, len);
+		c.crc = crc32c_update(crc, at + hsize, len);
+		memcpy(at, &c, hsize);
+		w->buf_used += hsize + len;
+		w->offset += hsize + len;
+	} else {
+		c.crc = crc32c_update(crc, data, len);
+		emit(w, &c, sizeof c);
+		emit(w, data, len);
+	}
 	w->open->count++;
 }
 

@@ -1,0 +1,139 @@
+# ckpt: `make` builds into build/, `make check` runs every test, `make demo`
+# shows start -> checkpoint -> kill -> restart. Both install missing Debian
+# packages first when run as root (see tests/deps.sh).
+
+VERSION := 0.1.0
+CC ?= gcc
+BUILD ?= build
+PREFIX ?= /usr/local
+SAN ?=
+
+WARN := -Wall -Wextra -Werror
+CFLAGS_COMMON := -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -DCKPT_VERSION=\"$(VERSION)\" -Isrc
+CFLAGS_SAN := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)
+
+# Source sets: every .c in a folder belongs to its component.
+COMMON_SRCS := $(wildcard src/common/*.c)
+IMAGE_SRCS := $(wildcard src/image/*.c)
+CLI_SRCS := $(wildcard src/cli/*.c src/coord/*.c)
+AGENT_SRCS := $(wildcard src/agent/*.c)
+PREPARE_SRCS := $(wildcard src/restore/*.c)
+FINAL_SRCS := $(wildcard src/restore/final/*.c)
+
+CKPT := $(BUILD)/bin/ckpt
+AGENT := $(BUILD)/lib/ckpt/libckpt-agent.so
+RESTORE := $(BUILD)/lib/ckpt/ckpt-restore
+FINAL_BIN := $(BUILD)/obj/final.bin
+
+TEST_PROG_SRCS := $(wildcard tests/progs/*.c)
+TEST_PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(TEST_PROG_SRCS))
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+
+obj = $(patsubst %.c,$(BUILD)/obj/$(1)/%.o,$(2))
+
+.PHONY: all clean check check-unit check-integration demo deps install fuzz fuzz-smoke bench sanitize
+all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS)
+
+# The command line tool and coordinator.
+$(CKPT): $(call obj,cli,$(CLI_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_SAN) -o $@ $^
+
+$(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(CFLAGS_SAN) -c -o $@ $<
+
+# The injected agent: position independent, no sanitizers (it lives inside
+# the user's program).
+$(AGENT): $(call obj,agent,$(AGENT_SRCS) src/image/writer.c src/image/format_check.c $(COMMON_SRCS))
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ -lpthread -Wl,-z,now -Wl,--version-script=src/agent/exports.map
+
+$(BUILD)/obj/agent/%.o: %.c $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fPIC -fvisibility=hidden -fno-omit-frame-pointer -c -o $@ $<
+
+# The restorer's freestanding final stage: a flat, position-independent
+# blob with no relocations, copied into a hole of the restored address space.
+FINAL_CFLAGS := -std=gnu11 -O2 $(WARN) -Isrc -fpie -ffreestanding -fno-builtin -nostdlib \
+	-fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables \
+	-fcf-protection=none -fno-jump-tables -mgeneral-regs-only -fvisibility=hidden
+$(BUILD)/obj/final/%.o: %.c $(wildcard src/restore/final/*.h src/image/*.h src/restore/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+$(BUILD)/obj/final.elf: $(call obj,final,$(FINAL_SRCS)) src/restore/final/blob.ld
+	$(LD) --no-warn-rwx-segments -T src/restore/final/blob.ld -o $@ $(call obj,final,$(FINAL_SRCS))
+	@if readelf -r $(call obj,final,$(FINAL_SRCS)) | grep -E 'R_X86_64_(64|32S?) ' ; then \
+		echo "final stage: absolute relocations are not allowed (blob must run anywhere)"; exit 1; fi
+$(FINAL_BIN): $(BUILD)/obj/final.elf
+	objcopy -O binary -j .blob $< $@
+
+$(RESTORE): $(call obj,restore,$(PREPARE_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS)) $(BUILD)/obj/restore/blob.o
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^
+$(BUILD)/obj/restore/%.o: %.c $(wildcard src/*/*.h src/restore/final/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -c -o $@ $<
+$(BUILD)/obj/restore/blob.o: src/restore/blob.S $(FINAL_BIN)
+	@mkdir -p $(dir $@)
+	$(CC) -c -o $@ -I$(BUILD)/obj $<
+
+# Test programs and unit tests.
+$(BUILD)/tests/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -mavx2 -o $@ $< -lpthread -lm
+$(BUILD)/tests/unit/%: tests/unit/%.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(CFLAGS_SAN) -o $@ $< $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/coord/proto.c)
+
+# Fuzzing the image reader (clang + libFuzzer). `make fuzz` runs for
+# FUZZ_SECONDS; `make fuzz-smoke` is the short run CI does. New inputs go to
+# build-fuzz/corpus, the seeds (tests/fuzz/corpus/image) are only read.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_IMAGE := build-fuzz/fuzz_image
+$(FUZZ_IMAGE): tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE -Isrc -fno-omit-frame-pointer \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
+		-o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS)
+
+fuzz: $(FUZZ_IMAGE)
+	@mkdir -p build-fuzz/corpus/image
+	$(FUZZ_IMAGE) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+		-artifact_prefix=build-fuzz/ build-fuzz/corpus/image tests/fuzz/corpus/image
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+deps:
+	@tests/deps.sh
+
+check: deps
+	$(MAKE) all
+	$(MAKE) check-unit
+	$(MAKE) check-integration
+
+check-unit: $(UNITS)
+	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
+
+check-integration: all
+	/usr/bin/python3 -m pytest -v -x tests/integration $(PYTEST_ARGS)
+
+sanitize:
+	$(MAKE) BUILD=build-san SAN=address,undefined build-san/bin/ckpt $(patsubst $(BUILD)/%,build-san/%,$(UNITS))
+
+demo: deps
+	$(MAKE) all
+	@tests/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ckpt
+	install -m 0755 $(CKPT) $(DESTDIR)$(PREFIX)/bin/ckpt
+	install -m 0755 $(AGENT) $(DESTDIR)$(PREFIX)/lib/ckpt/
+	install -m 0755 $(RESTORE) $(DESTDIR)$(PREFIX)/lib/ckpt/
+
+clean:
+	rm -rf $(BUILD) build-san build-fuzz

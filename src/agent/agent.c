@@ -1,0 +1,290 @@
+/* The agent's start-up and its checkpoint thread: the connection to the
+ * coordinator and the checkpoint request cycle. See docs/protocol.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+
+struct agent_state agent = {.ctl_fd = -1, .image_fd = -1};
+
+static char ctl_path[4096];
+static char token[128];
+
+static void stdio_identities(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		struct stat st;
+		if (fstat(fd, &st) == 0) {
+			agent.stdio_dev[fd] = st.st_dev;
+			agent.stdio_ino[fd] = st.st_ino;
+		}
+	}
+}
+
+/* Connect through /proc/self/fd/N/ctl.sock: the full path may exceed the
+ * 108 bytes of a socket address. */
+static int ctl_connect(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", ctl_path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return -1;
+	*slash = 0;
+	int dfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, slash + 1);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		close(s);
+		s = -1;
+	}
+	close(dfd);
+	return s;
+}
+
+static int send_line(const char *line)
+{
+	size_t len = strlen(line), off = 0;
+	while (off < len) {
+		ssize_t n = send(agent.ctl_fd, line + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Percent-encode a value for the line protocol. */
+static void encode(char *out, size_t cap, const char *in)
+{
+	static const char ok[] = "._/:,+@-";
+	size_t o = 0;
+	for (; *in && o + 4 < cap; in++) {
+		unsigned char c = (unsigned char)*in;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    (c && strchr(ok, c)))
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "%%%02X", c);
+	}
+	out[o] = 0;
+}
+
+static void decode(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		unsigned v;
+		if (*s == '%' && s[1] && s[2] && sscanf(s + 1, "%2x", &v) == 1) {
+			*o++ = (char)v;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+/* Value of key in a "VERB k=v k=v" line, decoded into out; -1 if absent. */
+static int field(const char *line, const char *key, char *out, size_t cap)
+{
+	size_t klen = strlen(key);
+	for (const char *p = strchr(line, ' '); p; p = strchr(p + 1, ' ')) {
+		if (strncmp(p + 1, key, klen) == 0 && p[1 + klen] == '=') {
+			const char *v = p + 2 + klen;
+			size_t n = strcspn(v, " \n");
+			if (n >= cap)
+				return -1;
+			memcpy(out, v, n);
+			out[n] = 0;
+			decode(out);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int say_hello(uint64_t restored_gen)
+{
+	char cmd[1024] = "", enc[3200], line[4096];
+	read_file("/proc/self/cmdline", cmd, sizeof cmd);
+	for (size_t i = 0; i + 1 < sizeof cmd && (cmd[i] || cmd[i + 1]); i++)
+		if (!cmd[i])
+			cmd[i] = ' ';
+	encode(enc, sizeof enc, cmd);
+	snprintf(line, sizeof line, "HELLO proto=1 role=agent token=%s pid=%d ppid=%d restored=%llu cmd=%s\n",
+		 token, (int)getpid(), (int)getppid(), (unsigned long long)restored_gen, enc);
+	return send_line(line);
+}
+
+static double ms_between(uint64_t a, uint64_t b)
+{
+	return b > a ? (double)(b - a) / 1e6 : 0.0;
+}
+
+/* The image has been written while stopped: either we are the original
+ * process, which continues, or a restarted one (the restorer wrote
+ * restore_info), which reintroduces itself to its new coordinator. */
+static void after_capture(void)
+{
+	if (agent.restore_info.magic == CKPT_RESTORE_MAGIC) {
+		uint64_t gen = agent.restore_info.generation;
+		for (int fd = 0; fd < 3; fd++) {
+			agent.stdio_dev[fd] = agent.restore_info.stdio_dev[fd];
+			agent.stdio_ino[fd] = agent.restore_info.stdio_ino[fd];
+		}
+		agent.restore_info.magic = 0;
+		resume_all_threads();
+		say_hello(gen);
+		return;
+	}
+	resume_all_threads();
+	agent.resumed_ns = now_ns();
+	char line[4096], enc[3200];
+	if (agent.result == 0) {
+		encode(enc, sizeof enc, agent.warnings);
+		snprintf(line, sizeof line,
+			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f warn=%s\n",
+			 (unsigned long long)agent.generation, (int)agent.pid,
+			 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
+			 ms_between(agent.stopped_ns, agent.resumed_ns), enc);
+	} else {
+		encode(enc, sizeof enc, agent.errmsg);
+		snprintf(line, sizeof line, "FAIL gen=%llu pid=%d reason=%s\n",
+			 (unsigned long long)agent.generation, (int)agent.pid, enc);
+	}
+	send_line(line);
+}
+
+static void checkpoint(const char *line)
+{
+	char gen[32];
+	if (field(line, "gen", gen, sizeof gen) != 0 ||
+	    field(line, "dir", agent.dir, sizeof agent.dir) != 0) {
+		send_line("FAIL gen=0 reason=malformed%20CHECKPOINT%20request\n");
+		return;
+	}
+	agent.generation = strtoull(gen, 0, 10);
+	agent.result = 0;
+	agent.errmsg[0] = 0;
+	agent.warnings[0] = 0;
+	agent.image_bytes = 0;
+	agent.restore_info.magic = 0;
+	agent.stop_ns = now_ns();
+	if (suspend_all_threads() != 0) {
+		char msg[AGENT_ERR_LEN + 64];
+		snprintf(msg, sizeof msg, "%s; checkpoint abandoned, the program continues",
+			 agent.errmsg);
+		char enc[3200], out[4096];
+		encode(enc, sizeof enc, msg);
+		snprintf(out, sizeof out, "FAIL gen=%llu pid=%d reason=%s\n",
+			 (unsigned long long)agent.generation, (int)agent.pid, enc);
+		send_line(out);
+		return;
+	}
+	agent.stopped_ns = now_ns();
+	/* Capture ourselves last: the handler writes the image. */
+	raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
+	after_capture();
+}
+
+static void *agent_thread(void *arg)
+{
+	(void)arg;
+	sigset_t all;
+	sigfillset(&all);
+	sigdelset(&all, agent.suspend_signal);
+	pthread_sigmask(SIG_SETMASK, &all, 0);
+	agent.agent_tid = (pid_t)syscall(SYS_gettid);
+	pthread_setname_np(pthread_self(), "ckpt-agent");
+
+	agent.ctl_fd = ctl_connect();
+	if (agent.ctl_fd < 0 || say_hello(0) != 0) {
+		fprintf(stderr, "ckpt agent: cannot reach the coordinator at %s: %s; "
+				"this process will not be checkpointed\n",
+			ctl_path, strerror(errno));
+		return 0;
+	}
+	char buf[8192];
+	size_t used = 0;
+	for (;;) {
+		ssize_t n = read(agent.ctl_fd, buf + used, sizeof buf - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* coordinator gone: the program runs on unsupervised */
+		used += (size_t)n;
+		buf[used] = 0;
+		char *nl;
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = 0;
+			if (strncmp(buf, "CHECKPOINT ", 11) == 0)
+				checkpoint(buf);
+			size_t rest = used - (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, rest);
+			used = rest;
+			buf[used] = 0;
+		}
+		if (used == sizeof buf - 1)
+			used = 0; /* overlong line: drop it */
+	}
+	return 0;
+}
+
+/* In a forked child the checkpoint thread does not exist and the
+ * connection belongs to the parent. */
+static void at_fork_child(void)
+{
+	agent.ctl_fd = -1;
+	agent.pid = 0;
+}
+
+__attribute__((constructor)) static void agent_init(void)
+{
+	const char *ctl = getenv("CKPT_CTL"), *tok = getenv("CKPT_TOKEN");
+	const char *root = getenv("CKPT_ROOT_PID");
+	if (!ctl || !tok)
+		return;
+	/* Process trees are later work: only the root process is checkpointed;
+	 * its children carry the agent passively through exec. */
+	if (root && atoi(root) != getpid())
+		return;
+	snprintf(ctl_path, sizeof ctl_path, "%s", ctl);
+	snprintf(token, sizeof token, "%s", tok);
+	const char *sig = getenv("CKPT_SIGNAL");
+	agent.suspend_signal = sig ? atoi(sig) : SIGRTMAX - 1;
+	const char *to = getenv("CKPT_STOP_TIMEOUT_MS");
+	agent.stop_timeout_ms = to ? atoi(to) : AGENT_STOP_TIMEOUT_MS_DEFAULT;
+	agent.pid = getpid();
+	stdio_identities();
+	if (suspend_install() != 0) {
+		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",
+			strerror(errno));
+		return;
+	}
+	pthread_atfork(0, 0, at_fork_child);
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	if (pthread_create(&t, &attr, agent_thread, 0) != 0)
+		fprintf(stderr, "ckpt agent: cannot start the checkpoint thread\n");
+	pthread_attr_destroy(&attr);
+}

@@ -1,0 +1,123 @@
+/* Internal interface of the injected agent (libckpt-agent.so).
+ *
+ * The agent's checkpoint thread talks to the coordinator. On CHECKPOINT it
+ * stops every other thread with the suspend signal: each one enters
+ * suspend_handler, records its kernel state next to the signal frame the
+ * kernel built on its stack, and waits. The checkpoint thread then signals
+ * itself, and from inside its own handler writes the image: memory (which
+ * now contains every thread's signal frame, i.e. all registers including
+ * FPU/AVX state), threads, signal actions, file descriptors. Restart
+ * resumes every thread with rt_sigreturn on its frame.
+ *
+ * Between the stop and the resume other threads may hold malloc, stdio or
+ * loader locks, so that code uses no allocation, no stdio and no locks:
+ * raw system calls, fixed tables, and scratch memory from mmap. */
+#ifndef CKPT_AGENT_H
+#define CKPT_AGENT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image/format.h"
+
+#define AGENT_MAX_THREADS 4096
+#define AGENT_STOP_TIMEOUT_MS_DEFAULT 10000
+#define AGENT_ERR_LEN 1024
+
+enum slot_state { SLOT_FREE = 0, SLOT_SIGNALED = 1, SLOT_CAPTURING = 2, SLOT_STOPPED = 3 };
+
+struct agent_slot {
+	int tid;
+	_Atomic int state;
+	struct ckpt_thread info;
+};
+
+struct agent_state {
+	int suspend_signal;
+	pid_t pid;
+	pid_t agent_tid;
+	int ctl_fd;
+	int stop_timeout_ms;
+
+	/* Checkpoint in progress. */
+	_Atomic int active;
+	uint32_t ckpt_epoch;            /* resume_epoch value while stopped */
+	_Atomic uint32_t resume_epoch;  /* futex: bumped to release threads */
+	_Atomic uint32_t stopped_count; /* futex: bumped by each stopped thread */
+	struct agent_slot slots[AGENT_MAX_THREADS];
+	int nslots;
+	struct ckpt_thread self_info; /* the checkpoint thread itself */
+
+	uint64_t generation;
+	char dir[4096];
+	int image_fd;
+	int result; /* 0 written, -1 failed (errmsg) */
+	char errmsg[AGENT_ERR_LEN];
+	char warnings[AGENT_ERR_LEN];
+	uint64_t image_bytes;
+	uint64_t stop_ns, stopped_ns, resumed_ns; /* timeline of the last checkpoint */
+
+	/* Identity of the supervisor's stdin/stdout/stderr: fds pointing to
+	 * these are reconnected to the new supervisor at restart. */
+	uint64_t stdio_dev[3], stdio_ino[3];
+
+	/* Written by the restorer; magic == CKPT_RESTORE_MAGIC after restart. */
+	struct ckpt_restore_info restore_info;
+};
+
+extern struct agent_state agent;
+
+/* suspend.c */
+int suspend_install(void);
+int suspend_all_threads(void);  /* 0 or -1 with agent.errmsg */
+void resume_all_threads(void);
+void capture_thread_state(struct ckpt_thread *t, void *frame);
+
+/* capture.c: write the image; called in the checkpoint thread's handler */
+void capture_image(void *self_frame);
+
+/* memory.c, fds.c: parts of the image */
+struct ckpt_writer;
+struct scratch;
+struct strtab;
+int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+
+/* util.c: libc-free helpers usable while threads are stopped */
+struct scratch {
+	char *base;
+	size_t size, used;
+};
+int scratch_init(struct scratch *s, size_t size);
+void *scratch_alloc(struct scratch *s, size_t size);
+void scratch_free(struct scratch *s);
+
+struct strtab {
+	char *buf;
+	size_t size, used;
+};
+uint32_t strtab_add(struct strtab *t, const char *s);
+
+uint64_t now_ns(void);
+size_t str_len(const char *s);
+char *str_copy(char *dst, const char *src, size_t cap); /* returns end of dst */
+char *str_append(char *dst, size_t cap, const char *src); /* appends, returns dst */
+char *str_append_u64(char *dst, size_t cap, uint64_t v);
+char *str_append_hex(char *dst, size_t cap, uint64_t v);
+int str_starts(const char *s, const char *prefix);
+int str_ends(const char *s, const char *suffix);
+int str_eq(const char *a, const char *b);
+void mem_copy(void *dst, const void *src, size_t n);
+void mem_zero(void *dst, size_t n);
+/* Read a whole small /proc file into buf (NUL-terminated); bytes or -errno. */
+long read_file(const char *path, char *buf, size_t cap);
+long raw_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
+void set_error(const char *a, const char *b, const char *c);
+void add_warning(const char *a, const char *b, const char *c);
+
+/* sigwrap.c */
+struct sigaction;
+int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+#endif

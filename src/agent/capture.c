@@ -1,0 +1,234 @@
+/* Writing the image, from the checkpoint thread's signal handler while
+ * every other thread is stopped. Order of sections in the file does not
+ * matter (the section table locates them); memory goes before AREAS
+ * because writing it counts each area's saved pages. */
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/rseq.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+#include "image/writer.h"
+
+#define SCRATCH_SIZE (1ull << 30) /* address space only: MAP_NORESERVE */
+#define WRITE_BUF_SIZE (4u << 20)
+#define STRTAB_SIZE (16u << 20)
+
+static void fill_cpu_features(struct ckpt_image_header *h)
+{
+	unsigned a, b, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+	h->cpuid_1_ecx = c;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+	h->cpuid_7_ebx = b;
+	if (h->cpuid_1_ecx & (1u << 27)) { /* OSXSAVE */
+		unsigned lo, hi;
+		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+		h->xcr0 = ((uint64_t)hi << 32) | lo;
+	}
+}
+
+static void fill_header(struct ckpt_image_header *h, int nthreads)
+{
+	mem_zero(h, sizeof *h);
+	mem_copy(h->magic, CKPT_IMAGE_MAGIC, CKPT_IMAGE_MAGIC_LEN);
+	h->format_version = CKPT_FORMAT_VERSION;
+	h->header_size = sizeof *h;
+	str_copy(h->arch, "x86_64", sizeof h->arch);
+	struct utsname u;
+	if (raw_syscall1(SYS_uname, &u) == 0)
+		str_copy(h->kernel_release, u.release, sizeof h->kernel_release);
+	str_copy(h->ckpt_version, CKPT_VERSION, sizeof h->ckpt_version);
+	h->generation = agent.generation;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	h->time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	h->pid = agent.pid;
+	h->nthreads = (uint32_t)nthreads;
+	fill_cpu_features(h);
+}
+
+/* Field n (1-based) of /proc/self/stat, counting after the comm. */
+static uint64_t stat_field(const char *stat, int n)
+{
+	const char *p = stat + str_len(stat);
+	while (p > stat && *p != ')')
+		p--;
+	int field = 2;
+	for (; *p && field < n; p++)
+		if (*p == ' ')
+			field++;
+	uint64_t v = 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	return v;
+}
+
+static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
+{
+	static char buf[8192];
+	mem_zero(p, sizeof *p);
+	p->pid = agent.pid;
+	p->ppid = (int32_t)raw_syscall0(SYS_getppid);
+	long mask = raw_syscall1(SYS_umask, 022);
+	raw_syscall1(SYS_umask, mask);
+	p->umask = (uint32_t)mask;
+	p->personality = (uint32_t)raw_syscall1(SYS_personality, 0xffffffff);
+	if (read_file("/proc/self/stat", buf, sizeof buf) <= 0) {
+		str_copy(err, "cannot read /proc/self/stat", 64);
+		return -1;
+	}
+	p->start_code = stat_field(buf, 26);
+	p->end_code = stat_field(buf, 27);
+	p->start_stack = stat_field(buf, 28);
+	p->start_data = stat_field(buf, 45);
+	p->end_data = stat_field(buf, 46);
+	p->start_brk = stat_field(buf, 47);
+	p->arg_start = stat_field(buf, 48);
+	p->arg_end = stat_field(buf, 49);
+	p->env_start = stat_field(buf, 50);
+	p->env_end = stat_field(buf, 51);
+	p->brk = (uint64_t)raw_syscall1(SYS_brk, 0);
+	long n = read_file("/proc/self/auxv", buf, sizeof buf);
+	if (n <= 0 || (size_t)n > sizeof p->auxv) {
+		str_copy(err, "cannot read /proc/self/auxv", 64);
+		return -1;
+	}
+	mem_copy(p->auxv, buf, (size_t)n);
+	p->auxv_words = (uint32_t)(n / 8);
+	p->rseq_offset = (int32_t)__rseq_offset;
+	p->rseq_size = __rseq_size;
+	p->rseq_sig = 0x53053053u;
+	p->restore_info_addr = (uint64_t)(uintptr_t)&agent.restore_info;
+	p->agent_fd = agent.ctl_fd;
+	p->nrlimits = CKPT_NRLIMITS;
+	for (int i = 0; i < CKPT_NRLIMITS; i++) {
+		struct rlimit r;
+		if (raw_syscall4(SYS_prlimit64, 0, i, 0, &r) == 0) {
+			p->rlimits[i].cur = r.rlim_cur;
+			p->rlimits[i].max = r.rlim_max;
+		}
+	}
+	if (raw_readlink("/proc/self/cwd", buf, sizeof buf) > 0)
+		p->cwd_str = strtab_add(st, buf);
+	if (raw_readlink("/proc/self/exe", buf, sizeof buf) > 0)
+		p->exe_str = strtab_add(st, buf);
+	read_file("/proc/self/comm", p->comm, sizeof p->comm);
+	size_t cl = str_len(p->comm);
+	if (cl && p->comm[cl - 1] == '\n')
+		p->comm[cl - 1] = 0;
+	return 0;
+}
+
+static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *proc, int nthreads)
+{
+	ckpt_writer_begin_section(w, CKPT_SEC_PROCESS);
+	ckpt_writer_write(w, proc, sizeof *proc);
+	ckpt_writer_end_section(w, 1);
+
+	ckpt_writer_begin_section(w, CKPT_SEC_THREADS);
+	for (int i = 0; i < agent.nslots; i++)
+		if (atomic_load(&agent.slots[i].state) == SLOT_STOPPED)
+			ckpt_writer_write(w, &agent.slots[i].info, sizeof(struct ckpt_thread));
+	ckpt_writer_write(w, &agent.self_info, sizeof agent.self_info);
+	ckpt_writer_end_section(w, (uint32_t)nthreads);
+
+	static struct ckpt_sigaction sa[CKPT_NSIG];
+	mem_zero(sa, sizeof sa);
+	for (int sig = 1; sig <= CKPT_NSIG; sig++)
+		if (sig != 9 && sig != 19)
+			raw_syscall4(SYS_rt_sigaction, sig, 0, &sa[sig - 1], 8);
+	ckpt_writer_begin_section(w, CKPT_SEC_SIGACTIONS);
+	ckpt_writer_write(w, sa, sizeof sa);
+	ckpt_writer_end_section(w, CKPT_NSIG);
+}
+
+static int open_image(char *tmp, char *final, size_t cap)
+{
+	tmp[0] = 0;
+	str_append(tmp, cap, agent.dir);
+	str_append(tmp, cap, "/");
+	str_append_u64(tmp, cap, (uint64_t)agent.pid);
+	str_append(tmp, cap, ".img");
+	str_copy(final, tmp, cap);
+	str_append(tmp, cap, ".tmp");
+	return (int)raw_syscall4(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+				 0600);
+}
+
+/* The image is durable once its data, its name and its directory entry are
+ * on disk. */
+static int publish_image(const char *tmp, const char *final)
+{
+	if (raw_syscall2(SYS_rename, tmp, final) != 0)
+		return -1;
+	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, agent.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+				0);
+	if (dfd < 0)
+		return -1;
+	long r = raw_syscall1(SYS_fsync, dfd);
+	raw_syscall1(SYS_close, dfd);
+	return r == 0 ? 0 : -1;
+}
+
+static void fail_errno(const char *what, long err)
+{
+	char num[24] = "";
+	str_append_u64(num, sizeof num, (uint64_t)-err);
+	set_error(what, " (errno ", num);
+	str_append(agent.errmsg, sizeof agent.errmsg, ")");
+}
+
+void capture_image(void *self_frame)
+{
+	static char tmp[4200], final[4200], err[512];
+	int nthreads = 1;
+	capture_thread_state(&agent.self_info, self_frame);
+	agent.self_info.flags |= CKPT_THREAD_AGENT;
+	for (int i = 0; i < agent.nslots; i++)
+		if (atomic_load(&agent.slots[i].state) == SLOT_STOPPED)
+			nthreads++;
+
+	int fd = open_image(tmp, final, sizeof tmp);
+	if (fd < 0) {
+		fail_errno("cannot create the image file in ", fd);
+		return;
+	}
+	struct scratch s;
+	if (scratch_init(&s, SCRATCH_SIZE) != 0) {
+		set_error("cannot map scratch memory for the checkpoint", 0, 0);
+		raw_syscall1(SYS_close, fd);
+		return;
+	}
+	struct strtab st = {scratch_alloc(&s, STRTAB_SIZE), STRTAB_SIZE, 1};
+	st.buf[0] = 0;
+	static struct ckpt_writer w;
+	ckpt_writer_init(&w, fd, scratch_alloc(&s, WRITE_BUF_SIZE), WRITE_BUF_SIZE);
+
+	static struct ckpt_process proc;
+	static struct ckpt_image_header hdr;
+	err[0] = 0;
+	if (process_capture(&proc, &st, err) != 0 || fds_capture(&w, &s, &st, err) != 0 ||
+	    memory_capture(&w, &s, &st, err) != 0) {
+		set_error(err, 0, 0);
+	} else {
+		write_small_sections(&w, &proc, nthreads);
+		ckpt_writer_begin_section(&w, CKPT_SEC_STRINGS);
+		ckpt_writer_write(&w, st.buf, st.used);
+		ckpt_writer_end_section(&w, 0);
+		fill_header(&hdr, nthreads);
+		if (ckpt_writer_finish(&w, &hdr) != 0)
+			fail_errno("writing the image failed", -w.error);
+		else if (publish_image(tmp, final) != 0)
+			set_error("cannot rename the image into place in ", agent.dir, 0);
+		agent.image_bytes = w.offset;
+	}
+	raw_syscall1(SYS_close, fd);
+	if (agent.result != 0)
+		raw_syscall1(SYS_unlink, tmp);
+	scratch_free(&s);
+}

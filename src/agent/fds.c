@@ -1,0 +1,189 @@
+/* File descriptors: what each one is and how restart recreates it. Bytes
+ * queued in a pipe whose both ends the process holds are drained, saved,
+ * and written back at once, so the program sees no difference. Anything
+ * that cannot be recreated is recorded as unsupported and named in the
+ * checkpoint's warnings: restart puts /dev/null there. */
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+#include "image/writer.h"
+
+#define MAX_FDS 65536
+#define FD_DATA_MAX (64u << 20)
+
+struct fd_list {
+	struct ckpt_fd *fds;
+	uint32_t n;
+	char *data;
+	uint64_t data_len;
+};
+
+static int list_fds(int *out, int cap)
+{
+	char buf[4096];
+	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return -1;
+	int n = 0;
+	for (;;) {
+		long got = raw_syscall3(SYS_getdents64, dfd, buf, sizeof buf);
+		if (got <= 0)
+			break;
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			int fd = 0;
+			for (const char *p = d->name; *p; p++)
+				fd = fd * 10 + (*p - '0');
+			if (fd != dfd && n < cap)
+				out[n++] = fd;
+		}
+	}
+	raw_syscall1(SYS_close, dfd);
+	return n;
+}
+
+static int stdio_index(const struct stat *st)
+{
+	for (int i = 0; i < 3; i++)
+		if (agent.stdio_ino[i] && st->st_ino == agent.stdio_ino[i] &&
+		    st->st_dev == agent.stdio_dev[i])
+			return i;
+	return -1;
+}
+
+/* Both ends of the pipe open in this process? Returns the write end or -1. */
+static int pipe_writer(const struct fd_list *l, const int *fds, int nfds, uint64_t ino)
+{
+	for (int i = 0; i < nfds; i++) {
+		struct stat st;
+		if (raw_syscall2(SYS_fstat, fds[i], &st) != 0 || !S_ISFIFO(st.st_mode) ||
+		    st.st_ino != ino)
+			continue;
+		long fl = raw_syscall2(SYS_fcntl, fds[i], F_GETFL);
+		if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY)
+			return fds[i];
+	}
+	(void)l;
+	return -1;
+}
+
+/* Drain the bytes queued in a pipe, keep a copy, and put them back. */
+static void save_pipe_data(struct fd_list *l, struct ckpt_fd *f, int wfd)
+{
+	int queued = 0;
+	if (raw_syscall3(SYS_ioctl, f->fd, FIONREAD, &queued) != 0 || queued <= 0)
+		return;
+	if (l->data_len + (uint64_t)queued > FD_DATA_MAX) {
+		add_warning("pipe data too large to save on fd ", 0, 0);
+		return;
+	}
+	char *dst = l->data + l->data_len;
+	long got = raw_syscall3(SYS_read, f->fd, dst, queued);
+	if (got <= 0)
+		return;
+	long put = raw_syscall3(SYS_write, wfd, dst, got);
+	(void)put; /* the pipe had room for these bytes a moment ago */
+	f->data_off = l->data_len;
+	f->data_len = (uint64_t)got;
+	l->data_len += (uint64_t)got;
+}
+
+static void describe_unsupported(int fd, const char *link)
+{
+	char num[24] = "";
+	str_append_u64(num, sizeof num, (uint64_t)fd);
+	add_warning("fd ", num, " (");
+	str_append(agent.warnings, sizeof agent.warnings, link);
+	str_append(agent.warnings, sizeof agent.warnings,
+		   ") cannot be restored and will be /dev/null after restart");
+}
+
+static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int *fds, int nfds)
+{
+	char link[4096], path[64] = "/proc/self/fd/";
+	str_append_u64(path, sizeof path, (uint64_t)fd);
+	struct stat sb;
+	if (raw_readlink(path, link, sizeof link) < 0 || raw_syscall2(SYS_fstat, fd, &sb) != 0)
+		return;
+	struct ckpt_fd *f = &l->fds[l->n++];
+	mem_zero(f, sizeof *f);
+	f->fd = fd;
+	f->open_flags = (uint32_t)raw_syscall2(SYS_fcntl, fd, F_GETFL);
+	f->fd_flags = (uint32_t)raw_syscall2(SYS_fcntl, fd, F_GETFD);
+	f->dev = sb.st_dev;
+	f->ino = sb.st_ino;
+	f->size = (uint64_t)sb.st_size;
+	f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	f->path_str = strtab_add(st, link);
+	int std = stdio_index(&sb);
+	if (fd == agent.ctl_fd) {
+		f->kind = CKPT_FD_AGENT;
+	} else if (std >= 0) {
+		f->kind = CKPT_FD_STDIO;
+		f->aux = (uint32_t)std;
+	} else if (S_ISREG(sb.st_mode)) {
+		f->kind = CKPT_FD_FILE;
+		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
+		if (str_ends(link, " (deleted)"))
+			add_warning("fd open on deleted file ", link, "; restart will refuse it");
+	} else if (S_ISDIR(sb.st_mode)) {
+		f->kind = CKPT_FD_DIR;
+		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
+	} else if (S_ISCHR(sb.st_mode)) {
+		f->kind = CKPT_FD_DEVICE;
+	} else if (S_ISFIFO(sb.st_mode) && str_starts(link, "pipe:")) {
+		f->kind = CKPT_FD_PIPE;
+		f->pipe_id = sb.st_ino;
+		f->aux = (f->open_flags & O_ACCMODE) == O_WRONLY;
+		int wfd = pipe_writer(l, fds, nfds, sb.st_ino);
+		if (wfd < 0) {
+			describe_unsupported(fd, link);
+			f->kind = CKPT_FD_UNSUPPORTED;
+		} else if (!f->aux) {
+			save_pipe_data(l, f, wfd);
+		}
+	} else {
+		f->kind = CKPT_FD_UNSUPPORTED;
+		describe_unsupported(fd, link);
+	}
+}
+
+int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
+{
+	static int fds[MAX_FDS];
+	int n = list_fds(fds, MAX_FDS);
+	if (n < 0) {
+		str_copy(err, "cannot list /proc/self/fd", 64);
+		return -1;
+	}
+	struct fd_list l = {scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)), 0,
+			    scratch_alloc(s, FD_DATA_MAX), 0};
+	if (!l.fds || !l.data) {
+		str_copy(err, "out of scratch memory for file descriptors", 64);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		if (fds[i] != w->fd)
+			capture_one(&l, st, fds[i], fds, n);
+	ckpt_writer_begin_section(w, CKPT_SEC_FDS);
+	ckpt_writer_write(w, l.fds, l.n * sizeof(struct ckpt_fd));
+	ckpt_writer_end_section(w, l.n);
+	ckpt_writer_begin_section(w, CKPT_SEC_FD_DATA);
+	ckpt_writer_write(w, l.data, l.data_len);
+	ckpt_writer_end_section(w, 0);
+	return 0;
+}

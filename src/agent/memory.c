@@ -1,0 +1,285 @@
+/* The address space: /proc/self/maps becomes the AREAS section, and the
+ * pages restart needs become the PAGES section. Saved are: pages of private
+ * anonymous memory that exist and are not all zero; pages of private file
+ * mappings that the program changed (the rest is mapped again from the
+ * file); resident pages of shared anonymous memory. /proc/self/pagemap
+ * tells which pages exist and which are still the file's. */
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+#include "image/writer.h"
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define BATCH_PAGES 16384u
+#define CHUNK_PAGES 256u
+
+struct map_line {
+	uint64_t start, end, offset, ino;
+	unsigned major, minor;
+	char perms[5];
+	const char *path;
+};
+
+static uint64_t parse_hex(const char **p)
+{
+	uint64_t v = 0;
+	for (;; (*p)++) {
+		char c = **p;
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (uint64_t)(c - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+static uint64_t parse_dec(const char **p)
+{
+	uint64_t v = 0;
+	for (; **p >= '0' && **p <= '9'; (*p)++)
+		v = v * 10 + (uint64_t)(**p - '0');
+	return v;
+}
+
+/* Parse one line of /proc/self/maps in place; returns the next line. */
+static char *parse_line(char *line, struct map_line *m)
+{
+	const char *p = line;
+	m->start = parse_hex(&p);
+	p++;
+	m->end = parse_hex(&p);
+	p++;
+	for (int i = 0; i < 4; i++)
+		m->perms[i] = *p++;
+	m->perms[4] = 0;
+	p++;
+	m->offset = parse_hex(&p);
+	p++;
+	m->major = (unsigned)parse_hex(&p);
+	p++;
+	m->minor = (unsigned)parse_hex(&p);
+	p++;
+	m->ino = parse_dec(&p);
+	while (*p == ' ')
+		p++;
+	char *nl = (char *)p;
+	while (*nl && *nl != '\n')
+		nl++;
+	m->path = p;
+	if (*nl) {
+		*nl = 0;
+		return nl + 1;
+	}
+	return nl;
+}
+
+static long read_maps(struct scratch *s, char **out)
+{
+	/* maps can be large (tens of thousands of areas); read all of it */
+	size_t cap = 64u << 20;
+	char *buf = scratch_alloc(s, cap);
+	if (!buf)
+		return -1;
+	long n = read_file("/proc/self/maps", buf, cap);
+	*out = buf;
+	return n;
+}
+
+static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
+{
+	int shared = m->perms[3] == 's';
+	const char *path = m->path;
+	a->start = m->start;
+	a->end = m->end;
+	a->prot = (m->perms[0] == 'r' ? PROT_READ : 0) | (m->perms[1] == 'w' ? PROT_WRITE : 0) |
+		  (m->perms[2] == 'x' ? PROT_EXEC : 0);
+	a->file_offset = m->offset;
+	a->flags = 0;
+	if (str_eq(path, "[vsyscall]"))
+		return 1; /* fixed by the kernel, same everywhere: skip */
+	if (str_eq(path, "[vdso]")) {
+		a->kind = CKPT_AREA_VDSO;
+		return 0;
+	}
+	if (str_starts(path, "[vvar")) {
+		a->kind = CKPT_AREA_VVAR;
+		return 0;
+	}
+	if (str_starts(path, "[anon:ckpt-restorer"))
+		return 1; /* what a previous restart left behind */
+	int deleted = str_ends(path, " (deleted)");
+	if (m->ino == 0 || path[0] != '/') {
+		a->kind = shared ? CKPT_AREA_SHARED_ANON : CKPT_AREA_ANON;
+		if (str_eq(path, "[heap]"))
+			a->flags |= CKPT_AREA_HEAP;
+		if (str_eq(path, "[stack]"))
+			a->flags |= CKPT_AREA_GROWSDOWN;
+		return 0;
+	}
+	if (shared) {
+		/* shm segments, memfd and deleted files have no name to map
+		 * again: their content is saved. */
+		a->kind = deleted || str_starts(path, "/SYSV") || str_starts(path, "/memfd:") ||
+				  str_starts(path, "/dev/zero")
+			      ? CKPT_AREA_SHARED_ANON
+			      : CKPT_AREA_FILE_SHARED;
+		if (a->kind == CKPT_AREA_SHARED_ANON && !str_starts(path, "/dev/zero") &&
+		    !str_starts(path, "/SYSV"))
+			add_warning("shared mapping of ", path, " saved as private shared memory");
+		return 0;
+	}
+	a->kind = CKPT_AREA_FILE_PRIVATE;
+	struct stat st;
+	if (deleted || raw_syscall2(SYS_stat, path, &st) != 0 ||
+	    st.st_ino != m->ino) {
+		/* the file is gone or replaced: keep every page */
+		a->kind = CKPT_AREA_ANON;
+		(void)why;
+		return 0;
+	}
+	a->flags |= CKPT_AREA_FROM_FILE;
+	a->dev = st.st_dev;
+	a->ino = st.st_ino;
+	a->file_size = (uint64_t)st.st_size;
+	a->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return 0;
+}
+
+static int page_is_zero(const uint64_t *p)
+{
+	for (unsigned i = 0; i < CKPT_PAGE_SIZE / 8; i += 8)
+		if (p[i] | p[i + 1] | p[i + 2] | p[i + 3] | p[i + 4] | p[i + 5] | p[i + 6] | p[i + 7])
+			return 0;
+	return 1;
+}
+
+/* Decide whether the page at addr is saved, from its pagemap entry. */
+static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int resident)
+{
+	switch (a->kind) {
+	case CKPT_AREA_ANON:
+		if (!(pm & (PM_PRESENT | PM_SWAPPED)))
+			return 0;
+		return !page_is_zero((const uint64_t *)(uintptr_t)addr);
+	case CKPT_AREA_FILE_PRIVATE:
+		/* a private copy (anonymous page) replaced the file's page */
+		return (pm & PM_SWAPPED) || ((pm & PM_PRESENT) && !(pm & PM_FILE));
+	case CKPT_AREA_SHARED_ANON:
+		return resident && !page_is_zero((const uint64_t *)(uintptr_t)addr);
+	default:
+		return 0;
+	}
+}
+
+/* Save the wanted pages of one area as chunks of consecutive pages. */
+static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, int pagemap_fd,
+		     uint64_t *pm, unsigned char *vec, char *err)
+{
+	uint64_t npages = (a->end - a->start) / CKPT_PAGE_SIZE;
+	int unreadable = !(a->prot & PROT_READ);
+	int protected = 0;
+	for (uint64_t first = 0; first < npages; first += BATCH_PAGES) {
+		uint64_t n = npages - first < BATCH_PAGES ? npages - first : BATCH_PAGES;
+		uint64_t base = a->start + first * CKPT_PAGE_SIZE;
+		long got = raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
+		if (got != (long)(n * 8)) {
+			str_copy(err, "cannot read /proc/self/pagemap", 64);
+			return -1;
+		}
+		if (a->kind == CKPT_AREA_SHARED_ANON &&
+		    raw_syscall3(SYS_mincore, base, n * CKPT_PAGE_SIZE, vec) != 0)
+			mem_zero(vec, n);
+		if (unreadable && !protected) {
+			int any = 0;
+			for (uint64_t i = 0; i < n && !any; i++)
+				any = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
+			if (!any)
+				continue;
+			/* pages exist under PROT_NONE: read them anyway */
+			raw_syscall3(SYS_mprotect, a->start, a->end - a->start, a->prot | PROT_READ);
+			protected = 1;
+		}
+		uint64_t run_start = 0, run_len = 0;
+		for (uint64_t i = 0; i <= n; i++) {
+			uint64_t addr = base + i * CKPT_PAGE_SIZE;
+			int want = i < n && want_page(a, pm[i], addr, vec[i] & 1);
+			if (want && run_len && run_len < CHUNK_PAGES) {
+				run_len++;
+				continue;
+			}
+			if (run_len) {
+				ckpt_writer_chunk(w, idx, run_start, (void *)(uintptr_t)run_start,
+						  (uint32_t)run_len);
+				a->pages_saved += run_len;
+				run_len = 0;
+			}
+			if (want) {
+				run_start = addr;
+				run_len = 1;
+			}
+		}
+		if (w->error)
+			break;
+	}
+	if (protected)
+		raw_syscall3(SYS_mprotect, a->start, a->end - a->start, a->prot);
+	return 0;
+}
+
+int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
+{
+	char *maps;
+	long len = read_maps(s, &maps);
+	if (len <= 0) {
+		str_copy(err, "cannot read /proc/self/maps", 64);
+		return -1;
+	}
+	uint32_t lines = 0;
+	for (long i = 0; i < len; i++)
+		lines += maps[i] == '\n';
+	struct ckpt_area *areas = scratch_alloc(s, (lines + 1) * sizeof *areas);
+	uint64_t *pm = scratch_alloc(s, BATCH_PAGES * 8);
+	unsigned char *vec = scratch_alloc(s, BATCH_PAGES);
+	if (!areas || !pm || !vec) {
+		str_copy(err, "out of scratch memory for the memory map", 64);
+		return -1;
+	}
+	uint64_t skip_lo = (uint64_t)(uintptr_t)s->base, skip_hi = skip_lo + s->size;
+	uint32_t n = 0;
+	for (char *p = maps; *p;) {
+		struct map_line m;
+		p = parse_line(p, &m);
+		if (m.start >= skip_lo && m.end <= skip_hi)
+			continue; /* our own scratch memory */
+		struct ckpt_area *a = &areas[n];
+		mem_zero(a, sizeof *a);
+		if (classify(&m, a, err) != 0)
+			continue;
+		a->name_str = strtab_add(st, m.path);
+		n++;
+	}
+	long pagemap_fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	if (pagemap_fd < 0) {
+		str_copy(err, "cannot open /proc/self/pagemap", 64);
+		return -1;
+	}
+	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
+	for (uint32_t i = 0; i < n && !w->error; i++)
+		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, err) != 0)
+			break;
+	ckpt_writer_end_section(w, 0);
+	raw_syscall1(SYS_close, pagemap_fd);
+	if (err[0])
+		return -1;
+	ckpt_writer_begin_section(w, CKPT_SEC_AREAS);
+	ckpt_writer_write(w, areas, n * sizeof *areas);
+	ckpt_writer_end_section(w, n);
+	return 0;
+}

@@ -1,0 +1,213 @@
+/* Helpers for code that runs while the program's threads are stopped: no
+ * malloc, no stdio, no errno (see agent.h). */
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+
+int scratch_init(struct scratch *s, size_t size)
+{
+	long p = raw_syscall6(SYS_mmap, 0, (long)size, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p < 0 && p > -4096) {
+		s->base = 0;
+		return -1;
+	}
+	s->base = (char *)p;
+	s->size = size;
+	s->used = 0;
+	return 0;
+}
+
+void *scratch_alloc(struct scratch *s, size_t size)
+{
+	size = (size + 15) & ~(size_t)15;
+	if (size > s->size - s->used)
+		return 0;
+	void *p = s->base + s->used;
+	s->used += size;
+	return p;
+}
+
+void scratch_free(struct scratch *s)
+{
+	if (s->base)
+		raw_syscall2(SYS_munmap, s->base, s->size);
+	s->base = 0;
+}
+
+uint32_t strtab_add(struct strtab *t, const char *s)
+{
+	size_t n = str_len(s) + 1;
+	if (n == 1)
+		return 0; /* offset 0 is the empty string */
+	if (n > t->size - t->used)
+		return 0;
+	uint32_t off = (uint32_t)t->used;
+	mem_copy(t->buf + t->used, s, n);
+	t->used += n;
+	return off;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	/* the vDSO clock_gettime takes no locks and touches no errno on success */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+size_t str_len(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+char *str_copy(char *dst, const char *src, size_t cap)
+{
+	size_t i = 0;
+	if (cap == 0)
+		return dst;
+	while (src[i] && i + 1 < cap) {
+		dst[i] = src[i];
+		i++;
+	}
+	dst[i] = 0;
+	return dst + i;
+}
+
+char *str_append(char *dst, size_t cap, const char *src)
+{
+	size_t n = str_len(dst);
+	if (n < cap)
+		str_copy(dst + n, src, cap - n);
+	return dst;
+}
+
+char *str_append_u64(char *dst, size_t cap, uint64_t v)
+{
+	char tmp[24];
+	int i = 23;
+	tmp[i] = 0;
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return str_append(dst, cap, tmp + i);
+}
+
+char *str_append_hex(char *dst, size_t cap, uint64_t v)
+{
+	char tmp[24];
+	int i = 23;
+	tmp[i] = 0;
+	do {
+		tmp[--i] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	tmp[--i] = 'x';
+	tmp[--i] = '0';
+	return str_append(dst, cap, tmp + i);
+}
+
+int str_starts(const char *s, const char *prefix)
+{
+	while (*prefix)
+		if (*s++ != *prefix++)
+			return 0;
+	return 1;
+}
+
+int str_ends(const char *s, const char *suffix)
+{
+	size_t a = str_len(s), b = str_len(suffix);
+	return a >= b && str_eq(s + a - b, suffix);
+}
+
+int str_eq(const char *a, const char *b)
+{
+	while (*a && *a == *b)
+		a++, b++;
+	return *a == *b;
+}
+
+void mem_copy(void *dst, const void *src, size_t n)
+{
+	char *d = dst;
+	const char *s = src;
+	while (n--)
+		*d++ = *s++;
+}
+
+void mem_zero(void *dst, size_t n)
+{
+	char *d = dst;
+	while (n--)
+		*d++ = 0;
+}
+
+long read_file(const char *path, char *buf, size_t cap)
+{
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return fd;
+	size_t used = 0;
+	for (;;) {
+		if (used + 1 >= cap)
+			break;
+		long n = raw_syscall3(SYS_read, fd, buf + used, cap - 1 - used);
+		if (n == -4 /* EINTR */)
+			continue;
+		if (n < 0) {
+			raw_syscall1(SYS_close, fd);
+			return n;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	buf[used] = 0;
+	raw_syscall1(SYS_close, fd);
+	return (long)used;
+}
+
+long raw_readlink(const char *path, char *buf, size_t cap)
+{
+	long n = raw_syscall4(SYS_readlinkat, AT_FDCWD, path, buf, cap - 1);
+	if (n < 0) {
+		buf[0] = 0;
+		return n;
+	}
+	buf[n] = 0;
+	return n;
+}
+
+void set_error(const char *a, const char *b, const char *c)
+{
+	if (agent.result < 0)
+		return; /* keep the first error: it is the cause */
+	agent.result = -1;
+	agent.errmsg[0] = 0;
+	str_append(agent.errmsg, sizeof agent.errmsg, a);
+	if (b)
+		str_append(agent.errmsg, sizeof agent.errmsg, b);
+	if (c)
+		str_append(agent.errmsg, sizeof agent.errmsg, c);
+}
+
+void add_warning(const char *a, const char *b, const char *c)
+{
+	char *w = agent.warnings;
+	if (w[0])
+		str_append(w, sizeof agent.warnings, "; ");
+	str_append(w, sizeof agent.warnings, a);
+	if (b)
+		str_append(w, sizeof agent.warnings, b);
+	if (c)
+		str_append(w, sizeof agent.warnings, c);
+}

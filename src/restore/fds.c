@@ -1,0 +1,236 @@
+/* Recreating the program's file descriptors at their numbers. The
+ * restorer's own descriptors (image, new stdio, coordinator connection,
+ * files to map) are first moved above every number the program used. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "restore/restore.h"
+
+int fd_private(struct fd_context *c, int fd)
+{
+	if (fd < 0 || fd >= c->min_private)
+		return fd;
+	int moved = fcntl(fd, F_DUPFD_CLOEXEC, c->min_private);
+	close(fd);
+	return moved;
+}
+
+static int ctl_connect(void)
+{
+	const char *path = getenv("CKPT_CTL");
+	if (!path)
+		return -1;
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return -1;
+	*slash = 0;
+	int dfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, slash + 1);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		close(s);
+		s = -1;
+	}
+	close(dfd);
+	return s;
+}
+
+int fds_prepare(struct fd_context *c, const struct ckpt_image *img)
+{
+	int top = 2;
+	for (uint32_t i = 0; i < img->nfds; i++)
+		if (img->fds[i].fd > top)
+			top = img->fds[i].fd;
+	c->min_private = top + 1 > 16 ? top + 1 : 16;
+	for (int i = 0; i < 3; i++) {
+		c->stdio[i] = fcntl(i, F_DUPFD_CLOEXEC, c->min_private);
+		if (c->stdio[i] < 0)
+			return fail("standard descriptor %d is not open: %s", i, strerror(errno));
+	}
+	c->err = fcntl(2, F_DUPFD_CLOEXEC, c->min_private);
+	c->image = fd_private(c, img->fd);
+	((struct ckpt_image *)img)->fd = c->image; /* the reader keeps reading through it */
+	c->ctl = -1;
+	if (img->process.agent_fd >= 0) {
+		c->ctl = fd_private(c, ctl_connect());
+		if (c->ctl < 0)
+			return fail("cannot connect to the coordinator (CKPT_CTL=%s)",
+				    getenv("CKPT_CTL") ? getenv("CKPT_CTL") : "unset");
+	}
+	if (c->err < 0 || c->image < 0)
+		return fail("cannot move descriptors out of the program's way: %s", strerror(errno));
+	/* everything below min_private is now the program's to fill */
+	for (int fd = 0; fd < c->min_private; fd++)
+		close(fd);
+	return 0;
+}
+
+/* The size and identity a file must still have; an append-mode or
+ * writable file that grew after the checkpoint is cut back, since the
+ * program will write those bytes again. */
+static int check_file(int fd, const struct ckpt_fd *f, const char *path)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return fail("fd %d: cannot stat %s: %s", f->fd, path, strerror(errno));
+	if (st.st_ino != f->ino || st.st_dev != f->dev)
+		return fail("fd %d: %s was replaced since the checkpoint (different inode); "
+			    "restore the original file or remove the run directory's checkpoint",
+			    f->fd, path);
+	if ((uint64_t)st.st_size < f->size)
+		return fail("fd %d: %s is shorter than at the checkpoint (%lld < %llu bytes)", f->fd,
+			    path, (long long)st.st_size, (unsigned long long)f->size);
+	if ((uint64_t)st.st_size > f->size) {
+		if ((f->open_flags & O_ACCMODE) == O_RDONLY) {
+			if (!getenv("CKPT_ALLOW_CHANGED_FILES"))
+				return fail("fd %d: %s grew since the checkpoint (%lld > %llu bytes); "
+					    "set CKPT_ALLOW_CHANGED_FILES=1 to restart anyway",
+					    f->fd, path, (long long)st.st_size,
+					    (unsigned long long)f->size);
+		} else {
+			if (ftruncate(fd, (off_t)f->size) != 0)
+				return fail("fd %d: cannot cut %s back to its checkpoint size: %s",
+					    f->fd, path, strerror(errno));
+			warn("%s: cut back from %lld to %llu bytes written after the checkpoint "
+			     "(the program writes them again)",
+			     path, (long long)st.st_size, (unsigned long long)f->size);
+		}
+	}
+	return 0;
+}
+
+static int open_path(const struct ckpt_fd *f, const char *path)
+{
+	int flags = (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+	int fd = open(path, flags | O_NOCTTY);
+	if (fd < 0)
+		return fail("fd %d: cannot reopen %s: %s", f->fd, path, strerror(errno));
+	if (f->kind == CKPT_FD_FILE && check_file(fd, f, path) != 0) {
+		close(fd);
+		return -1;
+	}
+	if ((f->kind == CKPT_FD_FILE || f->kind == CKPT_FD_DIR) &&
+	    lseek(fd, f->offset, SEEK_SET) != f->offset) {
+		close(fd);
+		return fail("fd %d: cannot seek %s to %lld: %s", f->fd, path, (long long)f->offset,
+			    strerror(errno));
+	}
+	return fd;
+}
+
+/* Pipes whose both ends the program held: created once each, with their
+ * queued bytes put back, and kept above the program's descriptors until
+ * every end has been duplicated into place. */
+struct pipe_rec {
+	uint64_t id;
+	int ends[2]; /* read, write */
+};
+static struct pipe_rec *pipes;
+static uint32_t npipes;
+
+static int pipes_create(struct fd_context *c, const struct ckpt_image *img)
+{
+	pipes = calloc(img->nfds + 1, sizeof *pipes);
+	if (!pipes)
+		return fail("out of memory");
+	for (uint32_t i = 0; i < img->nfds; i++) {
+		const struct ckpt_fd *f = &img->fds[i];
+		if (f->kind != CKPT_FD_PIPE)
+			continue;
+		uint32_t k = 0;
+		while (k < npipes && pipes[k].id != f->pipe_id)
+			k++;
+		if (k == npipes) {
+			int p[2];
+			if (pipe(p) != 0)
+				return fail("fd %d: cannot create a pipe: %s", f->fd, strerror(errno));
+			pipes[k].id = f->pipe_id;
+			pipes[k].ends[0] = fd_private(c, p[0]);
+			pipes[k].ends[1] = fd_private(c, p[1]);
+			npipes++;
+		}
+		if (f->data_len &&
+		    write(pipes[k].ends[1], img->fd_data + f->data_off, f->data_len) !=
+			    (ssize_t)f->data_len)
+			return fail("fd %d: cannot put %llu queued bytes back into its pipe", f->fd,
+				    (unsigned long long)f->data_len);
+	}
+	return 0;
+}
+
+static int open_pipe(const struct ckpt_fd *f)
+{
+	for (uint32_t k = 0; k < npipes; k++)
+		if (pipes[k].id == f->pipe_id)
+			return dup(pipes[k].ends[f->aux ? 1 : 0]);
+	return fail("fd %d: pipe not prepared", f->fd);
+}
+
+static void pipes_close(void)
+{
+	for (uint32_t k = 0; k < npipes; k++) {
+		close(pipes[k].ends[0]);
+		close(pipes[k].ends[1]);
+	}
+	npipes = 0;
+}
+
+static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	const char *path = ckpt_image_string(img, f->path_str);
+	switch (f->kind) {
+	case CKPT_FD_FILE:
+		if (strstr(path, " (deleted)"))
+			return fail("fd %d: %s had been deleted at checkpoint time; its content "
+				    "was not saved",
+				    f->fd, path);
+		return open_path(f, path);
+	case CKPT_FD_DIR:
+	case CKPT_FD_DEVICE:
+		return open_path(f, path);
+	case CKPT_FD_STDIO:
+		return dup(c->stdio[f->aux < 3 ? f->aux : 2]);
+	case CKPT_FD_AGENT:
+		return c->ctl >= 0 ? dup(c->ctl) : open("/dev/null", O_RDWR);
+	case CKPT_FD_PIPE:
+		return open_pipe(f);
+	default:
+		warn("fd %d (%s) could not be saved; it is /dev/null now", f->fd, path);
+		return open("/dev/null", O_RDWR);
+	}
+}
+
+int fds_restore(struct fd_context *c, const struct ckpt_image *img)
+{
+	if (pipes_create(c, img) != 0)
+		return -1;
+	for (uint32_t i = 0; i < img->nfds; i++) {
+		const struct ckpt_fd *f = &img->fds[i];
+		int fd = open_one(c, img, f);
+		if (fd < 0)
+			return restore_error[0] ? -1
+						: fail("fd %d: cannot recreate: %s", f->fd, strerror(errno));
+		if (fd != f->fd) {
+			if (dup2(fd, f->fd) < 0)
+				return fail("fd %d: dup2: %s", f->fd, strerror(errno));
+			close(fd);
+		}
+		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_STDIO)
+			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
+		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
+	}
+	pipes_close();
+	return 0;
+}

@@ -1,0 +1,87 @@
+/* ckpt-restore IMAGE: becomes the process saved in IMAGE. Started by the
+ * namespace init of `ckpt restart` with the image's pid; exits with status
+ * 2 and one line on stderr if anything fails before the hand-over. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "restore/restore.h"
+
+char restore_error[1024];
+static int error_fd = 2;
+
+int fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(restore_error, sizeof restore_error, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void warn(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	dprintf(error_fd, "ckpt-restore: warning: %s\n", msg);
+}
+
+static __attribute__((noreturn)) void die(void)
+{
+	dprintf(error_fd, "ckpt-restore: %s\n", restore_error);
+	exit(2);
+}
+
+static void fill_restore_info(struct plan *p, const struct ckpt_image *img, const struct fd_context *c)
+{
+	struct ckpt_restore_info *ri = &p->restore_info;
+	memset(ri, 0, sizeof *ri);
+	ri->magic = CKPT_RESTORE_MAGIC;
+	ri->generation = img->hdr.generation;
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+		if (fstat(c->stdio[i], &st) == 0) {
+			ri->stdio_dev[i] = st.st_dev;
+			ri->stdio_ino[i] = st.st_ino;
+		}
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ri->restore_time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	p->restore_info_addr = img->process.restore_info_addr;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: ckpt-restore IMAGE (started by ckpt restart)\n");
+		return 2;
+	}
+	char err[512];
+	struct ckpt_image *img = ckpt_image_open(argv[1], err, sizeof err);
+	if (!img) {
+		fail("%s: %s", argv[1], err);
+		die();
+	}
+	if (check_compatible(img) != 0)
+		die();
+	struct fd_context c;
+	if (fds_prepare(&c, img) != 0)
+		die();
+	error_fd = c.err;
+	struct plan *plan = plan_build(img, &c);
+	if (!plan)
+		die();
+	if (attrs_restore(img) != 0 || fds_restore(&c, img) != 0)
+		die();
+	fill_restore_info(plan, img, &c);
+	plan->err_fd = c.err;
+	hand_over(plan);
+}

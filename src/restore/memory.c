@@ -1,0 +1,352 @@
+/* Laying out the blob region and staging the saved memory.
+ *
+ * The blob region is one reservation in a hole of both address spaces (the
+ * restorer's now and the program's to be): the final stage's code, the
+ * plan, temporary thread stacks, a parking slot for the vDSO, and one
+ * staging mapping per area with saved pages. Page data are read (and their
+ * checksums verified) straight into staging, so the final stage only has to
+ * move them with mremap: no second copy. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "restore/restore.h"
+
+#define PAGE 4096ull
+#define THREAD_STACK (64ull << 10)
+#define MAIN_STACK (256ull << 10)
+#define LOW_LIMIT (1ull << 32)
+#define HIGH_LIMIT 0x7ff000000000ull
+#define TASK_TOP 0x7ffffffff000ull
+
+extern const char final_blob_start[], final_blob_end[];
+
+struct interval {
+	uint64_t start, end;
+};
+
+static int by_start(const void *a, const void *b)
+{
+	const struct interval *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static uint64_t round_up(uint64_t v)
+{
+	return (v + PAGE - 1) & ~(PAGE - 1);
+}
+
+/* Highest gap of size bytes between LOW_LIMIT and HIGH_LIMIT that neither
+ * address space uses; 0 if none. */
+static uint64_t find_hole(struct interval *used, size_t n, uint64_t size)
+{
+	qsort(used, n, sizeof *used, by_start);
+	uint64_t best = 0, cursor = LOW_LIMIT;
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t next = i < n ? used[i].start : HIGH_LIMIT;
+		if (next > HIGH_LIMIT)
+			next = HIGH_LIMIT;
+		/* keep a guard page on each side */
+		if (next > cursor + PAGE && next - cursor - PAGE >= size + PAGE)
+			best = next - PAGE - size;
+		if (i < n && used[i].end > cursor)
+			cursor = used[i].end;
+	}
+	return best;
+}
+
+/* Bytes of the bitmap of staged pages of an area whose pages are copied
+ * (not moved) into place: a saved page may well be all zero. */
+static uint64_t bitmap_bytes(const struct ckpt_area *a)
+{
+	return ((a->end - a->start) / PAGE + 63) / 64 * 8;
+}
+
+static int staged(const struct ckpt_area *a)
+{
+	return a->pages_saved > 0 &&
+	       (a->kind == CKPT_AREA_ANON || a->kind == CKPT_AREA_FILE_PRIVATE ||
+		a->kind == CKPT_AREA_SHARED_ANON);
+}
+
+/* Open the file behind a mapping and check it is still the same file. */
+static int open_mapped_file(struct fd_context *c, const struct ckpt_image *img,
+			    const struct ckpt_area *a)
+{
+	const char *path = ckpt_image_string(img, a->name_str);
+	int writable = a->kind == CKPT_AREA_FILE_SHARED && (a->prot & PROT_WRITE);
+	int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return fail("cannot open %s, mapped at 0x%llx: %s", path,
+			    (unsigned long long)a->start, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) != 0 || (a->ino && (st.st_ino != a->ino || st.st_dev != a->dev)) ||
+	    (a->ino && a->kind == CKPT_AREA_FILE_PRIVATE &&
+	     ((uint64_t)st.st_size != a->file_size ||
+	      (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != a->mtime_ns))) {
+		close(fd);
+		return fail("%s, mapped at 0x%llx, changed since the checkpoint (a library or "
+			    "file was replaced); restart needs the same file",
+			    path, (unsigned long long)a->start);
+	}
+	return fd_private(c, fd);
+}
+
+struct stage_ctx {
+	const struct ckpt_image *img;
+	struct plan_area *areas; /* indexed like img->areas */
+};
+
+static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
+{
+	struct stage_ctx *s = arg;
+	const struct ckpt_area *a = &s->img->areas[chunk->area];
+	struct plan_area *pa = &s->areas[chunk->area];
+	if (!pa->staging)
+		return NULL; /* not staged (reader verified the chunk is inside the area) */
+	if (pa->bitmap) {
+		uint8_t *bits = (uint8_t *)(uintptr_t)pa->bitmap;
+		uint64_t first = (chunk->addr - a->start) / PAGE;
+		for (uint64_t i = first; i < first + chunk->npages; i++)
+			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
+	return (void *)(uintptr_t)(pa->staging + (chunk->addr - a->start));
+}
+
+static uint32_t op_of(const struct ckpt_area *a)
+{
+	switch (a->kind) {
+	case CKPT_AREA_ANON:
+		if (!a->pages_saved)
+			return PLAN_FRESH;
+		return (a->flags & CKPT_AREA_GROWSDOWN) ? PLAN_FRESH_COPY : PLAN_MOVE;
+	case CKPT_AREA_FILE_PRIVATE:
+		return PLAN_FILE;
+	case CKPT_AREA_FILE_SHARED:
+		return PLAN_FILE_SHARED;
+	case CKPT_AREA_SHARED_ANON:
+		return PLAN_SHARED_ANON;
+	default:
+		return 0;
+	}
+}
+
+/* Sizes of the blob region's parts. */
+struct layout {
+	uint64_t code, plan, stacks, slot, staging, total;
+};
+
+static struct layout measure(const struct ckpt_image *img, const struct live_map *live, int nlive)
+{
+	struct layout l = {0};
+	l.code = round_up((uint64_t)(final_blob_end - final_blob_start));
+	l.plan = sizeof(struct plan) + img->nareas * sizeof(struct plan_area) +
+		 img->nthreads * sizeof(struct plan_thread);
+	for (uint32_t i = 0; i < img->nareas; i++)
+		if (staged(&img->areas[i]))
+			l.plan += bitmap_bytes(&img->areas[i]);
+	l.plan = round_up(l.plan);
+	l.stacks = img->nthreads * THREAD_STACK + MAIN_STACK;
+	for (int i = 0; i < nlive; i++)
+		if (!strcmp(live[i].name, "[vdso]") || !strncmp(live[i].name, "[vvar", 5))
+			l.slot += live[i].end - live[i].start + PAGE;
+	for (uint32_t i = 0; i < img->nareas; i++)
+		if (staged(&img->areas[i]))
+			l.staging += img->areas[i].end - img->areas[i].start + PAGE;
+	l.total = l.code + l.plan + l.stacks + l.slot + l.staging;
+	return l;
+}
+
+static uint64_t reserve_region(const struct ckpt_image *img, const struct live_map *live, int nlive,
+			       uint64_t size)
+{
+	struct interval *used = calloc(img->nareas + (size_t)nlive + 1, sizeof *used);
+	if (!used)
+		return fail("out of memory"), 0;
+	size_t n = 0;
+	for (uint32_t i = 0; i < img->nareas; i++)
+		used[n++] = (struct interval){img->areas[i].start, img->areas[i].end};
+	for (int i = 0; i < nlive; i++)
+		used[n++] = (struct interval){live[i].start, live[i].end};
+	uint64_t at = find_hole(used, n, size);
+	free(used);
+	if (!at)
+		return fail("no hole of %llu bytes in the address space for the restorer",
+			    (unsigned long long)size),
+		       0;
+	void *p = mmap((void *)at, size, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return fail("cannot reserve the restorer's region at 0x%llx: %s",
+			    (unsigned long long)at, strerror(errno)),
+		       0;
+	return at;
+}
+
+static int map_rw(uint64_t at, uint64_t len)
+{
+	void *p = mmap((void *)at, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? fail("cannot map staging memory: %s", strerror(errno)) : 0;
+}
+
+/* The vDSO and vvar areas: now, parked in the slot, and their target. */
+static int plan_special(struct plan *p, const struct ckpt_image *img, const struct live_map *live,
+			int nlive, uint64_t slot)
+{
+	p->nspecial = 0;
+	for (int i = 0; i < nlive; i++) {
+		if (strcmp(live[i].name, "[vdso]") && strncmp(live[i].name, "[vvar", 5))
+			continue;
+		if (p->nspecial == PLAN_MAX_SPECIAL)
+			return fail("too many vDSO areas");
+		uint32_t k = p->nspecial++;
+		p->special_cur[k] = live[i].start;
+		p->special_len[k] = live[i].end - live[i].start;
+		p->special_slot[k] = slot;
+		slot += p->special_len[k] + PAGE;
+	}
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < img->nareas; i++) {
+		const struct ckpt_area *a = &img->areas[i];
+		if (a->kind != CKPT_AREA_VDSO && a->kind != CKPT_AREA_VVAR)
+			continue;
+		if (k == p->nspecial)
+			return fail("the image has more vDSO areas than this kernel");
+		p->special_target[k++] = a->start;
+	}
+	return k == p->nspecial ? 0 : fail("the image has fewer vDSO areas than this kernel");
+}
+
+static void plan_process(struct plan *p, const struct ckpt_image *img, struct fd_context *c)
+{
+	const struct ckpt_process *pr = &img->process;
+	memcpy(p->sigactions, img->sigactions, sizeof p->sigactions);
+	memcpy(p->auxv, pr->auxv, sizeof p->auxv);
+	p->mm = (struct plan_mm_map){pr->start_code, pr->end_code, pr->start_data, pr->end_data,
+				     pr->start_brk, pr->brk, pr->start_stack, pr->arg_start,
+				     pr->arg_end, pr->env_start, pr->env_end,
+				     (uint64_t)(uintptr_t)p->auxv, pr->auxv_words * 8, (uint32_t)-1};
+	const char *exe = ckpt_image_string(img, pr->exe_str);
+	int fd = exe[0] ? open(exe, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		fd = fd_private(c, fd);
+		p->mm.exe_fd = (uint32_t)fd;
+		p->close_fds[p->nclose++] = fd;
+	}
+	p->rseq_len = pr->rseq_size > 32 ? pr->rseq_size : 32;
+	p->rseq_sig = pr->rseq_sig;
+	p->unmap_top = TASK_TOP;
+	for (uint32_t i = 0; i < img->nareas; i++)
+		if (img->areas[i].end > p->unmap_top)
+			p->unmap_top = img->areas[i].end;
+}
+
+/* Areas in the plan, their files opened, their pages staged. */
+static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context *c,
+		      uint64_t staging, uint64_t bitmaps)
+{
+	uint32_t n = 0;
+	int last_fd = -1;
+	uint32_t last_name = 0;
+	struct plan_area *by_index = calloc(img->nareas + 1, sizeof *by_index);
+	if (!by_index)
+		return fail("out of memory");
+	for (uint32_t i = 0; i < img->nareas; i++) {
+		const struct ckpt_area *a = &img->areas[i];
+		struct plan_area *pa = &by_index[i];
+		pa->op = op_of(a);
+		if (!pa->op)
+			continue; /* vDSO, handled apart */
+		pa->start = a->start;
+		pa->end = a->end;
+		pa->prot = a->prot;
+		pa->file_offset = a->file_offset;
+		pa->growsdown = (a->flags & CKPT_AREA_GROWSDOWN) != 0;
+		pa->fd = -1;
+		if (pa->op == PLAN_FILE || pa->op == PLAN_FILE_SHARED) {
+			if (a->name_str != last_name || last_fd < 0) {
+				last_fd = open_mapped_file(c, img, a);
+				if (last_fd < 0)
+					goto fail;
+				if (p->nclose == PLAN_MAX_CLOSE)
+					return fail("too many mapped files");
+				p->close_fds[p->nclose++] = last_fd;
+				last_name = a->name_str;
+			}
+			pa->fd = last_fd;
+		}
+		if (staged(a)) {
+			pa->staging = staging;
+			if (map_rw(staging, a->end - a->start) != 0)
+				goto fail;
+			staging += a->end - a->start + PAGE;
+			if (pa->op != PLAN_MOVE) {
+				pa->bitmap = bitmaps;
+				bitmaps += bitmap_bytes(a);
+			}
+		}
+	}
+	struct stage_ctx sc = {img, by_index};
+	char err[512];
+	if (ckpt_image_read_pages(img, chunk_dest, &sc, err, sizeof err) != 0) {
+		fail("%s", err);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < img->nareas; i++)
+		if (by_index[i].op)
+			p->areas[n++] = by_index[i];
+	p->nareas = n;
+	free(by_index);
+	return 0;
+fail:
+	free(by_index);
+	return -1;
+}
+
+struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
+{
+	static struct live_map live[65536];
+	int nlive = live_maps(live, 65536);
+	if (nlive < 0)
+		return NULL;
+	struct layout l = measure(img, live, nlive);
+	uint64_t at = reserve_region(img, live, nlive, l.total);
+	if (!at)
+		return NULL;
+	/* code | plan | stacks | vDSO slot | staging */
+	uint64_t code = at, plan_at = code + l.code, stacks = plan_at + l.plan;
+	uint64_t slot = stacks + l.stacks, staging = slot + l.slot;
+	if (map_rw(code, l.code + l.plan + l.stacks) != 0)
+		return NULL;
+	memcpy((void *)code, final_blob_start, (size_t)(final_blob_end - final_blob_start));
+	if (mprotect((void *)code, l.code, PROT_READ | PROT_EXEC) != 0)
+		return fail("cannot make the final stage executable: %s", strerror(errno)), NULL;
+	/* name it so that the next checkpoint leaves it out */
+	prctl(0x53564d41 /* PR_SET_VMA */, 0 /* ANON_NAME */, at, l.code + l.plan + l.stacks,
+	      "ckpt-restorer");
+
+	struct plan *p = (struct plan *)plan_at;
+	memset(p, 0, sizeof *p);
+	p->blob_start = at;
+	p->blob_end = at + l.total;
+	p->areas = (struct plan_area *)(p + 1);
+	p->threads = (struct plan_thread *)(p->areas + img->nareas);
+	p->nthreads = img->nthreads;
+	for (uint32_t i = 0; i < img->nthreads; i++) {
+		p->threads[i].t = img->threads[i];
+		p->threads[i].stack_top = stacks + (i + 1) * THREAD_STACK;
+	}
+	if (plan_special(p, img, live, nlive, slot) != 0)
+		return NULL;
+	plan_process(p, img, c);
+	uint64_t bitmaps = (uint64_t)(uintptr_t)(p->threads + img->nthreads);
+	if (plan_areas(p, img, c, staging, bitmaps) != 0)
+		return NULL;
+	return p;
+}

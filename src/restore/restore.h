@@ -1,0 +1,50 @@
+/* The restorer's prepare stage (ckpt-restore): reads and checks the image
+ * with libc's help, recreates file descriptors and process attributes,
+ * stages the saved memory inside a hole of the restored address space,
+ * lays out the plan, and hands over to the freestanding final stage. */
+#ifndef CKPT_RESTORE_H
+#define CKPT_RESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image/reader.h"
+#include "restore/plan.h"
+
+/* One-line error message of the last failure. */
+extern char restore_error[1024];
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A mapping of the restorer itself, from /proc/self/maps. */
+struct live_map {
+	uint64_t start, end;
+	char name[64];
+};
+int live_maps(struct live_map *out, int cap);
+
+/* checks.c: refuse an image this machine cannot run */
+int check_compatible(const struct ckpt_image *img);
+
+/* fds.c: recreate the program's descriptors; keep ours above them */
+struct fd_context {
+	int stdio[3];  /* the new supervisor's stdin/stdout/stderr */
+	int ctl;       /* new coordinator connection, or -1 */
+	int err;       /* where errors go once stderr is the program's */
+	int image;
+	int min_private; /* our descriptors live at or above this */
+};
+int fds_prepare(struct fd_context *c, const struct ckpt_image *img);
+int fds_restore(struct fd_context *c, const struct ckpt_image *img);
+int fd_private(struct fd_context *c, int fd); /* move fd above the program's */
+
+/* memory.c: the blob region, staging, the plan */
+struct plan *plan_build(struct ckpt_image *img, struct fd_context *c);
+
+/* attrs.c: cwd, umask, rlimits */
+int attrs_restore(const struct ckpt_image *img);
+
+/* jump.c */
+__attribute__((noreturn)) void hand_over(struct plan *plan);
+
+#endif
