@@ -5,7 +5,8 @@
  * The file is written sequentially from offset 0: a zeroed placeholder for
  * the header, the sections (each starting 8-byte aligned), the section
  * table, and finally the real header, pwritten over the placeholder. The
- * fd must be a fresh, seekable file positioned at offset 0. */
+ * fd must be a fresh, seekable file positioned at offset 0, not opened
+ * with O_APPEND (pwrite patches earlier bytes). */
 #include "image/writer.h"
 
 #include <errno.h>
@@ -136,6 +137,55 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 	w->open = NULL;
 }
 
+static void pwrite_all(struct ckpt_writer *w, const void *data, size_t len, uint64_t off)
+{
+	const char *p = data;
+	while (len && !w->error) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fail(w, n < 0 ? errno : EIO);
+			return;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+}
+
+/* Chunk data go through the buffer and are checksummed there: the pages
+ * may be live memory that changes while it is written (the writing
+ * thread's own stack and data), so the checksum must cover the copy that
+ * reaches the file, not the source. The header, written first with crc 0,
+ * is patched in the buffer if it is still there, else pwritten. */
+static void chunk_copy(struct ckpt_writer *w, struct ckpt_page_chunk *c, const char *data,
+		       size_t len)
+{
+	uint64_t hpos = w->offset;
+	uint32_t crc = crc32c_update(0, c, sizeof *c);
+
+	emit(w, c, sizeof *c);
+	while (len && !w->error) {
+		if (w->buf_used == w->buf_size)
+			flush(w);
+		size_t n = w->buf_size - w->buf_used < len ? w->buf_size - w->buf_used : len;
+		char *at = w->buf + w->buf_used;
+		memcpy(at, data, n);
+		crc = crc32c_update(crc, at, n);
+		w->buf_used += n;
+		w->offset += n;
+		data += n;
+		len -= n;
+	}
+	c->crc = crc;
+	uint64_t buf_start = w->offset - w->buf_used;
+	if (hpos >= buf_start)
+		memcpy(w->buf + (hpos - buf_start), c, sizeof *c);
+	else
+		pwrite_all(w, c, sizeof *c, hpos);
+}
+
 /* Zero padding goes before each chunk header so that the chunk's data
  * start on a 4096-byte boundary of the file: a reader may then mmap the
  * pages instead of copying them. Readers rely on this rule to find the
@@ -155,42 +205,15 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
 	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
-	uint32_t crc = crc32c_update(0, &c, sizeof c);
-	if (hsize + len <= w->buf_size) {
-		/* The pages may be live memory that changes while it is written
-		 * (the writer's own stack and data): checksum the copy that
-		 * goes to the file, not the source. */
-		if (hsize + len > w->buf_size - w->buf_used)
-			flush(w);
-		char *at = w->buf + w->buf_used;
-		memcpy(at + hsize, data, len);
-		c.crc = crc32c_update(crc, at + hsize, len);
-		memcpy(at, &c, hsize);
-		w->buf_used += hsize + len;
-		w->offset += hsize + len;
+	if (w->buf_size) {
+		chunk_copy(w, &c, data, len);
 	} else {
-		c.crc = crc32c_update(crc, data, len);
+		/* no buffer to copy through: the source must be stable */
+		c.crc = crc32c_update(crc32c_update(0, &c, sizeof c), data, len);
 		emit(w, &c, sizeof c);
 		emit(w, data, len);
 	}
 	w->open->count++;
-}
-
-static void pwrite_all(struct ckpt_writer *w, const void *data, size_t len, uint64_t off)
-{
-	const char *p = data;
-	while (len && !w->error) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fail(w, n < 0 ? errno : EIO);
-			return;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
 }
 
 int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)
