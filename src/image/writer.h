@@ -26,7 +26,11 @@ void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size)
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len);
 void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count);
-/* Page chunk: header and data, checksummed. data must be npages*4096 bytes. */
+/* Page chunk: header and data, checksummed. data must be npages*4096 bytes.
+ * data may be live memory that changes meanwhile: it is copied through the
+ * buffer and the copy is checksummed, so it must not overlap the buffer.
+ * Zero padding before the header puts the data 4096-aligned in the file.
+ * For PAGES, end_section's count is ignored: the chunks are counted. */
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		       uint32_t npages);
 /* Writes the section table and the header (completing hdr's table,
