@@ -1,0 +1,74 @@
+/* Shared helpers for the test programs. Every program is deterministic:
+ * given the same arguments it prints the same lines, one per step, each
+ * flushed as it is written, and a final line with a checksum of all its
+ * state. Usage of every program starts with: PROG STEPS SLEEP_MS ... */
+#ifndef CKPT_TEST_COMMON_H
+#define CKPT_TEST_COMMON_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static inline void die(const char *what)
+{
+	fprintf(stderr, "%s: %s\n", what, strerror(errno));
+	exit(99);
+}
+
+static inline void usage_exit(const char *argv0, const char *extra)
+{
+	fprintf(stderr, "usage: %s STEPS SLEEP_MS%s%s\n", argv0, extra ? " " : "", extra ? extra : "");
+	exit(2);
+}
+
+static inline long parse_num(const char *s, const char *argv0, const char *extra)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v < 0)
+		usage_exit(argv0, extra);
+	return v;
+}
+
+/* Line buffered stdout even when it is a pipe or a file. */
+static inline void setup_stdout(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+/* Sleep ms milliseconds, resuming after EINTR with the time left. */
+static inline void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0) {
+		if (errno != EINTR)
+			die("nanosleep");
+	}
+}
+
+/* FNV-1a, 64 bit. */
+#define FNV_INIT 0xcbf29ce484222325ull
+static inline uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= c[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static inline uint64_t xorshift64(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+#endif
