@@ -1,0 +1,49 @@
+/* Starting the program in its own user + PID + mount namespace
+ * (docs/protocol.md, "Launch contract").
+ *
+ * The supervisor clones a child into new namespaces (a fork: same memory,
+ * no exec). That child is pid 1 of the namespace, "init": it mounts a
+ * private /proc, starts the program (start) or the restorer with the
+ * image's pid (restart) as its only child, reaps every process that ends
+ * in the namespace, and when the main process ends reports its wait
+ * status to the supervisor and exits, which makes the kernel kill
+ * whatever is left in the namespace. */
+#ifndef CKPT_COORD_LAUNCH_H
+#define CKPT_COORD_LAUNCH_H
+
+#include <signal.h>
+#include <sys/types.h>
+
+/* Signal state ckpt was started with, to hand on to the program
+ * unchanged (the supervisor blocks and ignores signals of its own). */
+struct sig_state {
+	sigset_t mask;
+	unsigned char ignored[NSIG]; /* 1: SIG_IGN */
+};
+void sig_state_save(struct sig_state *s);
+
+struct launch_spec {
+	const char *path;     /* executable: the program, or ckpt-restore */
+	char *const *argv;
+	char *const *envp;    /* without CKPT_ROOT_PID: added with the real pid */
+	pid_t pid;            /* 0: any pid (start); else this exact pid (restart) */
+	int out_fd, err_fd;   /* write ends of the stdout/stderr pipes */
+	int keep_fd;          /* kept open in init (the run directory's lock), or -1 */
+	const struct sig_state *sigs;
+};
+
+struct launch {
+	pid_t init_pid; /* in the supervisor's pid namespace */
+	int report_fd;  /* init -> supervisor lines: "pid N", "exit W", "err MSG" */
+	int cmd_fd;     /* supervisor -> init lines: "kill SIG" */
+};
+
+/* Returns 0, or -1 with a message (e.g. user namespaces disabled). On
+ * success the spec's fds are still open in the caller (close them). */
+int launch(const struct launch_spec *spec, struct launch *out);
+
+/* Init's side; never returns. Internal to launch.c and nsinit.c. */
+__attribute__((noreturn)) void nsinit_main(const struct launch_spec *spec, int sync_fd,
+					   int report_fd, int cmd_fd);
+
+#endif
