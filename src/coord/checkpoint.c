@@ -1,0 +1,337 @@
+/* Running one checkpoint generation across the connected agents
+ * (docs/protocol.md, "Generations"). */
+#include "coord/coord_int.h"
+
+#include "coord/err.h"
+#include "coord/gens.h"
+#include "coord/kvfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int program_alive(struct coord *c)
+{
+	return !c->main_exited && !c->init_reaped && !c->stopping;
+}
+
+static void schedule_next(struct coord *c)
+{
+	c->next_due = program_alive(c) && c->o->interval_ms > 0 ? ckpt_mono_ms() + c->o->interval_ms
+								 : -1;
+}
+
+/* Answer the clients waiting for generation gen (0: those not yet given
+ * one) with ERR. */
+static void fail_waiters(struct coord *c, uint64_t gen, const char *msg)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->role == ROLE_CLIENT && k->waiting && k->wait_gen == gen) {
+			k->waiting = 0;
+			conn_reply_err(c, k, "%s", msg);
+		}
+	}
+}
+
+/* A checkpoint could not even begin. */
+static void not_started(struct coord *c, const char *why, const char *msg)
+{
+	int from_timer = strcmp(why, "interval") == 0;
+	/* A timer that finds no agent would log the same line every
+	 * interval; say it once until an agent connects. */
+	if (!from_timer || !c->agent_warned)
+		ckpt_log(c->o->exec_log, "checkpoint skipped (%s): %s", why, msg);
+	if (from_timer)
+		c->agent_warned = 1;
+	fail_waiters(c, 0, msg);
+	schedule_next(c);
+}
+
+static void ended(struct coord *c)
+{
+	for (size_t i = 0; i < c->nconns; i++)
+		c->conns[i]->in_ckpt = c->conns[i]->pending = 0;
+	c->ck.active = 0;
+	schedule_next(c);
+	/* Requests that arrived during this checkpoint want a newer one. */
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->role == ROLE_CLIENT && k->waiting && k->wait_gen == 0) {
+			if (program_alive(c))
+				ckpt_start(c, "requested");
+			else
+				fail_waiters(c, 0, "the program has ended");
+			break;
+		}
+	}
+}
+
+static void abandon(struct coord *c, const char *reason)
+{
+	uint64_t gen = c->ck.gen;
+	char msg[1200];
+	snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s", (unsigned long long)gen,
+		 reason);
+	if (gens_abort(c->o->imagesfd, gen) < 0)
+		ckpt_log(c->o->exec_log, "cannot remove the partial generation %llu: %s",
+			 (unsigned long long)gen, ckpt_error());
+	ckpt_log(c->o->exec_log, "%s%s", msg,
+		 program_alive(c) ? "; the program continues, the previous checkpoint stays in use" : "");
+	fail_waiters(c, gen, msg);
+	ended(c);
+}
+
+void ckpt_start(struct coord *c, const char *why)
+{
+	if (c->ck.active)
+		return; /* requesters are served when it ends */
+	if (!program_alive(c)) {
+		fail_waiters(c, 0, "the program has ended");
+		return;
+	}
+	struct conn *root = coord_root_agent(c);
+	char msg[512];
+	if (!root) {
+		if (!c->main_pid)
+			snprintf(msg, sizeof(msg), "the program has not started yet");
+		else
+			snprintf(msg, sizeof(msg),
+				 "the program (pid %lld) has not connected to the coordinator yet (it "
+				 "is starting, or the checkpoint agent did not load into it)",
+				 (long long)c->main_pid);
+		not_started(c, why, msg);
+		return;
+	}
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->role == ROLE_AGENT && k != root) {
+			snprintf(msg, sizeof(msg),
+				 "process %lld (%s, child of %lld) is running besides the main process "
+				 "%lld; checkpointing several processes is not supported yet, try again "
+				 "when it has ended",
+				 (long long)k->pid, k->cmd, (long long)k->ppid, (long long)root->pid);
+			not_started(c, why, msg);
+			return;
+		}
+	}
+	uint64_t gen = c->next_gen++;
+	if (gens_begin(c->o->imagesfd, gen) < 0) {
+		snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s",
+			 (unsigned long long)gen, ckpt_error());
+		not_started(c, why, msg);
+		return;
+	}
+	char name[64];
+	gens_name(name, sizeof(name), gen, 1);
+	snprintf(c->ck.dir, sizeof(c->ck.dir), "%s/%s/%s", c->o->rundir, GENS_DIR, name);
+	c->ck.active = 1;
+	c->ck.gen = gen;
+	c->ck.t0_mono = ckpt_mono_ms();
+	c->ck.deadline = c->ck.t0_mono + COORD_CHECKPOINT_TIMEOUT_MS;
+	c->ck.npending = 0;
+	c->ck.bytes = 0;
+	c->ck.pause_ms = 0;
+	c->next_due = -1;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->role == ROLE_CLIENT && k->waiting && k->wait_gen == 0)
+			k->wait_gen = gen;
+	}
+	struct ckpt_line l;
+	ckpt_line_begin(&l, "CHECKPOINT");
+	ckpt_line_u64(&l, "gen", gen);
+	ckpt_line_str(&l, "dir", c->ck.dir);
+	if (ckpt_line_end(&l) < 0) {
+		abandon(c, "the run directory's path is too long for a protocol line");
+		return;
+	}
+	root->in_ckpt = root->pending = 1;
+	root->done_file[0] = '\0';
+	c->ck.npending = 1;
+	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s) -> pid %lld", (unsigned long long)gen, why,
+		 (long long)root->pid);
+	conn_send(c, root, &l);
+}
+
+static void commit(struct coord *c)
+{
+	uint64_t gen = c->ck.gen;
+	int64_t total = ckpt_mono_ms() - c->ck.t0_mono;
+	int64_t now = ckpt_now_ms();
+	struct conn *root = coord_root_agent(c);
+	struct kvfile kv;
+	kv_init(&kv);
+	int rc = kv_addf(&kv, "generation", "%llu", (unsigned long long)gen);
+	rc |= kv_addf(&kv, "time_ms", "%lld", (long long)now);
+	rc |= kv_addf(&kv, "bytes", "%llu", (unsigned long long)c->ck.bytes);
+	rc |= kv_addf(&kv, "pause_ms", "%lld", (long long)c->ck.pause_ms);
+	rc |= kv_addf(&kv, "total_ms", "%lld", (long long)total);
+	rc |= kv_add(&kv, "ckpt_version", CKPT_VERSION);
+	if (root) {
+		rc |= kv_addf(&kv, "root_pid", "%lld", (long long)root->pid);
+		rc |= kv_add(&kv, "root_image", root->done_file);
+	}
+	for (size_t i = 0; i < c->nconns; i++)
+		if (c->conns[i]->fd >= 0 && c->conns[i]->in_ckpt)
+			rc |= kv_add(&kv, "image", c->conns[i]->done_file);
+	if (rc || !root || gens_commit(c->o->imagesfd, gen, &kv) < 0) {
+		char reason[1024];
+		snprintf(reason, sizeof(reason), "cannot complete it: %s",
+			 rc || !root ? "out of memory" : ckpt_error());
+		kv_free(&kv);
+		abandon(c, reason);
+		return;
+	}
+	kv_free(&kv);
+	ckpt_log(c->o->exec_log, "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total",
+		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, (long long)c->ck.pause_ms,
+		 (long long)total);
+	int pruned = gens_prune(c->o->imagesfd);
+	if (pruned < 0)
+		ckpt_log(c->o->exec_log, "cannot remove old generations: %s", ckpt_error());
+	else if (pruned > 0)
+		ckpt_log(c->o->coord_log, "removed %d old generation(s), keeping the %d newest", pruned,
+			 GENS_KEEP);
+	c->last_gen = gen;
+	c->last_time_ms = now;
+	c->last_bytes = c->ck.bytes;
+	c->last_total_ms = total;
+
+	struct ckpt_line l;
+	ckpt_line_begin(&l, "OK");
+	ckpt_line_u64(&l, "gen", gen);
+	ckpt_line_u64(&l, "bytes", c->ck.bytes);
+	ckpt_line_i64(&l, "ms", total);
+	ckpt_line_end(&l); /* short fixed fields: always fits */
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->role == ROLE_CLIENT && k->waiting && k->wait_gen == gen) {
+			k->waiting = 0;
+			conn_send(c, k, &l);
+		}
+	}
+	if (c->o->stop_after_checkpoint && !c->stopping) {
+		ckpt_log(c->o->exec_log, "stopped after checkpoint generation %llu; resume with: %s",
+			 (unsigned long long)gen, c->o->restart_hint);
+		fprintf(stderr, "ckpt: stopped after checkpoint generation %llu; resume with: %s\n",
+			(unsigned long long)gen, c->o->restart_hint);
+		c->stopping = 1;
+		c->stopped_gen = gen;
+		/* Killing the namespace's init kills every process in it. */
+		if (kill(c->o->launch.init_pid, SIGKILL) < 0)
+			ckpt_log(c->o->exec_log, "cannot kill the namespace's init (host pid %d): %s",
+				 (int)c->o->launch.init_pid, strerror(errno));
+	}
+	ended(c);
+}
+
+/* A duration field in milliseconds, possibly with a fraction ("12.345"). */
+static int64_t get_ms(const struct ckpt_msg *m, const char *key)
+{
+	const char *v = ckpt_msg_get(m, key);
+	if (!v || *v < '0' || *v > '9')
+		return 0;
+	return (int64_t)(strtod(v, NULL) + 0.5);
+}
+
+void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
+{
+	uint64_t gen;
+	if (ckpt_msg_get_u64(m, "gen", &gen) < 0 || !c->ck.active || gen != c->ck.gen ||
+	    !agent->pending) {
+		ckpt_log(c->o->coord_log, "pid %lld: ignoring DONE for a checkpoint that is not running "
+					  "(gen=%s)",
+			 (long long)agent->pid, ckpt_msg_get(m, "gen") ? ckpt_msg_get(m, "gen") : "?");
+		return;
+	}
+	int64_t pause = get_ms(m, "pause_ms");
+	char want[64], reason[512];
+	snprintf(want, sizeof(want), "%lld.img", (long long)agent->pid);
+	/* file= is optional; when given it must be the protocol's name. */
+	const char *file = ckpt_msg_get(m, "file");
+	const char *base = file ? strrchr(file, '/') : NULL;
+	base = base ? base + 1 : file;
+	/* The image must be where the protocol says, under the name restart
+	 * will look for: check rather than trust. */
+	struct stat st;
+	char partial[64];
+	gens_name(partial, sizeof(partial), c->ck.gen, 1);
+	int dfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int ok = dfd >= 0 && fstatat(dfd, want, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	if (dfd >= 0)
+		close(dfd);
+	if ((base && strcmp(base, want) != 0) || !ok) {
+		snprintf(reason, sizeof(reason), "pid %lld reported DONE but %s/%s/%s is %s",
+			 (long long)agent->pid, GENS_DIR, partial, want,
+			 base && strcmp(base, want) ? "not the file it named" : "missing");
+		abandon(c, reason);
+		return;
+	}
+	const char *warn = ckpt_msg_get(m, "warn");
+	if (warn && *warn)
+		ckpt_log(c->o->exec_log, "checkpoint generation %llu: pid %lld (%s): %s",
+			 (unsigned long long)gen, (long long)agent->pid, agent->cmd, warn);
+	snprintf(agent->done_file, sizeof(agent->done_file), "%s", want);
+	agent->pending = 0;
+	c->ck.bytes += (uint64_t)st.st_size;
+	if (pause > c->ck.pause_ms)
+		c->ck.pause_ms = pause;
+	if (--c->ck.npending == 0)
+		commit(c);
+}
+
+void ckpt_on_fail(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
+{
+	uint64_t gen;
+	if (ckpt_msg_get_u64(m, "gen", &gen) < 0 || !c->ck.active || gen != c->ck.gen ||
+	    !agent->in_ckpt) {
+		ckpt_log(c->o->coord_log, "pid %lld: ignoring FAIL for a checkpoint that is not running",
+			 (long long)agent->pid);
+		return;
+	}
+	const char *why = ckpt_msg_get(m, "reason");
+	char reason[1024];
+	snprintf(reason, sizeof(reason), "pid %lld (%s): %s", (long long)agent->pid, agent->cmd,
+		 why && *why ? why : "no reason given");
+	abandon(c, reason);
+}
+
+void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
+{
+	if (!c->ck.active)
+		return;
+	char reason[256];
+	snprintf(reason, sizeof(reason),
+		 "pid %lld (%s) closed its connection during the checkpoint (it exited or crashed)",
+		 (long long)agent->pid, agent->cmd);
+	abandon(c, reason);
+}
+
+void ckpt_on_timeout(struct coord *c)
+{
+	char reason[512];
+	size_t n = 0;
+	reason[0] = '\0';
+	for (size_t i = 0; i < c->nconns && n < sizeof(reason) - 64; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->pending)
+			n += (size_t)snprintf(reason + n, sizeof(reason) - n, "%spid %lld (%s)",
+					      n ? ", " : "", (long long)k->pid, k->cmd);
+	}
+	snprintf(reason + n, sizeof(reason) - n, " did not answer within %d s",
+		 COORD_CHECKPOINT_TIMEOUT_MS / 1000);
+	abandon(c, reason);
+}
+
+void ckpt_on_program_end(struct coord *c)
+{
+	if (c->ck.active && !c->stopping)
+		abandon(c, "the program ended during the checkpoint");
+	fail_waiters(c, 0, "the program has ended");
+}

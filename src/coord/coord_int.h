@@ -1,0 +1,97 @@
+/* Internal to the coordinator (coord.c, checkpoint.c, tee.c). */
+#ifndef CKPT_COORD_COORD_INT_H
+#define CKPT_COORD_COORD_INT_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coord/coord.h"
+#include "coord/proto.h"
+
+enum conn_role { ROLE_NEW, ROLE_AGENT, ROLE_CLIENT };
+
+#define CONN_OUT_MAX (64 * 1024) /* a peer that does not read is dropped */
+
+struct conn {
+	int fd;
+	enum conn_role role;
+	pid_t peer_pid; /* SO_PEERCRED, in the supervisor's pid namespace */
+	int64_t pid;    /* agent: pid in the program's namespace */
+	int64_t ppid;
+	uint64_t restored;
+	char cmd[128];
+	struct ckpt_linebuf in;
+	char *out;
+	size_t outlen;
+	int closing; /* close once out is flushed */
+	/* client: waiting for a checkpoint; 0 until one is started for it */
+	int waiting;
+	uint64_t wait_gen;
+	/* agent: part of the running checkpoint; pending until DONE */
+	int in_ckpt;
+	int pending;
+	char done_file[64];
+};
+
+struct ckpt_state {
+	int active;
+	uint64_t gen;
+	int64_t t0_mono;
+	int64_t deadline;
+	int npending;
+	uint64_t bytes;
+	int64_t pause_ms; /* longest pause of any process */
+	char dir[PATH_MAX];
+};
+
+struct coord {
+	const struct coord_opts *o;
+	struct conn **conns;
+	size_t nconns, capconns;
+	struct ckpt_state ck;
+	uint64_t next_gen;
+	int64_t next_due; /* monotonic ms; -1: no timer */
+	int agent_warned; /* "no agent" logged since the last connection */
+	/* last complete checkpoint */
+	uint64_t last_gen;
+	int64_t last_time_ms, last_total_ms;
+	uint64_t last_bytes;
+	/* the program */
+	int64_t main_pid;     /* in its namespace; 0 until init reports it */
+	int main_status;      /* wait status from init; valid when main_exited */
+	int main_exited;
+	int launch_failed;
+	int stopping;         /* --stop-after-checkpoint: init was killed */
+	uint64_t stopped_gen;
+	int init_reaped;
+	int restored_seen; /* the restored main process's agent said HELLO */
+	int init_status;
+	int report_fd, cmd_fd;
+	struct ckpt_linebuf report;
+	int out_fd, err_fd;
+	int term_out, term_err; /* our stdout/stderr still take the tee */
+};
+
+/* coord.c */
+void conn_send(struct coord *c, struct conn *k, const struct ckpt_line *l);
+void conn_reply_err(struct coord *c, struct conn *k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+struct conn *coord_root_agent(struct coord *c);
+
+/* checkpoint.c */
+/* Start a checkpoint (timer or request) unless one is running. */
+void ckpt_start(struct coord *c, const char *why);
+void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m);
+void ckpt_on_fail(struct coord *c, struct conn *agent, const struct ckpt_msg *m);
+void ckpt_on_agent_gone(struct coord *c, struct conn *agent);
+void ckpt_on_timeout(struct coord *c);
+/* The program ended: abandon a running checkpoint, answer waiters. */
+void ckpt_on_program_end(struct coord *c);
+
+/* tee.c */
+/* Copy what is readable on *fd to the terminal (*term) and
+ * application.log. Sets *fd to -1 at end of file. */
+void tee_output(struct coord *c, int *fd, int termfd, int *term);
+
+#endif
