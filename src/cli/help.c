@@ -1,0 +1,109 @@
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char overview[] =
+    "usage: ckpt COMMAND [ARGS...]\n"
+    "\n"
+    "Transparent checkpoint/restart of a running Linux program, in user space.\n"
+    "\n"
+    "  ckpt start   [options] [--] PROGRAM|script.py [ARGS...]   run under checkpointing\n"
+    "  ckpt restart [options] [--] PROGRAM|script.py [ARGS...]   resume from the last checkpoint\n"
+    "  ckpt checkpoint RUNDIR     checkpoint now; prints the generation when it is durable\n"
+    "  ckpt status [RUNDIR]       state, pid, last checkpoint, next one due\n"
+    "  ckpt --version\n"
+    "  ckpt COMMAND --help        details of one command\n";
+
+static const char start_help[] =
+    "usage: ckpt start [options] [--] PROGRAM|script.py [ARGS...]\n"
+    "\n"
+    "Runs the program under checkpointing, in the foreground, as its supervisor.\n"
+    "The first argument that is not an option below is the program (or use --);\n"
+    "everything after it is passed to the program untouched. A .py script runs\n"
+    "under python3 from PATH; anything else is found through PATH like a shell.\n"
+    "Only dynamically linked x86-64 programs can be checkpointed.\n"
+    "\n"
+    "options:\n"
+    "  --id ID, -id ID         add ID to the run directory's name (ID_...)\n"
+    "  --interval SEC, -i SEC  checkpoint every SEC seconds, counted from the end of\n"
+    "                          the last checkpoint (default 20; 0: only on request)\n"
+    "  --stop-after-checkpoint stop the program after its first checkpoint\n"
+    "                          (resume it with ckpt restart)\n"
+    "  --python PATH           the python for .py scripts (default: python3 in PATH)\n"
+    "  --dir DIR               put the run directory in DIR (default: here)\n"
+    "\n"
+    "The run directory is named ID_PROGRAM_ARG1_ARG2... (PROGRAM without .py); when\n"
+    "an argument holds characters other than A-Z a-z 0-9 . _ , + = @ - they are\n"
+    "replaced and, as for names over 100 characters, a hash of the whole command\n"
+    "line ends the name. It holds application.log (the program's output, which\n"
+    "also goes to the terminal), execution.log, coordinator.log, config and the\n"
+    "checkpoint images. start refuses a run directory that exists already.\n"
+    "\n"
+    "ckpt exits with the program's exit status (128+N when signal N killed it),\n"
+    "0 after --stop-after-checkpoint, 2 for bad input. SIGTERM sent to ckpt is\n"
+    "passed on to the program; Ctrl-C reaches the program directly.\n";
+
+static const char restart_help[] =
+    "usage: ckpt restart [options] [--] PROGRAM|script.py [ARGS...]\n"
+    "\n"
+    "Resumes a program from the newest complete checkpoint of its run directory.\n"
+    "Give the same program, arguments, --id and --dir as to ckpt start: they name\n"
+    "the run directory, and must match the command line saved there.\n"
+    "\n"
+    "options:\n"
+    "  --id ID, -id ID         as given to ckpt start\n"
+    "  --dir DIR               as given to ckpt start\n"
+    "  --interval SEC, -i SEC  checkpoint interval from now on (default: the one\n"
+    "                          saved by ckpt start)\n"
+    "  --stop-after-checkpoint stop again after the next checkpoint\n"
+    "  --python PATH           accepted for symmetry with start (the restored\n"
+    "                          program keeps the interpreter it had)\n"
+    "\n"
+    "Output is appended to application.log. The exit status is the program's.\n";
+
+static const char checkpoint_help[] =
+    "usage: ckpt checkpoint RUNDIR\n"
+    "\n"
+    "Asks the supervisor of RUNDIR for a checkpoint now and waits until it is\n"
+    "complete and on disk, then prints its generation number. Exits 1 with the\n"
+    "reason when the checkpoint fails (the program keeps running) or no\n"
+    "supervisor runs for RUNDIR.\n";
+
+static const char status_help[] =
+    "usage: ckpt status [RUNDIR]\n"
+    "\n"
+    "Shows the state of a run (running, checkpointing, stopped...), the program's\n"
+    "pid (in its own pid namespace), the last complete checkpoint (generation,\n"
+    "time, size, duration) and when the next one is due. Without RUNDIR, the one\n"
+    "run directory in the current directory is used. Never waits on the program:\n"
+    "the supervisor answers from its own state, and without a supervisor the\n"
+    "files of the run directory are read.\n";
+
+static const struct {
+	const char *name, *text;
+} helps[] = {
+    {"start", start_help},
+    {"restart", restart_help},
+    {"checkpoint", checkpoint_help},
+    {"status", status_help},
+};
+
+int has_help(const char *command)
+{
+	for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++)
+		if (strcmp(helps[i].name, command) == 0)
+			return 1;
+	return 0;
+}
+
+void print_help(const char *command)
+{
+	if (command)
+		for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++)
+			if (strcmp(helps[i].name, command) == 0) {
+				fputs(helps[i].text, stdout);
+				return;
+			}
+	fputs(overview, stdout);
+}

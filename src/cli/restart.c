@@ -1,0 +1,222 @@
+/* ckpt restart: resume the program of an existing run directory from its
+ * newest complete checkpoint. Everything is checked before anything in
+ * the directory changes. */
+#include "cli/cli.h"
+#include "cli/config.h"
+#include "cli/options.h"
+#include "cli/paths.h"
+#include "cli/program.h"
+#include "cli/rundir.h"
+#include "cli/supervise.h"
+#include "coord/err.h"
+#include "coord/gens.h"
+#include "coord/kvfile.h"
+#include "image/reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Two spellings of the program are the same when typed alike or when
+ * they resolve to the same file. */
+static int same_program(const char *typed, const struct run_config *cfg)
+{
+	if (strcmp(typed, cfg->cmd[0]) == 0)
+		return 1;
+	char *found = is_py_script(typed) ? realpath(typed, NULL) : find_executable(typed);
+	char *a = found ? realpath(found, NULL) : NULL;
+	char *b = realpath(cfg->program, NULL);
+	int same = a && b && strcmp(a, b) == 0;
+	free(found);
+	free(a);
+	free(b);
+	return same;
+}
+
+static int same_command(const struct run_opts *o, const struct run_config *cfg, const char *rundir)
+{
+	int same = cfg->ncmd == o->ncmd && ((!o->id && !cfg->id) || (o->id && cfg->id && !strcmp(o->id, cfg->id)));
+	for (int i = 1; same && i < o->ncmd; i++)
+		same = strcmp(o->cmd[i], cfg->cmd[i]) == 0;
+	if (same && same_program(o->cmd[0], cfg))
+		return 1;
+	char *theirs = shell_join(cfg->cmd, cfg->ncmd);
+	ckpt_fail("run directory %s belongs to another command line: %s%s%s%s", rundir,
+		  cfg->id ? "--id " : "", cfg->id ? cfg->id : "", cfg->id ? " " : "",
+		  theirs ? theirs : "?");
+	free(theirs);
+	return 0;
+}
+
+/* Read the generation's manifest for what status shows until the first
+ * checkpoint of this run. */
+static void load_last(struct coord_opts *co, uint64_t gen)
+{
+	co->last_gen = gen;
+	int gfd = gens_open(co->imagesfd, gen);
+	struct kvfile kv;
+	if (gfd < 0)
+		return;
+	if (kv_read(&kv, gfd, GENS_MANIFEST) == 0) {
+		const char *v;
+		if ((v = kv_get(&kv, "time_ms")))
+			co->last_time_ms = atoll(v);
+		if ((v = kv_get(&kv, "bytes")))
+			co->last_bytes = strtoull(v, NULL, 10);
+		if ((v = kv_get(&kv, "total_ms")))
+			co->last_total_ms = atoll(v);
+		kv_free(&kv);
+	}
+	close(gfd);
+}
+
+int cmd_restart(int argc, char **argv)
+{
+	struct run_opts o;
+	if (parse_run_opts(argc, argv, &o) < 0)
+		return report_error(EXIT_USAGE);
+	if (o.help) {
+		print_help("restart");
+		return 0;
+	}
+	if (o.ncmd == 0) {
+		ckpt_fail("missing program: ckpt restart [options] [--] PROGRAM|script.py [ARGS...] "
+			  "(the same as given to ckpt start)");
+		return report_error(EXIT_USAGE);
+	}
+	char *absdir = o.dir ? rundir_path(o.dir, "") : NULL;
+	if (absdir && strlen(absdir) > 1)
+		absdir[strlen(absdir) - 1] = '\0';
+	char *name = rundir_name(o.id, o.cmd, o.ncmd);
+	char *rundir = name ? rundir_path(o.dir, name) : NULL;
+	char *hint = rundir ? restart_hint(o.id, absdir, o.cmd, o.ncmd) : NULL;
+	if ((o.dir && !absdir) || !rundir || !hint)
+		return report_error(1);
+
+	struct coord_opts co;
+	memset(&co, 0, sizeof(co));
+	co.dirfd = open(rundir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (co.dirfd < 0) {
+		if (errno == ENOENT)
+			ckpt_fail("no run directory %s to restart (restart needs the program, arguments, "
+				  "--id and --dir given to ckpt start)",
+				  rundir);
+		else
+			ckpt_fail_errno("cannot open the run directory %s", rundir);
+		return report_error(EXIT_USAGE);
+	}
+	struct run_config cfg;
+	if (config_read(co.dirfd, &cfg) < 0) {
+		if (errno == ENOENT)
+			ckpt_fail("%s is not a ckpt run directory (it has no config)", rundir);
+		else
+			ckpt_fail("cannot restart %s: %s", rundir, ckpt_error());
+		return report_error(EXIT_USAGE);
+	}
+	if (!same_command(&o, &cfg, rundir))
+		return report_error(EXIT_USAGE);
+	char *restorer = ckpt_lib_file(RESTORER_NAME, 1);
+	if (!restorer)
+		return report_error(1);
+	co.imagesfd = openat(co.dirfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	uint64_t gen = 0;
+	int have = co.imagesfd >= 0 ? gens_latest(co.imagesfd, &gen) : 0;
+	if (have < 0) {
+		ckpt_fail("cannot restart %s: %s", rundir, ckpt_error());
+		return report_error(1);
+	}
+	if (have == 0) {
+		ckpt_fail("run directory %s has no complete checkpoint to restart from; to start again, "
+			  "remove it first: rm -r %s",
+			  rundir, rundir);
+		return report_error(EXIT_USAGE);
+	}
+	/* The lock before looking at images: a running supervisor may be
+	 * replacing them. */
+	int lockfd = rundir_lock(co.dirfd, rundir);
+	if (lockfd < 0)
+		return report_error(EXIT_USAGE);
+	if (gens_latest(co.imagesfd, &gen) != 1) {
+		ckpt_fail("run directory %s has no complete checkpoint to restart from", rundir);
+		return report_error(EXIT_USAGE);
+	}
+	char imgname[64], gname[64], *image;
+	gens_name(gname, sizeof(gname), gen, 0);
+	if (gens_root_image(co.imagesfd, gen, imgname, sizeof(imgname)) < 0) {
+		ckpt_fail("cannot restart from %s/%s/%s: %s", rundir, GENS_DIR, gname, ckpt_error());
+		return report_error(EXIT_USAGE);
+	}
+	if (asprintf(&image, "%s/%s/%s/%s", rundir, GENS_DIR, gname, imgname) < 0) {
+		ckpt_fail("out of memory");
+		return report_error(1);
+	}
+	/* Check the whole image (every checksum) now: a damaged one is
+	 * refused with one line before anything starts. */
+	char err[512];
+	struct ckpt_image *img = ckpt_image_open(image, err, sizeof(err));
+	if (!img || ckpt_image_verify(image, err, sizeof(err)) < 0) {
+		if (img)
+			ckpt_image_close(img);
+		ckpt_fail("cannot restart from %s: %s", image, err);
+		return report_error(EXIT_USAGE);
+	}
+	pid_t pid = img->hdr.pid;
+	ckpt_image_close(img);
+	if (pid < 2) {
+		ckpt_fail("cannot restart from %s: it records pid %d, which cannot be recreated", image,
+			  (int)pid);
+		return report_error(EXIT_USAGE);
+	}
+
+	/* Checks passed: from here the run directory is ours to use. */
+	char token[64];
+	struct ckpt_log exec_log, coord_log;
+	if (rundir_lock_claim(lockfd, rundir) < 0 || rundir_read_token(co.dirfd, token, sizeof(token)) < 0 ||
+	    open_logs(&co, &exec_log, &coord_log) < 0)
+		return report_error(1);
+	int partials = gens_remove_partials(co.imagesfd);
+	if (partials > 0)
+		ckpt_log(&exec_log, "removed %d unfinished checkpoint generation(s) left by a crash",
+			 partials);
+	struct gens_scan scan;
+	if (gens_scan(co.imagesfd, &scan) < 0)
+		return report_error(1);
+	co.next_gen = scan.highest + 1;
+	gens_scan_free(&scan);
+	co.rundir = rundir;
+	co.token = token;
+	co.interval_ms = o.interval_ms >= 0 ? o.interval_ms : cfg.interval_ms;
+	co.stop_after_checkpoint = o.stop_after_checkpoint;
+	co.restart_hint = hint;
+	char *command = shell_join(cfg.cmd, cfg.ncmd);
+	co.command = command ? command : cfg.cmd[0];
+	co.restored_gen = gen;
+	load_last(&co, gen);
+	char interval[64];
+	describe_interval(interval, sizeof(interval), co.interval_ms);
+	ckpt_log(&exec_log, "ckpt %s: restart from generation %llu (%s/%s, pid %d) of %s; %s%s",
+		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid, co.command, interval,
+		 o.interval_ms >= 0 ? " (given to restart)" : "");
+	char *rargv[] = {restorer, image, NULL};
+	struct supervise_args sa = {
+	    .lockfd = lockfd,
+	    .exec_path = restorer,
+	    .argv = rargv,
+	    .pid = pid,
+	    .preload = NULL,
+	    .co = &co,
+	};
+	int status = supervise(&sa);
+	if (status < 0) {
+		ckpt_log(&exec_log, "restart from generation %llu failed: %s", (unsigned long long)gen,
+			 ckpt_error());
+		status = report_error(1);
+	}
+	close_logs(&co);
+	free(command);
+	return status;
+}

@@ -1,0 +1,214 @@
+#include "cli/rundir.h"
+
+#include "cli/sha256.h"
+#include "coord/err.h"
+#include "coord/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+/* Bytes kept in names: safe in shells, on every file system, in URLs. */
+static int name_safe(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       (c != 0 && strchr("._,+=@-", c));
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+char *rundir_name(const char *id, char *const *cmd, int ncmd)
+{
+	/* The parts: id, program name, arguments. */
+	const char *prog = base_name(cmd[0]);
+	size_t proglen = strlen(prog);
+	size_t n = strlen(cmd[0]);
+	if (n > 3 && strcmp(cmd[0] + n - 3, ".py") == 0)
+		proglen -= 3;
+	size_t total = (id ? strlen(id) + 1 : 0) + proglen + 1;
+	for (int i = 1; i < ncmd; i++)
+		total += strlen(cmd[i]) + 1;
+	char *name = malloc(total + 1);
+	if (!name) {
+		ckpt_fail("out of memory");
+		return NULL;
+	}
+	size_t len = 0;
+	if (id) {
+		len += (size_t)sprintf(name, "%s_", id);
+	}
+	memcpy(name + len, prog, proglen);
+	len += proglen;
+	for (int i = 1; i < ncmd; i++)
+		len += (size_t)sprintf(name + len, "_%s", cmd[i]);
+	name[len] = '\0';
+
+	int lossy = len == 0;
+	for (size_t i = 0; i < len; i++) {
+		if (!name_safe((unsigned char)name[i])) {
+			name[i] = '-';
+			lossy = 1;
+		}
+	}
+	/* Never ".", "..", a hidden name, or one that reads as an option. */
+	if (len && (name[0] == '.' || name[0] == '-')) {
+		name[0] = '_';
+		lossy = 1;
+	}
+	if (!lossy && len <= RUNDIR_NAME_MAX)
+		return name;
+
+	/* The hash covers the exact command line, with separators that
+	 * cannot occur inside an argument (NUL), and whether an id was
+	 * given, so different command lines get different names. */
+	struct sha256 h;
+	unsigned char digest[32];
+	sha256_init(&h);
+	sha256_update(&h, id ? "ckpt-run-id" : "ckpt-run", id ? 12 : 9);
+	if (id)
+		sha256_update(&h, id, strlen(id) + 1);
+	for (int i = 0; i < ncmd; i++)
+		sha256_update(&h, cmd[i], strlen(cmd[i]) + 1);
+	sha256_final(&h, digest);
+	size_t keep = RUNDIR_NAME_MAX - 17;
+	if (len > keep)
+		len = keep;
+	char *out = malloc(len + 18);
+	if (!out) {
+		free(name);
+		ckpt_fail("out of memory");
+		return NULL;
+	}
+	memcpy(out, name, len);
+	out[len] = '_';
+	for (int i = 0; i < 8; i++)
+		sprintf(out + len + 1 + 2 * i, "%02x", digest[i]);
+	free(name);
+	return out;
+}
+
+char *rundir_path(const char *dir, const char *name)
+{
+	char cwd[PATH_MAX];
+	char *r = NULL;
+	if (!dir || dir[0] != '/') {
+		if (!getcwd(cwd, sizeof(cwd))) {
+			ckpt_fail_errno("cannot get the current directory");
+			return NULL;
+		}
+	}
+	int n;
+	if (!dir)
+		n = asprintf(&r, "%s/%s", cwd, name);
+	else if (dir[0] == '/')
+		n = asprintf(&r, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+	else
+		n = asprintf(&r, "%s/%s%s%s", cwd, dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+	if (n < 0) {
+		ckpt_fail("out of memory");
+		return NULL;
+	}
+	return r;
+}
+
+int rundir_lock(int dirfd, const char *rundir)
+{
+	int fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return ckpt_fail_errno("cannot open %s/lock", rundir);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		/* The namespace's init keeps the lock too, so a program whose
+		 * supervisor died still guards its directory. */
+		if (e == EWOULDBLOCK && pid[0] && kill(atoi(pid), 0) < 0 && errno == ESRCH)
+			return ckpt_fail("run directory %s is locked: its supervisor (pid %s) has exited "
+					 "but its program is still running; stop that program (for instance "
+					 "with kill -9 -- -PGID of its process group) first",
+					 rundir, pid);
+		if (e == EWOULDBLOCK)
+			return ckpt_fail("run directory %s is in use by another ckpt%s%s%s (see: ckpt status %s)",
+					 rundir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", rundir);
+		errno = e;
+		return ckpt_fail_errno("cannot lock %s/lock", rundir);
+	}
+	return fd;
+}
+
+int rundir_lock_claim(int fd, const char *rundir)
+{
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		return ckpt_fail_errno("cannot write %s/lock", rundir);
+	return 0;
+}
+
+int rundir_lock_held(int dirfd, pid_t *holder)
+{
+	*holder = 0;
+	int fd = openat(dirfd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n > 0) {
+		buf[n] = '\0';
+		*holder = (pid_t)atoi(buf);
+	}
+	int held = 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		held = errno == EWOULDBLOCK ? 1 : -1;
+	close(fd); /* drops our shared lock, if we got it */
+	return held;
+}
+
+int rundir_make_token(int dirfd, char *hex, size_t len)
+{
+	unsigned char raw[16];
+	if (len < 2 * sizeof(raw) + 1)
+		return ckpt_fail("token buffer too small");
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return ckpt_fail_errno("getrandom");
+	for (size_t i = 0; i < sizeof(raw); i++)
+		sprintf(hex + 2 * i, "%02x", raw[i]);
+	int fd = openat(dirfd, "token", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return ckpt_fail_errno("cannot create the token file");
+	char line[40];
+	int n = snprintf(line, sizeof(line), "%s\n", hex);
+	if (write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0) {
+		ckpt_fail_errno("cannot write the token file");
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int rundir_read_token(int dirfd, char *hex, size_t len)
+{
+	ssize_t n = read_small(dirfd, "token", hex, len);
+	if (n < 0)
+		return ckpt_fail_errno("cannot read the run directory's token");
+	while (n > 0 && (hex[n - 1] == '\n' || hex[n - 1] == ' '))
+		hex[--n] = '\0';
+	if (n != 32)
+		return ckpt_fail("the run directory's token file is damaged");
+	return 0;
+}
