@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,13 @@ int main(int argc, char **argv)
 	if (argc != 2 || argv[1][0] == '-') {
 		fprintf(stderr, "usage: ckpt-restore IMAGE (started by ckpt restart)\n");
 		return 2;
+	}
+	/* one descriptor per mapped file may exceed the soft limit; the
+	 * program's own limits are set back before the hand-over */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
 	char err[512];
 	struct ckpt_image *img = ckpt_image_open(argv[1], err, sizeof err);

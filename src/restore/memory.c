@@ -247,15 +247,41 @@ static void plan_process(struct plan *p, const struct ckpt_image *img, struct fd
 			p->unmap_top = img->areas[i].end;
 }
 
+/* One descriptor per mapped file, shared by all of its areas (libraries
+ * have several); the final stage closes them. */
+struct file_table {
+	const char **names;
+	int *fds;
+	uint32_t n;
+};
+
+static int file_fd(struct plan *p, struct fd_context *c, struct file_table *ft,
+		   const struct ckpt_image *img, const struct ckpt_area *a)
+{
+	const char *path = ckpt_image_string(img, a->name_str);
+	for (uint32_t i = ft->n; i > 0; i--)
+		if (!strcmp(ft->names[i - 1], path))
+			return ft->fds[i - 1];
+	int fd = open_mapped_file(c, img, a);
+	if (fd < 0)
+		return -1;
+	if (p->nclose == PLAN_MAX_CLOSE)
+		return fail("too many mapped files (more than %d)", PLAN_MAX_CLOSE);
+	p->close_fds[p->nclose++] = fd;
+	ft->names[ft->n] = path;
+	ft->fds[ft->n++] = fd;
+	return fd;
+}
+
 /* Areas in the plan, their files opened, their pages staged. */
 static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context *c,
 		      uint64_t staging, uint64_t bitmaps)
 {
 	uint32_t n = 0;
-	int last_fd = -1;
-	uint32_t last_name = 0;
 	struct plan_area *by_index = calloc(img->nareas + 1, sizeof *by_index);
-	if (!by_index)
+	struct file_table ft = {calloc(img->nareas + 1, sizeof(char *)),
+				calloc(img->nareas + 1, sizeof(int)), 0};
+	if (!by_index || !ft.names || !ft.fds)
 		return fail("out of memory");
 	for (uint32_t i = 0; i < img->nareas; i++) {
 		const struct ckpt_area *a = &img->areas[i];
@@ -270,16 +296,9 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 		pa->growsdown = (a->flags & CKPT_AREA_GROWSDOWN) != 0;
 		pa->fd = -1;
 		if (pa->op == PLAN_FILE || pa->op == PLAN_FILE_SHARED) {
-			if (a->name_str != last_name || last_fd < 0) {
-				last_fd = open_mapped_file(c, img, a);
-				if (last_fd < 0)
-					goto fail;
-				if (p->nclose == PLAN_MAX_CLOSE)
-					return fail("too many mapped files");
-				p->close_fds[p->nclose++] = last_fd;
-				last_name = a->name_str;
-			}
-			pa->fd = last_fd;
+			pa->fd = file_fd(p, c, &ft, img, a);
+			if (pa->fd < 0)
+				goto fail;
 		}
 		if (staged(a)) {
 			pa->staging = staging;
@@ -303,9 +322,13 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			p->areas[n++] = by_index[i];
 	p->nareas = n;
 	free(by_index);
+	free(ft.names);
+	free(ft.fds);
 	return 0;
 fail:
 	free(by_index);
+	free(ft.names);
+	free(ft.fds);
 	return -1;
 }
 

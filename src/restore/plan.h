@@ -45,7 +45,7 @@ struct plan_mm_map {
 };
 
 #define PLAN_MAX_SPECIAL 4
-#define PLAN_MAX_CLOSE 1024
+#define PLAN_MAX_CLOSE 8192
 
 struct plan {
 	uint64_t blob_start, blob_end;
