@@ -72,10 +72,31 @@ static void ended(struct coord *c)
 	}
 }
 
+/* Agents told stop=1 that answered DONE keep their program stopped until
+ * killed; when the generation fails after all, they must resume it. */
+static void resume_stopped(struct coord *c)
+{
+	if (!c->o->stop_after_checkpoint)
+		return;
+	struct ckpt_line l;
+	ckpt_line_begin(&l, "RESUME");
+	ckpt_line_u64(&l, "gen", c->ck.gen);
+	ckpt_line_end(&l);
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->in_ckpt && !k->pending) {
+			ckpt_log(c->o->coord_log, "RESUME gen=%llu -> pid %lld", (unsigned long long)c->ck.gen,
+				 (long long)k->pid);
+			conn_send(c, k, &l);
+		}
+	}
+}
+
 static void abandon(struct coord *c, const char *reason)
 {
 	uint64_t gen = c->ck.gen;
 	char msg[1200];
+	resume_stopped(c);
 	snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s", (unsigned long long)gen,
 		 reason);
 	if (gens_abort(c->o->imagesfd, gen) < 0)
@@ -147,6 +168,10 @@ void ckpt_start(struct coord *c, const char *why)
 	ckpt_line_begin(&l, "CHECKPOINT");
 	ckpt_line_u64(&l, "gen", gen);
 	ckpt_line_str(&l, "dir", c->ck.dir);
+	/* --stop-after-checkpoint: the program must not run on after its
+	 * capture, or it would print what the restart prints again. */
+	if (c->o->stop_after_checkpoint)
+		ckpt_line_u64(&l, "stop", 1);
 	if (ckpt_line_end(&l) < 0) {
 		abandon(c, "the run directory's path is too long for a protocol line");
 		return;
@@ -154,8 +179,8 @@ void ckpt_start(struct coord *c, const char *why)
 	root->in_ckpt = root->pending = 1;
 	root->done_file[0] = '\0';
 	c->ck.npending = 1;
-	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s) -> pid %lld", (unsigned long long)gen, why,
-		 (long long)root->pid);
+	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s%s) -> pid %lld", (unsigned long long)gen, why,
+		 c->o->stop_after_checkpoint ? ", stop=1" : "", (long long)root->pid);
 	conn_send(c, root, &l);
 }
 
@@ -306,10 +331,10 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 {
 	if (!c->ck.active)
 		return;
-	char reason[256];
-	snprintf(reason, sizeof(reason),
-		 "pid %lld (%s) closed its connection during the checkpoint (it exited or crashed)",
-		 (long long)agent->pid, agent->cmd);
+	char reason[512];
+	snprintf(reason, sizeof(reason), "pid %lld (%s) %s", (long long)agent->pid, agent->cmd,
+		 agent->why_closed[0] ? agent->why_closed
+				      : "closed its connection during the checkpoint (it exited or crashed)");
 	abandon(c, reason);
 }
 

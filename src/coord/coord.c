@@ -61,6 +61,8 @@ void conn_send(struct coord *c, struct conn *k, const struct ckpt_line *l)
 	if (k->outlen + l->len > CONN_OUT_MAX) {
 		ckpt_log(c->o->coord_log, "dropping host pid %d: it does not read its replies",
 			 (int)k->peer_pid);
+		snprintf(k->why_closed, sizeof(k->why_closed),
+			 "did not read what the coordinator sent, so the coordinator dropped it");
 		conn_close(c, k);
 		return;
 	}
@@ -217,11 +219,13 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	c->agent_warned = 0;
 	ckpt_log(c->o->coord_log, "host pid %d: HELLO role=agent pid=%lld ppid=%lld restored=%llu cmd=%s",
 		 (int)k->peer_pid, (long long)pid, (long long)ppid, (unsigned long long)restored, k->cmd);
-	if (restored && pid == c->main_pid)
-		c->restored_seen = 1;
-	if (restored && pid == c->main_pid)
+	/* Compared with main_pid at the end: this HELLO may be read before
+	 * init's report of the pid. */
+	if (restored) {
+		c->restored_pid = pid;
 		ckpt_log(c->o->exec_log, "restored from generation %llu: pid %lld (%s) is running again",
 			 (unsigned long long)restored, (long long)pid, k->cmd);
+	}
 }
 
 static void on_status(struct coord *c, struct conn *k)
@@ -324,6 +328,8 @@ static void read_conn(struct coord *c, struct conn *k)
 					snprintf(err, sizeof(err), "line longer than %d bytes", CKPT_LINE_MAX);
 				ckpt_log(c->o->coord_log, "host pid %d sent a malformed line (%s): closing",
 					 (int)k->peer_pid, err);
+				snprintf(k->why_closed, sizeof(k->why_closed),
+					 "sent a malformed line (%s), so the coordinator dropped it", err);
 				conn_reply_err(c, k, "malformed line: %s", err);
 				k->closing = 1;
 				conn_flush(c, k);
@@ -482,7 +488,7 @@ static int exit_code(struct coord *c)
 			 "exit: the namespace's init (host pid %d) %s, taking the program with it; ckpt "
 			 "exits with status %d",
 			 (int)c->o->launch.init_pid, what, code);
-	if (c->o->restored_gen && !c->restored_seen) {
+	if (c->o->restored_gen && c->restored_pid != c->main_pid) {
 		/* The restorer prints its own one-line reason and exits with 2;
 		 * say here what that means for the run. */
 		ckpt_log(c->o->exec_log,

@@ -25,6 +25,7 @@ struct conn {
 	char *out;
 	size_t outlen;
 	int closing; /* close once out is flushed */
+	char why_closed[320]; /* set when the coordinator drops the peer */
 	/* client: waiting for a checkpoint; 0 until one is started for it */
 	int waiting;
 	uint64_t wait_gen;
@@ -65,7 +66,7 @@ struct coord {
 	int stopping;         /* --stop-after-checkpoint: init was killed */
 	uint64_t stopped_gen;
 	int init_reaped;
-	int restored_seen; /* the restored main process's agent said HELLO */
+	int64_t restored_pid; /* pid of the last HELLO with restored= (0: none) */
 	int init_status;
 	int report_fd, cmd_fd;
 	struct ckpt_linebuf report;

@@ -123,32 +123,37 @@ int gens_latest(int imagesfd, uint64_t *gen)
 
 int gens_remove_partials(int imagesfd)
 {
-	int fd = openat(imagesfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return ckpt_fail_errno("cannot open %s", GENS_DIR);
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		ckpt_fail_errno("cannot read %s", GENS_DIR);
-		close(fd);
-		return -1;
-	}
-	/* Collect first: removing while readdir walks is unspecified. */
-	char names[64][64];
-	int count = 0, removed = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) && count < 64) {
-		uint64_t g;
-		size_t n = strlen(e->d_name);
-		if (parse_name(e->d_name, &g) == 2 && n < sizeof(names[0]))
-			memcpy(names[count++], e->d_name, n + 1);
-	}
-	closedir(d);
-	for (int i = 0; i < count; i++) {
-		if (rmtree_at(imagesfd, names[i]) < 0)
+	int removed = 0;
+	for (;;) {
+		int fd = openat(imagesfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return ckpt_fail_errno("cannot open %s", GENS_DIR);
+		DIR *d = fdopendir(fd);
+		if (!d) {
+			ckpt_fail_errno("cannot read %s", GENS_DIR);
+			close(fd);
 			return -1;
-		removed++;
+		}
+		/* Collect a batch first: removing while readdir walks is
+		 * unspecified. Repeat until none is left. */
+		char names[64][64];
+		int count = 0;
+		struct dirent *e;
+		while ((e = readdir(d)) && count < 64) {
+			uint64_t g;
+			size_t n = strlen(e->d_name);
+			if (parse_name(e->d_name, &g) == 2 && n < sizeof(names[0]))
+				memcpy(names[count++], e->d_name, n + 1);
+		}
+		closedir(d);
+		for (int i = 0; i < count; i++) {
+			if (rmtree_at(imagesfd, names[i]) < 0)
+				return -1;
+			removed++;
+		}
+		if (count < 64)
+			return removed;
 	}
-	return removed;
 }
 
 int gens_begin(int imagesfd, uint64_t gen)
