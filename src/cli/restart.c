@@ -122,6 +122,11 @@ int cmd_restart(int argc, char **argv)
 	char *restorer = ckpt_lib_file(RESTORER_NAME, 1);
 	if (!restorer)
 		return report_error(1);
+	/* The lock before looking at images: a running supervisor may be
+	 * replacing them. Taking it changes nothing on disk. */
+	int lockfd = rundir_lock(co.dirfd, rundir);
+	if (lockfd < 0)
+		return report_error(EXIT_USAGE);
 	co.imagesfd = openat(co.dirfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	uint64_t gen = 0;
 	int have = co.imagesfd >= 0 ? gens_latest(co.imagesfd, &gen) : 0;
@@ -133,15 +138,6 @@ int cmd_restart(int argc, char **argv)
 		ckpt_fail("run directory %s has no complete checkpoint to restart from; to start again, "
 			  "remove it first: rm -r %s",
 			  rundir, rundir);
-		return report_error(EXIT_USAGE);
-	}
-	/* The lock before looking at images: a running supervisor may be
-	 * replacing them. */
-	int lockfd = rundir_lock(co.dirfd, rundir);
-	if (lockfd < 0)
-		return report_error(EXIT_USAGE);
-	if (gens_latest(co.imagesfd, &gen) != 1) {
-		ckpt_fail("run directory %s has no complete checkpoint to restart from", rundir);
 		return report_error(EXIT_USAGE);
 	}
 	char imgname[64], gname[64], *image;
