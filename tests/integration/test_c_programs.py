@@ -1,0 +1,73 @@
+"""C programs: checkpoint at a random step, SIGKILL everything, restart,
+and compare with an uninterrupted run (see conftest.Ckpt.cycle)."""
+import pytest
+
+from conftest import c_prog, check_chain
+
+# name, steps, per-step sleep (ms), extra arguments
+PROGRAMS = [
+    ("counter", 80, 40),             # single thread
+    ("threads", 80, 40),             # 8 threads, mutex + condition variable
+    ("pipe_reader", 80, 40),         # a thread blocked in read() on a pipe
+    ("fpu", 80, 40),                 # AVX/x87 registers live across the checkpoint
+    ("malloc_heavy", 60, 40),        # brk and mmap, patterns checked
+    ("clock", 60, 40),               # clock_gettime/gettimeofday after restart
+    ("counter", 60, 40, 5),          # exit status passes through a restart
+]
+
+
+def test_checkpoint_then_run_on(ck):
+    """A checkpoint without a failure leaves the program undisturbed."""
+    prog = c_prog("threads", 40, 20)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 15))
+    gen = ck.checkpoint(ck.rundir(proc=run))
+    rc = run.finish()
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("run with a checkpoint at generation %d" % gen, run.output(), 0)])
+    assert run.output() == expected, f"output incomplete\n{run.report()}"
+    assert rc == ref_rc
+
+
+@pytest.mark.parametrize("spec", PROGRAMS, ids=lambda s: "-".join(map(str, s)))
+def test_restart(ck, spec):
+    ck.cycle(c_prog(*spec))
+
+
+def input_file(ck):
+    p = ck.work / "input.txt"
+    p.write_text("".join(f"input line {i:04d}: {'abcdefghij' * (i % 5)}\n" for i in range(60)))
+    return p
+
+
+def file_prog(ck):
+    inp = input_file(ck)
+    out_ckpt, out_ref = ck.work / "out-ckpt.txt", ck.work / "out-ref.txt"
+    prog = c_prog("file_append", 80, 40, out_ckpt, inp)
+    prog.ref_argv = [*prog.argv[:3], str(out_ref), str(inp)]
+    prog.outputs = [(out_ckpt, out_ref)]
+    return prog
+
+
+def test_file_append_periodic_checkpoint(ck):
+    """Appends to a file: --interval 1 --stop-after-checkpoint, so the file
+    is as it was at the checkpoint when the program is restarted. The file
+    must end up byte-identical to the uninterrupted run's."""
+    prog = file_prog(ck)
+    ck.stop_cycle(prog, interval=1)
+    for got, want in prog.outputs:
+        assert got.read_bytes() == want.read_bytes(), f"{got} differs from the uninterrupted run's {want}"
+
+
+def test_file_append_checkpoint_on_demand(ck):
+    prog = file_prog(ck)
+    ck.stop_cycle(prog)
+    for got, want in prog.outputs:
+        assert got.read_bytes() == want.read_bytes(), f"{got} differs from the uninterrupted run's {want}"
+
+
+def test_stop_after_checkpoint(ck):
+    """--stop-after-checkpoint: the program stops right at its first
+    checkpoint, and the restart resumes exactly there."""
+    ck.stop_cycle(c_prog("threads", 64, 40))

@@ -1,0 +1,38 @@
+"""Python programs under Debian's /usr/bin/python3: checkpoint at a random
+step, SIGKILL everything, restart, compare with an uninterrupted run."""
+import pytest
+
+from conftest import py_prog, require_python_modules
+
+# script, steps, per-step sleep (ms), modules it needs
+SCRIPTS = [
+    ("counter", 80, 40, ()),
+    ("numpy_matrix", 40, 60, ("numpy",)),        # OpenBLAS thread pool (2 threads)
+    ("subprocess_uname", 40, 60, ()),            # children before and after the restart
+    ("torch_train", 40, 60, ("torch",)),         # torch CPU training, 2 threads
+]
+
+
+@pytest.mark.parametrize("spec", SCRIPTS, ids=lambda s: s[0])
+def test_restart(ck, spec):
+    name, steps, sleep, mods = spec
+    require_python_modules(*mods)
+    ck.cycle(py_prog(name, steps, sleep), k_range=(3, steps // 3))
+
+
+def test_file_read_append(ck):
+    """Reads one file, appends to another; --stop-after-checkpoint keeps the
+    files as they were at the checkpoint. The output file must end up
+    byte-identical to the uninterrupted run's."""
+    inp = ck.work / "input.txt"
+    inp.write_text("".join(f"{i:05d} {'xyz' * (i % 7)}\n" for i in range(80)))
+    out_ckpt, out_ref = ck.work / "out-ckpt.txt", ck.work / "out-ref.txt"
+    prog = py_prog("file_rw", 60, 40, inp, out_ckpt)
+    prog.ref_argv = [*prog.ref_argv[:-1], str(out_ref)]
+    prog.outputs = [(out_ckpt, out_ref)]
+    ck.stop_cycle(prog)
+    assert out_ckpt.read_bytes() == out_ref.read_bytes(), "the appended file differs from the uninterrupted run's"
+
+
+def test_stop_after_checkpoint(ck):
+    ck.stop_cycle(py_prog("counter", 60, 40))
