@@ -8,6 +8,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 
 #include "agent/agent.h"
 #include "common/rawsys.h"
@@ -102,6 +106,101 @@ static void save_pipe_data(struct fd_list *l, struct ckpt_fd *f, int wfd)
 	l->data_len += (uint64_t)got;
 }
 
+/* The inode of the other end of a Unix socket, from sock_diag (works
+ * unprivileged for one's own sockets); 0 if unknown. */
+static uint64_t unix_peer(uint64_t ino)
+{
+	long nl = raw_syscall3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return 0;
+	struct {
+		struct nlmsghdr h;
+		struct unix_diag_req r;
+	} req;
+	mem_zero(&req, sizeof req);
+	req.h.nlmsg_len = sizeof req;
+	req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.h.nlmsg_flags = NLM_F_REQUEST;
+	req.r.sdiag_family = AF_UNIX;
+	req.r.udiag_states = ~0u;
+	req.r.udiag_ino = (uint32_t)ino;
+	req.r.udiag_show = UDIAG_SHOW_PEER;
+	req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
+	struct sockaddr_nl sa;
+	mem_zero(&sa, sizeof sa);
+	sa.nl_family = AF_NETLINK;
+	uint64_t peer = 0;
+	static char buf[8192];
+	if (raw_syscall6(SYS_sendto, nl, &req, sizeof req, 0, &sa, sizeof sa) == sizeof req) {
+		long n = raw_syscall6(SYS_recvfrom, nl, buf, sizeof buf, 0, 0, 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+		if (n >= (long)NLMSG_LENGTH(sizeof(struct unix_diag_msg)) &&
+		    h->nlmsg_type == SOCK_DIAG_BY_FAMILY && h->nlmsg_len <= (uint32_t)n) {
+			struct unix_diag_msg *m = NLMSG_DATA(h);
+			struct rtattr *at = (struct rtattr *)(m + 1);
+			int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+			for (; RTA_OK(at, len); at = RTA_NEXT(at, len))
+				if (at->rta_type == UNIX_DIAG_PEER)
+					peer = *(uint32_t *)RTA_DATA(at);
+		}
+	}
+	raw_syscall1(SYS_close, nl);
+	return peer;
+}
+
+static int fd_with_ino(const int *fds, int nfds, uint64_t ino)
+{
+	for (int i = 0; i < nfds; i++) {
+		struct stat st;
+		if (raw_syscall2(SYS_fstat, fds[i], &st) == 0 && st.st_ino == ino)
+			return fds[i];
+	}
+	return -1;
+}
+
+/* Messages queued at one end of a socketpair: received (each with a
+ * 4-byte length, so datagram boundaries survive) and sent again from the
+ * other end, which puts them back in the same order. */
+static void save_socket_data(struct fd_list *l, struct ckpt_fd *f, int peer_fd)
+{
+	f->data_off = l->data_len;
+	for (;;) {
+		uint64_t room = FD_DATA_MAX - l->data_len;
+		if (room < 8)
+			break;
+		char *dst = l->data + l->data_len;
+		long n = raw_syscall6(SYS_recvfrom, f->fd, dst + 4, room - 4, MSG_DONTWAIT, 0, 0);
+		if (n <= 0)
+			break;
+		uint32_t len = (uint32_t)n;
+		mem_copy(dst, &len, 4);
+		raw_syscall6(SYS_sendto, peer_fd, dst + 4, n, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0);
+		l->data_len += 4 + (uint64_t)n;
+	}
+	f->data_len = l->data_len - f->data_off;
+}
+
+static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb,
+			  const int *fds, int nfds)
+{
+	int domain = 0, type = 0;
+	int len = sizeof domain;
+	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+	len = sizeof type;
+	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	if (domain != AF_UNIX)
+		return -1;
+	uint64_t peer = unix_peer(sb->st_ino);
+	int peer_fd = peer ? fd_with_ino(fds, nfds, peer) : -1;
+	if (peer_fd < 0)
+		return -1; /* connected elsewhere (another process, a listener) */
+	f->kind = CKPT_FD_SOCKPAIR;
+	f->pipe_id = sb->st_ino < peer ? sb->st_ino : peer;
+	f->aux = ((uint32_t)type << 1) | (sb->st_ino < peer ? 0u : 1u);
+	save_socket_data(l, f, peer_fd);
+	return 0;
+}
+
 static void describe_unsupported(int fd, const char *link)
 {
 	char num[24] = "";
@@ -156,7 +255,7 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 		} else if (!f->aux) {
 			save_pipe_data(l, f, wfd);
 		}
-	} else {
+	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb, fds, nfds) == 0)) {
 		f->kind = CKPT_FD_UNSUPPORTED;
 		describe_unsupported(fd, link);
 	}

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-static inline long raw_syscall6(long n, long a, long b, long c, long d, long e, long f)
+static inline long raw_syscall6_(long n, long a, long b, long c, long d, long e, long f)
 {
 	long ret;
 	register long r10 __asm__("r10") = d;
@@ -19,6 +19,8 @@ static inline long raw_syscall6(long n, long a, long b, long c, long d, long e, 
 	return ret;
 }
 
+#define raw_syscall6(n, a, b, c, d, e, f)                                                          \
+	raw_syscall6_((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 #define raw_syscall0(n) raw_syscall6((n), 0, 0, 0, 0, 0, 0)
 #define raw_syscall1(n, a) raw_syscall6((n), (long)(a), 0, 0, 0, 0, 0)
 #define raw_syscall2(n, a, b) raw_syscall6((n), (long)(a), (long)(b), 0, 0, 0, 0)

@@ -130,13 +130,33 @@ static int open_path(const struct ckpt_fd *f, const char *path)
 	return fd;
 }
 
-/* Pipes whose both ends the program held: created once each, with their
- * queued bytes put back, and kept above the program's descriptors until
- * every end has been duplicated into place. */
+/* Pipes and socketpairs whose both ends the program held: created once
+ * each, with their queued bytes put back (bytes queued at one end are
+ * written through the other), and kept above the program's descriptors
+ * until every end has been duplicated into place. */
 struct pipe_rec {
 	uint64_t id;
-	int ends[2]; /* read, write */
+	int ends[2]; /* pipe: read, write; socketpair: end 0, end 1 */
 };
+
+static int end_of(const struct ckpt_fd *f)
+{
+	return f->kind == CKPT_FD_PIPE ? (f->aux ? 1 : 0) : (int)(f->aux & 1);
+}
+
+/* Datagrams are saved each behind a 4-byte length; a stream the same way. */
+static int put_back_messages(int fd, const uint8_t *p, uint64_t len)
+{
+	while (len >= 4) {
+		uint32_t n;
+		memcpy(&n, p, 4);
+		if (n > len - 4 || send(fd, p + 4, n, MSG_NOSIGNAL) != (ssize_t)n)
+			return -1;
+		p += 4 + n;
+		len -= 4 + (uint64_t)n;
+	}
+	return len ? -1 : 0;
+}
 static struct pipe_rec *pipes;
 static uint32_t npipes;
 
@@ -147,23 +167,31 @@ static int pipes_create(struct fd_context *c, const struct ckpt_image *img)
 		return fail("out of memory");
 	for (uint32_t i = 0; i < img->nfds; i++) {
 		const struct ckpt_fd *f = &img->fds[i];
-		if (f->kind != CKPT_FD_PIPE)
+		if (f->kind != CKPT_FD_PIPE && f->kind != CKPT_FD_SOCKPAIR)
 			continue;
 		uint32_t k = 0;
 		while (k < npipes && pipes[k].id != f->pipe_id)
 			k++;
 		if (k == npipes) {
 			int p[2];
-			if (pipe(p) != 0)
-				return fail("fd %d: cannot create a pipe: %s", f->fd, strerror(errno));
+			int r = f->kind == CKPT_FD_PIPE
+				    ? pipe(p)
+				    : socketpair(AF_UNIX, (int)(f->aux >> 1), 0, p);
+			if (r != 0)
+				return fail("fd %d: cannot create a %s: %s", f->fd,
+					    f->kind == CKPT_FD_PIPE ? "pipe" : "socketpair",
+					    strerror(errno));
 			pipes[k].id = f->pipe_id;
 			pipes[k].ends[0] = fd_private(c, p[0]);
 			pipes[k].ends[1] = fd_private(c, p[1]);
 			npipes++;
 		}
+		int through = pipes[k].ends[1 - end_of(f)];
 		if (f->data_len &&
-		    write(pipes[k].ends[1], img->fd_data + f->data_off, f->data_len) !=
-			    (ssize_t)f->data_len)
+		    (f->kind == CKPT_FD_PIPE
+			 ? write(through, img->fd_data + f->data_off, f->data_len) !=
+			       (ssize_t)f->data_len
+			 : put_back_messages(through, img->fd_data + f->data_off, f->data_len) != 0))
 			return fail("fd %d: cannot put %llu queued bytes back into its pipe", f->fd,
 				    (unsigned long long)f->data_len);
 	}
@@ -174,7 +202,7 @@ static int open_pipe(const struct ckpt_fd *f)
 {
 	for (uint32_t k = 0; k < npipes; k++)
 		if (pipes[k].id == f->pipe_id)
-			return dup(pipes[k].ends[f->aux ? 1 : 0]);
+			return dup(pipes[k].ends[end_of(f)]);
 	return fail("fd %d: pipe not prepared", f->fd);
 }
 
@@ -205,6 +233,7 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 	case CKPT_FD_AGENT:
 		return c->ctl >= 0 ? dup(c->ctl) : open("/dev/null", O_RDWR);
 	case CKPT_FD_PIPE:
+	case CKPT_FD_SOCKPAIR:
 		return open_pipe(f);
 	default:
 		warn("fd %d (%s) could not be saved; it is /dev/null now", f->fd, path);
@@ -227,7 +256,7 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 				return fail("fd %d: dup2: %s", f->fd, strerror(errno));
 			close(fd);
 		}
-		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_STDIO)
+		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR || f->kind == CKPT_FD_STDIO)
 			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}

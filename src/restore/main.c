@@ -91,5 +91,10 @@ int main(int argc, char **argv)
 		die();
 	fill_restore_info(plan, img, &c);
 	plan->err_fd = c.err;
+	/* none of the restorer's own descriptors may outlive it */
+	int ours[] = {c.image, c.ctl, c.stdio[0], c.stdio[1], c.stdio[2]};
+	for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+		if (ours[i] >= 0 && plan->nclose < PLAN_MAX_CLOSE)
+			plan->close_fds[plan->nclose++] = ours[i];
 	hand_over(plan);
 }
