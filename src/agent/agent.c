@@ -133,6 +133,29 @@ static int say_hello(uint64_t restored_gen)
 	return send_line(line);
 }
 
+/* --stop-after-checkpoint: the program must not run past the state just
+ * saved. The coordinator kills it, or sends RESUME if the generation could
+ * not be completed; if the coordinator goes away the program continues. */
+static void wait_for_resume(void)
+{
+	char buf[512];
+	size_t used = 0;
+	for (;;) {
+		ssize_t n = read(agent.ctl_fd, buf + used, sizeof buf - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		buf[used] = 0;
+		if (strstr(buf, "RESUME"))
+			break;
+		if (used == sizeof buf - 1)
+			used = 0;
+	}
+	resume_all_threads();
+}
+
 static double ms_between(uint64_t a, uint64_t b)
 {
 	return b > a ? (double)(b - a) / 1e6 : 0.0;
@@ -154,7 +177,9 @@ static void after_capture(void)
 		say_hello(gen);
 		return;
 	}
-	resume_all_threads();
+	int keep_stopped = agent.stop_after && agent.result == 0;
+	if (!keep_stopped)
+		resume_all_threads();
 	agent.resumed_ns = now_ns();
 	char line[4096], enc[3200];
 	if (agent.result == 0) {
@@ -170,6 +195,8 @@ static void after_capture(void)
 			 (unsigned long long)agent.generation, (int)agent.pid, enc);
 	}
 	send_line(line);
+	if (keep_stopped)
+		wait_for_resume();
 }
 
 static void checkpoint(const char *line)
@@ -181,13 +208,20 @@ static void checkpoint(const char *line)
 		return;
 	}
 	agent.generation = strtoull(gen, 0, 10);
+	char stop[8];
+	agent.stop_after = field(line, "stop", stop, sizeof stop) == 0 && stop[0] == '1';
 	agent.result = 0;
 	agent.errmsg[0] = 0;
 	agent.warnings[0] = 0;
 	agent.image_bytes = 0;
 	agent.restore_info.magic = 0;
 	agent.stop_ns = now_ns();
-	if (suspend_all_threads() != 0) {
+	int stopped = suspend_all_threads() == 0;
+	if (stopped && check_no_children() != 0) {
+		resume_all_threads();
+		stopped = 0;
+	}
+	if (!stopped) {
 		char msg[AGENT_ERR_LEN + 64];
 		snprintf(msg, sizeof msg, "%s; checkpoint abandoned, the program continues",
 			 agent.errmsg);

@@ -50,6 +50,7 @@ struct agent_state {
 	struct ckpt_thread self_info; /* the checkpoint thread itself */
 
 	uint64_t generation;
+	int stop_after; /* stop=1: stay stopped after a successful capture */
 	char dir[4096];
 	int image_fd;
 	int result; /* 0 written, -1 failed (errmsg) */
@@ -73,6 +74,9 @@ int suspend_install(void);
 int suspend_all_threads(void);  /* 0 or -1 with agent.errmsg */
 void resume_all_threads(void);
 void capture_thread_state(struct ckpt_thread *t, void *frame);
+
+/* children.c: 0, or -1 (agent.errmsg) when a child process is running */
+int check_no_children(void);
 
 /* capture.c: write the image; called in the checkpoint thread's handler */
 void capture_image(void *self_frame);

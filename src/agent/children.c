@@ -1,0 +1,70 @@
+/* Process trees are not checkpointed yet: a child still running at
+ * checkpoint time would be lost at restart, so the checkpoint is refused
+ * with the child's pid and command, and the program continues. The
+ * program runs in its own pid namespace, where /proc lists exactly the
+ * computation: pid 1 (ckpt's init), this process, and its descendants. */
+#include <fcntl.h>
+#include <sys/syscall.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+
+static void describe_child(const char *pid)
+{
+	char path[64] = "/proc/", buf[512], comm[64] = "?";
+	str_append(path, sizeof path, pid);
+	char *end = path + str_len(path);
+	str_copy(end, "/comm", 16);
+	if (read_file(path, comm, sizeof comm) > 0 && str_len(comm) > 0)
+		comm[str_len(comm) - 1] = 0;
+	str_copy(end, "/stat", 16);
+	char state = '?';
+	if (read_file(path, buf, sizeof buf) > 0) {
+		char *p = buf + str_len(buf);
+		while (p > buf && *p != ')')
+			p--;
+		if (p[0] == ')')
+			state = p[2];
+	}
+	if (state == 'Z') {
+		add_warning("child process ", pid, " has exited but was not waited for; "
+						   "after restart waiting for it fails with ECHILD");
+		return;
+	}
+	set_error("child process ", pid, " (");
+	str_append(agent.errmsg, sizeof agent.errmsg, comm);
+	str_append(agent.errmsg, sizeof agent.errmsg,
+		   ") is still running; checkpointing process trees is not supported yet");
+}
+
+int check_no_children(void)
+{
+	char buf[4096];
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0; /* no /proc of our own: nothing to check against */
+	for (;;) {
+		long got = raw_syscall3(SYS_getdents64, fd, buf, sizeof buf);
+		if (got <= 0)
+			break;
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			if (d->name[0] < '1' || d->name[0] > '9' || str_eq(d->name, "1"))
+				continue;
+			uint64_t pid = 0;
+			for (const char *p = d->name; *p >= '0' && *p <= '9'; p++)
+				pid = pid * 10 + (uint64_t)(*p - '0');
+			if ((pid_t)pid != agent.pid)
+				describe_child(d->name);
+		}
+	}
+	raw_syscall1(SYS_close, fd);
+	return agent.result;
+}
