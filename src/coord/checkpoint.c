@@ -97,6 +97,15 @@ static void abandon(struct coord *c, const char *reason)
 	uint64_t gen = c->ck.gen;
 	char msg[1200];
 	resume_stopped(c);
+	if (c->killed_early && !c->stopping) {
+		/* The program is gone already: say so, and fail the exit. */
+		c->stopping = 1;
+		c->stop_failed = 1;
+		ckpt_log(c->o->exec_log, "the program was stopped for --stop-after-checkpoint but "
+					 "generation %llu could not be completed; resume from the previous "
+					 "generation, if any, with: %s",
+			 (unsigned long long)gen, c->o->restart_hint);
+	}
 	snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s", (unsigned long long)gen,
 		 reason);
 	if (gens_abort(c->o->imagesfd, gen) < 0)
@@ -117,7 +126,7 @@ void ckpt_start(struct coord *c, const char *why)
 		return;
 	}
 	struct conn *root = coord_root_agent(c);
-	char msg[512];
+	char msg[1024];
 	if (!root) {
 		if (!c->main_pid)
 			snprintf(msg, sizeof(msg), "the program has not started yet");
@@ -304,6 +313,18 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 			 (unsigned long long)gen, (long long)agent->pid, agent->cmd, warn);
 	snprintf(agent->done_file, sizeof(agent->done_file), "%s", want);
 	agent->pending = 0;
+	uint64_t stopped = 0;
+	ckpt_msg_get_u64(m, "stopped", &stopped);
+	if (c->o->stop_after_checkpoint && !stopped && !c->killed_early && c->ck.npending == 1) {
+		/* This agent resumed the program despite stop=1: every moment
+		 * it runs now may print what the restart prints again. Its
+		 * image is durable already, so stop it first, then commit. */
+		ckpt_log(c->o->coord_log, "pid %lld did not keep the program stopped (no stopped=1): "
+					  "killing the namespace before completing generation %llu",
+			 (long long)agent->pid, (unsigned long long)gen);
+		if (kill(c->o->launch.init_pid, SIGKILL) == 0)
+			c->killed_early = 1;
+	}
 	c->ck.bytes += (uint64_t)st.st_size;
 	if (pause > c->ck.pause_ms)
 		c->ck.pause_ms = pause;
@@ -331,7 +352,7 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 {
 	if (!c->ck.active)
 		return;
-	char reason[512];
+	char reason[1024];
 	snprintf(reason, sizeof(reason), "pid %lld (%s) %s", (long long)agent->pid, agent->cmd,
 		 agent->why_closed[0] ? agent->why_closed
 				      : "closed its connection during the checkpoint (it exited or crashed)");

@@ -471,6 +471,12 @@ static void run_timers(struct coord *c)
 static int exit_code(struct coord *c)
 {
 	char what[128];
+	if (c->stop_failed) {
+		fprintf(stderr, "ckpt: the program was stopped but its checkpoint failed (see %s/execution.log)\n",
+			c->o->rundir);
+		ckpt_log(c->o->exec_log, "exit: stopped without a new checkpoint; ckpt exits with status 1");
+		return 1;
+	}
 	if (c->stopping) {
 		ckpt_log(c->o->exec_log, "exit: stopped after checkpoint generation %llu; ckpt exits with "
 					 "status 0",

@@ -20,7 +20,7 @@ struct conn {
 	int64_t pid;    /* agent: pid in the program's namespace */
 	int64_t ppid;
 	uint64_t restored;
-	char cmd[128];
+	char cmd[512];
 	struct ckpt_linebuf in;
 	char *out;
 	size_t outlen;
@@ -64,6 +64,8 @@ struct coord {
 	int main_exited;
 	int launch_failed;
 	int stopping;         /* --stop-after-checkpoint: init was killed */
+	int killed_early;     /* killed at DONE, before the generation was complete */
+	int stop_failed;      /* ...and it could not be completed */
 	uint64_t stopped_gen;
 	int init_reaped;
 	int64_t restored_pid; /* pid of the last HELLO with restored= (0: none) */
