@@ -185,10 +185,10 @@ static void after_capture(void)
 	if (agent.result == 0) {
 		encode(enc, sizeof enc, agent.warnings);
 		snprintf(line, sizeof line,
-			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f warn=%s\n",
+			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d warn=%s\n",
 			 (unsigned long long)agent.generation, (int)agent.pid,
 			 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
-			 ms_between(agent.stopped_ns, agent.resumed_ns), enc);
+			 ms_between(agent.stopped_ns, agent.resumed_ns), keep_stopped, enc);
 	} else {
 		encode(enc, sizeof enc, agent.errmsg);
 		snprintf(line, sizeof line, "FAIL gen=%llu pid=%d reason=%s\n",

@@ -163,7 +163,7 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.active = 1;
 	c->ck.gen = gen;
 	c->ck.t0_mono = ckpt_mono_ms();
-	c->ck.deadline = c->ck.t0_mono + COORD_CHECKPOINT_TIMEOUT_MS;
+	c->ck.deadline = c->ck.t0_mono + COORD_STOPPED_PROBE_MS;
 	c->ck.npending = 0;
 	c->ck.bytes = 0;
 	c->ck.pause_ms = 0;
@@ -359,8 +359,45 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 	abandon(c, reason);
 }
 
+/* A process stopped by SIGSTOP (or a debugger) cannot run its agent: the
+ * checkpoint would wait for it forever. Returns 1 and names it if so. */
+static int stopped_agent(struct coord *c, char *reason, size_t cap)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd < 0 || !k->pending || k->peer_pid <= 0)
+			continue;
+		char path[64], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)k->peer_pid);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		char *paren = strrchr(buf, ')');
+		if (paren && (paren[2] == 'T' || paren[2] == 't')) {
+			snprintf(reason, cap,
+				 "pid %lld (%s) is stopped (SIGSTOP or a debugger) and cannot reach its "
+				 "safe point; continue it (kill -CONT) and checkpoint again",
+				 (long long)k->pid, k->cmd);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 void ckpt_on_timeout(struct coord *c)
 {
+	if (ckpt_mono_ms() < c->ck.t0_mono + COORD_CHECKPOINT_TIMEOUT_MS) {
+		char why[700];
+		if (stopped_agent(c, why, sizeof(why))) {
+			abandon(c, why);
+			return;
+		}
+		c->ck.deadline = ckpt_mono_ms() + COORD_STOPPED_PROBE_MS;
+		return;
+	}
 	char reason[512];
 	size_t n = 0;
 	reason[0] = '\0';

@@ -16,6 +16,8 @@
  * does not stop (10 s); this bounds a wedged or stopped program and very
  * slow storage. */
 #define COORD_CHECKPOINT_TIMEOUT_MS (600 * 1000)
+/* how often a running checkpoint looks for a stopped (SIGSTOP) process */
+#define COORD_STOPPED_PROBE_MS 1000
 
 struct coord_opts {
 	const char *rundir; /* absolute path: messages, and CHECKPOINT dir= */
