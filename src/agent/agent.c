@@ -222,11 +222,8 @@ static void checkpoint(const char *line)
 		stopped = 0;
 	}
 	if (!stopped) {
-		char msg[AGENT_ERR_LEN + 64];
-		snprintf(msg, sizeof msg, "%s; checkpoint abandoned, the program continues",
-			 agent.errmsg);
 		char enc[3200], out[4096];
-		encode(enc, sizeof enc, msg);
+		encode(enc, sizeof enc, agent.errmsg);
 		snprintf(out, sizeof out, "FAIL gen=%llu pid=%d reason=%s\n",
 			 (unsigned long long)agent.generation, (int)agent.pid, enc);
 		send_line(out);

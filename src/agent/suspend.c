@@ -162,7 +162,12 @@ static const char *syscall_name(long nr)
 	case 1: return "write";
 	case 7: return "poll";
 	case 23: return "select";
+	case 34: return "pause";
 	case 35: return "nanosleep";
+	case 45: return "recvfrom";
+	case 47: return "recvmsg";
+	case 130: return "rt_sigsuspend";
+	case 128: return "rt_sigtimedwait";
 	case 61: return "wait4";
 	case 202: return "futex";
 	case 230: return "clock_nanosleep";
