@@ -181,6 +181,8 @@ static void after_capture(void)
 	if (!keep_stopped)
 		resume_all_threads();
 	agent.resumed_ns = now_ns();
+	capture_wait_writer(); /* copy-on-write: the program runs meanwhile */
+	uint64_t written_ns = now_ns();
 	char line[4096], enc[3200];
 	if (agent.result == 0) {
 		encode(enc, sizeof enc, agent.warnings);
@@ -188,7 +190,7 @@ static void after_capture(void)
 			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d warn=%s\n",
 			 (unsigned long long)agent.generation, (int)agent.pid,
 			 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
-			 ms_between(agent.stopped_ns, agent.resumed_ns), keep_stopped, enc);
+			 ms_between(agent.stopped_ns, written_ns), keep_stopped, enc);
 	} else {
 		encode(enc, sizeof enc, agent.errmsg);
 		snprintf(line, sizeof line, "FAIL gen=%llu pid=%d reason=%s\n",
@@ -210,6 +212,10 @@ static void checkpoint(const char *line)
 	agent.generation = strtoull(gen, 0, 10);
 	char stop[8];
 	agent.stop_after = field(line, "stop", stop, sizeof stop) == 0 && stop[0] == '1';
+	/* copy-on-write unless asked not to; a stopping checkpoint gains
+	 * nothing from it */
+	agent.use_cow = !(field(line, "cow", stop, sizeof stop) == 0 && stop[0] == '0') &&
+			!agent.stop_after;
 	agent.result = 0;
 	agent.errmsg[0] = 0;
 	agent.warnings[0] = 0;

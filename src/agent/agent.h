@@ -33,6 +33,14 @@ struct agent_slot {
 	struct ckpt_thread info;
 };
 
+/* What the copy-on-write writer reports back, in memory shared with it. */
+struct cow_result {
+	int32_t result;
+	uint64_t bytes;
+	char errmsg[AGENT_ERR_LEN];
+	char warnings[AGENT_ERR_LEN];
+};
+
 struct agent_state {
 	int suspend_signal;
 	pid_t pid;
@@ -59,6 +67,13 @@ struct agent_state {
 	uint64_t image_bytes;
 	uint64_t stop_ns, stopped_ns, resumed_ns; /* timeline of the last checkpoint */
 
+	/* Copy-on-write writing (on unless the request says cow=0). */
+	int use_cow;
+	int writer_pid;            /* in the program: the writer child, 0 if none */
+	struct cow_result *cow;    /* shared with the writer */
+	long cow_maps_lines;       /* mappings the program had at the fork */
+	uint64_t skip_lo, skip_hi; /* the shared page: not part of the image */
+
 	/* Identity of the supervisor's stdin/stdout/stderr: fds pointing to
 	 * these are reconnected to the new supervisor at restart. */
 	uint64_t stdio_dev[3], stdio_ino[3];
@@ -80,6 +95,8 @@ int check_no_children(void);
 
 /* capture.c: write the image; called in the checkpoint thread's handler */
 void capture_image(void *self_frame);
+void capture_wait_writer(void);
+long count_maps_lines(void); /* memory.c */
 
 /* memory.c, fds.c: parts of the image */
 struct ckpt_writer;

@@ -3,6 +3,7 @@
  * matter (the section table locates them); memory goes before AREAS
  * because writing it counts each area's saved pages. */
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/rseq.h>
 #include <sys/stat.h>
@@ -183,6 +184,62 @@ static void fail_errno(const char *what, long err)
 	str_append(agent.errmsg, sizeof agent.errmsg, ")");
 }
 
+/* Memory, strings, header, rename: the part of the image that the
+ * copy-on-write writer does after the program has been resumed. */
+static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int nthreads,
+			 const char *tmp, const char *final)
+{
+	static struct ckpt_image_header hdr;
+	static char err[512];
+	err[0] = 0;
+	if (memory_capture(w, s, st, err) != 0) {
+		set_error(err, 0, 0);
+		return;
+	}
+	ckpt_writer_begin_section(w, CKPT_SEC_STRINGS);
+	ckpt_writer_write(w, st->buf, st->used);
+	ckpt_writer_end_section(w, 0);
+	fill_header(&hdr, nthreads);
+	if (ckpt_writer_finish(w, &hdr) != 0)
+		fail_errno("writing the image failed", -w->error);
+	else if (publish_image(tmp, final) != 0)
+		set_error("cannot rename the image into place in ", agent.dir, 0);
+	agent.image_bytes = w->offset;
+}
+
+/* Copy-on-write snapshot: a child made with fork semantics (no SIGCHLD,
+ * so the program never sees it) holds the memory exactly as it is now and
+ * writes it, while the program runs on. Returns the child's pid, 0 in the
+ * child, -1 if it could not be made. */
+static long cow_fork(void)
+{
+	long r = raw_syscall6(SYS_mmap, 0, sizeof(struct cow_result), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (r < 0 && r > -4096)
+		return -1;
+	agent.cow = (struct cow_result *)r;
+	mem_zero(agent.cow, sizeof *agent.cow);
+	agent.cow_maps_lines = count_maps_lines();
+	long pid = raw_syscall5(SYS_clone, 0 /* exit signal 0: no SIGCHLD */, 0, 0, 0, 0);
+	if (pid < 0) {
+		raw_syscall2(SYS_munmap, agent.cow, sizeof *agent.cow);
+		agent.cow = 0;
+		return -1;
+	}
+	return pid;
+}
+
+static __attribute__((noreturn)) void cow_child_exit(void)
+{
+	struct cow_result *r = agent.cow;
+	r->result = agent.result;
+	r->bytes = agent.image_bytes;
+	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
+	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
+	for (;;)
+		raw_syscall1(SYS_exit_group, agent.result == 0 ? 0 : 1);
+}
+
 void capture_image(void *self_frame)
 {
 	static char tmp[4200], final[4200], err[512];
@@ -209,26 +266,61 @@ void capture_image(void *self_frame)
 	static struct ckpt_writer w;
 	ckpt_writer_init(&w, fd, scratch_alloc(&s, WRITE_BUF_SIZE), WRITE_BUF_SIZE);
 
+	/* Descriptors (pipes are drained and refilled) and per-thread state
+	 * are taken while the program is stopped; only memory may be written
+	 * from a snapshot. */
 	static struct ckpt_process proc;
-	static struct ckpt_image_header hdr;
 	err[0] = 0;
-	if (process_capture(&proc, &st, err) != 0 || fds_capture(&w, &s, &st, err) != 0 ||
-	    memory_capture(&w, &s, &st, err) != 0) {
+	if (process_capture(&proc, &st, err) != 0 || fds_capture(&w, &s, &st, err) != 0) {
 		set_error(err, 0, 0);
 	} else {
 		write_small_sections(&w, &proc, nthreads);
-		ckpt_writer_begin_section(&w, CKPT_SEC_STRINGS);
-		ckpt_writer_write(&w, st.buf, st.used);
-		ckpt_writer_end_section(&w, 0);
-		fill_header(&hdr, nthreads);
-		if (ckpt_writer_finish(&w, &hdr) != 0)
-			fail_errno("writing the image failed", -w.error);
-		else if (publish_image(tmp, final) != 0)
-			set_error("cannot rename the image into place in ", agent.dir, 0);
-		agent.image_bytes = w.offset;
+		long pid = agent.use_cow ? cow_fork() : -1;
+		if (pid == 0) {
+			agent.skip_lo = (uint64_t)(uintptr_t)agent.cow;
+			agent.skip_hi = agent.skip_lo + sizeof(struct cow_result);
+			finish_image(&w, &s, &st, nthreads, tmp, final);
+			if (agent.result != 0)
+				raw_syscall1(SYS_unlink, tmp);
+			cow_child_exit();
+		}
+		if (pid > 0) {
+			agent.writer_pid = (int)pid;
+			raw_syscall1(SYS_close, fd);
+			scratch_free(&s);
+			return;
+		}
+		finish_image(&w, &s, &st, nthreads, tmp, final);
 	}
 	raw_syscall1(SYS_close, fd);
 	if (agent.result != 0)
 		raw_syscall1(SYS_unlink, tmp);
 	scratch_free(&s);
+}
+
+/* After the program has been resumed: wait for the copy-on-write writer
+ * and take over its result. */
+void capture_wait_writer(void)
+{
+	if (agent.writer_pid <= 0)
+		return;
+	int status = 0;
+	long r;
+	do
+		r = raw_syscall4(SYS_wait4, agent.writer_pid, &status, 0x40000000 /* __WALL */, 0);
+	while (r == -4 /* EINTR */);
+	struct cow_result *c = agent.cow;
+	agent.result = c->result;
+	agent.image_bytes = c->bytes;
+	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
+	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);
+	if (r < 0 || (status & 0x7f) != 0) {
+		/* killed before it could report (the shared result is still 0) */
+		agent.result = -1;
+		str_copy(agent.errmsg, "the copy-on-write image writer was killed before it finished",
+			 sizeof agent.errmsg);
+	}
+	raw_syscall2(SYS_munmap, agent.cow, sizeof *agent.cow);
+	agent.cow = 0;
+	agent.writer_pid = 0;
 }

@@ -233,6 +233,20 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	return 0;
 }
 
+long count_maps_lines(void)
+{
+	static char buf[65536];
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	long lines = 0, n;
+	while ((n = raw_syscall3(SYS_read, fd, buf, sizeof buf)) > 0)
+		for (long i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	raw_syscall1(SYS_close, fd);
+	return lines;
+}
+
 int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
 {
 	char *maps;
@@ -244,6 +258,15 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	uint32_t lines = 0;
 	for (long i = 0; i < len; i++)
 		lines += maps[i] == '\n';
+	/* memory marked MADV_DONTFORK is missing from a copy-on-write child:
+	 * an image without it would restart into a crash */
+	if (agent.cow && agent.cow_maps_lines >= 0 && (long)lines != agent.cow_maps_lines) {
+		str_copy(err,
+			 "some memory of the program is not inherited by fork (MADV_DONTFORK); "
+			 "checkpoint with --no-cow",
+			 200);
+		return -1;
+	}
 	struct ckpt_area *areas = scratch_alloc(s, (lines + 1) * sizeof *areas);
 	uint64_t *pm = scratch_alloc(s, BATCH_PAGES * 8);
 	unsigned char *vec = scratch_alloc(s, BATCH_PAGES);
@@ -256,8 +279,9 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	for (char *p = maps; *p;) {
 		struct map_line m;
 		p = parse_line(p, &m);
-		if (m.start >= skip_lo && m.end <= skip_hi)
-			continue; /* our own scratch memory */
+		if ((m.start >= skip_lo && m.end <= skip_hi) ||
+		    (m.start >= agent.skip_lo && m.end <= agent.skip_hi))
+			continue; /* our own scratch memory, the writer's result page */
 		struct ckpt_area *a = &areas[n];
 		mem_zero(a, sizeof *a);
 		if (classify(&m, a, err) != 0)
