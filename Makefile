@@ -129,6 +129,14 @@ demo: deps
 	$(MAKE) all
 	@tests/demo.sh
 
+# The benchmark (bench/README.md): `make bench`, options in BENCH_ARGS.
+$(BUILD)/bench/hold: bench/hold.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
+
+bench: all $(BUILD)/bench/hold
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ckpt
 	install -m 0755 $(CKPT) $(DESTDIR)$(PREFIX)/bin/ckpt
