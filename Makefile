@@ -38,7 +38,7 @@ all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS)
 # The command line tool and coordinator.
 $(CKPT): $(call obj,cli,$(CLI_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_SAN) -o $@ $^
+	$(CC) $(CFLAGS_SAN) -o $@ $^ -lzstd
 
 $(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -48,7 +48,7 @@ $(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
 # the user's program).
 $(AGENT): $(call obj,agent,$(AGENT_SRCS) src/image/writer.c src/image/format_check.c $(COMMON_SRCS))
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ -lpthread -Wl,-z,now -Wl,--version-script=src/agent/exports.map
+	$(CC) -shared -o $@ $^ -lpthread -lzstd -Wl,-z,now -Wl,--version-script=src/agent/exports.map
 
 $(BUILD)/obj/agent/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -71,7 +71,7 @@ $(FINAL_BIN): $(BUILD)/obj/final.elf
 
 $(RESTORE): $(call obj,restore,$(PREPARE_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS)) $(BUILD)/obj/restore/blob.o
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^
+	$(CC) -o $@ $^ -lzstd -lpthread
 $(BUILD)/obj/restore/%.o: %.c $(wildcard src/*/*.h src/restore/final/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -c -o $@ $<
@@ -85,7 +85,7 @@ $(BUILD)/tests/%: tests/progs/%.c
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -mavx2 -o $@ $< -lpthread -lm
 $(BUILD)/tests/unit/%: tests/unit/%.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS_SAN) -o $@ $< $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/coord/proto.c)
+	$(CC) $(CFLAGS_COMMON) $(CFLAGS_SAN) -o $@ $< $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/coord/proto.c) -lzstd
 
 # Fuzzing the image reader (clang + libFuzzer). `make fuzz` runs for
 # FUZZ_SECONDS; `make fuzz-smoke` is the short run CI does. New inputs go to
@@ -98,7 +98,7 @@ $(FUZZ_IMAGE): tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard s
 	$(FUZZ_CC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE -Isrc -fno-omit-frame-pointer \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
-		-o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS)
+		-o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS) -lzstd
 
 fuzz: $(FUZZ_IMAGE)
 	@mkdir -p build-fuzz/corpus/image

@@ -216,6 +216,10 @@ static void checkpoint(const char *line)
 	 * nothing from it */
 	agent.use_cow = !(field(line, "cow", stop, sizeof stop) == 0 && stop[0] == '0') &&
 			!agent.stop_after;
+	/* compress=none|fast|max (default fast) */
+	char comp[16] = "fast";
+	field(line, "compress", comp, sizeof comp);
+	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
 	agent.result = 0;
 	agent.errmsg[0] = 0;
 	agent.warnings[0] = 0;

@@ -69,6 +69,7 @@ struct agent_state {
 
 	/* Copy-on-write writing (on unless the request says cow=0). */
 	int use_cow;
+	int compress_level; /* zstd level, 0 = none */
 	int writer_pid;            /* in the program: the writer child, 0 if none */
 	struct cow_result *cow;    /* shared with the writer */
 	long cow_maps_lines;       /* mappings the program had at the fork */
@@ -104,6 +105,10 @@ struct scratch;
 struct strtab;
 int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+
+/* compress.c: zstd for page chunks (level 0: none) */
+#define CKPT_CHUNK_PAGES_MAX 256
+int compress_setup(struct ckpt_writer *w, struct scratch *s, int level);
 
 /* util.c: libc-free helpers usable while threads are stopped */
 struct scratch {

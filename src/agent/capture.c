@@ -265,6 +265,8 @@ void capture_image(void *self_frame)
 	st.buf[0] = 0;
 	static struct ckpt_writer w;
 	ckpt_writer_init(&w, fd, scratch_alloc(&s, WRITE_BUF_SIZE), WRITE_BUF_SIZE);
+	if (compress_setup(&w, &s, agent.compress_level) != 0)
+		add_warning("compression unavailable for this checkpoint", 0, 0);
 
 	/* Descriptors (pipes are drained and refilled) and per-thread state
 	 * are taken while the program is stopped; only memory may be written

@@ -17,7 +17,7 @@
 #define PM_SWAPPED (1ull << 62)
 #define PM_FILE (1ull << 61)
 #define BATCH_PAGES 16384u
-#define CHUNK_PAGES 256u
+#define CHUNK_PAGES CKPT_CHUNK_PAGES_MAX
 
 struct map_line {
 	uint64_t start, end, offset, ino;

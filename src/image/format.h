@@ -10,7 +10,7 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2
 #define CKPT_PAGE_SIZE 4096u
 #define CKPT_MAX_SECTIONS 32
 #define CKPT_MAX_AUXV 64    /* (type, value) pairs */
@@ -188,8 +188,14 @@ struct ckpt_fd {
 	uint64_t data_len;
 };
 
-/* PAGES section: chunks, each a header followed by npages * 4096 bytes. */
-#define CKPT_CHUNK_MAGIC 0x4b4e4843u /* "CHNK" */
+/* PAGES section: chunks, each a header followed by npages * 4096 bytes
+ * (CKPT_CHUNK_MAGIC, data 4096-aligned in the file), or by a 4-byte
+ * compressed length, 4 reserved zero bytes and that many bytes of one zstd
+ * frame (CKPT_ZCHUNK_MAGIC, header 8-aligned). The crc always covers the
+ * header (crc = 0) and the uncompressed pages. */
+#define CKPT_CHUNK_MAGIC 0x4b4e4843u  /* "CHNK" */
+#define CKPT_ZCHUNK_MAGIC 0x5a4e4843u /* "CHNZ" */
+#define CKPT_ZCHUNK_MAX_PAGES 4096u   /* a compressed chunk holds at most 16 MiB */
 struct ckpt_page_chunk {
 	uint32_t magic;
 	uint32_t area; /* index into AREAS */

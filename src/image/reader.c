@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "common/crc32c.h"
 
@@ -556,6 +557,8 @@ struct walk {
 	uint64_t prev_end;   /* end address of the previous chunk */
 	uint64_t area_pages; /* pages seen so far in area */
 	char *scratch;	     /* for chunks read only to be verified */
+	char *zin, *zout;    /* compressed chunk data, and its pages when only verified */
+	ZSTD_DCtx *dctx;
 	char *err;
 	size_t errlen;
 };
@@ -578,7 +581,7 @@ static int check_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t
 	const struct ckpt_area *a = c->area < img->nareas ? &img->areas[c->area] : NULL;
 	uint64_t len = (uint64_t)c->npages * CKPT_PAGE_SIZE;
 
-	if (c->magic != CKPT_CHUNK_MAGIC)
+	if (c->magic != CKPT_CHUNK_MAGIC && c->magic != CKPT_ZCHUNK_MAGIC)
 		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic",
 			    w->index, (unsigned long long)pos);
 	if (!a || c->area < w->area || (c->area == w->area && c->addr < w->prev_end))
@@ -623,6 +626,9 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 
 	if (read_at(w->img->fd, &c, CHUNK_HDR, pos) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
+	if (c.magic != CKPT_CHUNK_MAGIC)
+		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic", w->index,
+			    (unsigned long long)pos);
 	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
 		return -1;
 	uint64_t len = (uint64_t)c.npages * CKPT_PAGE_SIZE;
@@ -656,13 +662,86 @@ static uint64_t chunk_pos(uint64_t pos)
 	return pos + (CKPT_PAGE_SIZE - (pos + CHUNK_HDR) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE;
 }
 
+/* A compressed chunk at pos: 4-byte length, 4 zero bytes, one zstd frame
+ * that must expand to exactly npages pages. */
+static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void *arg,
+		     uint64_t *next)
+{
+	struct ckpt_page_chunk c;
+	uint32_t zl[2];
+	uint64_t end = w->img->pages->offset + w->img->pages->length;
+
+	if (end - pos < CHUNK_HDR + sizeof zl || read_at(w->img->fd, &c, CHUNK_HDR, pos) < 0 ||
+	    read_at(w->img->fd, zl, sizeof zl, pos + CHUNK_HDR) < 0)
+		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
+	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
+		return -1;
+	uint64_t len = (uint64_t)c.npages * CKPT_PAGE_SIZE, data = pos + CHUNK_HDR + sizeof zl;
+	if (c.npages > CKPT_ZCHUNK_MAX_PAGES || zl[1] != 0 || zl[0] == 0 || zl[0] > end - data)
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx): bad compressed length %u",
+			    w->index, c.area, (unsigned long long)c.addr, zl[0]);
+	if (!w->zin && !(w->zin = malloc(ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE))))
+		return fail(w->err, w->errlen, "out of memory");
+	if (!w->dctx && !(w->dctx = ZSTD_createDCtx()))
+		return fail(w->err, w->errlen, "out of memory");
+	uint32_t want = c.crc;
+	c.crc = 0;
+	uint32_t crc = crc32c_update(0, &c, sizeof c);
+	c.crc = want;
+	char *dst = dest ? dest(arg, &c) : NULL;
+	if (!dst && !w->zout && !(w->zout = malloc(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE)))
+		return fail(w->err, w->errlen, "out of memory");
+	if (!dst)
+		dst = w->zout;
+	if (read_at(w->img->fd, w->zin, zl[0], data) < 0)
+		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
+	size_t got = ZSTD_decompressDCtx(w->dctx, dst, len, w->zin, zl[0]);
+	if (ZSTD_isError(got) || got != len)
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx): compressed data are damaged (%s)",
+			    w->index, c.area, (unsigned long long)c.addr,
+			    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
+	crc = crc32c_update(crc, dst, len);
+	if (!CRC_OK(crc, want))
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
+			    c.area, (unsigned long long)c.addr);
+	w->prev_end = c.addr + len;
+	w->area_pages += c.npages;
+	*next = data + zl[0];
+	return 0;
+}
+
+/* Next chunk header at or after pos: a compressed chunk sits at the next
+ * 8-byte boundary, an uncompressed one where its data start 4096-aligned;
+ * in between there are only zeros. Returns 1 for compressed. */
+static int next_chunk(struct walk *w, uint64_t pos, uint64_t end, uint64_t *at)
+{
+	uint64_t at8 = (pos + 7) & ~7ull;
+	uint32_t magic = 0;
+	if (at8 + 4 <= end && read_at(w->img->fd, &magic, 4, at8) == 0 &&
+	    magic == CKPT_ZCHUNK_MAGIC && zero_at(w->img->fd, at8 - pos, pos)) {
+		*at = at8;
+		return 1;
+	}
+	*at = chunk_pos(pos);
+	return 0;
+}
+
 static int walk_pages(struct walk *w, ckpt_chunk_dest_fn dest, void *arg)
 {
 	const struct ckpt_section *s = w->img->pages;
 	uint64_t pos = s->offset, end = s->offset + s->length;
 
 	while (pos < end) {
-		uint64_t at = chunk_pos(pos);
+		uint64_t at;
+		if (next_chunk(w, pos, end, &at)) {
+			if (do_zchunk(w, at, dest, arg, &pos) < 0)
+				return -1;
+			w->index++;
+			continue;
+		}
 		if (at > end || end - at < CHUNK_HDR || !zero_at(w->img->fd, at - pos, pos))
 			return fail(
 			    w->err, w->errlen,
@@ -689,6 +768,9 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 		return close_areas(&w, img->nareas);
 	int r = walk_pages(&w, dest, arg);
 	free(w.scratch);
+	free(w.zin);
+	free(w.zout);
+	ZSTD_freeDCtx(w.dctx);
 	return r;
 }
 

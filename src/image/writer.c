@@ -186,6 +186,37 @@ static void chunk_copy(struct ckpt_writer *w, struct ckpt_page_chunk *c, const c
 		pwrite_all(w, c, sizeof *c, hpos);
 }
 
+void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void *ctx, void *raw,
+				size_t raw_cap, void *out, size_t out_cap)
+{
+	w->compress = fn;
+	w->compress_ctx = ctx;
+	w->zraw = raw;
+	w->zraw_cap = raw_cap;
+	w->zout = out;
+	w->zout_cap = out_cap;
+}
+
+/* A compressed chunk from the copy in w->zraw; returns 0 (nothing written)
+ * when compression does not pay. */
+static int zchunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
+{
+	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
+	size_t zlen = w->compress(w->compress_ctx, w->zout, w->zout_cap, w->zraw, len);
+	if (zlen == 0 || zlen >= len || zlen > UINT32_MAX)
+		return 0;
+	align(w, 8);
+	struct ckpt_page_chunk c = {
+	    .magic = CKPT_ZCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
+	c.crc = crc32c_update(crc32c_update(0, &c, sizeof c), w->zraw, len);
+	uint32_t zl[2] = {(uint32_t)zlen, 0};
+	emit(w, &c, sizeof c);
+	emit(w, zl, sizeof zl);
+	emit(w, w->zout, zlen);
+	w->open->count++;
+	return 1;
+}
+
 /* Zero padding goes before each chunk header so that the chunk's data
  * start on a 4096-byte boundary of the file: a reader may then mmap the
  * pages instead of copying them. Readers rely on this rule to find the
@@ -200,6 +231,16 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 		return;
 	}
 	uint64_t hsize = sizeof(struct ckpt_page_chunk);
+	w->raw_page_bytes += (uint64_t)npages * CKPT_PAGE_SIZE;
+	if (w->compress && (size_t)npages * CKPT_PAGE_SIZE <= w->zraw_cap &&
+	    npages <= CKPT_ZCHUNK_MAX_PAGES) {
+		/* a stable copy: checksum and compressor must see the same bytes */
+		size_t len = (size_t)npages * CKPT_PAGE_SIZE;
+		memcpy(w->zraw, data, len);
+		if (zchunk(w, area, addr, npages))
+			return;
+		data = w->zraw; /* not worth compressing: store the copy */
+	}
 	emit_zeros(w, (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
 
 	struct ckpt_page_chunk c = {

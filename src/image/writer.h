@@ -10,6 +10,9 @@
 
 #include "image/format.h"
 
+/* see ckpt_writer_set_compressor */
+typedef size_t (*ckpt_compress_fn)(void *ctx, void *dst, size_t cap, const void *src, size_t len);
+
 struct ckpt_writer {
 	int fd;
 	uint64_t offset; /* file offset of the next byte written */
@@ -19,9 +22,23 @@ struct ckpt_writer {
 	struct ckpt_section sections[CKPT_MAX_SECTIONS];
 	uint32_t nsections;
 	struct ckpt_section *open; /* section being written, or NULL */
+	ckpt_compress_fn compress;
+	void *compress_ctx;
+	char *zraw, *zout;
+	size_t zraw_cap, zout_cap;
+	uint64_t raw_page_bytes; /* page bytes before compression */
 };
 
 void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size);
+
+/* Compression of page chunks. fn compresses len bytes of src into dst (cap
+ * bytes) and returns the compressed size, or 0 when that would not save
+ * enough to be worth it (the chunk is then stored as it is). raw and out
+ * are the caller's buffers of raw_cap and out_cap bytes: a chunk's pages
+ * are first copied into raw (so the checksum and the compressor see the
+ * same bytes), then compressed into out. */
+void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void *ctx, void *raw,
+				size_t raw_cap, void *out, size_t out_cap);
 /* Leaves room for the header, which ckpt_writer_finish fills in. */
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len);

@@ -506,7 +506,7 @@ static void test_header_checks(const char *path)
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
 	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
-	CHECK(strstr(err, "version 7") && strstr(err, "version 1"), "message: %s", err);
+	CHECK(strstr(err, "version 7") && strstr(err, "version 2"), "message: %s", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
