@@ -10,8 +10,11 @@ static const char overview[] =
     "\n"
     "  ckpt start   [options] [--] PROGRAM|script.py [ARGS...]   run under checkpointing\n"
     "  ckpt restart [options] [--] PROGRAM|script.py [ARGS...]   resume from the last checkpoint\n"
+    "  ckpt run     [options] [--] PROGRAM|script.py [ARGS...]   start, or resume if there is a\n"
+    "                             checkpoint (for job scripts: call it again and again)\n"
     "  ckpt checkpoint RUNDIR     checkpoint now; prints the generation when it is durable\n"
     "  ckpt status [RUNDIR]       state, pid, last checkpoint, next one due\n"
+    "  ckpt verify RUNDIR [--generation N]   check the checkpoint images, change nothing\n"
     "  ckpt --version\n"
     "  ckpt COMMAND --help        details of one command\n";
 
@@ -30,6 +33,9 @@ static const char start_help[] =
     "                          the last checkpoint (default 20; 0: only on request)\n"
     "  --stop-after-checkpoint stop the program after its first checkpoint\n"
     "                          (resume it with ckpt restart)\n"
+    "  --compress none|fast|max  zstd level of the images (default fast)\n"
+    "  --no-cow                write images while the program is stopped, instead\n"
+    "                          of from a copy-on-write snapshot while it runs on\n"
     "  --python PATH           the python for .py scripts (default: python3 in PATH)\n"
     "  --dir DIR               put the run directory in DIR (default: here)\n"
     "\n"
@@ -40,9 +46,17 @@ static const char start_help[] =
     "also goes to the terminal), execution.log, coordinator.log, config and the\n"
     "checkpoint images. start refuses a run directory that exists already.\n"
     "\n"
+    "  --checkpoint-signal SIG this signal to ckpt checkpoints now (default USR1)\n"
+    "  --before-limit SEC      in a Slurm job: checkpoint and stop SEC seconds before\n"
+    "                          the job's time limit (read with squeue)\n"
+    "  --requeue               in a Slurm job: after a checkpoint-and-stop, requeue\n"
+    "                          the job (scontrol requeue); see ckpt run --help\n"
+    "\n"
     "ckpt exits with the program's exit status (128+N when signal N killed it),\n"
-    "0 after --stop-after-checkpoint, 2 for bad input. SIGTERM sent to ckpt is\n"
-    "passed on to the program; Ctrl-C reaches the program directly.\n";
+    "0 after --stop-after-checkpoint, 2 for bad input. Signals to ckpt: USR1\n"
+    "checkpoints now and goes on; TERM checkpoints and stops the program, exiting\n"
+    "with 85 (resume it later), or 86 when that checkpoint failed (the program was\n"
+    "sent TERM instead). Ctrl-C reaches the program directly.\n";
 
 static const char restart_help[] =
     "usage: ckpt restart [options] [--] PROGRAM|script.py [ARGS...]\n"
@@ -57,10 +71,41 @@ static const char restart_help[] =
     "  --interval SEC, -i SEC  checkpoint interval from now on (default: the one\n"
     "                          saved by ckpt start)\n"
     "  --stop-after-checkpoint stop again after the next checkpoint\n"
+    "  --compress none|fast|max  zstd level of the images (default fast)\n"
+    "  --no-cow                write images while the program is stopped, instead\n"
+    "                          of from a copy-on-write snapshot while it runs on\n"
     "  --python PATH           accepted for symmetry with start (the restored\n"
     "                          program keeps the interpreter it had)\n"
     "\n"
     "Output is appended to application.log. The exit status is the program's.\n";
+
+static const char run_help[] =
+    "usage: ckpt run [options] [--] PROGRAM|script.py [ARGS...]\n"
+    "\n"
+    "Starts the program under checkpointing if its run has no complete checkpoint\n"
+    "yet, and resumes it from the latest good one otherwise, so a batch job script\n"
+    "can simply run it again after every requeue. A run directory without a\n"
+    "checkpoint (the job ended before the first one) is started afresh, keeping\n"
+    "its logs. A run whose program exited by itself is not run again: ckpt run\n"
+    "exits with the program's status (remove the run directory to run it again).\n"
+    "Inside a Slurm job, without --id, the run directory is named after the job\n"
+    "(jobJOBID_..., jobARRAYJOB_TASK_... for an array task), which stays the same\n"
+    "when the job is requeued; give --id to continue a run in another job.\n"
+    "\n"
+    "options: those of ckpt start (see ckpt start --help), and\n"
+    "  --checkpoint-signal SIG this signal to ckpt checkpoints now (default USR1)\n"
+    "  --before-limit SEC      checkpoint and stop SEC seconds before the Slurm job's\n"
+    "                          time limit (read once with squeue at start)\n"
+    "  --requeue               after a checkpoint-and-stop (SIGTERM, --before-limit),\n"
+    "                          requeue the Slurm job with scontrol requeue\n"
+    "\n"
+    "A job script (docs/slurm.md):\n"
+    "  #SBATCH --time=60 --requeue --open-mode=append\n"
+    "  exec ckpt run --before-limit 120 --requeue -- ./simulation input.dat\n"
+    "\n"
+    "Exit status: the program's when it ends; 85 when it was checkpointed and\n"
+    "stopped (SIGTERM or --before-limit): resume it by running the same ckpt run;\n"
+    "86 when a stop was asked for but its checkpoint failed; 2 for bad input.\n";
 
 static const char checkpoint_help[] =
     "usage: ckpt checkpoint RUNDIR\n"
@@ -80,13 +125,26 @@ static const char status_help[] =
     "the supervisor answers from its own state, and without a supervisor the\n"
     "files of the run directory are read.\n";
 
+static const char verify_help[] =
+    "usage: ckpt verify RUNDIR [--generation N]\n"
+    "\n"
+    "Checks every complete checkpoint generation of RUNDIR (or only generation N):\n"
+    "its manifest, and each image's header, sections and page checksums, its owner\n"
+    "(you) and its mode (not writable by others). Prints one line per generation\n"
+    "(OK or DAMAGED) and, for a damaged one, what is wrong per image and section.\n"
+    "Changes nothing and can run while the program runs. Exits 0 when everything\n"
+    "checked is intact, 1 when something is damaged (the one-line error says\n"
+    "which generation a restart would use), 2 for bad input.\n";
+
 static const struct {
 	const char *name, *text;
 } helps[] = {
     {"start", start_help},
     {"restart", restart_help},
+    {"run", run_help},
     {"checkpoint", checkpoint_help},
     {"status", status_help},
+    {"verify", verify_help},
 };
 
 int has_help(const char *command)

@@ -3,6 +3,7 @@
 #include "coord/err.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ int parse_interval(const char *s, int64_t *ms)
 }
 
 /* Options that take a value: the spellings of each. */
-enum opt { OPT_ID, OPT_INTERVAL, OPT_PYTHON, OPT_DIR, OPT_NONE };
+enum opt { OPT_ID, OPT_INTERVAL, OPT_PYTHON, OPT_DIR, OPT_KEEP, OPT_GENERATION,
+	       OPT_CKPT_SIGNAL, OPT_BEFORE_LIMIT, OPT_COMPRESS, OPT_NONE };
 
 static enum opt value_option(const char *arg, const char **inline_value)
 {
@@ -44,6 +46,8 @@ static enum opt value_option(const char *arg, const char **inline_value)
 	} names[] = {
 	    {"--id", OPT_ID, 1},         {"-id", OPT_ID, 1},         {"--interval", OPT_INTERVAL, 1},
 	    {"-i", OPT_INTERVAL, 0},     {"--python", OPT_PYTHON, 1}, {"--dir", OPT_DIR, 1},
+	    {"--checkpoint-signal", OPT_CKPT_SIGNAL, 1}, {"--before-limit", OPT_BEFORE_LIMIT, 1},
+	    {"--keep", OPT_KEEP, 1},     {"--compress", OPT_COMPRESS, 1},     {"--generation", OPT_GENERATION, 1},
 	};
 	*inline_value = NULL;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -64,6 +68,8 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->interval_ms = -1;
+	o->keep = -1;
+	o->before_limit_ms = -1;
 	int i = 1;
 	while (i < argc) {
 		const char *arg = argv[i];
@@ -79,6 +85,16 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 		}
 		if (strcmp(arg, "--stop-after-checkpoint") == 0) {
 			o->stop_after_checkpoint = 1;
+			i++;
+			continue;
+		}
+		if (strcmp(arg, "--no-cow") == 0) {
+			o->no_cow = 1;
+			i++;
+			continue;
+		}
+		if (strcmp(arg, "--requeue") == 0) {
+			o->requeue = 1;
 			i++;
 			continue;
 		}
@@ -105,6 +121,12 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 						 "or 0 for checkpoints on request only",
 						 value, arg);
 			break;
+		case OPT_COMPRESS:
+			if (strcmp(value, "none") && strcmp(value, "fast") && strcmp(value, "max"))
+				return ckpt_fail("bad value '%s' for %s: give none, fast or max", value,
+						 arg);
+			o->compress = value;
+			break;
 		case OPT_PYTHON:
 			if (!*value)
 				return ckpt_fail("option %s needs a non-empty value", arg);
@@ -115,6 +137,40 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 				return ckpt_fail("option %s needs a non-empty value", arg);
 			o->dir = value;
 			break;
+		case OPT_KEEP: {
+			char *end;
+			errno = 0;
+			long k = strtol(value, &end, 10);
+			if (errno || *end || end == value || k < 1 || k > KEEP_MAX)
+				return ckpt_fail("bad value '%s' for %s: give how many complete checkpoint "
+						 "generations to keep, at least 1",
+						 value, arg);
+			o->keep = (int)k;
+			break;
+		}
+		case OPT_GENERATION: {
+			char *end;
+			errno = 0;
+			unsigned long long g = strtoull(value, &end, 10);
+			if (strcmp(argv[0], "restart") != 0)
+				return ckpt_fail("%s is an option of ckpt restart only", arg);
+			if (errno || *end || value[0] < '0' || value[0] > '9' || g == 0)
+				return ckpt_fail("bad generation '%s' for %s: give a number >= 1 (ckpt "
+						 "verify RUNDIR lists them)",
+						 value, arg);
+			o->generation = g;
+			break;
+		}
+		case OPT_CKPT_SIGNAL:
+			if (parse_checkpoint_signal(value, &o->checkpoint_signal) < 0)
+				return -1;
+			break;
+		case OPT_BEFORE_LIMIT:
+			if (parse_interval(value, &o->before_limit_ms) < 0)
+				return ckpt_fail("bad time '%s' for %s: give seconds before the job's time "
+						 "limit, e.g. 120",
+						 value, arg);
+			break;
 		case OPT_NONE:
 			break;
 		}
@@ -122,6 +178,30 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 	o->cmd = argv + i;
 	o->ncmd = argc - i;
 	return 0;
+}
+
+int parse_checkpoint_signal(const char *s, int *sig)
+{
+	/* Asynchronous signals a batch system or a user sends on purpose. */
+	static const int allowed[] = {SIGHUP,  SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM,
+				      SIGVTALRM, SIGPROF, SIGXCPU, SIGWINCH, SIGURG,  SIGPWR};
+	const char *name = strncmp(s, "SIG", 3) == 0 ? s + 3 : s;
+	int want = 0;
+	if (*name >= '0' && *name <= '9') {
+		char *end;
+		long v = strtol(name, &end, 10);
+		want = *end || v <= 0 || v >= NSIG ? -1 : (int)v;
+	}
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		const char *abbrev = sigabbrev_np(allowed[i]);
+		if (want == allowed[i] || (want == 0 && abbrev && strcmp(abbrev, name) == 0)) {
+			*sig = allowed[i];
+			return 0;
+		}
+	}
+	return ckpt_fail("--checkpoint-signal %s: give one of HUP, INT, QUIT, USR1, USR2, ALRM, "
+			 "VTALRM, PROF, XCPU, WINCH, URG, PWR (TERM already means checkpoint and stop)",
+			 s);
 }
 
 void describe_interval(char *buf, size_t len, int64_t ms)

@@ -12,14 +12,24 @@ struct run_opts {
 	const char *id;      /* --id / -id; NULL: none */
 	int64_t interval_ms; /* --interval / -i; -1: not given */
 	int stop_after_checkpoint;
+	int no_cow;           /* --no-cow: write while the program is stopped */
+	const char *compress; /* --compress none|fast|max; NULL: fast */
 	const char *python; /* --python; NULL: python3 from PATH */
 	const char *dir;    /* --dir; NULL: the current directory */
+	int keep;           /* --keep: complete generations kept; -1: not given */
+	uint64_t generation; /* restart --generation N; 0: the latest intact one */
 	int help;           /* --help / -h was given */
+	/* Batch systems (docs/slurm.md). */
+	int checkpoint_signal;   /* --checkpoint-signal; 0: not given (SIGUSR1) */
+	int requeue;             /* --requeue: scontrol requeue after a stop-checkpoint */
+	int64_t before_limit_ms; /* --before-limit; -1: not given */
+	int run;                 /* set by ckpt run: hints say "ckpt run" */
 	char **cmd;         /* the program and its arguments */
 	int ncmd;
 };
 
 #define DEFAULT_INTERVAL_MS 20000
+#define KEEP_MAX 1000000
 
 /* argv[0] is the command name ("start"). Returns 0, or -1 with a usage
  * message (unknown option, missing value...). A missing program is not
@@ -28,6 +38,12 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o);
 
 /* "20", "0.5", "0": seconds as a decimal number. Returns -1 on junk. */
 int parse_interval(const char *s, int64_t *ms);
+
+/* "USR1", "SIGUSR1" or "10": a signal ckpt can take as its checkpoint
+ * signal. Returns -1 with a message for anything else (TERM has its own
+ * meaning, CHLD is the supervisor's, KILL and STOP cannot be caught,
+ * synchronous signals such as SEGV mean a crash). */
+int parse_checkpoint_signal(const char *s, int *sig);
 
 /* "checkpoint every 20 s" / "checkpoints on request only" */
 void describe_interval(char *buf, size_t len, int64_t ms);

@@ -11,7 +11,7 @@
 #include "coord/err.h"
 #include "coord/gens.h"
 #include "coord/kvfile.h"
-#include "image/reader.h"
+#include "coord/verify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +83,14 @@ int cmd_restart(int argc, char **argv)
 		print_help("restart");
 		return 0;
 	}
+	return restart_run(&o);
+}
+
+int restart_run(const struct run_opts *opts)
+{
+	struct run_opts o = *opts;
+	if (batch_opts_check(&o) < 0)
+		return report_error(EXIT_USAGE);
 	if (o.ncmd == 0) {
 		ckpt_fail("missing program: ckpt restart [options] [--] PROGRAM|script.py [ARGS...] "
 			  "(the same as given to ckpt start)");
@@ -93,7 +101,7 @@ int cmd_restart(int argc, char **argv)
 		absdir[strlen(absdir) - 1] = '\0';
 	char *name = rundir_name(o.id, o.cmd, o.ncmd);
 	char *rundir = name ? rundir_path(o.dir, name) : NULL;
-	char *hint = rundir ? restart_hint(o.id, absdir, o.cmd, o.ncmd) : NULL;
+	char *hint = rundir ? command_hint(o.run ? "run" : "restart", o.id, absdir, o.cmd, o.ncmd) : NULL;
 	if ((o.dir && !absdir) || !rundir || !hint)
 		return report_error(1);
 
@@ -128,44 +136,80 @@ int cmd_restart(int argc, char **argv)
 	if (lockfd < 0)
 		return report_error(EXIT_USAGE);
 	co.imagesfd = openat(co.dirfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	uint64_t gen = 0;
-	int have = co.imagesfd >= 0 ? gens_latest(co.imagesfd, &gen) : 0;
-	if (have < 0) {
+	struct gens_scan scan = {0};
+	uint64_t latest = 0;
+	if (co.imagesfd >= 0 && (gens_scan(co.imagesfd, &scan) < 0 || gens_latest(co.imagesfd, &latest) < 0)) {
 		ckpt_fail("cannot restart %s: %s", rundir, ckpt_error());
 		return report_error(1);
 	}
-	if (have == 0) {
+	if (scan.ncomplete == 0) {
 		ckpt_fail("run directory %s has no complete checkpoint to restart from; to start again, "
 			  "remove it first: rm -r %s",
 			  rundir, rundir);
 		return report_error(EXIT_USAGE);
 	}
-	char imgname[64], gname[64], *image;
-	gens_name(gname, sizeof(gname), gen, 0);
-	if (gens_root_image(co.imagesfd, gen, imgname, sizeof(imgname)) < 0) {
-		ckpt_fail("cannot restart from %s/%s/%s: %s", rundir, GENS_DIR, gname, ckpt_error());
-		return report_error(EXIT_USAGE);
-	}
-	if (asprintf(&image, "%s/%s/%s/%s", rundir, GENS_DIR, gname, imgname) < 0) {
+	/* Candidates, in the order they are tried: the one asked for; else
+	 * latest, then each older complete generation. Each is verified
+	 * whole (manifest, every checksum, owner) before anything starts. */
+	uint64_t *cand = calloc(scan.ncomplete, sizeof(uint64_t));
+	uint64_t *damaged = calloc(scan.ncomplete, sizeof(uint64_t));
+	char (*why)[1400] = calloc(scan.ncomplete, sizeof(*why));
+	if (!cand || !damaged || !why) {
 		ckpt_fail("out of memory");
 		return report_error(1);
 	}
-	/* Check the whole image (every checksum) now: a damaged one is
-	 * refused with one line before anything starts. */
-	char err[512];
-	struct ckpt_image *img = ckpt_image_open(image, err, sizeof(err));
-	if (!img || ckpt_image_verify(image, err, sizeof(err)) < 0) {
-		if (img)
-			ckpt_image_close(img);
-		ckpt_fail("cannot restart from %s: %s", image, err);
+	size_t ncand = 0, ndamaged = 0;
+	if (o.generation) {
+		for (size_t i = 0; i < scan.ncomplete; i++)
+			if (scan.complete[i] == o.generation)
+				cand[ncand++] = o.generation;
+		if (!ncand) {
+			char have[256] = "";
+			size_t n = 0;
+			for (size_t i = 0; i < scan.ncomplete && n < sizeof(have) - 24; i++)
+				n += (size_t)snprintf(have + n, sizeof(have) - n, "%s%llu", i ? ", " : "",
+						      (unsigned long long)scan.complete[i]);
+			ckpt_fail("run directory %s has no complete generation %llu (complete: %s)", rundir,
+				  (unsigned long long)o.generation, have);
+			return report_error(EXIT_USAGE);
+		}
+	} else {
+		for (size_t i = scan.ncomplete; i-- > 0;)
+			if (scan.complete[i] <= latest)
+				cand[ncand++] = scan.complete[i];
+	}
+	char images_path[4200];
+	snprintf(images_path, sizeof(images_path), "%s/%s", rundir, GENS_DIR);
+	uint64_t gen = 0;
+	struct gen_verdict v;
+	for (size_t i = 0; i < ncand && !gen; i++) {
+		if (gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) == 0 && v.root_pid >= 2) {
+			gen = cand[i];
+			break;
+		}
+		if (!v.damaged)
+			snprintf(v.first, sizeof(v.first), "%s records pid %d, which cannot be recreated",
+				 v.root_image, (int)v.root_pid);
+		snprintf(why[ndamaged], sizeof(why[0]), "%s", v.first);
+		damaged[ndamaged++] = cand[i];
+	}
+	if (!gen) {
+		if (ndamaged == 1)
+			ckpt_fail("cannot restart %s: generation %llu is damaged: %s (details: ckpt verify %s)",
+				  rundir, (unsigned long long)damaged[0], why[0], rundir);
+		else
+			ckpt_fail("cannot restart %s: all %zu generations are damaged; the newest, %llu: %s "
+				  "(details: ckpt verify %s)",
+				  rundir, ndamaged, (unsigned long long)damaged[0], why[0], rundir);
 		return report_error(EXIT_USAGE);
 	}
-	pid_t pid = img->hdr.pid;
-	ckpt_image_close(img);
-	if (pid < 2) {
-		ckpt_fail("cannot restart from %s: it records pid %d, which cannot be recreated", image,
-			  (int)pid);
-		return report_error(EXIT_USAGE);
+	char gname[64], *image;
+	const char *imgname = v.root_image;
+	pid_t pid = v.root_pid;
+	gens_name(gname, sizeof(gname), gen, 0);
+	if (asprintf(&image, "%s/%s/%s/%s", rundir, GENS_DIR, gname, imgname) < 0) {
+		ckpt_fail("out of memory");
+		return report_error(1);
 	}
 
 	/* Checks passed: from here the run directory is ours to use. */
@@ -174,19 +218,34 @@ int cmd_restart(int argc, char **argv)
 	if (rundir_lock_claim(lockfd, rundir) < 0 || rundir_read_token(co.dirfd, token, sizeof(token)) < 0 ||
 	    open_logs(&co, &exec_log, &coord_log) < 0)
 		return report_error(1);
+	/* A damaged generation stays for inspection (nothing in the run
+	 * directory is removed on a guess); new generations are numbered
+	 * above it and it does not count towards --keep. */
+	for (size_t i = 0; i < ndamaged; i++) {
+		ckpt_log(&exec_log, "generation %llu is damaged, not using it: %s (details: ckpt verify %s)",
+			 (unsigned long long)damaged[i], why[i], rundir);
+		fprintf(stderr, "ckpt: generation %llu is damaged (%s); %s\n",
+			(unsigned long long)damaged[i], why[i],
+			i + 1 < ndamaged ? "trying an older one" : "falling back to an older one");
+	}
+	if (ndamaged)
+		ckpt_log(&exec_log, "falling back to generation %llu, the newest intact one",
+			 (unsigned long long)gen);
 	int partials = gens_remove_partials(co.imagesfd);
 	if (partials > 0)
 		ckpt_log(&exec_log, "removed %d unfinished checkpoint generation(s) left by a crash",
 			 partials);
-	struct gens_scan scan;
-	if (gens_scan(co.imagesfd, &scan) < 0)
-		return report_error(1);
 	co.next_gen = scan.highest + 1;
 	gens_scan_free(&scan);
+	co.damaged = damaged;
+	co.ndamaged = ndamaged;
+	co.keep = o.keep > 0 ? o.keep : cfg.keep > 0 ? cfg.keep : GENS_KEEP;
 	co.rundir = rundir;
 	co.token = token;
 	co.interval_ms = o.interval_ms >= 0 ? o.interval_ms : cfg.interval_ms;
 	co.stop_after_checkpoint = o.stop_after_checkpoint;
+	co.no_cow = o.no_cow;
+	co.compress = o.compress ? o.compress : "fast";
 	co.restart_hint = hint;
 	char *command = shell_join(cfg.cmd, cfg.ncmd);
 	co.command = command ? command : cfg.cmd[0];
@@ -194,9 +253,10 @@ int cmd_restart(int argc, char **argv)
 	load_last(&co, gen);
 	char interval[64];
 	describe_interval(interval, sizeof(interval), co.interval_ms);
-	ckpt_log(&exec_log, "ckpt %s: restart from generation %llu (%s/%s, pid %d) of %s; %s%s",
+	ckpt_log(&exec_log, "ckpt %s: restart from generation %llu (%s/%s, pid %d, verified) of %s; "
+		 "%s%s, keeping %d",
 		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid, co.command, interval,
-		 o.interval_ms >= 0 ? " (given to restart)" : "");
+		 o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
 	char *rargv[] = {restorer, image, NULL};
 	struct supervise_args sa = {
 	    .lockfd = lockfd,
@@ -204,6 +264,7 @@ int cmd_restart(int argc, char **argv)
 	    .argv = rargv,
 	    .pid = pid,
 	    .preload = NULL,
+	    .opts = &o,
 	    .co = &co,
 	};
 	int status = supervise(&sa);

@@ -85,6 +85,55 @@ static int refuse_existing(int parentfd, const char *name, const char *rundir, c
 			 rundir, rundir);
 }
 
+/* ckpt run on a run directory without a complete checkpoint (its job
+ * was killed before the first one): with the lock held, check that it is
+ * this command line's and still has no checkpoint, and make it ready for
+ * a fresh start. Logs, config and token stay. Returns 0 with *cfg read,
+ * or -1 with a message (and nothing changed). */
+static int reuse_existing(int dirfd, const char *rundir, const struct run_opts *o, char *token,
+			  size_t toklen, struct run_config *cfg)
+{
+	if (config_read(dirfd, cfg) < 0)
+		return ckpt_fail("%s is not a usable ckpt run directory (%s); move it away", rundir,
+				 ckpt_error());
+	int same = cfg->ncmd == o->ncmd && ((!o->id && !cfg->id) || (o->id && cfg->id && !strcmp(o->id, cfg->id)));
+	for (int i = 1; same && i < o->ncmd; i++)
+		same = strcmp(cfg->cmd[i], o->cmd[i]) == 0;
+	if (!same) {
+		char *theirs = shell_join(cfg->cmd, cfg->ncmd);
+		ckpt_fail("run directory %s belongs to another command line (%s); give this one an --id",
+			  rundir, theirs ? theirs : "?");
+		free(theirs);
+		return -1;
+	}
+	int imfd = openat(dirfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (imfd < 0 && errno == ENOENT) {
+		if (mkdirat(dirfd, GENS_DIR, 0700) < 0)
+			return ckpt_fail_errno("cannot create %s/%s", rundir, GENS_DIR);
+		imfd = openat(dirfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (imfd < 0)
+		return ckpt_fail_errno("cannot open %s/%s", rundir, GENS_DIR);
+	uint64_t gen;
+	int have = gens_latest(imfd, &gen);
+	if (have == 0 && gens_remove_partials(imfd) < 0)
+		have = -1;
+	close(imfd);
+	if (have < 0)
+		return ckpt_fail("cannot use %s: %s", rundir, ckpt_error());
+	if (have > 0)
+		return ckpt_fail("run directory %s got a checkpoint meanwhile (another ckpt?); run the "
+				 "command again to resume it",
+				 rundir);
+	if (rundir_read_token(dirfd, token, toklen) < 0) {
+		if (errno != ENOENT)
+			return -1;
+		if (rundir_make_token(dirfd, token, toklen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int cmd_start(int argc, char **argv)
 {
 	struct run_opts o;
@@ -94,6 +143,14 @@ int cmd_start(int argc, char **argv)
 		print_help("start");
 		return 0;
 	}
+	return start_run(&o, 0);
+}
+
+int start_run(const struct run_opts *opts, int afresh)
+{
+	struct run_opts o = *opts;
+	if (batch_opts_check(&o) < 0)
+		return report_error(EXIT_USAGE);
 	if (o.ncmd == 0) {
 		ckpt_fail("missing program: ckpt start [options] [--] PROGRAM|script.py [ARGS...] (see "
 			  "ckpt start --help)");
@@ -111,7 +168,7 @@ int cmd_start(int argc, char **argv)
 		absdir[strlen(absdir) - 1] = '\0'; /* no trailing slash in messages */
 	char *name = rundir_name(o.id, o.cmd, o.ncmd);
 	char *rundir = name ? rundir_path(o.dir, name) : NULL;
-	char *hint = rundir ? restart_hint(o.id, absdir, o.cmd, o.ncmd) : NULL;
+	char *hint = rundir ? command_hint(o.run ? "run" : "restart", o.id, absdir, o.cmd, o.ncmd) : NULL;
 	if ((o.dir && !absdir) || !rundir || !hint)
 		return report_error(1);
 	if (o.dir && make_parents(absdir) < 0)
@@ -123,13 +180,17 @@ int cmd_start(int argc, char **argv)
 	}
 	/* mkdir is the atomic test: of two starts of the same command line,
 	 * exactly one creates the directory. */
+	int made = 1; /* this call created the directory: a failure removes it */
 	if (mkdirat(parentfd, name, 0700) < 0) {
-		if (errno == EEXIST) {
+		if (errno == EEXIST && afresh) {
+			made = 0;
+		} else if (errno == EEXIST) {
 			refuse_existing(parentfd, name, rundir, o.cmd, o.ncmd, hint);
 			return report_error(EXIT_USAGE);
+		} else {
+			ckpt_fail_errno("cannot create the run directory %s", rundir);
+			return report_error(1);
 		}
-		ckpt_fail_errno("cannot create the run directory %s", rundir);
-		return report_error(1);
 	}
 
 	/* From here a failure before the program runs removes the
@@ -153,8 +214,10 @@ int cmd_start(int argc, char **argv)
 		goto fail;
 	}
 	lockfd = rundir_lock(co.dirfd, rundir);
-	if (lockfd < 0 || rundir_lock_claim(lockfd, rundir) < 0 ||
-	    rundir_make_token(co.dirfd, token, sizeof(token)) < 0)
+	struct run_config prev = {0};
+	if (lockfd < 0 || (!made && reuse_existing(co.dirfd, rundir, &o, token, sizeof(token), &prev) < 0) ||
+	    rundir_lock_claim(lockfd, rundir) < 0 ||
+	    (made && rundir_make_token(co.dirfd, token, sizeof(token)) < 0))
 		goto fail;
 	if (!getcwd(cwd, sizeof(cwd))) {
 		ckpt_fail_errno("cannot get the current directory");
@@ -163,6 +226,7 @@ int cmd_start(int argc, char **argv)
 	struct run_config cfg = {
 	    .id = (char *)o.id,
 	    .interval_ms = o.interval_ms >= 0 ? o.interval_ms : DEFAULT_INTERVAL_MS,
+	    .keep = o.keep > 0 ? o.keep : 0,
 	    .cwd = cwd,
 	    .ckpt_version = CKPT_VERSION,
 	    .python = prog.python,
@@ -172,9 +236,13 @@ int cmd_start(int argc, char **argv)
 	    .dir = absdir,
 	    .created = created,
 	};
-	if (config_write(co.dirfd, &cfg) < 0)
+	if (!made) {
+		/* The config is written once, by the first start. */
+		cfg.interval_ms = o.interval_ms >= 0 ? o.interval_ms : prev.interval_ms;
+	} else if (config_write(co.dirfd, &cfg) < 0) {
 		goto fail;
-	if (mkdirat(co.dirfd, GENS_DIR, 0700) < 0) {
+	}
+	if (made && mkdirat(co.dirfd, GENS_DIR, 0700) < 0) {
 		ckpt_fail_errno("cannot create %s/%s", rundir, GENS_DIR);
 		goto fail;
 	}
@@ -194,20 +262,33 @@ int cmd_start(int argc, char **argv)
 	co.rundir = rundir;
 	co.token = token;
 	co.interval_ms = cfg.interval_ms;
+	co.keep = o.keep > 0 ? o.keep : GENS_KEEP;
 	co.stop_after_checkpoint = o.stop_after_checkpoint;
+	co.no_cow = o.no_cow;
+	co.compress = o.compress ? o.compress : "fast";
 	co.restart_hint = hint;
 	co.command = command ? command : o.cmd[0];
 	co.next_gen = 1;
 	char interval[64];
 	describe_interval(interval, sizeof(interval), co.interval_ms);
-	ckpt_log(&exec_log, "ckpt %s starting %s in %s; %s; run directory %s", CKPT_VERSION,
-		 co.command, cwd, interval, rundir);
+	if (!made) {
+		struct stat st;
+		ckpt_log(&exec_log,
+			 "ckpt run: %s has no complete checkpoint (an earlier run ended before its first "
+			 "one): starting the program afresh; earlier logs are kept, application.log goes "
+			 "on at byte %lld",
+			 rundir, fstat(co.app_log_fd, &st) == 0 ? (long long)st.st_size : -1LL);
+		fprintf(stderr, "ckpt: %s has no complete checkpoint: starting afresh\n", rundir);
+	}
+	ckpt_log(&exec_log, "ckpt %s starting %s in %s; %s, keeping %d; run directory %s",
+		 CKPT_VERSION, co.command, cwd, interval, co.keep, rundir);
 	struct supervise_args sa = {
 	    .lockfd = lockfd,
 	    .exec_path = prog.exec_path,
 	    .argv = prog.argv,
 	    .pid = 0,
 	    .preload = agent,
+	    .opts = &o,
 	    .co = &co,
 	};
 	status = supervise(&sa);
@@ -231,7 +312,7 @@ fail:
 		close(lockfd);
 	char saved[4096];
 	snprintf(saved, sizeof(saved), "%s", ckpt_error());
-	if (rmtree_at(parentfd, name) < 0)
+	if (made && rmtree_at(parentfd, name) < 0)
 		fprintf(stderr, "ckpt: could not remove %s again: %s\n", rundir, ckpt_error());
 	ckpt_fail("%s", saved);
 	close(parentfd);

@@ -3,8 +3,10 @@
 #include "coord/coord_int.h"
 
 #include "coord/err.h"
+#include "coord/fsutil.h"
 #include "coord/gens.h"
 #include "coord/kvfile.h"
+#include "image/reader.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 static int program_alive(struct coord *c)
@@ -39,6 +43,25 @@ static void fail_waiters(struct coord *c, uint64_t gen, const char *msg)
 	}
 }
 
+/* A stop (SIGTERM, --before-limit) that no checkpoint can serve: end the
+ * program as SIGTERM would have without ckpt, and exit with
+ * CKPT_EXIT_STOP_FAILED unless it exits by itself. */
+static void stop_without_checkpoint(struct coord *c, const char *why)
+{
+	c->stop_req = 2;
+	char prev[600] = "there is no earlier checkpoint to resume from";
+	if (c->last_gen)
+		snprintf(prev, sizeof(prev), "resume from generation %llu with: %s",
+			 (unsigned long long)c->last_gen, c->o->restart_hint);
+	ckpt_log(c->o->exec_log,
+		 "stop (%s): no checkpoint could be made (%s); sending SIGTERM to the program (pid "
+		 "%lld) instead; %s",
+		 c->stop_why, why, (long long)c->main_pid, prev);
+	if (c->cmd_fd >= 0 && write_all(c->cmd_fd, "kill 15\n", 8) < 0)
+		ckpt_log(c->o->exec_log, "cannot pass SIGTERM to the namespace's init: %s",
+			 strerror(errno));
+}
+
 /* A checkpoint could not even begin. */
 static void not_started(struct coord *c, const char *why, const char *msg)
 {
@@ -51,6 +74,10 @@ static void not_started(struct coord *c, const char *why, const char *msg)
 		c->agent_warned = 1;
 	fail_waiters(c, 0, msg);
 	schedule_next(c);
+	/* Without an agent yet (the program is starting or being restored)
+	 * the stop waits for it: ckpt_on_agent_ready. */
+	if (c->stop_req == 1 && coord_root_agent(c))
+		stop_without_checkpoint(c, msg);
 }
 
 static void ended(struct coord *c)
@@ -59,6 +86,13 @@ static void ended(struct coord *c)
 		c->conns[i]->in_ckpt = c->conns[i]->pending = 0;
 	c->ck.active = 0;
 	schedule_next(c);
+	/* A stop or a signal that came during this checkpoint. */
+	if (program_alive(c) && c->stop_req == 1)
+		ckpt_start(c, c->stop_why);
+	if (program_alive(c) && c->ckpt_again) {
+		c->ckpt_again = 0;
+		ckpt_start(c, "checkpoint signal");
+	}
 	/* Requests that arrived during this checkpoint want a newer one. */
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
@@ -76,7 +110,7 @@ static void ended(struct coord *c)
  * killed; when the generation fails after all, they must resume it. */
 static void resume_stopped(struct coord *c)
 {
-	if (!c->o->stop_after_checkpoint)
+	if (!c->ck.stop)
 		return;
 	struct ckpt_line l;
 	ckpt_line_begin(&l, "RESUME");
@@ -90,6 +124,57 @@ static void resume_stopped(struct coord *c)
 			conn_send(c, k, &l);
 		}
 	}
+}
+
+/* Agents report system errors as "(errno N)" (they cannot call
+ * strerror where they write the image): name the error for the user. */
+static void explain_errno(const char *reason, char *out, size_t cap)
+{
+	const char *p = strstr(reason, "(errno ");
+	int e = p ? atoi(p + 7) : 0;
+	const char *close = p ? strchr(p, ')') : NULL;
+	if (e <= 0 || !close)
+		snprintf(out, cap, "%s", reason);
+	else
+		snprintf(out, cap, "%.*s(errno %d, %s)%s", (int)(p - reason), reason, e, strerror(e),
+			 close + 1);
+}
+
+/* What a failed checkpoint leaves to go on: how much of the generation
+ * had been written, and how much room the file system has, so that a
+ * full disk or quota is recognised at once. Sizes of the partial
+ * generation's files (the agents' *.img.tmp included) are read before
+ * it is removed. */
+static void storage_note(struct coord *c, char *out, size_t cap)
+{
+	char partial[64];
+	gens_name(partial, sizeof(partial), c->ck.gen, 1);
+	uint64_t written = 0;
+	int dfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (d) {
+		struct dirent *e;
+		struct stat st;
+		while ((e = readdir(d)))
+			if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+				written += (uint64_t)st.st_size;
+		closedir(d);
+	} else if (dfd >= 0) {
+		close(dfd);
+	}
+	struct statvfs vfs;
+	if (fstatvfs(c->o->imagesfd, &vfs) < 0) {
+		snprintf(out, cap, "; %llu bytes of it had been written", (unsigned long long)written);
+		return;
+	}
+	uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	/* The last complete generation is the best guess of what the next
+	 * one needs. */
+	uint64_t need = c->last_bytes ? c->last_bytes : written;
+	snprintf(out, cap, "; %llu bytes of it had been written, %llu bytes are free on the file "
+			   "system of %s/%s%s",
+		 (unsigned long long)written, (unsigned long long)avail, c->o->rundir, GENS_DIR,
+		 avail < need + need / 4 ? " (too little: free space or raise the quota there)" : "");
 }
 
 static void abandon(struct coord *c, const char *reason)
@@ -106,13 +191,26 @@ static void abandon(struct coord *c, const char *reason)
 					 "generation, if any, with: %s",
 			 (unsigned long long)gen, c->o->restart_hint);
 	}
+	char why[1100], storage[400];
+	explain_errno(reason, why, sizeof(why));
+	storage_note(c, storage, sizeof(storage));
 	snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s", (unsigned long long)gen,
-		 reason);
-	if (gens_abort(c->o->imagesfd, gen) < 0)
+		 why);
+	int removed = gens_abort(c->o->imagesfd, gen) == 0;
+	if (!removed)
 		ckpt_log(c->o->exec_log, "cannot remove the partial generation %llu: %s",
 			 (unsigned long long)gen, ckpt_error());
-	ckpt_log(c->o->exec_log, "%s%s", msg,
-		 program_alive(c) ? "; the program continues, the previous checkpoint stays in use" : "");
+	ckpt_log(c->o->exec_log, "%s%s%s%s", msg, storage,
+		 removed ? "; the partial generation was removed" : "",
+		 program_alive(c) ? "; the program continues, the previous checkpoint stays in use and "
+				    "the next checkpoint tries again"
+				  : "");
+	if (c->ck.stop && c->stop_req == 1) {
+		if (program_alive(c))
+			stop_without_checkpoint(c, reason);
+		else
+			c->stop_req = 2;
+	}
 	fail_waiters(c, gen, msg);
 	ended(c);
 }
@@ -167,6 +265,7 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.npending = 0;
 	c->ck.bytes = 0;
 	c->ck.pause_ms = 0;
+	c->ck.stop = c->o->stop_after_checkpoint || c->stop_req == 1;
 	c->next_due = -1;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
@@ -179,8 +278,12 @@ void ckpt_start(struct coord *c, const char *why)
 	ckpt_line_str(&l, "dir", c->ck.dir);
 	/* --stop-after-checkpoint: the program must not run on after its
 	 * capture, or it would print what the restart prints again. */
-	if (c->o->stop_after_checkpoint)
+	if (c->ck.stop)
 		ckpt_line_u64(&l, "stop", 1);
+	if (c->o->no_cow)
+		ckpt_line_u64(&l, "cow", 0);
+	if (c->o->compress)
+		ckpt_line_str(&l, "compress", c->o->compress);
 	if (ckpt_line_end(&l) < 0) {
 		abandon(c, "the run directory's path is too long for a protocol line");
 		return;
@@ -189,13 +292,39 @@ void ckpt_start(struct coord *c, const char *why)
 	root->done_file[0] = '\0';
 	c->ck.npending = 1;
 	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s%s) -> pid %lld", (unsigned long long)gen, why,
-		 c->o->stop_after_checkpoint ? ", stop=1" : "", (long long)root->pid);
+		 c->ck.stop ? ", stop=1" : "", (long long)root->pid);
 	conn_send(c, root, &l);
+}
+
+/* Read every image of the generation back and check every checksum
+ * before it can become latest: a write the kernel acknowledged but a
+ * file system lost or mangled (a full quota on NFS, a failing disk) is
+ * found now, while the previous generation still is latest. */
+static int verify_images(struct coord *c, char *reason, size_t cap)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd < 0 || !k->in_ckpt)
+			continue;
+		char path[sizeof(c->ck.dir) + 80], err[1024];
+		snprintf(path, sizeof(path), "%s/%s", c->ck.dir, k->done_file);
+		if (ckpt_image_verify(path, err, sizeof(err)) < 0) {
+			snprintf(reason, cap, "the image of pid %lld does not read back intact: %s",
+				 (long long)k->pid, err);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static void commit(struct coord *c)
 {
 	uint64_t gen = c->ck.gen;
+	char bad[1400];
+	if (verify_images(c, bad, sizeof(bad)) < 0) {
+		abandon(c, bad);
+		return;
+	}
 	int64_t total = ckpt_mono_ms() - c->ck.t0_mono;
 	int64_t now = ckpt_now_ms();
 	struct conn *root = coord_root_agent(c);
@@ -226,12 +355,13 @@ static void commit(struct coord *c)
 	ckpt_log(c->o->exec_log, "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total",
 		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, (long long)c->ck.pause_ms,
 		 (long long)total);
-	int pruned = gens_prune(c->o->imagesfd);
+	int pruned = gens_prune(c->o->imagesfd, c->o->keep > 0 ? c->o->keep : GENS_KEEP, c->o->damaged,
+				c->o->ndamaged);
 	if (pruned < 0)
 		ckpt_log(c->o->exec_log, "cannot remove old generations: %s", ckpt_error());
 	else if (pruned > 0)
 		ckpt_log(c->o->coord_log, "removed %d old generation(s), keeping the %d newest", pruned,
-			 GENS_KEEP);
+			 c->o->keep > 0 ? c->o->keep : GENS_KEEP);
 	c->last_gen = gen;
 	c->last_time_ms = now;
 	c->last_bytes = c->ck.bytes;
@@ -250,7 +380,7 @@ static void commit(struct coord *c)
 			conn_send(c, k, &l);
 		}
 	}
-	if (c->o->stop_after_checkpoint && !c->stopping) {
+	if (c->ck.stop && !c->stopping) {
 		ckpt_log(c->o->exec_log, "stopped after checkpoint generation %llu; resume with: %s",
 			 (unsigned long long)gen, c->o->restart_hint);
 		fprintf(stderr, "ckpt: stopped after checkpoint generation %llu; resume with: %s\n",
@@ -315,7 +445,7 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 	agent->pending = 0;
 	uint64_t stopped = 0;
 	ckpt_msg_get_u64(m, "stopped", &stopped);
-	if (c->o->stop_after_checkpoint && !stopped && !c->killed_early && c->ck.npending == 1) {
+	if (c->ck.stop && !stopped && !c->killed_early && c->ck.npending == 1) {
 		/* This agent resumed the program despite stop=1: every moment
 		 * it runs now may print what the restart prints again. Its
 		 * image is durable already, so stop it first, then commit. */
@@ -417,4 +547,57 @@ void ckpt_on_program_end(struct coord *c)
 	if (c->ck.active && !c->stopping)
 		abandon(c, "the program ended during the checkpoint");
 	fail_waiters(c, 0, "the program has ended");
+}
+
+void ckpt_request_stop(struct coord *c, const char *why)
+{
+	if (!program_alive(c)) {
+		ckpt_log(c->o->exec_log, "%s: the program has ended already, nothing to stop", why);
+		return;
+	}
+	if (c->stop_req == 2) {
+		ckpt_log(c->o->exec_log, "%s: passing SIGTERM on to the program again (pid %lld)", why,
+			 (long long)c->main_pid);
+		if (c->cmd_fd >= 0)
+			write_all(c->cmd_fd, "kill 15\n", 8);
+		return;
+	}
+	if (c->stop_req == 1) {
+		/* Asked twice while the program never connected: do not wait
+		 * for an agent that may never come. */
+		if (!c->ck.active && !coord_root_agent(c))
+			stop_without_checkpoint(c, "asked again before the program connected");
+		else
+			ckpt_log(c->o->exec_log, "%s: already checkpointing to stop", why);
+		return;
+	}
+	c->stop_req = 1;
+	snprintf(c->stop_why, sizeof(c->stop_why), "%s", why);
+	ckpt_log(c->o->exec_log, "%s: checkpoint and stop the program%s", why,
+		 c->ck.active && !c->ck.stop ? " after the checkpoint that runs now" : "");
+	if (!c->ck.active)
+		ckpt_start(c, c->stop_why);
+}
+
+void ckpt_on_signal(struct coord *c, const char *why)
+{
+	if (!program_alive(c) || c->stop_req) {
+		ckpt_log(c->o->exec_log, "%s: ignored, the program is %s", why,
+			 program_alive(c) ? "being stopped" : "ending");
+		return;
+	}
+	if (c->ck.active) {
+		c->ckpt_again = 1;
+		ckpt_log(c->o->exec_log, "%s: checkpoint again when generation %llu is done", why,
+			 (unsigned long long)c->ck.gen);
+		return;
+	}
+	ckpt_log(c->o->exec_log, "%s: checkpoint now", why);
+	ckpt_start(c, why);
+}
+
+void ckpt_on_agent_ready(struct coord *c)
+{
+	if (c->stop_req == 1 && !c->ck.active && program_alive(c) && coord_root_agent(c))
+		ckpt_start(c, c->stop_why);
 }

@@ -5,6 +5,7 @@
 #ifndef CKPT_COORD_COORD_H
 #define CKPT_COORD_COORD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -19,6 +20,14 @@
 /* how often a running checkpoint looks for a stopped (SIGSTOP) process */
 #define COORD_STOPPED_PROBE_MS 1000
 
+/* ckpt's exit status after a stop asked for by SIGTERM or --before-limit
+ * (docs/slurm.md): the program was checkpointed and stopped, resume it
+ * (ckpt run); or the stop was asked for but no checkpoint was completed
+ * (the program was ended; the previous checkpoint, if any, is the one to
+ * resume). */
+#define CKPT_EXIT_STOPPED 85
+#define CKPT_EXIT_STOP_FAILED 86
+
 struct coord_opts {
 	const char *rundir; /* absolute path: messages, and CHECKPOINT dir= */
 	int dirfd;          /* the run directory */
@@ -26,6 +35,16 @@ struct coord_opts {
 	const char *token;
 	int64_t interval_ms; /* 0: checkpoints on request only */
 	int stop_after_checkpoint;
+	int no_cow;           /* write the image while the program is stopped */
+	const char *compress; /* none|fast|max */
+	int checkpoint_signal; /* this signal to the supervisor: checkpoint now */
+	int64_t stop_at_mono;  /* --before-limit: checkpoint and stop at this
+				* CLOCK_MONOTONIC ms; 0: never */
+	int keep; /* complete, intact generations kept (--keep) */
+	/* Generations restart found damaged: they do not count towards keep
+	 * (docs/reliability.md). */
+	const uint64_t *damaged;
+	size_t ndamaged;
 	const char *restart_hint; /* "ckpt restart ..." for messages */
 	const char *command;      /* the command line, for messages */
 	uint64_t next_gen;        /* first generation number to use */
@@ -39,14 +58,16 @@ struct coord_opts {
 	struct ckpt_log *exec_log, *coord_log;
 	int app_log_fd;
 	int listen_fd;
-	int sig_fd; /* signalfd for SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP */
+	int sig_fd; /* signalfd: SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, checkpoint_signal */
 	int out_fd, err_fd; /* read ends of the program's stdout and stderr */
 	struct launch launch;
 };
 
 /* Runs until the program has ended and its output is drained. Returns
  * ckpt's exit status: the program's (128+N for signal N), 0 after
- * --stop-after-checkpoint, or 1 when the launch failed (message set). */
+ * --stop-after-checkpoint, CKPT_EXIT_STOPPED / CKPT_EXIT_STOP_FAILED after
+ * SIGTERM or --before-limit, or -1 when the launch failed (message set).
+ * When the program exited by itself, RUNDIR/finished records it. */
 int coord_run(const struct coord_opts *o);
 
 #endif
