@@ -608,10 +608,10 @@ class Ckpt:
         self.assert_gone(f"{T_GONE} s after SIGKILL of the process group of {bg.what()}")
 
     # the standard scenario
-    def cycle(self, prog, k_range=(3, 20), more_lines=2, final_check=None):
+    def cycle(self, prog, k_range=(3, 20), more_lines=2, final_check=None, opts=()):
         """start -> wait K lines -> checkpoint -> run on -> SIGKILL -> restart."""
         ref = self.reference(prog)
-        run = self.start(prog)
+        run = self.start(prog, opts=opts)
         k = self.rng.randint(*k_range)
         run.wait_lines(k)
         rundir = self.rundir(proc=run)

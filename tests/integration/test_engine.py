@@ -4,6 +4,8 @@ checkpoint fails with a message naming the culprit, within a bounded time,
 and the program's output stays exactly that of an uninterrupted run."""
 import time
 
+import pytest
+
 from conftest import CKPT, Bg, c_prog, py_prog, require_python_modules, tail, text_of
 
 
@@ -37,3 +39,32 @@ def test_child_alive_at_checkpoint(ck):
     prog = py_prog("child_alive", 30, 60)
     why = failed_checkpoint(ck, prog, 5)
     assert "child process" in why and "sleep" in why, f"the child is not named:\n{tail(why)}"
+
+
+def image_bytes(rundir):
+    return sum(p.stat().st_size for p in (rundir / "images").glob("gen-*[0-9]/*.img"))
+
+
+@pytest.mark.parametrize("opts", [("--compress", "none"), ("--compress", "max"), ("--no-cow",),
+                                  ("--no-cow", "--compress", "none")],
+                         ids=lambda o: "".join(o).replace("--", "_"))
+def test_image_options(ck, opts):
+    """Every way of writing an image restarts exactly: raw or compressed
+    chunks, from a copy-on-write snapshot or with the program stopped."""
+    ck.cycle(c_prog("malloc_heavy", 60, 40), opts=list(opts))
+
+
+def test_compression_shrinks_images(ck):
+    """The same compressible program: a compressed image is smaller than a
+    raw one, and both restart (malloc_heavy fills memory with patterns)."""
+    sizes = {}
+    for mode in ("none", "fast"):
+        prog = c_prog("malloc_heavy", 40, 20)
+        (ck.runs / mode).mkdir()
+        run = ck.start(prog, opts=["--compress", mode], dir=ck.runs / mode)
+        run.wait_lines(5)
+        rundir = ck.rundir(within=ck.runs / mode, proc=run)
+        ck.checkpoint(rundir)
+        sizes[mode] = image_bytes(rundir)
+        run.finish()
+    assert sizes["fast"] < sizes["none"] * 0.8, f"compression did not pay: {sizes}"
