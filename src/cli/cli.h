@@ -7,12 +7,20 @@
 
 #include "coord/launch.h"
 
+#include <stdint.h>
+
 #define EXIT_USAGE 2
 
 int cmd_start(int argc, char **argv);
 int cmd_restart(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+/* verify_cmd.c: "--generation N" (also "-g N", "--generation=N") at
+ * argv[*i]: 0 when argv[*i] is not that option, 1 with *gen set and *i
+ * moved past the value, -1 with a message for a bad value. */
+int parse_generation_opt(int argc, char **argv, int *i, uint64_t *gen);
 
 /* help.c */
 void print_help(const char *command); /* NULL: the overview */

@@ -19,6 +19,8 @@ int config_write(int dirfd, const struct run_config *c)
 	if (c->id)
 		rc |= kv_add(&kv, "id", c->id);
 	rc |= kv_addf(&kv, "interval_ms", "%lld", (long long)c->interval_ms);
+	if (c->keep > 0)
+		rc |= kv_addf(&kv, "keep", "%d", c->keep);
 	rc |= kv_add(&kv, "cwd", c->cwd);
 	if (c->dir)
 		rc |= kv_add(&kv, "dir", c->dir);
@@ -57,6 +59,9 @@ int config_read(int dirfd, struct run_config *c)
 	}
 	c->id = dup_or_null(kv_get(&kv, "id"));
 	c->interval_ms = interval ? atoll(interval) : 20000;
+	/* Runs started before --keep existed keep the default. */
+	const char *keep = kv_get(&kv, "keep");
+	c->keep = keep && atoi(keep) > 0 ? atoi(keep) : 0;
 	c->cwd = dup_or_null(kv_get(&kv, "cwd"));
 	c->ckpt_version = dup_or_null(kv_get(&kv, "ckpt_version"));
 	c->python = dup_or_null(kv_get(&kv, "python"));

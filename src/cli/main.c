@@ -63,6 +63,8 @@ int main(int argc, char **argv)
 		return cmd_checkpoint(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))
 		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(cmd, "verify"))
+		return cmd_verify(argc - 1, argv + 1);
 	if (cmd[0] == '-')
 		ckpt_fail("unknown option '%s' (see ckpt --help)", cmd);
 	else

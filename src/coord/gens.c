@@ -212,13 +212,25 @@ int gens_abort(int imagesfd, uint64_t gen)
 	return rmtree_at(imagesfd, name);
 }
 
-int gens_prune(int imagesfd)
+int gens_prune(int imagesfd, int keep, const uint64_t *damaged, size_t ndamaged)
 {
 	struct gens_scan s;
 	if (gens_scan(imagesfd, &s) < 0)
 		return -1;
+	/* Newest first: find the oldest generation still kept. */
+	size_t cut = 0; /* s.complete[0..cut) are removed */
+	int kept = 0;
+	for (size_t i = s.ncomplete; i-- > 0;) {
+		int bad = 0;
+		for (size_t j = 0; j < ndamaged; j++)
+			bad |= damaged[j] == s.complete[i];
+		if (!bad && ++kept == keep) {
+			cut = i;
+			break;
+		}
+	}
 	int removed = 0;
-	for (size_t i = 0; i + GENS_KEEP < s.ncomplete; i++) {
+	for (size_t i = 0; i < cut; i++) {
 		char name[64];
 		gens_name(name, sizeof(name), s.complete[i], 0);
 		if (rmtree_at(imagesfd, name) < 0) {

@@ -46,9 +46,12 @@ int gens_begin(int imagesfd, uint64_t gen);
 int gens_commit(int imagesfd, uint64_t gen, const struct kvfile *manifest);
 /* Remove gen-N.partial after a failed checkpoint. */
 int gens_abort(int imagesfd, uint64_t gen);
-/* Remove complete generations older than the GENS_KEEP newest. Returns
- * the number removed or -1. */
-int gens_prune(int imagesfd);
+/* Keep the keep newest complete generations that are not listed in
+ * damaged (known to be damaged: they do not count), remove every complete
+ * generation older than the oldest of those. Only called right after a
+ * new generation is complete, so what remains always holds `keep` intact
+ * ones once there are that many. Returns the number removed or -1. */
+int gens_prune(int imagesfd, int keep, const uint64_t *damaged, size_t ndamaged);
 
 /* Open images/gen-N (O_DIRECTORY) or -1. */
 int gens_open(int imagesfd, uint64_t gen);

@@ -1,0 +1,536 @@
+"""Never lose a checkpoint (issue 5, docs/reliability.md): `ckpt verify`,
+restart's fallback to an older generation, --keep, checkpoint failures
+(a full file system, a read-only images directory, the program killed
+while its image is written), damaged images, a second ckpt on the same
+run directory, permissions.
+
+Every scenario ends the same way: `ckpt verify` passes on what remains and
+`ckpt restart` resumes the program with output identical to an
+uninterrupted run (check_chain). CKPT_LONG_TESTS=1 adds the long variants
+(a loop over many kill points)."""
+import os
+import re
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (PROGS, T_CHECKPOINT, T_RUN, Bg, assert_unharmed, c_prog, check_chain,
+                      restart_context, snapshot, tail, text_of)
+from test_cli import program_pids
+
+LONG = os.environ.get("CKPT_LONG_TESTS") == "1"
+
+
+# ----------------------------------------------------------------- helpers
+
+def one_line_error(r, what):
+    err = r.stderr.strip()
+    assert r.returncode != 0, f"{what}: exit status 0\nstdout {r.stdout!r}\nstderr {r.stderr!r}"
+    assert err and len(err.splitlines()) == 1, f"{what}: expected a one-line error, got {err!r}"
+    return err
+
+
+def verify(ck, rundir, *args):
+    return ck.cmd("verify", rundir, *args, timeout=120)
+
+
+def assert_verify_ok(ck, rundir, what):
+    r = verify(ck, rundir)
+    assert r.returncode == 0, (f"ckpt verify fails {what} (status {r.returncode})\n"
+                               f"stdout:\n{r.stdout}\nstderr: {r.stderr}")
+    assert "DAMAGED" not in r.stdout
+    return r.stdout
+
+
+def generations(rundir):
+    """Complete and partial generation directories, by name."""
+    d = Path(rundir) / "images"
+    return sorted(p.name for p in d.iterdir() if p.name.startswith("gen-"))
+
+
+def two_generations(ck, prog):
+    """start -> K1 lines -> checkpoint 1 -> K2 more -> checkpoint 2 -> a
+    few lines -> SIGKILL of the group. Returns (rundir, first output,
+    lines seen at checkpoint 1, lines seen at checkpoint 2)."""
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 10))
+    rundir = ck.rundir(proc=run)
+    seen1 = run.lines()
+    assert ck.checkpoint(rundir) == 1
+    run.wait_lines(run.lines() + ck.rng.randint(4, 10))
+    seen2 = run.lines()
+    assert ck.checkpoint(rundir) == 2
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    return rundir, run.output(), seen1, seen2
+
+
+def restart_and_compare(ck, prog, ref, first, min_start, rundir, before=None, label="restart"):
+    """Restart to completion; the output must continue the first run
+    exactly, from a line >= min_start (and < before when given: it came
+    from an older checkpoint)."""
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    s = check_chain(expected, [("first run", first, 0), (label, out, min_start)],
+                    context=restart_context(rc, bg, rundir))
+    if before is not None:
+        assert s[1] < before, (f"{label} resumed at line {s[1] + 1}: that is the damaged or newer "
+                               f"checkpoint (taken after {before} lines), not the older one")
+    assert rc == ref_rc, f"{label} exited with status {rc}, the uninterrupted program with {ref_rc}"
+    return out, bg
+
+
+# ---------------------------------------------------- image surgery (python)
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_T = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _T[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+SEC_NAMES = {1: "PROCESS", 2: "THREADS", 3: "SIGACTIONS", 4: "AREAS", 5: "STRINGS", 6: "FDS",
+             7: "FD_DATA", 8: "PAGES"}
+
+
+def sections(data):
+    """{name: (table index, offset, length)} from the image's section table
+    (docs/image-format.md: table offset at header byte 152, count at 160)."""
+    table, count = struct.unpack_from("<QI", data, 152)
+    out = {}
+    for i in range(count):
+        typ, cnt, off, length, crc, _ = struct.unpack_from("<IIQQII", data, table + 32 * i)
+        out[SEC_NAMES.get(typ, str(typ))] = (i, off, length)
+    return out
+
+
+def refresh_table_crc(data):
+    """Recompute the section table's and the header's checksums, so that
+    only the deeper checks can notice what was changed."""
+    table, count = struct.unpack_from("<QI", data, 152)
+    struct.pack_into("<I", data, 164, crc32c(bytes(data[table:table + 32 * count])))
+    struct.pack_into("<I", data, 316, 0)
+    struct.pack_into("<I", data, 316, crc32c(bytes(data[:320])))
+
+
+def damage_image(path, kind):
+    """Damages one image in place; returns the words the error must name."""
+    data = bytearray(path.read_bytes())
+    secs = sections(data)
+    if kind == "flip-pages":
+        _, off, length = secs["PAGES"]
+        data[off + length // 2] ^= 0x01
+        words = ("PAGES",)
+    elif kind == "flip-threads":
+        _, off, length = secs["THREADS"]
+        data[off + length // 2] ^= 0x40
+        words = ("THREADS",)
+    elif kind == "flip-header":
+        data[40] ^= 0x10
+        words = ("header",)
+    elif kind == "truncate":
+        _, off, length = secs["PAGES"]
+        del data[off + length // 2:]
+        words = ("truncated", "header says")
+    elif kind == "swap-sections":
+        # Swap the types of the THREADS and AREAS entries: each section's
+        # own checksum still matches its bytes, the table's checksum is
+        # made to match, so only the record checks can find it.
+        table, _ = struct.unpack_from("<QI", data, 152)
+        it, _, _ = secs["THREADS"]
+        ia, _, _ = secs["AREAS"]
+        struct.pack_into("<I", data, table + 32 * it, 4)
+        struct.pack_into("<I", data, table + 32 * ia, 2)
+        refresh_table_crc(data)
+        words = ("THREADS", "AREAS")
+    else:
+        raise ValueError(kind)
+    path.write_bytes(bytes(data))
+    return words
+
+
+# --------------------------------------------------------- verify / restart
+
+DAMAGE = ["flip-pages", "flip-threads", "flip-header", "truncate", "swap-sections"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_latest_generation_falls_back(ck, kind):
+    """Two generations; the newest is damaged: verify names the image and
+    section, restart --generation of it is refused, plain restart says so,
+    falls back to the older generation, writes both facts to
+    execution.log, and resumes exactly from it."""
+    prog = c_prog("counter", 90, 30)
+    ref = ck.reference(prog)
+    rundir, first, seen1, seen2 = two_generations(ck, prog)
+    out = assert_verify_ok(ck, rundir, "right after two checkpoints")
+    assert re.search(r"generation 2 \(latest\): OK", out) and "generation 1: OK" in out, out
+
+    img = rundir / "images" / "gen-000002" / "2.img"
+    words = damage_image(img, kind)
+    before = snapshot(rundir)
+
+    r = verify(ck, rundir)
+    err = one_line_error(r, f"ckpt verify of a {kind} image")
+    assert r.returncode == 1
+    assert re.search(r"generation 2 \(latest\): DAMAGED", r.stdout), r.stdout
+    detail = next((ln for ln in r.stdout.splitlines() if ln.startswith("  2.img:")), "")
+    assert any(w.lower() in detail.lower() for w in words), \
+        f"verify's detail line should name {words}: {r.stdout!r}"
+    assert "generation 1: OK" in r.stdout, r.stdout
+    assert "restart would use generation 1" in err, err
+    r1 = verify(ck, rundir, "--generation", "1")
+    assert r1.returncode == 0 and "DAMAGED" not in r1.stdout, r1.stdout + r1.stderr
+
+    r = ck.cmd("restart", "--interval", "0", "--generation", "2", "--dir", ck.runs, *prog.argv,
+               timeout=60)
+    err = one_line_error(r, "restart --generation of a damaged generation")
+    assert r.returncode == 2 and any(w.lower() in err.lower() for w in words), err
+    assert r.stdout == ""
+    ck.assert_gone("after the refused restart")
+    assert_unharmed(before, snapshot(rundir), "verify and a refused restart")
+
+    out, bg = restart_and_compare(ck, prog, ref, first, seen1, rundir, before=seen2,
+                                  label="restart falling back to generation 1")
+    msg = bg.stderr()
+    assert "generation 2 is damaged" in msg and any(w.lower() in msg.lower() for w in words), msg
+    ex = text_of(rundir / "execution.log")
+    assert re.search(r"generation 2 is damaged, not using it: 2\.img: ", ex), tail(ex)
+    assert "falling back to generation 1" in ex, tail(ex)
+    assert re.search(r"restart from generation 1 \(", ex), tail(ex)
+    # the damaged generation is kept for inspection, unchanged
+    assert (rundir / "images" / "gen-000002" / "2.img").read_bytes() == before["images/gen-000002/2.img"]
+
+
+def test_all_generations_damaged_refuses(ck):
+    prog = c_prog("counter", 60, 30)
+    rundir, first, seen1, seen2 = two_generations(ck, prog)
+    for g in ("gen-000001", "gen-000002"):
+        damage_image(rundir / "images" / g / "2.img", "flip-pages")
+    before = snapshot(rundir)
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "restart with every generation damaged")
+    assert "damaged" in err and "PAGES" in err, err
+    assert r.stdout == ""
+    ck.assert_gone("after the refused restart")
+    assert_unharmed(before, snapshot(rundir), "a refused restart")
+    r = verify(ck, rundir)
+    assert r.returncode == 1 and r.stdout.count("DAMAGED") == 2, r.stdout
+
+
+def test_restart_chosen_generation_and_keep(ck):
+    """--keep 3 at start is saved; old generations go only after a newer
+    one is complete; restart --generation 1 resumes from the first
+    checkpoint; --keep 1 at restart replaces the saved value."""
+    prog = c_prog("counter", 100, 30)
+    ref = ck.reference(prog)
+    run = ck.start(prog, opts=["--keep", "3"])
+    run.wait_lines(ck.rng.randint(3, 8))
+    rundir = ck.rundir(proc=run)
+    seen = []
+    for i in range(5):
+        seen.append(run.lines())
+        assert ck.checkpoint(rundir) == i + 1
+        kept = [g for g in generations(rundir) if not g.endswith(".partial")]
+        assert kept == [f"gen-{g:06d}" for g in range(max(1, i - 1), i + 2)], kept
+        run.wait_lines(run.lines() + 2)
+    assert "keep=3" in text_of(rundir / "config")
+    ck.crash(run)
+    first = run.output()
+    assert_verify_ok(ck, rundir, "after five checkpoints")
+    r = ck.cmd("restart", "--interval", "0", "--generation", "1", "--dir", ck.runs, *prog.argv,
+               timeout=60)
+    err = one_line_error(r, "restart --generation of a removed generation")
+    assert "no complete generation 1" in err and "3, 4, 5" in err, err
+
+    bg = Bg(ck.argv("restart", prog, 0, ["--generation", "3", "--keep", "1"]), ck.work, ck.env,
+            "restart-gen3", ck.user)
+    bg.wait_lines(3)
+    assert ck.checkpoint(rundir) == 6
+    kept = [g for g in generations(rundir) if not g.endswith(".partial")]
+    assert kept == ["gen-000006"], f"--keep 1 should leave only the new generation: {kept}"
+    rc = bg.finish(T_RUN)
+    expected, ref_rc = ref.result()
+    s = check_chain(expected, [("first run", first, 0), ("restart --generation 3", bg.output(), seen[2])])
+    assert s[1] < seen[3], f"restart --generation 3 resumed at line {s[1] + 1}, after checkpoint 4"
+    assert rc == ref_rc
+    ex = text_of(rundir / "execution.log")
+    assert "restart from generation 3" in ex, tail(ex)
+
+
+# ------------------------------------------------------ checkpoint failures
+
+def require_root(what):
+    if os.geteuid() != 0:
+        pytest.skip(f"SKIPPED LOUDLY: {what} needs root (mount); run make check as root")
+
+
+class Mount:
+    """A mount made by the test, undone at the end."""
+
+    def __init__(self):
+        self.points = []
+
+    def run(self, *argv):
+        r = subprocess.run(list(map(str, argv)), capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            pytest.skip(f"SKIPPED LOUDLY: {' '.join(map(str, argv))} failed: {r.stderr.strip()}")
+
+    def tmpfs(self, where, size):
+        where.mkdir(parents=True, exist_ok=True)
+        self.run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", where)
+        self.points.append(where)
+
+    def bind_ro(self, where):
+        self.run("mount", "--bind", where, where)
+        self.points.append(where)
+        self.run("mount", "-o", "remount,bind,ro", where, where)
+
+    def undo(self, where=None):
+        for p in list(reversed(self.points)):
+            if where is None or p == where:
+                subprocess.run(["umount", "-l", str(p)], capture_output=True, timeout=60)
+                self.points.remove(p)
+
+
+@pytest.fixture
+def mounts():
+    m = Mount()
+    yield m
+    Bg.kill_all()
+    m.undo()
+
+
+def checkpoint_fails(ck, rundir, what, words):
+    r = ck.cmd("checkpoint", rundir, timeout=T_CHECKPOINT)
+    err = one_line_error(r, what)
+    assert any(w.lower() in err.lower() for w in words), f"{what}: {err!r} should mention {words}"
+    assert not [g for g in generations(rundir) if g.endswith(".partial")], \
+        f"{what}: a partial generation was left behind: {generations(rundir)}"
+    return err
+
+
+def test_enospc_during_checkpoint(ck, mounts):
+    """The run directory on a small tmpfs, filled up after the first
+    checkpoint: the next one fails with ENOSPC, the partial generation is
+    removed, execution.log has the byte counts, the program runs on; once
+    there is room the next checkpoint works and restart resumes from it."""
+    require_root("a small tmpfs")
+    small = ck.base / "small"
+    mounts.tmpfs(small, "24m")
+    prog = c_prog("bigmem", 160, 30, 6)
+    ref = ck.reference(prog)
+    run = ck.start(prog, dir=small)
+    run.wait_lines(ck.rng.randint(3, 8))
+    rundir = ck.rundir(within=small, proc=run)
+    assert ck.checkpoint(rundir) == 1
+    size = (rundir / "images" / "gen-000001" / "2.img").stat().st_size
+    # leave room for the logs, not for another image
+    st = os.statvfs(small)
+    filler = small / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\xff" * max(0, st.f_bavail * st.f_frsize - size // 2))
+    lines = run.lines()
+    err = checkpoint_fails(ck, rundir, "a checkpoint on a full file system", ("space", "ENOSPC", "28"))
+    run.wait_lines(lines + 3)  # the program runs on
+    ex = text_of(rundir / "execution.log")
+    m = re.search(r"checkpoint generation 2 failed: .*No space left on device.*; (\d+) bytes of it had "
+                  r"been written, (\d+) bytes are free", ex)
+    assert m, f"execution.log should give the error and the byte counts:\n{tail(ex)}\n(ckpt said {err})"
+    assert_verify_ok(ck, rundir, "after a checkpoint failed for ENOSPC")
+
+    filler.unlink()
+    seen = run.lines()
+    assert ck.checkpoint(rundir) == 3
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    assert_verify_ok(ck, rundir, "after the retried checkpoint")
+    out, rc, bg = ck.restart(prog, dir=small)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart after ENOSPC", out, seen)],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
+def read_only_cycle(ck, prog, rundir_in, make_ro, make_rw, words):
+    """A checkpoint, then the images become read-only: the checkpoint
+    fails with a message naming the reason, nothing is left behind, the
+    program runs on; writable again, checkpoints work and restart resumes
+    from the last one exactly."""
+    ref = ck.reference(prog)
+    run = ck.start(prog, dir=rundir_in)
+    run.wait_lines(ck.rng.randint(3, 8))
+    rundir = ck.rundir(within=rundir_in, proc=run)
+    assert ck.checkpoint(rundir) == 1
+    make_ro(rundir)
+    lines = run.lines()
+    checkpoint_fails(ck, rundir, "a checkpoint into read-only images", words)
+    run.wait_lines(lines + 3)
+    assert_verify_ok(ck, rundir, "while the images are read-only")
+    make_rw(rundir)
+    seen = run.lines()
+    assert ck.checkpoint(rundir) >= 2
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    assert_verify_ok(ck, rundir, "after the retried checkpoint")
+    out, rc, bg = ck.restart(prog, dir=rundir_in)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart after read-only images", out, seen)],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+    return rundir
+
+
+def test_read_only_images_directory_mid_run(user_ck):
+    """As an unprivileged user, images/ loses its write permission."""
+    from test_users import user_prog
+    prog = user_prog(user_ck, "counter", 120, 30)
+    rundir = read_only_cycle(user_ck, prog, user_ck.runs, lambda d: os.chmod(d / "images", 0o500),
+                             lambda d: os.chmod(d / "images", 0o700), ("permission denied",))
+    ex = text_of(rundir / "execution.log")
+    assert "Permission denied" in ex, tail(ex)
+
+
+def kill_during_checkpoint(ck, prog, delay=None):
+    """One checkpoint done; then a checkpoint is requested and the program
+    is killed (SIGKILL, the program only) while its image is being
+    written (delay None: as soon as the image file exists; else after
+    delay seconds, wherever that falls). Afterwards: no partial
+    generation, verify passes, restart resumes from the last complete
+    generation exactly."""
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 8))
+    rundir = ck.rundir(proc=run)
+    assert ck.checkpoint(rundir) == 1
+    run.wait_lines(run.lines() + 3)
+    seen = run.lines()
+    pids = program_pids(ck.tag, PROGS / prog.argv[0].rsplit("/", 1)[-1])
+    assert len(pids) == 1, f"cannot find the program's process: {pids}"
+    cp = Bg([ck.ckpt, "checkpoint", rundir], ck.work, ck.env, "checkpoint-killed")
+    partial = rundir / "images" / "gen-000002.partial"
+    hit = False
+    t0 = time.monotonic()
+    if delay is None:
+        while time.monotonic() - t0 < 30 and cp.proc.poll() is None:
+            tmp = list(partial.glob("*.img.tmp")) if partial.exists() else []
+            if tmp and tmp[0].exists() and tmp[0].stat().st_size > 0:
+                hit = True
+                break
+            time.sleep(0.001)
+    else:
+        time.sleep(delay)
+        hit = partial.exists()
+    os.kill(pids[0], signal.SIGKILL)
+    rc_cp = cp.finish(T_CHECKPOINT)
+    status = run.finish(T_RUN)
+    ck.assert_gone("after the program was killed")
+    left = generations(rundir)
+    assert not [g for g in left if g.endswith(".partial")], f"partial generation left behind: {left}"
+    if delay is None:
+        assert hit, "the image was never seen being written; the test could not hit the window"
+        assert rc_cp != 0 and cp.stderr().strip(), f"ckpt checkpoint: status {rc_cp}, {cp.stderr()!r}"
+        assert left == ["gen-000001"], left
+        assert status == 128 + signal.SIGKILL, f"ckpt start exited with {status}, expected 137"
+        ex = text_of(rundir / "execution.log")
+        assert re.search(r"checkpoint generation 2 failed", ex), tail(ex)
+    assert_verify_ok(ck, rundir, "after the program was killed during a checkpoint")
+    first = run.output()
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    s = check_chain(expected, [("first run", first, 0), ("restart", out, 0)],
+                    context=restart_context(rc, bg, rundir))
+    if left == ["gen-000001"]:
+        assert s[1] < seen + 1, f"resumed at line {s[1] + 1}, after checkpoint 1 ({seen} lines)"
+    assert rc == ref_rc
+    return hit, rc_cp
+
+
+def test_kill_program_while_image_is_written(ck):
+    kill_during_checkpoint(ck, c_prog("bigmem", 200, 30, 96))
+
+
+@pytest.mark.skipif(not LONG, reason="long variant: CKPT_LONG_TESTS=1")
+@pytest.mark.parametrize("i", range(12))
+def test_kill_program_at_many_points(ck, i):
+    """A kill at i/12 of the way through a ~1 s checkpoint window."""
+    hit, rc = kill_during_checkpoint(ck, c_prog("bigmem", 300, 30, 192), delay=i * 0.12)
+    print(f"kill after {i * 0.12:.2f} s: partial generation seen {hit}, ckpt checkpoint status {rc}")
+
+
+# ----------------------------------------------------- locks, permissions
+
+def test_second_ckpt_on_same_run_directory(ck):
+    """While a run is supervised: start and restart of the same command
+    line are refused, naming the reason, and change nothing."""
+    prog = c_prog("counter", 80, 30)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(3)
+    rundir = ck.rundir(proc=run)
+    assert ck.checkpoint(rundir) == 1
+    before = snapshot(rundir / "images")
+    r = ck.cmd("start", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "a second ckpt start")
+    assert "exists" in err and "running" in err, err
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "a restart while the run is supervised")
+    assert r.returncode == 2 and "in use by another ckpt" in err and str(run.proc.pid) in err, err
+    assert_unharmed(before, snapshot(rundir / "images"), "a second ckpt")
+    rc = run.finish()
+    expected, ref_rc = ref.result()
+    assert run.output() == expected and rc == ref_rc
+
+
+def test_permissions(ck):
+    """Run directory 0700, images 0600, socket 0600; restart refuses an
+    image another user owns or can write, and falls back past it."""
+    prog = c_prog("counter", 80, 30)
+    ref = ck.reference(prog)
+    rundir, first, seen1, seen2 = two_generations(ck, prog)
+    mode = lambda p: stat.S_IMODE(os.lstat(p).st_mode)
+    assert mode(rundir) == 0o700, oct(mode(rundir))
+    assert mode(rundir / "images") == 0o700
+    for img in rundir.glob("images/gen-*/*"):
+        assert mode(img) == 0o600, f"{img} has mode {oct(mode(img))}"
+    for name in ("config", "token", "lock"):
+        assert mode(rundir / name) & 0o077 == 0, f"{name} has mode {oct(mode(rundir / name))}"
+    img = rundir / "images" / "gen-000002" / "2.img"
+    os.chmod(img, 0o666)
+    r = verify(ck, rundir)
+    assert r.returncode == 1 and "writable by other users" in r.stdout, r.stdout
+    os.chmod(img, 0o600)
+    if os.geteuid() == 0:
+        os.chown(img, 65534, 65534)
+        r = verify(ck, rundir)
+        assert r.returncode == 1 and "owned by uid 65534" in r.stdout, r.stdout
+        before = snapshot(rundir)
+        r = ck.cmd("restart", "--interval", "0", "--generation", "2", "--dir", ck.runs, *prog.argv,
+                   timeout=60)
+        err = one_line_error(r, "restart from an image of another user")
+        assert "owned by uid 65534" in err, err
+        assert_unharmed(before, snapshot(rundir), "a refused restart")
+        out, bg = restart_and_compare(ck, prog, ref, first, seen1, rundir, before=seen2,
+                                      label="restart past another user's image")
+        assert "owned by uid 65534" in bg.stderr()
