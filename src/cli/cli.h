@@ -13,6 +13,7 @@
 
 int cmd_start(int argc, char **argv);
 int cmd_restart(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
@@ -21,6 +22,13 @@ int cmd_verify(int argc, char **argv);
  * argv[*i]: 0 when argv[*i] is not that option, 1 with *gen set and *i
  * moved past the value, -1 with a message for a bad value. */
 int parse_generation_opt(int argc, char **argv, int *i, uint64_t *gen);
+
+/* What start and restart do once their options are parsed; ckpt run
+ * calls them too. afresh: an existing run directory of this command line
+ * without a complete checkpoint is used again (ckpt run). */
+struct run_opts;
+int start_run(const struct run_opts *o, int afresh);
+int restart_run(const struct run_opts *o);
 
 /* help.c */
 void print_help(const char *command); /* NULL: the overview */

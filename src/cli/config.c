@@ -155,9 +155,14 @@ char *shell_join(char *const *argv, int n)
 
 char *restart_hint(const char *id, const char *dir, char *const *cmd, int ncmd)
 {
+	return command_hint("restart", id, dir, cmd, ncmd);
+}
+
+char *command_hint(const char *verb, const char *id, const char *dir, char *const *cmd, int ncmd)
+{
 	char *buf = NULL;
 	size_t len = 0;
-	int ok = append_word(&buf, &len, "ckpt") == 0 && append_word(&buf, &len, "restart") == 0;
+	int ok = append_word(&buf, &len, "ckpt") == 0 && append_word(&buf, &len, verb) == 0;
 	if (ok && id)
 		ok = append_word(&buf, &len, "--id") == 0 && append_word(&buf, &len, id) == 0;
 	if (ok && dir)

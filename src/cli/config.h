@@ -32,5 +32,7 @@ void config_free(struct run_config *c);
 char *shell_join(char *const *argv, int n);
 /* "ckpt restart [--id ID] [--dir DIR] [--] PROGRAM ARGS...", quoted. */
 char *restart_hint(const char *id, const char *dir, char *const *cmd, int ncmd);
+/* The same with another command: "ckpt run ..." */
+char *command_hint(const char *verb, const char *id, const char *dir, char *const *cmd, int ncmd);
 
 #endif

@@ -59,6 +59,8 @@ int main(int argc, char **argv)
 		return cmd_start(argc - 1, argv + 1);
 	if (!strcmp(cmd, "restart"))
 		return cmd_restart(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "checkpoint"))
 		return cmd_checkpoint(argc - 1, argv + 1);
 	if (!strcmp(cmd, "status"))

@@ -2,6 +2,7 @@
 
 #include "cli/cli.h"
 #include "cli/paths.h"
+#include "cli/slurm.h"
 #include "coord/ctlsock.h"
 #include "coord/err.h"
 
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int open_logs(struct coord_opts *co, struct ckpt_log *exec_log, struct ckpt_log *coord_log)
@@ -45,10 +47,11 @@ void close_logs(struct coord_opts *co)
 
 /* The supervisor takes its signals through a signalfd, in the poll loop;
  * the program gets ckpt's original signal state back (launch.c). */
-static int setup_signals(void)
+static int setup_signals(int checkpoint_signal)
 {
 	sigset_t set;
 	sigemptyset(&set);
+	sigaddset(&set, checkpoint_signal);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -75,6 +78,76 @@ static int output_pipe(int fds[2])
 	return 0;
 }
 
+int batch_opts_check(const struct run_opts *o)
+{
+	struct slurm_job j;
+	if ((o->requeue || o->before_limit_ms >= 0) && !slurm_job(&j))
+		return ckpt_fail("%s works inside a Slurm job only (SLURM_JOB_ID is not set)",
+				 o->requeue ? "--requeue" : "--before-limit");
+	return 0;
+}
+
+/* Inside a Slurm job: say which job and which run of it in
+ * execution.log, and turn --before-limit into a time to stop. */
+static int slurm_setup(struct supervise_args *a)
+{
+	struct coord_opts *co = a->co;
+	struct slurm_job j;
+	if (!slurm_job(&j))
+		return 0;
+	char what[256];
+	slurm_describe(&j, what, sizeof(what));
+	if (a->opts->before_limit_ms < 0) {
+		ckpt_log(co->exec_log, "Slurm %s", what);
+		return 0;
+	}
+	int64_t left;
+	int r = slurm_time_left(j.job_id, &left);
+	if (r < 0)
+		return -1;
+	int64_t before = a->opts->before_limit_ms;
+	if (r == 0) {
+		ckpt_log(co->exec_log, "Slurm %s; the job has no time limit, so --before-limit does nothing",
+			 what);
+	} else if (left * 1000 <= before) {
+		/* Stopping at once would requeue the job forever without
+		 * progress: let it run, and say what to change. */
+		ckpt_log(co->exec_log,
+			 "Slurm %s; only %lld s are left before the job's time limit, not more than "
+			 "--before-limit %lld s: no stop before the limit; give the job a longer time limit "
+			 "or a smaller --before-limit",
+			 what, (long long)left, (long long)(before / 1000));
+	} else {
+		co->stop_at_mono = ckpt_mono_ms() + left * 1000 - before;
+		ckpt_log(co->exec_log,
+			 "Slurm %s; %lld s left before the job's time limit: checkpoint and stop in %lld s "
+			 "(--before-limit %lld s)%s",
+			 what, (long long)left, (long long)((left * 1000 - before) / 1000),
+			 (long long)(before / 1000), a->opts->requeue ? ", then requeue the job" : "");
+	}
+	return 0;
+}
+
+/* --requeue after a stop-checkpoint: the job runs again, and its ckpt run
+ * resumes the run. */
+static void requeue_job(struct coord_opts *co)
+{
+	struct slurm_job j;
+	if (!slurm_job(&j))
+		return;
+	if (slurm_requeue(j.job_id) < 0) {
+		ckpt_log(co->exec_log,
+			 "cannot requeue Slurm job %s: %s; the checkpoint is good: submit the job script "
+			 "again, or run: scontrol requeue %s",
+			 j.job_id, ckpt_error(), j.job_id);
+		fprintf(stderr, "ckpt: cannot requeue Slurm job %s: %s\n", j.job_id, ckpt_error());
+		return;
+	}
+	ckpt_log(co->exec_log, "requeued Slurm job %s (scontrol requeue): it runs again and resumes "
+			       "from this checkpoint",
+		 j.job_id);
+}
+
 int supervise(struct supervise_args *a)
 {
 	struct coord_opts *co = a->co;
@@ -83,9 +156,13 @@ int supervise(struct supervise_args *a)
 	char *ctl = NULL;
 	int rc = -1;
 	co->listen_fd = -1;
-	co->sig_fd = setup_signals();
+	co->checkpoint_signal = a->opts && a->opts->checkpoint_signal ? a->opts->checkpoint_signal
+									  : SIGUSR1;
+	co->sig_fd = setup_signals(co->checkpoint_signal);
 	if (co->sig_fd < 0)
 		return -1;
+	if (a->opts && slurm_setup(a) < 0)
+		goto out;
 	co->listen_fd = ctl_listen(co->dirfd);
 	if (co->listen_fd < 0)
 		goto out;
@@ -109,6 +186,17 @@ int supervise(struct supervise_args *a)
 	    .keep_fd = a->lockfd,
 	    .sigs = &ckpt_orig_sigs,
 	};
+	/* Where this run's output begins: restarts append, so a reader can
+	 * tell the runs apart. */
+	struct stat st;
+	if (fstat(co->app_log_fd, &st) == 0)
+		ckpt_log(co->exec_log, "the program's output goes on at byte %lld of application.log",
+			 (long long)st.st_size);
+	/* The program runs again: whatever finished recorded is over. */
+	if (unlinkat(co->dirfd, "finished", 0) < 0 && errno != ENOENT) {
+		ckpt_fail_errno("cannot remove %s/finished", co->rundir);
+		goto out;
+	}
 	if (launch(&spec, &co->launch) < 0)
 		goto out;
 	/* Only the program holds the write ends now, so end of file on the
@@ -120,6 +208,8 @@ int supervise(struct supervise_args *a)
 	co->err_fd = err[0];
 	rc = coord_run(co);
 	out[0] = err[0] = -1; /* closed by coord_run */
+	if (rc == CKPT_EXIT_STOPPED && a->opts && a->opts->requeue)
+		requeue_job(co);
 out:
 	if (co->listen_fd >= 0) {
 		close(co->listen_fd);

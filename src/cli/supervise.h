@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include "cli/options.h"
 #include "coord/coord.h"
 
 struct supervise_args {
@@ -14,6 +15,7 @@ struct supervise_args {
 	char *const *argv;
 	pid_t pid;           /* 0, or the exact pid at restart */
 	const char *preload; /* the agent (start), NULL (restart) */
+	const struct run_opts *opts; /* checkpoint signal, Slurm options */
 	/* Filled by the caller except listen_fd, sig_fd, out_fd, err_fd and
 	 * launch, which supervise sets up. */
 	struct coord_opts *co;
@@ -22,6 +24,10 @@ struct supervise_args {
 /* Returns ckpt's exit status, or -1 with a message when the program could
  * not be launched (nothing ran). */
 int supervise(struct supervise_args *a);
+
+/* --requeue and --before-limit need a Slurm job: a one-line refusal
+ * otherwise, before anything is created. */
+int batch_opts_check(const struct run_opts *o);
 
 /* Open execution.log, coordinator.log and application.log of dirfd into
  * co. */

@@ -4,6 +4,7 @@
 #include "coord/ctlsock.h"
 #include "coord/err.h"
 #include "coord/fsutil.h"
+#include "coord/kvfile.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -226,6 +227,7 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 		ckpt_log(c->o->exec_log, "restored from generation %llu: pid %lld (%s) is running again",
 			 (unsigned long long)restored, (long long)pid, k->cmd);
 	}
+	ckpt_on_agent_ready(c);
 }
 
 static void on_status(struct coord *c, struct conn *k)
@@ -397,6 +399,7 @@ static void read_report(struct coord *c)
 					 "start: %s running as pid %d in a new pid namespace (init: host pid %d, "
 					 "supervisor: host pid %d)",
 					 c->o->command, v, (int)c->o->launch.init_pid, (int)getpid());
+			ckpt_on_agent_ready(c); /* its HELLO may have come first */
 		} else if (sscanf(line, "exit %d", &v) == 1) {
 			c->main_exited = 1;
 			c->main_status = v;
@@ -428,16 +431,19 @@ static void on_signals(struct coord *c)
 			}
 			continue;
 		}
-		/* Terminal signals (Ctrl-C, hangup) go to the whole process
-		 * group, so the program has them already. SIGTERM sent to
-		 * ckpt by a process (kill, a batch system) is passed on. */
-		if (sig == SIGTERM && si.ssi_code == SI_USER && !c->main_exited && c->cmd_fd >= 0) {
-			char line[32];
-			int n = snprintf(line, sizeof(line), "kill %d\n", sig);
-			write_all(c->cmd_fd, line, (size_t)n);
-			ckpt_log(c->o->exec_log,
-				 "received SIGTERM from host pid %u: passed it on to the program (pid %lld)",
-				 si.ssi_pid, (long long)c->main_pid);
+		char why[96];
+		snprintf(why, sizeof(why), "received SIG%s from %s%u", signame(sig),
+			 si.ssi_code == SI_USER ? "host pid " : "the kernel, code ",
+			 si.ssi_code == SI_USER ? si.ssi_pid : (unsigned)si.ssi_code);
+		/* SIGTERM is how batch systems and users end a job: checkpoint
+		 * and stop, so that the job can be resumed (docs/slurm.md).
+		 * The checkpoint signal (SIGUSR1) checkpoints and goes on.
+		 * Terminal signals (Ctrl-C, hangup) go to the whole process
+		 * group, so the program has them already. */
+		if (sig == SIGTERM) {
+			ckpt_request_stop(c, why);
+		} else if (sig == c->o->checkpoint_signal) {
+			ckpt_on_signal(c, why);
 		} else {
 			ckpt_log(c->o->exec_log, "received SIG%s (from %s): the supervisor ignores it",
 				 signame(sig), si.ssi_code == SI_USER ? "a process" : "the terminal");
@@ -454,6 +460,8 @@ static int compute_timeout(struct coord *c)
 		when = c->ck.deadline;
 	else if (c->next_due >= 0)
 		when = c->next_due;
+	if (c->stop_at > 0 && (when < 0 || c->stop_at < when))
+		when = c->stop_at;
 	if (when < 0)
 		return -1;
 	return when <= now ? 0 : (int)(when - now > 3600000 ? 3600000 : when - now);
@@ -466,26 +474,62 @@ static void run_timers(struct coord *c)
 		ckpt_on_timeout(c);
 	if (!c->ck.active && c->next_due >= 0 && now >= c->next_due)
 		ckpt_start(c, "interval");
+	if (c->stop_at > 0 && now >= c->stop_at) {
+		c->stop_at = 0;
+		ckpt_request_stop(c, "--before-limit: the job's time limit is near");
+	}
+}
+
+/* RUNDIR/finished: the program exited by itself, so ckpt run does not
+ * resume it again from an older checkpoint (docs/slurm.md). */
+static void record_finished(struct coord *c, int code)
+{
+	char ts[32];
+	ckpt_format_time(ts, sizeof(ts), ckpt_now_ms());
+	struct kvfile kv;
+	kv_init(&kv);
+	int rc = kv_addf(&kv, "status", "%d", code);
+	rc |= kv_add(&kv, "time", ts);
+	if (rc || kv_write(&kv, c->o->dirfd, "finished",
+			   "# the program exited by itself; ckpt run does not resume it again\n", 0600) < 0)
+		ckpt_log(c->o->exec_log, "cannot record the end of the run in finished: %s",
+			 rc ? "out of memory" : ckpt_error());
+	kv_free(&kv);
 }
 
 static int exit_code(struct coord *c)
 {
 	char what[128];
+	int asked = c->stop_req != 0; /* SIGTERM or --before-limit */
 	if (c->stop_failed) {
+		int code = asked ? CKPT_EXIT_STOP_FAILED : 1;
 		fprintf(stderr, "ckpt: the program was stopped but its checkpoint failed (see %s/execution.log)\n",
 			c->o->rundir);
-		ckpt_log(c->o->exec_log, "exit: stopped without a new checkpoint; ckpt exits with status 1");
-		return 1;
+		ckpt_log(c->o->exec_log, "exit: stopped without a new checkpoint; ckpt exits with status %d",
+			 code);
+		return code;
 	}
 	if (c->stopping) {
+		int code = asked ? CKPT_EXIT_STOPPED : 0;
 		ckpt_log(c->o->exec_log, "exit: stopped after checkpoint generation %llu; ckpt exits with "
-					 "status 0",
-			 (unsigned long long)c->stopped_gen);
-		return 0;
+					 "status %d%s",
+			 (unsigned long long)c->stopped_gen, code,
+			 asked ? " (stopped after a checkpoint: resume me)" : "");
+		return code;
 	}
 	int status = c->main_exited ? c->main_status : c->init_status;
 	describe_status(what, sizeof(what), status);
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+	if (asked && !(c->main_exited && WIFEXITED(status))) {
+		ckpt_log(c->o->exec_log,
+			 "exit: a stop was asked for (%s) but no checkpoint was completed; the program %s; "
+			 "ckpt exits with status %d (resume from the previous checkpoint, if any, with: %s)",
+			 c->stop_why, what, CKPT_EXIT_STOP_FAILED, c->o->restart_hint);
+		fprintf(stderr, "ckpt: stopped without a new checkpoint (see %s/execution.log)\n", c->o->rundir);
+		return CKPT_EXIT_STOP_FAILED;
+	}
+	if (c->main_exited && WIFEXITED(status) && !(c->o->restored_gen && c->restored_pid != c->main_pid))
+		record_finished(c, code);
 	if (c->main_exited)
 		ckpt_log(c->o->exec_log, "exit: the program (pid %lld) %s; ckpt exits with status %d",
 			 (long long)c->main_pid, what, code);
@@ -524,6 +568,7 @@ int coord_run(const struct coord_opts *o)
 	c->out_fd = o->out_fd;
 	c->err_fd = o->err_fd;
 	c->term_out = c->term_err = 1;
+	c->stop_at = o->stop_at_mono;
 	ckpt_linebuf_init(&c->report);
 	/* The interval counts from the start, then from each checkpoint's end. */
 	c->next_due = o->interval_ms > 0 ? ckpt_mono_ms() + o->interval_ms : -1;

@@ -43,6 +43,7 @@ struct ckpt_state {
 	int npending;
 	uint64_t bytes;
 	int64_t pause_ms; /* longest pause of any process */
+	int stop;         /* sent with stop=1: the program ends after it */
 	char dir[PATH_MAX];
 };
 
@@ -67,6 +68,13 @@ struct coord {
 	int killed_early;     /* killed at DONE, before the generation was complete */
 	int stop_failed;      /* ...and it could not be completed */
 	uint64_t stopped_gen;
+	/* A stop asked for by SIGTERM or --before-limit: 0 none, 1 wanted
+	 * (served by the next checkpoint, sent with stop=1), 2 its checkpoint
+	 * failed and the program was sent SIGTERM instead. */
+	int stop_req;
+	char stop_why[128];
+	int64_t stop_at;   /* copy of o->stop_at_mono; 0 once it fired */
+	int ckpt_again;    /* the checkpoint signal came during a checkpoint */
 	int init_reaped;
 	int64_t restored_pid; /* pid of the last HELLO with restored= (0: none) */
 	int init_status;
@@ -91,6 +99,13 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent);
 void ckpt_on_timeout(struct coord *c);
 /* The program ended: abandon a running checkpoint, answer waiters. */
 void ckpt_on_program_end(struct coord *c);
+/* SIGTERM or --before-limit: checkpoint with stop=1 and end the program;
+ * if that checkpoint fails, send the program SIGTERM instead. */
+void ckpt_request_stop(struct coord *c, const char *why);
+/* The checkpoint signal: checkpoint now (or right after the running one). */
+void ckpt_on_signal(struct coord *c, const char *why);
+/* An agent connected: a stop asked for before it could be served. */
+void ckpt_on_agent_ready(struct coord *c);
 
 /* tee.c */
 /* Copy what is readable on *fd to the terminal (*term) and
