@@ -10,6 +10,10 @@ PACKAGES=(
 	python3 python3-pytest python3-numpy python3-scipy python3-torch
 	libzstd-dev clang libclang-rt-14-dev procps
 )
+# For the Slurm tests (tests/integration/test_slurm.py), which start a
+# single-node Slurm of their own and need root: installed as root, only
+# reported otherwise (those tests then skip, saying why).
+OPTIONAL=(slurmctld slurmd slurm-client munge)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	# Not Debian: check what matters directly and hope for the best.
@@ -31,6 +35,16 @@ for p in "${PACKAGES[@]}"; do
 	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	[[ $status == "install ok installed" ]] || missing+=("$p")
 done
+optional=()
+for p in "${OPTIONAL[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[[ $status == "install ok installed" ]] || optional+=("$p")
+done
+if [[ $(id -u) -eq 0 ]]; then
+	missing+=("${optional[@]}")
+elif ((${#optional[@]})); then
+	echo "deps: not installed: ${optional[*]} (the Slurm tests will be skipped)" >&2
+fi
 
 if ((${#missing[@]} == 0)); then
 	exit 0
