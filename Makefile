@@ -100,13 +100,27 @@ $(FUZZ_IMAGE): tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard s
 		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
 		-o $@ tests/fuzz/fuzz_image.c $(IMAGE_SRCS) $(COMMON_SRCS) -lzstd
 
-fuzz: $(FUZZ_IMAGE)
-	@mkdir -p build-fuzz/corpus/image
+# The control-socket line parser (src/coord/proto.c), which reads what any
+# local process of the same user sends to ctl.sock.
+FUZZ_PROTO := build-fuzz/fuzz_proto
+$(FUZZ_PROTO): tests/fuzz/fuzz_proto.c src/coord/proto.c src/coord/proto.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 -O1 -g $(WARN) -D_GNU_SOURCE -Isrc -fno-omit-frame-pointer \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
+		-o $@ tests/fuzz/fuzz_proto.c src/coord/proto.c
+
+fuzz: $(FUZZ_IMAGE) $(FUZZ_PROTO)
+	@mkdir -p build-fuzz/corpus/image build-fuzz/corpus/proto
 	$(FUZZ_IMAGE) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 		-artifact_prefix=build-fuzz/ build-fuzz/corpus/image tests/fuzz/corpus/image
+	$(FUZZ_PROTO) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+		-artifact_prefix=build-fuzz/proto- build-fuzz/corpus/proto tests/fuzz/corpus/proto
 
+# CI's bounded run: FUZZ_SMOKE_SECONDS per target (make check runs it).
+FUZZ_SMOKE_SECONDS ?= 10
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=20
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
 deps:
 	@tests/deps.sh
@@ -114,6 +128,7 @@ deps:
 check: deps
 	$(MAKE) all
 	$(MAKE) check-unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) check-integration
 
 check-unit: $(UNITS)
