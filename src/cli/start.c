@@ -181,6 +181,7 @@ int start_run(const struct run_opts *opts, int afresh)
 	/* mkdir is the atomic test: of two starts of the same command line,
 	 * exactly one creates the directory. */
 	int made = 1; /* this call created the directory: a failure removes it */
+	int refused = 0;
 	if (mkdirat(parentfd, name, 0700) < 0) {
 		if (errno == EEXIST && afresh) {
 			made = 0;
@@ -215,8 +216,9 @@ int start_run(const struct run_opts *opts, int afresh)
 	}
 	lockfd = rundir_lock(co.dirfd, rundir);
 	struct run_config prev = {0};
-	if (lockfd < 0 || (!made && reuse_existing(co.dirfd, rundir, &o, token, sizeof(token), &prev) < 0) ||
-	    rundir_lock_claim(lockfd, rundir) < 0 ||
+	/* An existing directory in use, or not this run's: a refusal. */
+	refused = !made && (lockfd < 0 || reuse_existing(co.dirfd, rundir, &o, token, sizeof(token), &prev) < 0);
+	if (refused || lockfd < 0 || rundir_lock_claim(lockfd, rundir) < 0 ||
 	    (made && rundir_make_token(co.dirfd, token, sizeof(token)) < 0))
 		goto fail;
 	if (!getcwd(cwd, sizeof(cwd))) {
@@ -316,5 +318,5 @@ fail:
 		fprintf(stderr, "ckpt: could not remove %s again: %s\n", rundir, ckpt_error());
 	ckpt_fail("%s", saved);
 	close(parentfd);
-	return report_error(1);
+	return report_error(refused ? EXIT_USAGE : 1);
 }

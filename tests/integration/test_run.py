@@ -184,3 +184,24 @@ def test_batch_options_refused_outside_slurm(ck):
         assert r.returncode == 2, f"{opts}: status {r.returncode}, stderr {r.stderr!r}"
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("ckpt: "), f"{opts}: {r.stderr!r}"
         assert not any(ck.runs.iterdir()), f"{opts}: a run directory was created"
+
+
+def test_second_run_while_first_runs_is_refused(ck):
+    """Calling ckpt run again while the run is going on (for instance a job
+    started twice) refuses with status 2 and disturbs nothing, with or
+    without a checkpoint."""
+    prog = c_prog("counter", 60, 30)
+    ref = ck.reference(prog)
+    first = run_bg(ck, prog)
+    first.wait_lines(3)
+    rundir = ck.rundir(proc=first)
+    r = ck.cmd("run", "--interval", "0", "--dir", ck.runs, *prog.argv)
+    assert r.returncode == 2 and "in use" in r.stderr and r.stdout == "", \
+        f"without a checkpoint: status {r.returncode}, stderr {r.stderr!r}"
+    ck.checkpoint(rundir)
+    r = ck.cmd("run", "--interval", "0", "--dir", ck.runs, *prog.argv)
+    assert r.returncode == 2 and "in use" in r.stderr and r.stdout == "", \
+        f"with a checkpoint: status {r.returncode}, stderr {r.stderr!r}"
+    rc = first.finish(T_RUN)
+    expected, ref_rc = ref.result()
+    assert first.output() == expected and rc == ref_rc, first.report()
