@@ -467,6 +467,11 @@ def _get(r, path):
     return r
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def machine_lines():
     out = []
     cpu = "?"
@@ -493,6 +498,7 @@ def machine_lines():
     out.append(f"bench dir: {ARGS.dir} on {df[-1].split()[0] if len(df) > 1 else '?'} "
                f"({df[-1].split()[1] if len(df) > 1 else '?'})")
     out.append(f"ckpt: {CKPT} ({ver}), built from {git}")
+    out.append(f"load average at start: {loadavg()} (other work on the machine skews the figures)")
     return out
 
 
@@ -594,7 +600,7 @@ def main():
         for pg in list(live_groups):
             kill_group(pg)
         src.remove()
-    emit(f"total time: {time.time() - start:.0f} s")
+    emit(f"total time: {time.time() - start:.0f} s; load average at the end: {loadavg()}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text("\n".join(report) + "\n")
     print(f"report written to {out_path}")
