@@ -110,6 +110,13 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 #define CKPT_CHUNK_PAGES_MAX 256
 int compress_setup(struct ckpt_writer *w, struct scratch *s, int level);
 
+/* iothread.c: writes the image's buffers while the next one fills */
+struct io_thread;
+struct ckpt_writer_io;
+struct io_thread *io_thread_start(struct scratch *s, int fd);
+const struct ckpt_writer_io *io_thread_ops(struct io_thread *t);
+void io_thread_stop(struct io_thread *t);
+
 /* util.c: libc-free helpers usable while threads are stopped */
 struct scratch {
 	char *base;

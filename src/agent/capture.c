@@ -192,7 +192,18 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	static struct ckpt_image_header hdr;
 	static char err[512];
 	err[0] = 0;
-	if (memory_capture(w, s, st, err) != 0) {
+	/* the page data: copied, checksummed and compressed here while an
+	 * I/O thread writes the previous buffer */
+	char *spare = scratch_alloc(s, WRITE_BUF_SIZE);
+	struct io_thread *io = spare ? io_thread_start(s, w->fd) : 0;
+	if (io)
+		ckpt_writer_set_io(w, io_thread_ops(io), spare);
+	int r = memory_capture(w, s, st, err);
+	if (io) {
+		ckpt_writer_flush_io(w);
+		io_thread_stop(io);
+	}
+	if (r != 0) {
 		set_error(err, 0, 0);
 		return;
 	}

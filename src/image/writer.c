@@ -23,12 +23,13 @@ static void fail(struct ckpt_writer *w, int err)
 		w->error = err ? err : EIO;
 }
 
-/* write() until everything is out; partial writes and EINTR are normal for
- * large writes to some file systems. */
-static void write_all(struct ckpt_writer *w, const char *p, size_t len)
+/* pwrite() until everything is out; partial writes and EINTR are normal
+ * for large writes to some file systems. Explicit offsets keep the file
+ * right when an I/O thread writes earlier buffers at the same time. */
+static void write_at(struct ckpt_writer *w, const char *p, size_t len, uint64_t off)
 {
 	while (len && !w->error) {
-		ssize_t n = write(w->fd, p, len);
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -36,13 +37,43 @@ static void write_all(struct ckpt_writer *w, const char *p, size_t len)
 			return;
 		}
 		p += n;
+		off += (uint64_t)n;
 		len -= (size_t)n;
 	}
 }
 
+/* Wait for the buffer the I/O thread is writing, if any. */
+static void io_drain(struct ckpt_writer *w)
+{
+	if (!w->io_busy)
+		return;
+	w->io_busy = 0;
+	int err = w->io->wait(w->io->ctx);
+	if (err)
+		fail(w, err);
+}
+
+/* Write out the buffer: handed to the I/O thread (which writes it while
+ * the next one fills) or written here. */
 static void flush(struct ckpt_writer *w)
 {
-	write_all(w, w->buf, w->buf_used);
+	if (!w->buf_used || w->error) {
+		w->buf_used = 0;
+		return;
+	}
+	uint64_t off = w->offset - w->buf_used;
+	if (w->io) {
+		io_drain(w);
+		if (!w->error) {
+			w->io->submit(w->io->ctx, w->buf, w->buf_used, off);
+			w->io_busy = 1;
+			char *t = w->buf;
+			w->buf = w->io_spare;
+			w->io_spare = t;
+		}
+	} else {
+		write_at(w, w->buf, w->buf_used, off);
+	}
 	w->buf_used = 0;
 }
 
@@ -51,16 +82,18 @@ static void emit(struct ckpt_writer *w, const void *data, size_t len)
 {
 	if (w->error || !len)
 		return;
-	w->offset += len;
 	if (len > w->buf_size - w->buf_used) {
 		flush(w);
 		if (len >= w->buf_size) {
-			write_all(w, data, len);
+			io_drain(w);
+			write_at(w, data, len, w->offset);
+			w->offset += len;
 			return;
 		}
 	}
 	memcpy(w->buf + w->buf_used, data, len);
 	w->buf_used += len;
+	w->offset += len;
 }
 
 static void emit_zeros(struct ckpt_writer *w, uint64_t len)
@@ -137,21 +170,13 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 	w->open = NULL;
 }
 
+/* A write at an earlier offset (a chunk header patched after its data):
+ * the I/O thread may be writing that very region from its stale copy, so
+ * it finishes first. */
 static void pwrite_all(struct ckpt_writer *w, const void *data, size_t len, uint64_t off)
 {
-	const char *p = data;
-	while (len && !w->error) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fail(w, n < 0 ? errno : EIO);
-			return;
-		}
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
+	io_drain(w);
+	write_at(w, data, len, off);
 }
 
 /* Chunk data go through the buffer and are checksummed there: the pages
@@ -184,6 +209,22 @@ static void chunk_copy(struct ckpt_writer *w, struct ckpt_page_chunk *c, const c
 		memcpy(w->buf + (hpos - buf_start), c, sizeof *c);
 	else
 		pwrite_all(w, c, sizeof *c, hpos);
+}
+
+void ckpt_writer_set_io(struct ckpt_writer *w, const struct ckpt_writer_io *io, void *spare)
+{
+	w->io = io;
+	w->io_spare = spare;
+}
+
+void ckpt_writer_flush_io(struct ckpt_writer *w)
+{
+	if (!w->io)
+		return;
+	flush(w);
+	io_drain(w);
+	w->io = NULL;
+	w->io_spare = NULL;
 }
 
 void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void *ctx, void *raw,
@@ -270,6 +311,7 @@ int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)
 	hdr->section_table_crc = crc32c_update(0, w->sections, table_len);
 	emit(w, w->sections, table_len);
 	flush(w);
+	io_drain(w);
 	hdr->image_size = w->offset;
 	hdr->header_crc = 0;
 	hdr->header_crc = crc32c_update(0, hdr, sizeof *hdr);

@@ -10,6 +10,15 @@
 
 #include "image/format.h"
 
+/* An I/O thread: submit hands it len bytes to write at file offset off
+ * (the buffer stays untouched until wait returns); wait blocks until the
+ * last submission is written and returns 0 or an errno. */
+struct ckpt_writer_io {
+	void (*submit)(void *ctx, const char *buf, size_t len, uint64_t off);
+	int (*wait)(void *ctx);
+	void *ctx;
+};
+
 /* see ckpt_writer_set_compressor */
 typedef size_t (*ckpt_compress_fn)(void *ctx, void *dst, size_t cap, const void *src, size_t len);
 
@@ -27,9 +36,18 @@ struct ckpt_writer {
 	char *zraw, *zout;
 	size_t zraw_cap, zout_cap;
 	uint64_t raw_page_bytes; /* page bytes before compression */
+	const struct ckpt_writer_io *io;
+	char *io_spare; /* the other buffer, same size as buf */
+	int io_busy;
 };
 
 void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size);
+
+/* Double buffering: once set, a full buffer goes to io while the writer
+ * fills spare (buf_size bytes). ckpt_writer_finish waits for io. */
+void ckpt_writer_set_io(struct ckpt_writer *w, const struct ckpt_writer_io *io, void *spare);
+/* Wait for the I/O thread and go back to writing directly. */
+void ckpt_writer_flush_io(struct ckpt_writer *w);
 
 /* Compression of page chunks. fn compresses len bytes of src into dst (cap
  * bytes) and returns the compressed size, or 0 when that would not save
