@@ -1,6 +1,7 @@
 /* ckpt checkpoint RUNDIR: ask the supervisor for a checkpoint now. */
 #include "cli/cli.h"
 #include "cli/config.h"
+#include "cli/rundir.h"
 #include "coord/client.h"
 #include "coord/err.h"
 
@@ -44,7 +45,17 @@ int cmd_checkpoint(int argc, char **argv)
 		return report_error(EXIT_USAGE);
 	int fd = client_connect(dfd);
 	if (fd < 0) {
-		if (errno == ENOENT || errno == ECONNREFUSED)
+		pid_t holder = 0;
+		int absent = errno == ENOENT || errno == ECONNREFUSED;
+		if (absent && rundir_lock_held(dfd, &holder) == 1)
+			/* init holds the lock while the program lives on after its
+			 * supervisor died (docs/design.md, "Supervisor death"). */
+			ckpt_fail("the supervisor of %s (pid %d) is gone and its program runs on "
+				  "unsupervised, which cannot be checkpointed; let it finish, or end it "
+				  "(execution.log says how) and resume from the last checkpoint with ckpt "
+				  "restart",
+				  rundir, (int)holder);
+		else if (absent)
 			ckpt_fail("no supervisor is running for %s (ckpt restart resumes it)", rundir);
 		close(dfd);
 		return report_error(1);

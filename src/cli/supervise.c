@@ -184,6 +184,10 @@ int supervise(struct supervise_args *a)
 	    .out_fd = out[1],
 	    .err_fd = err[1],
 	    .keep_fd = a->lockfd,
+	    .out_rd = out[0],
+	    .err_rd = err[0],
+	    .app_log_fd = co->app_log_fd,
+	    .exec_log_fd = co->exec_log->fd,
 	    .sigs = &ckpt_orig_sigs,
 	};
 	/* Where this run's output begins: restarts append, so a reader can

@@ -29,13 +29,18 @@ struct launch_spec {
 	pid_t pid;            /* 0: any pid (start); else this exact pid (restart) */
 	int out_fd, err_fd;   /* write ends of the stdout/stderr pipes */
 	int keep_fd;          /* kept open in init (the run directory's lock), or -1 */
+	/* Kept in init, unused while the supervisor lives: should it die,
+	 * init reads the program's output itself and appends it to
+	 * application.log (docs/design.md, "Supervisor death"). -1: none. */
+	int out_rd, err_rd;   /* read ends of the stdout/stderr pipes */
+	int app_log_fd, exec_log_fd;
 	const struct sig_state *sigs;
 };
 
 struct launch {
 	pid_t init_pid; /* in the supervisor's pid namespace */
 	int report_fd;  /* init -> supervisor lines: "pid N", "exit W", "err MSG" */
-	int cmd_fd;     /* supervisor -> init lines: "kill SIG" */
+	int cmd_fd;     /* supervisor -> init lines: "kill SIG", "close 1|2" */
 };
 
 /* Returns 0, or -1 with a message (e.g. user namespaces disabled). On

@@ -4,8 +4,10 @@
 #include "coord/launch.h"
 
 #include "coord/fsutil.h"
+#include "coord/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
 #include <poll.h>
@@ -144,6 +146,76 @@ static pid_t start_child(const struct launch_spec *spec)
 	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
 }
 
+/* Supervisor death (docs/design.md): init keeps the program running and
+ * its output flowing into application.log. Until then it holds the read
+ * ends of the output pipes without reading them. */
+struct orphan {
+	int active;
+	int fd[2]; /* read ends of the program's stdout and stderr; -1: closed */
+	int app_log_fd, exec_log_fd;
+	int term; /* still copying to ckpt's stdout/stderr */
+	char host_pid[24];
+};
+
+static void orphan_log(const struct orphan *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void orphan_log(const struct orphan *o, const char *fmt, ...)
+{
+	if (o->exec_log_fd < 0)
+		return;
+	char line[1024];
+	ckpt_format_time(line, sizeof(line), ckpt_now_ms());
+	size_t n = strlen(line);
+	line[n++] = ' ';
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	n += (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
+	line[n++] = '\n';
+	/* Nobody is left to tell about a failing write. */
+	write_all(o->exec_log_fd, line, n);
+}
+
+/* One read from the program's stdout (i = 0) or stderr (1), appended to
+ * application.log and copied to ckpt's own stream while that works.
+ * Returns 1 after data, 0 at end of file, -1 when nothing is there. */
+static int orphan_copy(struct orphan *o, int i)
+{
+	char buf[65536];
+	ssize_t n = read(o->fd[i], buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (n <= 0) {
+		close(o->fd[i]);
+		o->fd[i] = -1;
+		return 0;
+	}
+	if (o->app_log_fd >= 0)
+		write_all(o->app_log_fd, buf, (size_t)n);
+	/* A terminal that went away with the supervisor (EPIPE, EIO) only
+	 * ends the copy there; SIGPIPE is ignored in init. */
+	if (o->term && write_all(i + 1, buf, (size_t)n) < 0)
+		o->term = 0;
+	return 1;
+}
+
+static void orphan_begin(struct orphan *o)
+{
+	o->active = 1;
+	for (int i = 0; i < 2; i++)
+		if (o->fd[i] >= 0 && fcntl(o->fd[i], F_SETFL, O_NONBLOCK) < 0) {
+			close(o->fd[i]); /* cannot happen on a pipe we hold */
+			o->fd[i] = -1;
+		}
+	orphan_log(o, "the supervisor is gone (killed?): ckpt's init (host pid %s) keeps the program "
+		      "running unsupervised and appends its output to application.log; no checkpoints "
+		      "are taken and ckpt checkpoint/restart refuse until it ends. To go back to the "
+		      "last checkpoint instead: kill %s (ends the program), then ckpt restart",
+		   o->host_pid, o->host_pid);
+}
+
 void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int cmd_fd)
 {
 	/* Wait until the supervisor has written our uid/gid maps; EOF means
@@ -155,8 +227,20 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 	while (r < 0 && errno == EINTR);
 	if (r != 1)
 		_exit(1);
-	int keep[] = {0, 1, 2, report_fd, cmd_fd, spec->out_fd, spec->err_fd, spec->keep_fd};
+	int keep[] = {0,	     1,		   2,		       report_fd,
+		      cmd_fd,	     spec->out_fd, spec->err_fd,       spec->keep_fd,
+		      spec->out_rd, spec->err_rd, spec->app_log_fd, spec->exec_log_fd};
 	close_all_except(keep, (int)(sizeof(keep) / sizeof(keep[0])));
+	struct orphan orphan = {.fd = {spec->out_rd, spec->err_rd},
+				.app_log_fd = spec->app_log_fd,
+				.exec_log_fd = spec->exec_log_fd,
+				.term = 1,
+				.host_pid = "?"};
+	/* Our pid as the supervisor's namespace sees it, for messages: the
+	 * /proc mounted there still answers for /proc/self until ours is
+	 * mounted below. */
+	ssize_t hn = readlink("/proc/self", orphan.host_pid, sizeof(orphan.host_pid) - 1);
+	orphan.host_pid[hn > 0 ? hn : 1] = '\0';
 	prctl(PR_SET_NAME, "ckpt-init", 0, 0, 0);
 	/* A dead supervisor must not kill init through SIGPIPE (reports). */
 	signal(SIGPIPE, SIG_IGN);
@@ -199,12 +283,16 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 	close(spec->err_fd);
 	report(report_fd, "pid %d", (int)main_pid);
 
-	struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = cmd_fd, .events = POLLIN}};
+	/* poll ignores negative descriptors: the output pipes count only
+	 * once the supervisor is gone. */
+	struct pollfd pfd[4] = {{.fd = sfd, .events = POLLIN}, {.fd = cmd_fd, .events = POLLIN},
+				{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
 	char cmdbuf[256];
 	size_t cmdlen = 0;
 	for (;;) {
-		int nfds = pfd[1].fd >= 0 ? 2 : 1;
-		if (poll(pfd, (nfds_t)nfds, -1) < 0) {
+		for (int i = 0; i < 2; i++)
+			pfd[2 + i].fd = orphan.active ? orphan.fd[i] : -1;
+		if (poll(pfd, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			report(report_fd, "err poll in the namespace's init: %s", strerror(errno));
@@ -221,11 +309,29 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 			while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
 				if (p == main_pid) {
 					report(report_fd, "exit %d", status);
+					if (orphan.active) {
+						/* What the program wrote last, then the
+						 * line the supervisor would have written. */
+						for (int i = 0; i < 2; i++)
+							while (orphan.fd[i] >= 0 && orphan_copy(&orphan, i) > 0)
+								;
+						if (WIFSIGNALED(status))
+							orphan_log(&orphan, "exit: the program (pid %d) was killed by "
+									    "signal %d while unsupervised",
+								   (int)p, WTERMSIG(status));
+						else
+							orphan_log(&orphan, "exit: the program (pid %d) exited with "
+									    "status %d while unsupervised",
+								   (int)p, WEXITSTATUS(status));
+					}
 					_exit(0);
 				}
 			}
 		}
-		if (nfds == 2 && pfd[1].revents) {
+		for (int i = 0; i < 2; i++)
+			if (orphan.active && pfd[2 + i].fd >= 0 && pfd[2 + i].revents)
+				orphan_copy(&orphan, i);
+		if (pfd[1].fd >= 0 && pfd[1].revents) {
 			ssize_t got = read(cmd_fd, cmdbuf + cmdlen, sizeof(cmdbuf) - 1 - cmdlen);
 			if (got < 0 && errno == EINTR)
 				continue;
@@ -233,6 +339,7 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 				/* The supervisor is gone: keep the program running. */
 				close(cmd_fd);
 				pfd[1].fd = -1;
+				orphan_begin(&orphan);
 				continue;
 			}
 			cmdlen += (size_t)got;
@@ -243,6 +350,14 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 				int sig;
 				if (sscanf(cmdbuf, "kill %d", &sig) == 1 && sig > 0 && sig < NSIG)
 					kill(main_pid, sig);
+				/* The supervisor closed its read end so that the
+				 * program gets SIGPIPE (tee.c): so must we. */
+				int which;
+				if (sscanf(cmdbuf, "close %d", &which) == 1 && (which == 1 || which == 2) &&
+				    orphan.fd[which - 1] >= 0) {
+					close(orphan.fd[which - 1]);
+					orphan.fd[which - 1] = -1;
+				}
 				cmdlen -= (size_t)(nl + 1 - cmdbuf);
 				memmove(cmdbuf, nl + 1, cmdlen + 1);
 			}

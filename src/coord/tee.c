@@ -44,6 +44,12 @@ void tee_output(struct coord *c, int *fd, int termfd, int *term)
 			 termfd == 1 ? "stdout" : "stderr", termfd == 1 ? "stdout" : "stderr");
 		close(*fd);
 		*fd = -1;
+		/* init holds a read end too (for the day the supervisor dies):
+		 * it must let go of it as well. */
+		if (c->cmd_fd >= 0 && write_all(c->cmd_fd, termfd == 1 ? "close 1\n" : "close 2\n", 8) < 0)
+			ckpt_log(c->o->exec_log, "cannot tell the namespace's init to close the program's "
+						 "output: %s",
+				 strerror(errno));
 	} else {
 		/* A terminal hung up (EIO) or similar: keep the program and the
 		 * log going. */
