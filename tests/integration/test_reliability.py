@@ -534,3 +534,92 @@ def test_permissions(ck):
         out, bg = restart_and_compare(ck, prog, ref, first, seen1, rundir, before=seen2,
                                       label="restart past another user's image")
         assert "owned by uid 65534" in bg.stderr()
+
+
+# ------------------------------------------------------- supervisor death
+
+@pytest.mark.parametrize("then", ["finish", "restart"])
+def test_supervisor_killed(ck, then):
+    """SIGKILL of the supervisor only: the program runs on, its output
+    still reaches application.log (and ckpt's stdout); checkpoint and
+    restart refuse with a clear message while it lives. Then either it
+    finishes (its whole output, exactly, is in application.log) or it is
+    ended as execution.log says and restart resumes from the checkpoint."""
+    prog = c_prog("counter", 70, 40)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 10))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    assert ck.checkpoint(rundir) == 1
+    os.kill(run.proc.pid, signal.SIGKILL)  # the supervisor alone
+    run.proc.wait(timeout=10)
+    lines = text_of(rundir / "application.log").count("\n")
+    deadline = time.monotonic() + 30
+    while text_of(rundir / "application.log").count("\n") < lines + 3:
+        assert time.monotonic() < deadline, "the program's output stopped reaching application.log"
+        time.sleep(0.05)
+    ex = text_of(rundir / "execution.log")
+    m = re.search(r"the supervisor is gone .*host pid (\d+)\)", ex)
+    assert m, f"execution.log should say the supervisor is gone:\n{tail(ex)}"
+    r = ck.cmd("checkpoint", rundir)
+    err = one_line_error(r, "ckpt checkpoint without a supervisor")
+    assert "gone" in err and "unsupervised" in err, err
+    before = snapshot(rundir / "images")
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "ckpt restart while the old program runs")
+    assert r.returncode == 2 and "still running" in err, err
+    assert_unharmed(before, snapshot(rundir / "images"), "a refused restart")
+    expected, ref_rc = ref.result()
+    if then == "finish":
+        deadline = time.monotonic() + T_RUN
+        while tagged_program(ck, prog):
+            assert time.monotonic() < deadline, "the unsupervised program did not finish"
+            time.sleep(0.1)
+        ck.assert_gone("after the unsupervised program finished")
+        assert text_of(rundir / "application.log") == expected, \
+            f"application.log differs from the uninterrupted output:\n{tail(text_of(rundir / 'application.log'))}"
+        assert run.output() == expected, "ckpt's stdout did not get the rest of the output"
+        ex = text_of(rundir / "execution.log")
+        assert re.search(r"exit: the program \(pid \d+\) exited with status 0 while unsupervised", ex), tail(ex)
+        assert_verify_ok(ck, rundir, "after the unsupervised run")
+    else:
+        os.kill(int(m.group(1)), signal.SIGKILL)  # what execution.log says to do
+        ck.assert_gone("after killing the namespace's init")
+        first = run.output()
+        restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart after the supervisor died")
+
+
+def tagged_program(ck, prog):
+    return program_pids(ck.tag, prog.argv[0])
+
+
+# ------------------------------------------------------------- resources
+
+@pytest.mark.parametrize("limit", ["--as", "--data"])
+def test_restart_checks_memory_limits(ck, limit):
+    """A restart under an RLIMIT_AS / RLIMIT_DATA smaller than the
+    program's memory is refused before anything is torn down, naming the
+    limit; without it the same checkpoint restarts exactly."""
+    if not shutil.which("prlimit"):
+        pytest.skip("SKIPPED LOUDLY: prlimit (util-linux) is missing")
+    prog = c_prog("bigmem", 120, 30, 96)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 8))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    before = snapshot(rundir / "images")
+    r = subprocess.run(["prlimit", f"{limit}={64 << 20}", ck.ckpt, "restart", "--interval", "0",
+                        "--dir", str(ck.runs), *prog.argv], env=ck.env, cwd=ck.work, capture_output=True,
+                       text=True, timeout=120, start_new_session=True)
+    ck.assert_gone("after the refused restart")
+    name = {"--as": "RLIMIT_AS", "--data": "RLIMIT_DATA"}[limit]
+    assert r.returncode != 0 and name in r.stderr, f"status {r.returncode}, stderr {r.stderr!r}"
+    assert r.stdout == "", f"the program must not run: {r.stdout!r}"
+    assert_unharmed(before, snapshot(rundir / "images"), "a restart refused for its limits")
+    restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart without the limit")
