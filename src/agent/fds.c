@@ -18,7 +18,8 @@
 #include "image/writer.h"
 
 #define MAX_FDS 65536
-#define FD_DATA_MAX (64u << 20)
+#define FD_DATA_MAX (256u << 20)
+#define DELETED_FILE_MAX (128u << 20)
 
 struct fd_list {
 	struct ckpt_fd *fds;
@@ -201,6 +202,47 @@ static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct sta
 	return 0;
 }
 
+/* A file the program still has open after deleting it (a temporary file,
+ * such as Python's tempfile.TemporaryFile): nobody else can reach it, so
+ * its content is saved and restart recreates it, unlinked again. */
+static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb,
+			      const char *link)
+{
+	for (uint32_t i = 0; i + 1 < l->n; i++) {
+		const struct ckpt_fd *o = &l->fds[i];
+		if (o->kind == CKPT_FD_DELETED && o->ino == f->ino && o->dev == f->dev) {
+			f->kind = CKPT_FD_DELETED; /* saved once, shared */
+			f->data_off = o->data_off;
+			f->data_len = o->data_len;
+			return;
+		}
+	}
+	uint64_t size = (uint64_t)sb->st_size;
+	if (size > DELETED_FILE_MAX || l->data_len + size > FD_DATA_MAX) {
+		add_warning("fd open on deleted file ", link,
+			    " is too large to save; restart will refuse it");
+		return;
+	}
+	char *dst = l->data + l->data_len;
+	uint64_t got = 0;
+	while (got < size) {
+		long n = raw_syscall4(SYS_pread64, f->fd, dst + got, size - got, got);
+		if (n == -4)
+			continue;
+		if (n <= 0)
+			break;
+		got += (uint64_t)n;
+	}
+	if (got != size) {
+		add_warning("cannot read deleted file ", link, "; restart will refuse it");
+		return;
+	}
+	f->kind = CKPT_FD_DELETED;
+	f->data_off = l->data_len;
+	f->data_len = size;
+	l->data_len += size;
+}
+
 static void describe_unsupported(int fd, const char *link)
 {
 	char num[24] = "";
@@ -237,8 +279,8 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 	} else if (S_ISREG(sb.st_mode)) {
 		f->kind = CKPT_FD_FILE;
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
-		if (str_ends(link, " (deleted)"))
-			add_warning("fd open on deleted file ", link, "; restart will refuse it");
+		if (sb.st_nlink == 0)
+			save_deleted_file(l, f, &sb, link);
 	} else if (S_ISDIR(sb.st_mode)) {
 		f->kind = CKPT_FD_DIR;
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);

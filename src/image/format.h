@@ -171,6 +171,7 @@ enum ckpt_fd_kind {
 	CKPT_FD_SOCKPAIR = 6, /* AF_UNIX socketpair end, matched by pipe_id */
 	CKPT_FD_AGENT = 7,    /* the agent's own coordinator connection */
 	CKPT_FD_UNSUPPORTED = 8, /* recorded and named; restart reopens /dev/null */
+	CKPT_FD_DELETED = 9,  /* an open file already deleted: content in FD_DATA */
 };
 
 struct ckpt_fd {

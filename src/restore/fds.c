@@ -215,6 +215,59 @@ static void pipes_close(void)
 	npipes = 0;
 }
 
+/* A deleted file comes back as an unlinked file with the saved content,
+ * in the directory it was in (else /tmp); a second descriptor of the same
+ * file opens the first one again. */
+static int open_deleted(const struct ckpt_image *img, const struct ckpt_fd *f, const char *path)
+{
+	for (uint32_t i = 0; i < img->nfds && img->fds[i].fd < f->fd; i++) {
+		const struct ckpt_fd *o = &img->fds[i];
+		if (o->kind == CKPT_FD_DELETED && o->ino == f->ino && o->dev == f->dev) {
+			char self[64];
+			snprintf(self, sizeof self, "/proc/self/fd/%d", o->fd);
+			int fd = open(self, (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL));
+			if (fd >= 0 && lseek(fd, f->offset, SEEK_SET) < 0) {
+				close(fd);
+				fd = -1;
+			}
+			return fd >= 0 ? fd : fail("fd %d: cannot reopen deleted file %s: %s", f->fd,
+						   path, strerror(errno));
+		}
+	}
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *cut = strstr(dir, " (deleted)");
+	if (cut)
+		*cut = 0;
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = 0;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail("fd %d: cannot recreate deleted file %s: %s", f->fd, path,
+			    strerror(errno));
+	const uint8_t *p = img->fd_data + f->data_off;
+	uint64_t left = f->data_len;
+	while (left) {
+		ssize_t n = write(fd, p, left);
+		if (n <= 0) {
+			close(fd);
+			return fail("fd %d: cannot write the content of deleted file %s: %s", f->fd,
+				    path, strerror(errno));
+		}
+		p += n;
+		left -= (uint64_t)n;
+	}
+	fcntl(fd, F_SETFL, (int)f->open_flags & (O_APPEND | O_NONBLOCK));
+	if (lseek(fd, f->offset, SEEK_SET) != f->offset) {
+		close(fd);
+		return fail("fd %d: cannot seek deleted file %s", f->fd, path);
+	}
+	return fd;
+}
+
 static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	const char *path = ckpt_image_string(img, f->path_str);
@@ -228,6 +281,8 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 	case CKPT_FD_DIR:
 	case CKPT_FD_DEVICE:
 		return open_path(f, path);
+	case CKPT_FD_DELETED:
+		return open_deleted(img, f, path);
 	case CKPT_FD_STDIO:
 		return dup(c->stdio[f->aux < 3 ? f->aux : 2]);
 	case CKPT_FD_AGENT:

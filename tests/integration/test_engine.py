@@ -68,3 +68,9 @@ def test_compression_shrinks_images(ck):
         sizes[mode] = image_bytes(rundir)
         run.finish()
     assert sizes["fast"] < sizes["none"] * 0.8, f"compression did not pay: {sizes}"
+
+
+def test_deleted_temporary_file(ck):
+    """tempfile.TemporaryFile (open, already unlinked) keeps its content and
+    offset across a restart."""
+    ck.cycle(py_prog("tempfile_rw", 60, 40))
