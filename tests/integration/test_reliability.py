@@ -516,6 +516,9 @@ def test_permissions(ck):
         assert mode(img) == 0o600, f"{img} has mode {oct(mode(img))}"
     for name in ("config", "token", "lock"):
         assert mode(rundir / name) & 0o077 == 0, f"{name} has mode {oct(mode(rundir / name))}"
+    sock = rundir / "ctl.sock"  # left behind by the SIGKILL
+    if sock.exists():
+        assert mode(sock) & 0o077 == 0, f"ctl.sock has mode {oct(mode(sock))}"
     img = rundir / "images" / "gen-000002" / "2.img"
     os.chmod(img, 0o666)
     r = verify(ck, rundir)
@@ -623,3 +626,32 @@ def test_restart_checks_memory_limits(ck, limit):
     assert r.stdout == "", f"the program must not run: {r.stdout!r}"
     assert_unharmed(before, snapshot(rundir / "images"), "a restart refused for its limits")
     restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart without the limit")
+
+
+def test_control_socket_only_for_its_owner(user_ck):
+    """root (another uid, allowed through the 0700 directory) connects to
+    an unprivileged user's control socket with the right token: the
+    supervisor drops it on SO_PEERCRED alone and logs it; the owner's
+    requests work."""
+    import socket
+    from test_users import user_prog
+    prog = user_prog(user_ck, "counter", 100, 30)
+    run = user_ck.start(prog)
+    run.wait_lines(3)
+    rundir = user_ck.rundir(proc=run)
+    token = (rundir / "token").read_text().strip()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(rundir / "ctl.sock"))
+    try:
+        s.sendall(f"HELLO proto=1 role=client token={token}\nSTATUS\n".encode())
+        got = s.recv(4096)
+    except (BrokenPipeError, ConnectionResetError):
+        got = b""
+    s.close()
+    assert not got.startswith(b"OK"), f"another uid got an answer: {got!r}"
+    log = text_of(rundir / "coordinator.log")
+    assert re.search(r"refused a connection from uid 0 ", log), tail(log)
+    r = user_ck.cmd("status", rundir)
+    assert r.returncode == 0 and "running" in r.stdout, r.stdout + r.stderr
+    run.kill()
