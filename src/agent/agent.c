@@ -173,6 +173,9 @@ static void after_capture(void)
 			agent.stdio_ino[fd] = agent.restore_info.stdio_ino[fd];
 		}
 		agent.restore_info.magic = 0;
+		/* a restart without pid namespaces gives new ids */
+		agent.pid = (pid_t)syscall(SYS_getpid);
+		agent.agent_tid = (pid_t)syscall(SYS_gettid);
 		resume_all_threads();
 		say_hello(gen);
 		return;
@@ -254,6 +257,11 @@ static void *agent_thread(void *arg)
 	pthread_sigmask(SIG_SETMASK, &all, 0);
 	agent.agent_tid = (pid_t)syscall(SYS_gettid);
 	pthread_setname_np(pthread_self(), "ckpt-agent");
+	/* the offset must hold for every thread, this one included */
+	if (agent.pthread_tid_offset >= 0 &&
+	    *(const int *)((const char *)__builtin_thread_pointer() + agent.pthread_tid_offset) !=
+		    agent.agent_tid)
+		agent.pthread_tid_offset = -1;
 
 	agent.ctl_fd = ctl_connect();
 	if (agent.ctl_fd < 0 || say_hello(0) != 0) {
@@ -288,6 +296,19 @@ static void *agent_thread(void *arg)
 	return 0;
 }
 
+/* glibc keeps each thread's id in its struct pthread (pthread_kill,
+ * mutex owners...). A restart that cannot choose ids must rewrite it:
+ * find where it is by looking for our tid near the thread pointer. */
+static int find_pthread_tid_offset(void)
+{
+	int tid = (int)syscall(SYS_gettid);
+	const int *p = (const int *)__builtin_thread_pointer();
+	for (int i = 4; i < 1024; i++)
+		if (p[i] == tid)
+			return i * (int)sizeof(int);
+	return -1;
+}
+
 /* In a forked child the checkpoint thread does not exist and the
  * connection belongs to the parent. */
 static void at_fork_child(void)
@@ -313,6 +334,7 @@ __attribute__((constructor)) static void agent_init(void)
 	const char *to = getenv("CKPT_STOP_TIMEOUT_MS");
 	agent.stop_timeout_ms = to ? atoi(to) : AGENT_STOP_TIMEOUT_MS_DEFAULT;
 	agent.pid = getpid();
+	agent.pthread_tid_offset = find_pthread_tid_offset();
 	stdio_identities();
 	if (suspend_install() != 0) {
 		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",

@@ -47,6 +47,7 @@ struct agent_state {
 	pid_t agent_tid;
 	int ctl_fd;
 	int stop_timeout_ms;
+	int pthread_tid_offset; /* of the tid in struct pthread, -1 unknown */
 
 	/* Checkpoint in progress. */
 	_Atomic int active;

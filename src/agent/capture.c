@@ -106,6 +106,7 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->rseq_sig = 0x53053053u;
 	p->restore_info_addr = (uint64_t)(uintptr_t)&agent.restore_info;
 	p->agent_fd = agent.ctl_fd;
+	p->pthread_tid_offset = agent.pthread_tid_offset;
 	p->nrlimits = CKPT_NRLIMITS;
 	for (int i = 0; i < CKPT_NRLIMITS; i++) {
 		struct rlimit r;

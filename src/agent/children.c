@@ -1,8 +1,6 @@
 /* Process trees are not checkpointed yet: a child still running at
  * checkpoint time would be lost at restart, so the checkpoint is refused
- * with the child's pid and command, and the program continues. The
- * program runs in its own pid namespace, where /proc lists exactly the
- * computation: pid 1 (ckpt's init), this process, and its descendants. */
+ * with the child's pid and command, and the program continues. */
 #include <fcntl.h>
 #include <sys/syscall.h>
 
@@ -37,12 +35,14 @@ static void describe_child(const char *pid)
 		   ") is still running; checkpointing process trees is not supported yet");
 }
 
+/* The children of every thread of this process, from
+ * /proc/self/task/TID/children (works with or without a pid namespace). */
 int check_no_children(void)
 {
 	char buf[4096];
-	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return 0; /* no /proc of our own: nothing to check against */
+		return 0;
 	for (;;) {
 		long got = raw_syscall3(SYS_getdents64, fd, buf, sizeof buf);
 		if (got <= 0)
@@ -56,13 +56,27 @@ int check_no_children(void)
 				char name[];
 			} *d = (void *)(buf + off);
 			off += d->reclen;
-			if (d->name[0] < '1' || d->name[0] > '9' || str_eq(d->name, "1"))
+			if (d->name[0] < '1' || d->name[0] > '9')
 				continue;
-			uint64_t pid = 0;
-			for (const char *p = d->name; *p >= '0' && *p <= '9'; p++)
-				pid = pid * 10 + (uint64_t)(*p - '0');
-			if ((pid_t)pid != agent.pid)
-				describe_child(d->name);
+			char path[96] = "/proc/self/task/", kids[1024];
+			str_append(path, sizeof path, d->name);
+			str_append(path, sizeof path, "/children");
+			if (read_file(path, kids, sizeof kids) <= 0)
+				continue;
+			for (char *p = kids; *p;) {
+				while (*p == ' ' || *p == '\n')
+					p++;
+				char *q = p;
+				while (*q >= '0' && *q <= '9')
+					q++;
+				if (q == p)
+					break;
+				char save = *q;
+				*q = 0;
+				describe_child(p);
+				*q = save;
+				p = q;
+			}
 		}
 	}
 	raw_syscall1(SYS_close, fd);

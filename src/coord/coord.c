@@ -390,7 +390,14 @@ static void read_report(struct coord *c)
 			c->main_pid = v;
 			ckpt_log(c->o->coord_log, "init (host pid %d) started pid %d",
 				 (int)c->o->launch.init_pid, v);
-			if (c->o->restored_gen)
+			if (c->o->launch.no_namespaces)
+				ckpt_log(c->o->exec_log,
+					 "%s%s running as pid %d WITHOUT its own namespaces (user "
+					 "namespaces are disabled here, or CKPT_NO_NAMESPACES=1): after a "
+					 "restart its pid and thread ids change",
+					 c->o->restored_gen ? "restorer" : "start: ",
+					 c->o->restored_gen ? "" : c->o->command, v);
+			else if (c->o->restored_gen)
 				ckpt_log(c->o->exec_log,
 					 "restorer started as pid %d in a new pid namespace (init: host pid %d)",
 					 v, (int)c->o->launch.init_pid);

@@ -35,17 +35,22 @@ struct launch_spec {
 	int out_rd, err_rd;   /* read ends of the stdout/stderr pipes */
 	int app_log_fd, exec_log_fd;
 	const struct sig_state *sigs;
+	/* Set by launch(): no user/pid/mount namespaces could be made (or
+	 * CKPT_NO_NAMESPACES=1): the program runs in ckpt's own, and gets new
+	 * pids and tids at restart (docs/design.md). */
+	int no_namespaces;
 };
 
 struct launch {
 	pid_t init_pid; /* in the supervisor's pid namespace */
 	int report_fd;  /* init -> supervisor lines: "pid N", "exit W", "err MSG" */
 	int cmd_fd;     /* supervisor -> init lines: "kill SIG", "close 1|2" */
+	int no_namespaces; /* see launch_spec */
 };
 
 /* Returns 0, or -1 with a message (e.g. user namespaces disabled). On
  * success the spec's fds are still open in the caller (close them). */
-int launch(const struct launch_spec *spec, struct launch *out);
+int launch(struct launch_spec *spec, struct launch *out);
 
 /* Init's side; never returns. Internal to launch.c and nsinit.c. */
 __attribute__((noreturn)) void nsinit_main(const struct launch_spec *spec, int sync_fd,

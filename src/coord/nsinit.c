@@ -111,13 +111,13 @@ __attribute__((noreturn)) static void exec_program(const struct launch_spec *spe
 	/* The pipes' original descriptors and everything else of init's is
 	 * close-on-exec. */
 	restore_signals(spec->sigs);
-	if (spec->pid && keep_restore_capability() < 0)
+	if (spec->pid && !spec->no_namespaces && keep_restore_capability() < 0)
 		dprintf(2, "ckpt: cannot pass CAP_CHECKPOINT_RESTORE to the restorer: %s\n",
 			strerror(errno));
 	size_t n = 0;
 	while (spec->envp[n])
 		n++;
-	char **env = malloc((n + 2) * sizeof(char *));
+	char **env = malloc((n + 3) * sizeof(char *));
 	char rootpid[32];
 	if (!env)
 		_exit(127);
@@ -125,6 +125,9 @@ __attribute__((noreturn)) static void exec_program(const struct launch_spec *spe
 	snprintf(rootpid, sizeof(rootpid), "CKPT_ROOT_PID=%d", (int)getpid());
 	env[n] = rootpid;
 	env[n + 1] = NULL;
+	/* tells the restorer it may not keep the saved pid and tids */
+	if (spec->no_namespaces)
+		env[n + 1] = "CKPT_NEW_IDS=1", env[n + 2] = NULL;
 	execve(spec->path, spec->argv, env);
 	dprintf(2, "ckpt: cannot execute %s: %s\n", spec->path, strerror(errno));
 	_exit(127);
@@ -135,7 +138,7 @@ __attribute__((noreturn)) static void exec_program(const struct launch_spec *spe
  * namespace that owns this pid namespace. */
 static pid_t start_child(const struct launch_spec *spec)
 {
-	if (spec->pid == 0)
+	if (spec->pid == 0 || spec->no_namespaces)
 		return fork();
 	pid_t want = spec->pid;
 	struct clone_args args;
@@ -245,14 +248,23 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 	/* A dead supervisor must not kill init through SIGPIPE (reports). */
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Without namespaces init is no pid 1: it must still inherit the
+	 * program's orphans to reap them. */
+	if (spec->no_namespaces && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+		report(report_fd, "err cannot make init a subreaper: %s", strerror(errno));
+		_exit(1);
+	}
 	/* Our mounts must not propagate back to the parent namespace, and
 	 * the program needs a /proc that shows its own pid namespace. */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+	if (spec->no_namespaces) {
+		/* ckpt's own mounts and /proc stay */
+	} else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		report(report_fd, "err cannot make the mounts of the program's namespace private: %s",
 		       strerror(errno));
 		_exit(1);
 	}
-	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+	if (!spec->no_namespaces &&
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
 		report(report_fd, "err cannot mount /proc for the program's pid namespace: %s",
 		       strerror(errno));
 		_exit(1);

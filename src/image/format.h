@@ -92,6 +92,11 @@ struct ckpt_process {
 	uint32_t exe_str;
 	char comm[16];
 	uint64_t vdso_start; /* [vdso] start, for AT_SYSINFO_EHDR sanity */
+	/* offset of the tid in glibc's struct pthread (at the thread
+	 * pointer), -1 if unknown: rewritten when a restart without pid
+	 * namespaces gives threads new ids */
+	int32_t pthread_tid_offset;
+	uint32_t reserved;
 };
 
 /* What the restorer writes into the restored program so its agent knows

@@ -39,7 +39,7 @@ OFF(ckpt_section, crc, 24);
 OFF(ckpt_section, reserved, 28);
 
 SIZE(ckpt_rlimit, 16);
-SIZE(ckpt_process, 1448);
+SIZE(ckpt_process, 1456);
 OFF(ckpt_process, pid, 0);
 OFF(ckpt_process, ppid, 4);
 OFF(ckpt_process, umask, 8);

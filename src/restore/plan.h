@@ -63,6 +63,10 @@ struct plan {
 	struct plan_mm_map mm;
 	uint64_t auxv[2 * CKPT_MAX_AUXV];
 	uint32_t rseq_len, rseq_sig;
+	/* restart without pid namespaces: threads get new ids, written into
+	 * glibc's struct pthread at tid_offset from the thread pointer */
+	uint32_t new_ids;
+	int32_t tid_offset;
 
 	uint64_t restore_info_addr;
 	struct ckpt_restore_info restore_info;

@@ -74,3 +74,14 @@ def test_deleted_temporary_file(ck):
     """tempfile.TemporaryFile (open, already unlinked) keeps its content and
     offset across a restart."""
     ck.cycle(py_prog("tempfile_rw", 60, 40))
+
+
+@pytest.mark.parametrize("name", ["pipe_reader", "malloc_heavy"])
+def test_without_namespaces(ck, name):
+    """Where user namespaces are disabled (forced here with
+    CKPT_NO_NAMESPACES=1) the program restarts with new pid and tids, glibc's
+    cached thread ids rewritten, and execution.log says so."""
+    ck.env = dict(ck.env, CKPT_NO_NAMESPACES="1")
+    rundir = ck.cycle(c_prog(name, 60, 40))
+    log = text_of(rundir / "execution.log")
+    assert log.count("WITHOUT its own namespaces") >= 2, tail(log)

@@ -65,6 +65,8 @@
 #define CLONE_SYSVSEM 0x40000
 #define CLONE_SETTLS 0x80000
 #define CLONE_CHILD_CLEARTID 0x200000
+#define CLONE_PARENT_SETTID 0x100000
+#define NR_getpid 39
 
 #pragma GCC visibility push(hidden)
 
@@ -285,8 +287,17 @@ static long spawn_thread(struct plan *p, struct plan_thread *pt)
 	ca.stack = pt->stack_top - 65536 + 4096;
 	ca.stack_size = (uint64_t)(pt->stack_top - 128) - ca.stack;
 	ca.tls = pt->t.fs_base;
-	ca.set_tid = (uint64_t)&tid;
-	ca.set_tid_size = 1;
+	if (p->new_ids) {
+		/* no pid namespace of our own: a new tid, which the kernel also
+		 * writes where glibc keeps it */
+		if (p->tid_offset >= 0) {
+			ca.flags |= CLONE_PARENT_SETTID;
+			ca.parent_tid = pt->t.fs_base + (uint64_t)p->tid_offset;
+		}
+	} else {
+		ca.set_tid = (uint64_t)&tid;
+		ca.set_tid_size = 1;
+	}
 	long ret;
 	register uint64_t r12 __asm__("r12") = (uint64_t)ts;
 	__asm__ volatile("syscall\n\t"
@@ -366,6 +377,9 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 		raw_syscall4(NR_futex, &p->threads_started, FUTEX_WAIT_PRIVATE, n, 0);
 	}
 	const struct ckpt_thread *t = &main_thread->t;
+	if (p->new_ids && p->tid_offset >= 0)
+		*(volatile int32_t *)(t->fs_base + (uint64_t)p->tid_offset) =
+			(int32_t)raw_syscall0(NR_getpid);
 	raw_syscall2(NR_arch_prctl, ARCH_SET_FS, t->fs_base);
 	if (t->gs_base)
 		raw_syscall2(NR_arch_prctl, ARCH_SET_GS, t->gs_base);
