@@ -655,3 +655,57 @@ def test_control_socket_only_for_its_owner(user_ck):
     r = user_ck.cmd("status", rundir)
     assert r.returncode == 0 and "running" in r.stdout, r.stdout + r.stderr
     run.kill()
+
+
+# ------------------------------------------------------------------ soak
+
+def _fds_and_rss(pid):
+    """(open descriptors, VmRSS in KiB) of a process: the smallest of a few
+    samples, so that a checkpoint in flight does not count."""
+    best = None
+    for _ in range(5):
+        n = len(os.listdir(f"/proc/{pid}/fd"))
+        rss = next(int(ln.split()[1]) for ln in open(f"/proc/{pid}/status") if ln.startswith("VmRSS:"))
+        best = (n, rss) if best is None else (min(best[0], n), min(best[1], rss))
+        time.sleep(0.1)
+    return best
+
+
+@pytest.mark.parametrize("seconds", [180] if LONG else [12])
+def test_soak_checkpoint_every_second(ck, seconds):
+    """Checkpoint every second while the program works; the supervisor and
+    the program leak no descriptors or memory, only --keep generations
+    remain, and a restart from a random remaining generation resumes
+    exactly. CKPT_LONG_TESTS=1 runs it for 3 minutes."""
+    steps = seconds * 1000 // 20 + 400
+    prog = c_prog("counter", steps, 20)
+    ref = ck.reference(prog)
+    run = ck.start(prog, interval=1)
+    run.wait_lines(20)
+    rundir = ck.rundir(proc=run)
+    pid = program_pids(ck.tag, prog.argv[0])[0]
+    sup0, prog0 = _fds_and_rss(run.proc.pid), _fds_and_rss(pid)
+    time.sleep(seconds)
+    sup1, prog1 = _fds_and_rss(run.proc.pid), _fds_and_rss(pid)
+    assert run.proc.poll() is None, f"the program ended before the soak did\n{run.report()}"
+    ck.crash(run)
+    first = run.output()
+    done = [g for g in generations(rundir) if not g.endswith(".partial")]
+    assert len(done) == 2, f"--keep 2 (the default) but {done} remain"
+    ex = text_of(rundir / "execution.log")
+    made = len(re.findall(r"checkpoint generation \d+: \d+ bytes", ex))
+    assert made >= seconds // 2, f"only {made} checkpoints in {seconds} s at --interval 1:\n{tail(ex)}"
+    assert "failed" not in ex, tail(ex)
+    assert sup1[0] <= sup0[0] and prog1[0] <= prog0[0], \
+        f"descriptors grew: supervisor {sup0[0]} -> {sup1[0]}, program {prog0[0]} -> {prog1[0]}"
+    assert sup1[1] - sup0[1] < 4096, f"supervisor RSS grew from {sup0[1]} to {sup1[1]} KiB"
+    assert_verify_ok(ck, rundir, "after the soak")
+    gen = int(ck.rng.choice(done).split("-")[1])
+    bg = Bg(ck.argv("restart", prog, 0, ["--generation", str(gen)]), ck.work, ck.env, "restart-soak")
+    rc = bg.finish(T_RUN)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), (f"restart from generation {gen}", bg.output(), 20)],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+    print(f"soak {seconds} s: {made} checkpoints; supervisor fds {sup0[0]}->{sup1[0]}, rss "
+          f"{sup0[1]}->{sup1[1]} KiB; program fds {prog0[0]}->{prog1[0]}; restarted from generation {gen}")
