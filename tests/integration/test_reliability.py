@@ -774,3 +774,25 @@ def kill_writer_at(ck, prog, fraction):
 def test_kill_image_writer(ck, fraction):
     at, size = kill_writer_at(ck, c_prog("bigmem", 240, 30, 96), fraction)
     print(f"writer killed at byte {at} of about {size}")
+
+
+def test_verify_bad_input(ck):
+    """One-line errors, exit 2; a run directory without checkpoints is
+    reported (exit 1); nothing is changed."""
+    prog = c_prog("counter", 3, 0)
+    r = ck.cmd("start", "--interval", "0", "--dir", ck.runs, *prog.argv)
+    assert r.returncode == 0, r.stderr
+    rundir = ck.rundir()
+    before = snapshot(rundir)
+    for args, word in [((), "missing run directory"), ((rundir, "--bogus"), "--bogus"),
+                       ((ck.work,), "not a ckpt run directory"), ((rundir, "--generation", "x"), "'x'"),
+                       ((rundir, "--generation"), "needs a value"), ((rundir, rundir), "too many")]:
+        r = ck.cmd("verify", *args)
+        err = one_line_error(r, f"ckpt verify {args}")
+        assert r.returncode == 2 and word in err, (args, r.returncode, err)
+    r = ck.cmd("verify", rundir)
+    err = one_line_error(r, "ckpt verify without checkpoints")
+    assert r.returncode == 1 and "no complete checkpoint" in err, err
+    r = ck.cmd("verify", "--help")
+    assert r.returncode == 0 and "usage: ckpt verify" in r.stdout
+    assert_unharmed(before, snapshot(rundir), "ckpt verify")
