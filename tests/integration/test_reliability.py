@@ -173,52 +173,68 @@ def damage_image(path, kind):
 DAMAGE = ["flip-pages", "flip-threads", "flip-header", "truncate", "swap-sections"]
 
 
-@pytest.mark.parametrize("kind", DAMAGE)
-def test_damaged_latest_generation_falls_back(ck, kind):
-    """Two generations; the newest is damaged: verify names the image and
-    section, restart --generation of it is refused, plain restart says so,
-    falls back to the older generation, writes both facts to
-    execution.log, and resumes exactly from it."""
+def test_damaged_latest_generation_falls_back(ck):
+    """Two generations; the newest is damaged in each way of DAMAGE in
+    turn (from its pristine bytes): verify names the image and section,
+    restart --generation of it is refused and harms nothing, plain restart
+    says so, falls back to the older generation, writes both facts to
+    execution.log and resumes from it (judged on its first lines, then
+    killed). The last one runs to the end: its output completes the
+    uninterrupted run exactly."""
     prog = c_prog("counter", 90, 30)
     ref = ck.reference(prog)
     rundir, first, seen1, seen2 = two_generations(ck, prog)
     out = assert_verify_ok(ck, rundir, "right after two checkpoints")
     assert re.search(r"generation 2 \(latest\): OK", out) and "generation 1: OK" in out, out
-
     img = rundir / "images" / "gen-000002" / "2.img"
-    words = damage_image(img, kind)
-    before = snapshot(rundir)
+    pristine = img.read_bytes()
+    segments = [("first run", first, 0)]
+    for n, kind in enumerate(DAMAGE):
+        img.write_bytes(pristine)
+        words = damage_image(img, kind)
+        before = snapshot(rundir)
 
-    r = verify(ck, rundir)
-    err = one_line_error(r, f"ckpt verify of a {kind} image")
-    assert r.returncode == 1
-    assert re.search(r"generation 2 \(latest\): DAMAGED", r.stdout), r.stdout
-    detail = next((ln for ln in r.stdout.splitlines() if ln.startswith("  2.img:")), "")
-    assert any(w.lower() in detail.lower() for w in words), \
-        f"verify's detail line should name {words}: {r.stdout!r}"
-    assert "generation 1: OK" in r.stdout, r.stdout
-    assert "restart would use generation 1" in err, err
-    r1 = verify(ck, rundir, "--generation", "1")
-    assert r1.returncode == 0 and "DAMAGED" not in r1.stdout, r1.stdout + r1.stderr
+        r = verify(ck, rundir)
+        err = one_line_error(r, f"ckpt verify of a {kind} image")
+        assert r.returncode == 1
+        assert re.search(r"generation 2 \(latest\): DAMAGED", r.stdout), r.stdout
+        detail = next((ln for ln in r.stdout.splitlines() if ln.startswith("  2.img:")), "")
+        assert any(w.lower() in detail.lower() for w in words), \
+            f"{kind}: verify's detail line should name {words}: {r.stdout!r}"
+        assert "generation 1: OK" in r.stdout, r.stdout
+        assert "restart would use generation 1" in err, err
 
-    r = ck.cmd("restart", "--interval", "0", "--generation", "2", "--dir", ck.runs, *prog.argv,
-               timeout=60)
-    err = one_line_error(r, "restart --generation of a damaged generation")
-    assert r.returncode == 2 and any(w.lower() in err.lower() for w in words), err
-    assert r.stdout == ""
-    ck.assert_gone("after the refused restart")
-    assert_unharmed(before, snapshot(rundir), "verify and a refused restart")
+        r = ck.cmd("restart", "--interval", "0", "--generation", "2", "--dir", ck.runs, *prog.argv,
+                   timeout=60)
+        err = one_line_error(r, f"restart --generation of a damaged generation ({kind})")
+        assert r.returncode == 2 and any(w.lower() in err.lower() for w in words), err
+        assert r.stdout == ""
+        ck.assert_gone("after the refused restart")
+        assert_unharmed(before, snapshot(rundir), f"verify and a refused restart ({kind})")
 
-    out, bg = restart_and_compare(ck, prog, ref, first, seen1, rundir, before=seen2,
-                                  label="restart falling back to generation 1")
-    msg = bg.stderr()
-    assert "generation 2 is damaged" in msg and any(w.lower() in msg.lower() for w in words), msg
-    ex = text_of(rundir / "execution.log")
-    assert re.search(r"generation 2 is damaged, not using it: 2\.img: ", ex), tail(ex)
-    assert "falling back to generation 1" in ex, tail(ex)
-    assert re.search(r"restart from generation 1 \(", ex), tail(ex)
-    # the damaged generation is kept for inspection, unchanged
-    assert (rundir / "images" / "gen-000002" / "2.img").read_bytes() == before["images/gen-000002/2.img"]
+        last = n == len(DAMAGE) - 1
+        bg = ck.restart_bg(prog)
+        if last:
+            rc = bg.finish(T_RUN)
+            ck.assert_gone("after the last restart")
+        else:
+            bg.wait_lines(3)
+            ck.crash(bg)
+        msg = bg.stderr()
+        assert "generation 2 is damaged" in msg and any(w.lower() in msg.lower() for w in words), \
+            f"{kind}: {msg!r}"
+        ex = text_of(rundir / "execution.log")
+        assert len(re.findall(r"generation 2 is damaged, not using it: 2\.img: ", ex)) == n + 1, tail(ex)
+        assert ex.count("falling back to generation 1") == n + 1, tail(ex)
+        assert len(re.findall(r"restart from generation 1 \(", ex)) == n + 1, tail(ex)
+        # the damaged generation is kept for inspection, unchanged
+        assert img.read_bytes() == before["images/gen-000002/2.img"], f"{kind}: the image was changed"
+        segments.append((f"restart with generation 2 damaged ({kind})", bg.output(), seen1))
+    expected, ref_rc = ref.result()
+    starts = check_chain(expected, segments, context=restart_context(rc, bg, rundir))
+    assert len(set(starts[1:])) == 1 and starts[1] < seen2, \
+        f"every restart should resume at generation 1's line (before {seen2}): {starts[1:]}"
+    assert rc == ref_rc
 
 
 def test_all_generations_damaged_refuses(ck):
@@ -599,11 +615,10 @@ def tagged_program(ck, prog):
 
 # ------------------------------------------------------------- resources
 
-@pytest.mark.parametrize("limit", ["--as", "--data"])
-def test_restart_checks_memory_limits(ck, limit):
-    """A restart under an RLIMIT_AS / RLIMIT_DATA smaller than the
-    program's memory is refused before anything is torn down, naming the
-    limit; without it the same checkpoint restarts exactly."""
+def test_restart_checks_memory_limits(ck):
+    """Restarts under an RLIMIT_AS, then an RLIMIT_DATA, smaller than the
+    program's memory are refused before anything is torn down, naming the
+    limit; without them the same checkpoint restarts exactly."""
     if not shutil.which("prlimit"):
         pytest.skip("SKIPPED LOUDLY: prlimit (util-linux) is missing")
     prog = c_prog("bigmem", 120, 30, 96)
@@ -617,15 +632,15 @@ def test_restart_checks_memory_limits(ck, limit):
     ck.crash(run)
     first = run.output()
     before = snapshot(rundir / "images")
-    r = subprocess.run(["prlimit", f"{limit}={64 << 20}", ck.ckpt, "restart", "--interval", "0",
-                        "--dir", str(ck.runs), *prog.argv], env=ck.env, cwd=ck.work, capture_output=True,
-                       text=True, timeout=120, start_new_session=True)
-    ck.assert_gone("after the refused restart")
-    name = {"--as": "RLIMIT_AS", "--data": "RLIMIT_DATA"}[limit]
-    assert r.returncode != 0 and name in r.stderr, f"status {r.returncode}, stderr {r.stderr!r}"
-    assert r.stdout == "", f"the program must not run: {r.stdout!r}"
-    assert_unharmed(before, snapshot(rundir / "images"), "a restart refused for its limits")
-    restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart without the limit")
+    for limit, name in (("--as", "RLIMIT_AS"), ("--data", "RLIMIT_DATA")):
+        r = subprocess.run(["prlimit", f"{limit}={64 << 20}", ck.ckpt, "restart", "--interval", "0",
+                            "--dir", str(ck.runs), *prog.argv], env=ck.env, cwd=ck.work,
+                           capture_output=True, text=True, timeout=120, start_new_session=True)
+        ck.assert_gone("after the refused restart")
+        assert r.returncode != 0 and name in r.stderr, f"status {r.returncode}, stderr {r.stderr!r}"
+        assert r.stdout == "", f"the program must not run: {r.stdout!r}"
+        assert_unharmed(before, snapshot(rundir / "images"), f"a restart refused for {name}")
+    restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart without the limits")
 
 
 def test_control_socket_only_for_its_owner(user_ck):
@@ -671,7 +686,7 @@ def _fds_and_rss(pid):
     return best
 
 
-@pytest.mark.parametrize("seconds", [180] if LONG else [12])
+@pytest.mark.parametrize("seconds", [180] if LONG else [8])
 def test_soak_checkpoint_every_second(ck, seconds):
     """Checkpoint every second while the program works; the supervisor and
     the program leak no descriptors or memory, only --keep generations
