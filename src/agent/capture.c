@@ -212,9 +212,14 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	ckpt_writer_write(w, st->buf, st->used);
 	ckpt_writer_end_section(w, 0);
 	fill_header(&hdr, nthreads);
-	if (ckpt_writer_finish(w, &hdr) != 0)
+	if (ckpt_writer_finish(w, &hdr) != 0) {
 		fail_errno("writing the image failed", -w->error);
-	else if (publish_image(tmp, final) != 0)
+		/* How far it got: the .tmp file is gone by the time the
+		 * coordinator logs the failure, and a full disk or quota shows
+		 * in this number. */
+		str_append(agent.errmsg, sizeof agent.errmsg, " at byte ");
+		str_append_u64(agent.errmsg, sizeof agent.errmsg, w->offset);
+	} else if (publish_image(tmp, final) != 0)
 		set_error("cannot rename the image into place in ", agent.dir, 0);
 	agent.image_bytes = w->offset;
 }

@@ -162,18 +162,23 @@ static void storage_note(struct coord *c, char *out, size_t cap)
 	} else if (dfd >= 0) {
 		close(dfd);
 	}
+	/* An agent removes its own .tmp file before it reports; then its
+	 * message says how far it got. */
+	char done[96] = "";
+	if (written)
+		snprintf(done, sizeof(done), "; %llu bytes of it were on disk",
+			 (unsigned long long)written);
 	struct statvfs vfs;
 	if (fstatvfs(c->o->imagesfd, &vfs) < 0) {
-		snprintf(out, cap, "; %llu bytes of it had been written", (unsigned long long)written);
+		snprintf(out, cap, "%s", done);
 		return;
 	}
 	uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 	/* The last complete generation is the best guess of what the next
 	 * one needs. */
 	uint64_t need = c->last_bytes ? c->last_bytes : written;
-	snprintf(out, cap, "; %llu bytes of it had been written, %llu bytes are free on the file "
-			   "system of %s/%s%s",
-		 (unsigned long long)written, (unsigned long long)avail, c->o->rundir, GENS_DIR,
+	snprintf(out, cap, "%s; %llu bytes are free on the file system of %s/%s%s", done,
+		 (unsigned long long)avail, c->o->rundir, GENS_DIR,
 		 avail < need + need / 4 ? " (too little: free space or raise the quota there)" : "");
 }
 

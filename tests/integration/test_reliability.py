@@ -369,9 +369,10 @@ def test_enospc_during_checkpoint(ck, mounts):
     err = checkpoint_fails(ck, rundir, "a checkpoint on a full file system", ("space", "ENOSPC", "28"))
     run.wait_lines(lines + 3)  # the program runs on
     ex = text_of(rundir / "execution.log")
-    m = re.search(r"checkpoint generation 2 failed: .*No space left on device.*; (\d+) bytes of it had "
-                  r"been written, (\d+) bytes are free", ex)
+    m = re.search(r"checkpoint generation 2 failed: .*\(errno 28, No space left on device\) at byte "
+                  r"(\d+);.* (\d+) bytes are free", ex)
     assert m, f"execution.log should give the error and the byte counts:\n{tail(ex)}\n(ckpt said {err})"
+    assert 0 < int(m.group(1)) <= size and int(m.group(2)) < size, m.group(0)
     assert_verify_ok(ck, rundir, "after a checkpoint failed for ENOSPC")
 
     filler.unlink()
