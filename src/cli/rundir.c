@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* Bytes kept in names: safe in shells, on every file system, in URLs. */
@@ -122,6 +124,33 @@ char *rundir_path(const char *dir, const char *name)
 	return r;
 }
 
+/* The process that took the flock on fd, from /proc/locks (0 when not
+ * found). The pid written in the lock file is only claimed after a
+ * restart's checks, so right after another ckpt took the lock the file
+ * still names the previous, dead holder. */
+static pid_t flock_owner(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return 0;
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return 0;
+	char line[256];
+	pid_t owner = 0;
+	while (!owner && fgets(line, sizeof(line), f)) {
+		int pid;
+		unsigned maj, min;
+		unsigned long long ino;
+		if (sscanf(line, "%*d: FLOCK %*s %*s %d %x:%x:%llu", &pid, &maj, &min, &ino) == 4 &&
+		    ino == (unsigned long long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev))
+			owner = pid;
+	}
+	fclose(f);
+	return owner;
+}
+
 int rundir_lock(int dirfd, const char *rundir)
 {
 	int fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -133,7 +162,10 @@ int rundir_lock(int dirfd, const char *rundir)
 		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
+		pid_t owner = e == EWOULDBLOCK ? flock_owner(fd) : 0;
 		close(fd);
+		if (owner > 0 && owner != atoi(pid) && kill(owner, 0) == 0)
+			snprintf(pid, sizeof(pid), "%d", (int)owner); /* a ckpt still starting */
 		/* The namespace's init keeps the lock too, so a program whose
 		 * supervisor died still guards its directory. */
 		if (e == EWOULDBLOCK && pid[0] && kill(atoi(pid), 0) < 0 && errno == ESRCH)

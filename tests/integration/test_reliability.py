@@ -812,3 +812,31 @@ def test_verify_bad_input(ck):
     r = ck.cmd("verify", "--help")
     assert r.returncode == 0 and "usage: ckpt verify" in r.stdout
     assert_unharmed(before, snapshot(rundir), "ckpt verify")
+
+
+def test_two_restarts_at_once(ck):
+    """Two `ckpt restart` of one run directory started together: exactly
+    one runs the program (to the end, exactly), the other is refused with
+    a one-line message naming the first, and nothing is harmed."""
+    prog = c_prog("counter", 70, 30)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 10))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    a, b = ck.restart_bg(prog), ck.restart_bg(prog)
+    rcs = [a.finish(T_RUN), b.finish(T_RUN)]
+    ck.assert_gone("after both restarts")
+    refused = [x for x, rc in zip((a, b), rcs) if rc == 2 and "in use by another ckpt" in x.stderr()]
+    ran = [x for x in (a, b) if x not in refused]
+    assert len(refused) == 1 and len(ran) == 1, \
+        f"statuses {rcs}; stderr {a.stderr()!r} / {b.stderr()!r}"
+    assert len(refused[0].stderr().strip().splitlines()) == 1 and refused[0].output() == ""
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("the restart that ran", ran[0].output(), seen)])
+    assert rcs[(a, b).index(ran[0])] == ref_rc
+    assert_verify_ok(ck, rundir, "after two restarts at once")
