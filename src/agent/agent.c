@@ -164,7 +164,9 @@ static double ms_between(uint64_t a, uint64_t b)
 /* The image has been written while stopped: either we are the original
  * process, which continues, or a restarted one (the restorer wrote
  * restore_info), which reintroduces itself to its new coordinator. */
-static void after_capture(void)
+/* Returns 1 when the capture must be taken again without copy-on-write
+ * (memory that fork does not copy, see memory.c); nothing was sent. */
+static int after_capture(void)
 {
 	if (agent.restore_info.magic == CKPT_RESTORE_MAGIC) {
 		uint64_t gen = agent.restore_info.generation;
@@ -178,13 +180,17 @@ static void after_capture(void)
 		agent.agent_tid = (pid_t)syscall(SYS_gettid);
 		resume_all_threads();
 		say_hello(gen);
-		return;
+		return 0;
 	}
 	int keep_stopped = agent.stop_after && agent.result == 0;
 	if (!keep_stopped)
 		resume_all_threads();
 	agent.resumed_ns = now_ns();
 	capture_wait_writer(); /* copy-on-write: the program runs meanwhile */
+	if (agent.result != 0 && agent.cow_dontfork && !agent.cow_unusable) {
+		agent.cow_unusable = 1; /* for the rest of this process's life */
+		return 1;
+	}
 	uint64_t written_ns = now_ns();
 	char line[4096], enc[3200];
 	if (agent.result == 0) {
@@ -202,7 +208,10 @@ static void after_capture(void)
 	send_line(line);
 	if (keep_stopped)
 		wait_for_resume();
+	return 0;
 }
+
+static int capture_once(int attempt);
 
 static void checkpoint(const char *line)
 {
@@ -223,9 +232,30 @@ static void checkpoint(const char *line)
 	char comp[16] = "fast";
 	field(line, "compress", comp, sizeof comp);
 	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
+	if (agent.cow_unusable)
+		agent.use_cow = 0;
+	for (int attempt = 0; attempt < 2; attempt++)
+		if (capture_once(attempt) == 0)
+			break;
+}
+
+/* Stop, capture, resume, report. Returns 1 to be called again (the
+ * copy-on-write child could not see all memory: now without it). */
+static int capture_once(int attempt)
+{
+	if (attempt) {
+		agent.use_cow = 0;
+		agent.warnings[0] = 0;
+		add_warning("memory that fork does not copy (MADV_DONTFORK) made this process "
+			    "switch to checkpoints without copy-on-write",
+			    0, 0);
+	}
+	char warn_keep[AGENT_ERR_LEN];
+	snprintf(warn_keep, sizeof warn_keep, "%s", attempt ? agent.warnings : "");
 	agent.result = 0;
+	agent.cow_dontfork = 0;
 	agent.errmsg[0] = 0;
-	agent.warnings[0] = 0;
+	snprintf(agent.warnings, sizeof agent.warnings, "%s", warn_keep);
 	agent.image_bytes = 0;
 	agent.restore_info.magic = 0;
 	agent.stop_ns = now_ns();
@@ -240,12 +270,12 @@ static void checkpoint(const char *line)
 		snprintf(out, sizeof out, "FAIL gen=%llu pid=%d reason=%s\n",
 			 (unsigned long long)agent.generation, (int)agent.pid, enc);
 		send_line(out);
-		return;
+		return 0;
 	}
 	agent.stopped_ns = now_ns();
 	/* Capture ourselves last: the handler writes the image. */
 	raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
-	after_capture();
+	return after_capture();
 }
 
 static void *agent_thread(void *arg)

@@ -36,6 +36,7 @@ struct agent_slot {
 /* What the copy-on-write writer reports back, in memory shared with it. */
 struct cow_result {
 	int32_t result;
+	int32_t dontfork;
 	uint64_t bytes;
 	char errmsg[AGENT_ERR_LEN];
 	char warnings[AGENT_ERR_LEN];
@@ -70,6 +71,8 @@ struct agent_state {
 
 	/* Copy-on-write writing (on unless the request says cow=0). */
 	int use_cow;
+	int cow_dontfork; /* the writer child found memory fork does not copy */
+	int cow_unusable; /* so this process checkpoints without copy-on-write */
 	int compress_level; /* zstd level, 0 = none */
 	int writer_pid;            /* in the program: the writer child, 0 if none */
 	struct cow_result *cow;    /* shared with the writer */

@@ -250,6 +250,7 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 {
 	struct cow_result *r = agent.cow;
 	r->result = agent.result;
+	r->dontfork = agent.cow_dontfork;
 	r->bytes = agent.image_bytes;
 	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
 	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
@@ -330,6 +331,7 @@ void capture_wait_writer(void)
 	while (r == -4 /* EINTR */);
 	struct cow_result *c = agent.cow;
 	agent.result = c->result;
+	agent.cow_dontfork = c->dontfork;
 	agent.image_bytes = c->bytes;
 	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
 	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);

@@ -243,6 +243,70 @@ static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct
 	l->data_len += size;
 }
 
+static uint64_t hex_after(const char *s, const char *key, int *found)
+{
+	const char *p = s;
+	size_t klen = str_len(key);
+	*found = 0;
+	for (; *p; p++)
+		if (str_starts(p, key)) {
+			p += klen;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			uint64_t v = 0;
+			for (;; p++) {
+				char c = *p;
+				int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+				if (d < 0)
+					break;
+				v = v * 16 + (uint64_t)d;
+			}
+			*found = 1;
+			return v;
+		}
+	return 0;
+}
+
+/* eventfd and epoll are described by /proc/self/fdinfo: the counter, and
+ * each watched descriptor with its events and data. */
+static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
+{
+	static char info[65536];
+	char path[64] = "/proc/self/fdinfo/";
+	str_append_u64(path, sizeof path, (uint64_t)f->fd);
+	if (read_file(path, info, sizeof info) <= 0)
+		return -1;
+	int found;
+	if (str_eq(link, "anon_inode:[eventfd]")) {
+		f->kind = CKPT_FD_EVENTFD;
+		f->offset = (int64_t)hex_after(info, "eventfd-count:", &found);
+		f->aux = hex_after(info, "eventfd-semaphore:", &found) ? 1 : 0;
+		return 0;
+	}
+	if (!str_eq(link, "anon_inode:[eventpoll]"))
+		return -1;
+	f->kind = CKPT_FD_EPOLL;
+	f->data_off = l->data_len;
+	for (char *p = info; *p; p++) {
+		if (!str_starts(p, "tfd:") || (p != info && p[-1] != '\n'))
+			continue;
+		const char *q = p + 4;
+		while (*q == ' ')
+			q++;
+		int32_t tfd = 0;
+		for (; *q >= '0' && *q <= '9'; q++)
+			tfd = tfd * 10 + (*q - '0');
+		struct ckpt_epoll_entry e = {tfd, (uint32_t)hex_after(q, "events:", &found),
+					     hex_after(q, "data:", &found)};
+		if (l->data_len + sizeof e > FD_DATA_MAX)
+			return -1;
+		mem_copy(l->data + l->data_len, &e, sizeof e);
+		l->data_len += sizeof e;
+	}
+	f->data_len = l->data_len - f->data_off;
+	return 0;
+}
+
 static void describe_unsupported(int fd, const char *link)
 {
 	char num[24] = "";
@@ -297,7 +361,8 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 		} else if (!f->aux) {
 			save_pipe_data(l, f, wfd);
 		}
-	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb, fds, nfds) == 0)) {
+	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb, fds, nfds) == 0) &&
+		   !(str_starts(link, "anon_inode:") && capture_anon(l, f, link) == 0)) {
 		f->kind = CKPT_FD_UNSUPPORTED;
 		describe_unsupported(fd, link);
 	}

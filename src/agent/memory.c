@@ -261,6 +261,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	/* memory marked MADV_DONTFORK is missing from a copy-on-write child:
 	 * an image without it would restart into a crash */
 	if (agent.cow && agent.cow_maps_lines >= 0 && (long)lines != agent.cow_maps_lines) {
+		agent.cow_dontfork = 1;
 		str_copy(err,
 			 "some memory of the program is not inherited by fork (MADV_DONTFORK); "
 			 "checkpoint with --no-cow",

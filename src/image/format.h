@@ -177,6 +177,8 @@ enum ckpt_fd_kind {
 	CKPT_FD_AGENT = 7,    /* the agent's own coordinator connection */
 	CKPT_FD_UNSUPPORTED = 8, /* recorded and named; restart reopens /dev/null */
 	CKPT_FD_DELETED = 9,  /* an open file already deleted: content in FD_DATA */
+	CKPT_FD_EVENTFD = 10, /* counter in offset, aux 1 = EFD_SEMAPHORE */
+	CKPT_FD_EPOLL = 11,   /* watched descriptors: struct ckpt_epoll_entry in FD_DATA */
 };
 
 struct ckpt_fd {
@@ -192,6 +194,13 @@ struct ckpt_fd {
 	uint64_t pipe_id;  /* kernel inode of the pipe/socket */
 	uint64_t data_off; /* queued bytes in FD_DATA (pipe read end / socket receive queue) */
 	uint64_t data_len;
+};
+
+/* One descriptor an epoll instance watches (from /proc/PID/fdinfo). */
+struct ckpt_epoll_entry {
+	int32_t tfd;
+	uint32_t events;
+	uint64_t data;
 };
 
 /* PAGES section: chunks, each a header followed by npages * 4096 bytes

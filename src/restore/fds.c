@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -268,6 +270,28 @@ static int open_deleted(const struct ckpt_image *img, const struct ckpt_fd *f, c
 	return fd;
 }
 
+/* Each epoll instance watches its descriptors again, with the events and
+ * data the program gave them. */
+static int epolls_fill(const struct ckpt_image *img)
+{
+	for (uint32_t i = 0; i < img->nfds; i++) {
+		const struct ckpt_fd *f = &img->fds[i];
+		if (f->kind != CKPT_FD_EPOLL)
+			continue;
+		if (f->data_len % sizeof(struct ckpt_epoll_entry))
+			return fail("fd %d: damaged epoll record", f->fd);
+		for (uint64_t off = 0; off < f->data_len; off += sizeof(struct ckpt_epoll_entry)) {
+			struct ckpt_epoll_entry e;
+			memcpy(&e, img->fd_data + f->data_off + off, sizeof e);
+			struct epoll_event ev = {.events = e.events, .data.u64 = e.data};
+			if (epoll_ctl(f->fd, EPOLL_CTL_ADD, e.tfd, &ev) != 0)
+				warn("fd %d: epoll cannot watch fd %d again: %s", f->fd, e.tfd,
+				     strerror(errno));
+		}
+	}
+	return 0;
+}
+
 static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	const char *path = ckpt_image_string(img, f->path_str);
@@ -283,6 +307,19 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 		return open_path(f, path);
 	case CKPT_FD_DELETED:
 		return open_deleted(img, f, path);
+	case CKPT_FD_EVENTFD: {
+		int fd = eventfd(0, ((f->open_flags & O_NONBLOCK) ? EFD_NONBLOCK : 0) |
+					(f->aux ? EFD_SEMAPHORE : 0));
+		uint64_t count = (uint64_t)f->offset;
+		if (fd >= 0 && count && write(fd, &count, sizeof count) != sizeof count) {
+			close(fd);
+			return fail("fd %d: cannot set the eventfd counter back to %llu", f->fd,
+				    (unsigned long long)count);
+		}
+		return fd;
+	}
+	case CKPT_FD_EPOLL:
+		return epoll_create1(0); /* filled once every descriptor is back */
 	case CKPT_FD_STDIO:
 		return dup(c->stdio[f->aux < 3 ? f->aux : 2]);
 	case CKPT_FD_AGENT:
@@ -316,5 +353,5 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}
 	pipes_close();
-	return 0;
+	return epolls_fill(img);
 }

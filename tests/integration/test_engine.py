@@ -85,3 +85,8 @@ def test_without_namespaces(ck, name):
     rundir = ck.cycle(c_prog(name, 60, 40))
     log = text_of(rundir / "execution.log")
     assert log.count("WITHOUT its own namespaces") >= 2, tail(log)
+
+
+def test_asyncio_event_loop(ck):
+    """epoll sets, eventfd counters and the loop's socketpair come back."""
+    ck.cycle(py_prog("asyncio_tick", 60, 40))
