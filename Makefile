@@ -110,10 +110,14 @@ $(FUZZ_PROTO): tests/fuzz/fuzz_proto.c src/coord/proto.c src/coord/proto.h
 		-DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
 		-o $@ tests/fuzz/fuzz_proto.c src/coord/proto.c
 
-fuzz: $(FUZZ_IMAGE) $(FUZZ_PROTO)
-	@mkdir -p build-fuzz/corpus/image build-fuzz/corpus/proto
+# Seeds written by the current writer join the committed ones, so that a
+# format change does not leave the fuzzer stuck at the first checks.
+fuzz: $(FUZZ_IMAGE) $(FUZZ_PROTO) $(BUILD)/tests/unit/test_image
+	@mkdir -p build-fuzz/corpus/image build-fuzz/corpus/proto build-fuzz/seed-image
+	$(BUILD)/tests/unit/test_image --write-seed build-fuzz/seed-image
 	$(FUZZ_IMAGE) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-		-artifact_prefix=build-fuzz/ build-fuzz/corpus/image tests/fuzz/corpus/image
+		-artifact_prefix=build-fuzz/ build-fuzz/corpus/image build-fuzz/seed-image \
+		tests/fuzz/corpus/image
 	$(FUZZ_PROTO) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
 		-artifact_prefix=build-fuzz/proto- build-fuzz/corpus/proto tests/fuzz/corpus/proto
 
