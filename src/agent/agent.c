@@ -10,10 +10,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/ctlpath.h"
 #include "common/rawsys.h"
 
 struct agent_state agent = {.ctl_fd = -1, .image_fd = -1};
@@ -30,30 +30,6 @@ static void stdio_identities(void)
 			agent.stdio_ino[fd] = st.st_ino;
 		}
 	}
-}
-
-/* Connect through /proc/self/fd/N/ctl.sock: the full path may exceed the
- * 108 bytes of a socket address. */
-static int ctl_connect(void)
-{
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", ctl_path);
-	char *slash = strrchr(dir, '/');
-	if (!slash)
-		return -1;
-	*slash = 0;
-	int dfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -1;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, slash + 1);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(s);
-		s = -1;
-	}
-	close(dfd);
-	return s;
 }
 
 static int send_line(const char *line)
@@ -293,7 +269,7 @@ static void *agent_thread(void *arg)
 		    agent.agent_tid)
 		agent.pthread_tid_offset = -1;
 
-	agent.ctl_fd = ctl_connect();
+	agent.ctl_fd = ctl_connect_path(ctl_path);
 	if (agent.ctl_fd < 0 || say_hello(0) != 0) {
 		fprintf(stderr, "ckpt agent: cannot reach the coordinator at %s: %s; "
 				"this process will not be checkpointed\n",

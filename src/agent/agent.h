@@ -150,6 +150,8 @@ void mem_zero(void *dst, size_t n);
 /* Read a whole small /proc file into buf (NUL-terminated); bytes or -errno. */
 long read_file(const char *path, char *buf, size_t cap);
 long raw_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
+/* Numeric entries of a /proc directory (tasks, descriptors): count, or -1. */
+int list_numeric_dir(const char *path, int *out, int cap);
 void set_error(const char *a, const char *b, const char *c);
 void add_warning(const char *a, const char *b, const char *c);
 

@@ -39,46 +39,28 @@ static void describe_child(const char *pid)
  * /proc/self/task/TID/children (works with or without a pid namespace). */
 int check_no_children(void)
 {
-	char buf[4096];
-	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	for (;;) {
-		long got = raw_syscall3(SYS_getdents64, fd, buf, sizeof buf);
-		if (got <= 0)
-			break;
-		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			if (d->name[0] < '1' || d->name[0] > '9')
-				continue;
-			char path[96] = "/proc/self/task/", kids[1024];
-			str_append(path, sizeof path, d->name);
-			str_append(path, sizeof path, "/children");
-			if (read_file(path, kids, sizeof kids) <= 0)
-				continue;
-			for (char *p = kids; *p;) {
-				while (*p == ' ' || *p == '\n')
-					p++;
-				char *q = p;
-				while (*q >= '0' && *q <= '9')
-					q++;
-				if (q == p)
-					break;
-				char save = *q;
-				*q = 0;
-				describe_child(p);
-				*q = save;
-				p = q;
-			}
+	static int tids[AGENT_MAX_THREADS];
+	int n = list_numeric_dir("/proc/self/task", tids, AGENT_MAX_THREADS);
+	for (int i = 0; i < n; i++) {
+		char path[96] = "/proc/self/task/", kids[1024];
+		str_append_u64(path, sizeof path, (uint64_t)tids[i]);
+		str_append(path, sizeof path, "/children");
+		if (read_file(path, kids, sizeof kids) <= 0)
+			continue;
+		for (char *p = kids; *p;) {
+			while (*p == ' ' || *p == '\n')
+				p++;
+			char *q = p;
+			while (*q >= '0' && *q <= '9')
+				q++;
+			if (q == p)
+				break;
+			char save = *q;
+			*q = 0;
+			describe_child(p);
+			*q = save;
+			p = q;
 		}
 	}
-	raw_syscall1(SYS_close, fd);
 	return agent.result;
 }

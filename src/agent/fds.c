@@ -28,39 +28,6 @@ struct fd_list {
 	uint64_t data_len;
 };
 
-static int list_fds(int *out, int cap)
-{
-	char buf[4096];
-	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dfd < 0)
-		return -1;
-	int n = 0;
-	for (;;) {
-		long got = raw_syscall3(SYS_getdents64, dfd, buf, sizeof buf);
-		if (got <= 0)
-			break;
-		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			if (d->name[0] < '0' || d->name[0] > '9')
-				continue;
-			int fd = 0;
-			for (const char *p = d->name; *p; p++)
-				fd = fd * 10 + (*p - '0');
-			if (fd != dfd && n < cap)
-				out[n++] = fd;
-		}
-	}
-	raw_syscall1(SYS_close, dfd);
-	return n;
-}
-
 static int stdio_index(const struct stat *st)
 {
 	for (int i = 0; i < 3; i++)
@@ -371,7 +338,7 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
 {
 	static int fds[MAX_FDS];
-	int n = list_fds(fds, MAX_FDS);
+	int n = list_numeric_dir("/proc/self/fd", fds, MAX_FDS);
 	if (n < 0) {
 		str_copy(err, "cannot list /proc/self/fd", 64);
 		return -1;

@@ -121,40 +121,6 @@ int suspend_install(void)
 	return real_sigaction(agent.suspend_signal, &sa, 0);
 }
 
-/* List the live threads into tids; returns the count or -1. */
-static int list_threads(int *tids, int cap)
-{
-	char buf[4096];
-	long fd = raw_syscall4(SYS_openat, -100, "/proc/self/task", 0200000 /* O_DIRECTORY */, 0);
-	if (fd < 0)
-		return -1;
-	int n = 0;
-	for (;;) {
-		long got = raw_syscall3(SYS_getdents64, fd, buf, sizeof buf);
-		if (got <= 0)
-			break;
-		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			if (d->name[0] < '0' || d->name[0] > '9')
-				continue;
-			int tid = 0;
-			for (const char *p = d->name; *p; p++)
-				tid = tid * 10 + (*p - '0');
-			if (n < cap)
-				tids[n++] = tid;
-		}
-	}
-	raw_syscall1(SYS_close, fd);
-	return n;
-}
-
 static const char *syscall_name(long nr)
 {
 	switch (nr) {
@@ -228,7 +194,7 @@ static void describe_straggler(int tid)
 static int signal_new_threads(void)
 {
 	static int tids[AGENT_MAX_THREADS];
-	int n = list_threads(tids, AGENT_MAX_THREADS);
+	int n = list_numeric_dir("/proc/self/task", tids, AGENT_MAX_THREADS);
 	if (n < 0) {
 		set_error("cannot list /proc/self/task", 0, 0);
 		return -1;

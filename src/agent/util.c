@@ -187,6 +187,39 @@ long raw_readlink(const char *path, char *buf, size_t cap)
 	return n;
 }
 
+int list_numeric_dir(const char *path, int *out, int cap)
+{
+	char buf[4096];
+	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return -1;
+	int n = 0;
+	for (;;) {
+		long got = raw_syscall3(SYS_getdents64, dfd, buf, sizeof buf);
+		if (got <= 0)
+			break;
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			int v = 0;
+			for (const char *p = d->name; *p; p++)
+				v = v * 10 + (*p - '0');
+			if (v != dfd && n < cap)
+				out[n++] = v;
+		}
+	}
+	raw_syscall1(SYS_close, dfd);
+	return n;
+}
+
 void set_error(const char *a, const char *b, const char *c)
 {
 	if (agent.result < 0)

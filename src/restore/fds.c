@@ -10,9 +10,9 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "common/ctlpath.h"
 #include "restore/restore.h"
 
 int fd_private(struct fd_context *c, int fd)
@@ -22,31 +22,6 @@ int fd_private(struct fd_context *c, int fd)
 	int moved = fcntl(fd, F_DUPFD_CLOEXEC, c->min_private);
 	close(fd);
 	return moved;
-}
-
-static int ctl_connect(void)
-{
-	const char *path = getenv("CKPT_CTL");
-	if (!path)
-		return -1;
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (!slash)
-		return -1;
-	*slash = 0;
-	int dfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -1;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dfd, slash + 1);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(s);
-		s = -1;
-	}
-	close(dfd);
-	return s;
 }
 
 int fds_prepare(struct fd_context *c, const struct ckpt_image *img)
@@ -66,7 +41,8 @@ int fds_prepare(struct fd_context *c, const struct ckpt_image *img)
 	((struct ckpt_image *)img)->fd = c->image; /* the reader keeps reading through it */
 	c->ctl = -1;
 	if (img->process.agent_fd >= 0) {
-		c->ctl = fd_private(c, ctl_connect());
+		const char *ctl = getenv("CKPT_CTL");
+		c->ctl = ctl ? fd_private(c, ctl_connect_path(ctl)) : -1;
 		if (c->ctl < 0)
 			return fail("cannot connect to the coordinator (CKPT_CTL=%s)",
 				    getenv("CKPT_CTL") ? getenv("CKPT_CTL") : "unset");
