@@ -12,6 +12,7 @@
 #include "coord/gens.h"
 #include "coord/kvfile.h"
 #include "coord/verify.h"
+#include "image/compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -211,6 +212,18 @@ int restart_run(const struct run_opts *opts)
 		ckpt_fail("out of memory");
 		return report_error(1);
 	}
+	/* Can this machine run it at all (CPU, kernel)? Older generations
+	 * were made on the same kind of machine, so no fallback here. */
+	char err[700];
+	struct ckpt_image *img = ckpt_image_open(image, err, sizeof(err));
+	if (!img || ckpt_image_check_machine(img, err, sizeof(err)) < 0) {
+		if (img)
+			ckpt_image_close(img);
+		ckpt_fail("cannot restart %s from generation %llu on this machine: %s", rundir,
+			  (unsigned long long)gen, err);
+		return report_error(EXIT_USAGE);
+	}
+	ckpt_image_close(img);
 
 	/* Checks passed: from here the run directory is ours to use. */
 	char token[64];

@@ -7,76 +7,19 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
+#include "image/compat.h"
 #include "restore/restore.h"
 
-static void cpu_features(uint32_t *ecx1, uint32_t *ebx7, uint64_t *xcr0)
+/* CPU and vDSO: the same checks ckpt restart made before it changed
+ * anything (src/image/compat.c), made again here, in the process that
+ * becomes the program, in case it runs elsewhere. */
+static int check_machine(const struct ckpt_image *img)
 {
-	unsigned a, b, c, d;
-	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
-	*ecx1 = c;
-	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-	*ebx7 = b;
-	*xcr0 = 0;
-	if (*ecx1 & (1u << 27)) {
-		unsigned lo, hi;
-		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-		*xcr0 = ((uint64_t)hi << 32) | lo;
-	}
-}
-
-static int check_cpu(const struct ckpt_image_header *h)
-{
-	uint32_t ecx1, ebx7;
-	uint64_t xcr0;
-	cpu_features(&ecx1, &ebx7, &xcr0);
-	if (h->xcr0 & ~xcr0)
-		return fail("the image was saved with CPU state components 0x%llx that this CPU "
-			    "does not enable (0x%llx); restart on a node of the same CPU type",
-			    (unsigned long long)h->xcr0, (unsigned long long)xcr0);
-	if ((h->cpuid_1_ecx & ~ecx1) || (h->cpuid_7_ebx & ~ebx7))
-		return fail("this CPU lacks instruction set features the program may use "
-			    "(cpuid.1.ecx missing 0x%x, cpuid.7.ebx missing 0x%x); restart on a "
-			    "node of the same CPU type",
-			    h->cpuid_1_ecx & ~ecx1, h->cpuid_7_ebx & ~ebx7);
-	return 0;
-}
-
-static int check_vdso(const struct ckpt_image *img)
-{
-	struct live_map live[4096];
-	int n = live_maps(live, 4096);
-	if (n < 0)
-		return -1;
-	uint64_t want[8], have[8], want_off[8], have_off[8];
-	int nw = 0, nh = 0;
-	for (uint32_t i = 0; i < img->nareas && nw < 8; i++) {
-		const struct ckpt_area *a = &img->areas[i];
-		if (a->kind == CKPT_AREA_VDSO || a->kind == CKPT_AREA_VVAR) {
-			want[nw] = a->end - a->start;
-			want_off[nw] = a->start;
-			nw++;
-		}
-	}
-	for (int i = 0; i < n && nh < 8; i++)
-		if (!strcmp(live[i].name, "[vdso]") || !strncmp(live[i].name, "[vvar", 5)) {
-			have[nh] = live[i].end - live[i].start;
-			have_off[nh] = live[i].start;
-			nh++;
-		}
-	int same = nw == nh;
-	for (int i = 0; same && i < nw; i++)
-		same = want[i] == have[i] &&
-		       (i == 0 || want_off[i] - want_off[0] == have_off[i] - have_off[0]);
-	if (!same) {
-		struct utsname u;
-		uname(&u);
-		return fail("the vDSO of this kernel (%s) is laid out differently from the one the "
-			    "image was saved with (kernel %s); restart on a node with the same kernel",
-			    u.release, img->hdr.kernel_release);
-	}
+	char err[600];
+	if (ckpt_image_check_machine(img, err, sizeof err) < 0)
+		return fail("%s", err);
 	return 0;
 }
 
@@ -143,9 +86,9 @@ int check_compatible(const struct ckpt_image *img)
 		return fail("the restorer runs as pid %d but the image needs pid %d (start it "
 			    "through ckpt restart)",
 			    (int)getpid(), img->hdr.pid);
-	if (check_cpu(&img->hdr) != 0 || check_resources(img) != 0)
+	if (check_machine(img) != 0)
 		return -1;
-	return check_vdso(img);
+	return check_resources(img);
 }
 
 int live_maps(struct live_map *out, int cap)

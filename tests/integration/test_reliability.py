@@ -841,3 +841,42 @@ def test_two_restarts_at_once(ck):
     check_chain(expected, [("first run", first, 0), ("the restart that ran", ran[0].output(), seen)])
     assert rcs[(a, b).index(ran[0])] == ref_rc
     assert_verify_ok(ck, rundir, "after two restarts at once")
+
+
+def test_restart_checks_cpu_before_touching_anything(ck):
+    """An image that needs a CPU state component this CPU does not enable
+    (XCR0 bit 63, reserved: no CPU has it; checksums made to match) is
+    refused by restart with one line, before anything in the run
+    directory changes (the lock file included); put back, it restarts
+    exactly."""
+    prog = c_prog("counter", 60, 30)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 10))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    img = rundir / "images" / "gen-000001" / "2.img"
+    pristine = img.read_bytes()
+    data = bytearray(pristine)
+    (xcr0,) = struct.unpack_from("<Q", data, 168)
+    struct.pack_into("<Q", data, 168, xcr0 | (1 << 63))
+    refresh_table_crc(data)
+    img.write_bytes(bytes(data))
+    assert_verify_ok(ck, rundir, "with an image of another CPU type (intact, just not runnable here)")
+    leftover = rundir / "images" / "gen-000007.partial"  # a restart would remove it
+    leftover.mkdir()
+    (leftover / "2.img.tmp").write_bytes(b"unfinished")
+    before = snapshot(rundir)
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "restart on a CPU without a saved state component")
+    assert r.returncode == 2 and "CPU" in err and "same CPU type" in err, err
+    assert r.stdout == ""
+    ck.assert_gone("after the refused restart")
+    assert_unharmed(before, snapshot(rundir), "a restart refused for the CPU")
+    assert snapshot(rundir).keys() == before.keys(), "the refused restart created or removed files"
+    img.write_bytes(pristine)
+    restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart with the image put back")
