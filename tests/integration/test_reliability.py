@@ -880,3 +880,18 @@ def test_restart_checks_cpu_before_touching_anything(ck):
     assert snapshot(rundir).keys() == before.keys(), "the refused restart created or removed files"
     img.write_bytes(pristine)
     restart_and_compare(ck, prog, ref, first, seen, rundir, label="restart with the image put back")
+
+
+def test_reader_gone_still_gives_sigpipe(ck):
+    """init holds the program's output pipes too (for supervisor death);
+    `ckpt start prog | head -3` must still end the program with SIGPIPE
+    as it would end without ckpt, not keep it running."""
+    prog = c_prog("counter", 100000, 1)
+    cmd = " ".join(f"'{a}'" for a in ck.argv("start", prog)) + " | head -3"
+    r = subprocess.run(["bash", "-c", cmd + "; echo status=${PIPESTATUS[0]}"], env=ck.env, cwd=ck.work,
+                       capture_output=True, text=True, timeout=60, start_new_session=True)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and lines[-1] == f"status={128 + signal.SIGPIPE}", (r.stdout, r.stderr)
+    ck.assert_gone("after the reader went away")
+    ex = text_of(ck.rundir() / "execution.log")
+    assert "killed by signal 13" in ex, tail(ex)
