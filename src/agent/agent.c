@@ -353,7 +353,13 @@ __attribute__((constructor)) static void agent_init(void)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* The thread must never take a signal meant for the program, not
+	 * even before it sets its own mask: it is born with all blocked. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (pthread_create(&t, &attr, agent_thread, 0) != 0)
 		fprintf(stderr, "ckpt agent: cannot start the checkpoint thread\n");
+	pthread_sigmask(SIG_SETMASK, &old, 0);
 	pthread_attr_destroy(&attr);
 }

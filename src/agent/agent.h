@@ -94,6 +94,7 @@ int suspend_install(void);
 int suspend_all_threads(void);  /* 0 or -1 with agent.errmsg */
 void resume_all_threads(void);
 void capture_thread_state(struct ckpt_thread *t, void *frame);
+uint64_t status_mask(const char *path, const char *key);
 
 /* children.c: 0, or -1 (agent.errmsg) when a child process is running */
 int check_no_children(void);

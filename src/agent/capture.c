@@ -107,6 +107,8 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->restore_info_addr = (uint64_t)(uintptr_t)&agent.restore_info;
 	p->agent_fd = agent.ctl_fd;
 	p->pthread_tid_offset = agent.pthread_tid_offset;
+	p->shared_pending = status_mask("/proc/self/status", "ShdPnd:") &
+			    ~(1ull << (agent.suspend_signal - 1));
 	p->nrlimits = CKPT_NRLIMITS;
 	for (int i = 0; i < CKPT_NRLIMITS; i++) {
 		struct rlimit r;

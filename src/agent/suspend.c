@@ -35,6 +35,30 @@ static void futex_wake(_Atomic uint32_t *addr)
 	raw_syscall3(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff);
 }
 
+/* A signal mask line ("SigPnd:\t0000000000000200") of a status file. */
+uint64_t status_mask(const char *path, const char *key)
+{
+	char buf[2048];
+	if (read_file(path, buf, sizeof buf) <= 0)
+		return 0;
+	for (const char *p = buf; *p; p++) {
+		if ((p != buf && p[-1] != '\n') || !str_starts(p, key))
+			continue;
+		p += str_len(key);
+		while (*p == ' ' || *p == '\t')
+			p++;
+		uint64_t v = 0;
+		for (;; p++) {
+			char c = *p;
+			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+			if (d < 0)
+				return v;
+			v = v * 16 + (uint64_t)d;
+		}
+	}
+	return 0;
+}
+
 void capture_thread_state(struct ckpt_thread *t, void *frame)
 {
 	uint64_t v = 0, len = 0;
@@ -60,6 +84,10 @@ void capture_thread_state(struct ckpt_thread *t, void *frame)
 		t->altstack_flags = ss.ss_flags;
 	}
 	raw_syscall2(SYS_prctl, PR_GET_NAME, t->comm);
+	/* signals that arrived blocked, or during the stop: delivered again
+	 * after a restart (without their siginfo) */
+	t->sigpending = status_mask("/proc/thread-self/status", "SigPnd:") &
+			~(1ull << (agent.suspend_signal - 1));
 	/* glibc registers tp + __rseq_offset with the kernel for every thread
 	 * it starts; a failed registration leaves cpu_id at -2 (-1 before it
 	 * was attempted). */

@@ -97,6 +97,7 @@ struct ckpt_process {
 	 * namespaces gives threads new ids */
 	int32_t pthread_tid_offset;
 	uint32_t reserved;
+	uint64_t shared_pending; /* signals pending for the whole process */
 };
 
 /* What the restorer writes into the restored program so its agent knows
@@ -130,6 +131,7 @@ struct ckpt_thread {
 	uint32_t rseq_registered;
 	uint64_t rseq_addr;
 	char comm[16];
+	uint64_t sigpending; /* signals pending for this thread (bit n-1 = signal n) */
 };
 
 /* struct sigaction as the kernel's rt_sigaction sees it on x86-64 */

@@ -39,7 +39,7 @@ OFF(ckpt_section, crc, 24);
 OFF(ckpt_section, reserved, 28);
 
 SIZE(ckpt_rlimit, 16);
-SIZE(ckpt_process, 1456);
+SIZE(ckpt_process, 1464);
 SIZE(ckpt_epoll_entry, 16);
 OFF(ckpt_process, pid, 0);
 OFF(ckpt_process, ppid, 4);
@@ -72,7 +72,7 @@ OFF(ckpt_process, vdso_start, 1440);
 
 SIZE(ckpt_restore_info, 72);
 
-SIZE(ckpt_thread, 104);
+SIZE(ckpt_thread, 112);
 OFF(ckpt_thread, tid, 0);
 OFF(ckpt_thread, flags, 4);
 OFF(ckpt_thread, fs_base, 8);

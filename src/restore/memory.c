@@ -243,6 +243,7 @@ static void plan_process(struct plan *p, const struct ckpt_image *img, struct fd
 	p->rseq_len = pr->rseq_size > 32 ? pr->rseq_size : 32;
 	p->new_ids = getpid() != img->hdr.pid;
 	p->tid_offset = pr->pthread_tid_offset;
+	p->shared_pending = pr->shared_pending;
 	p->rseq_sig = pr->rseq_sig;
 	p->unmap_top = TASK_TOP;
 	for (uint32_t i = 0; i < img->nareas; i++)

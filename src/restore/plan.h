@@ -31,6 +31,7 @@ struct plan_area {
 
 struct plan_thread {
 	struct ckpt_thread t;
+	int64_t new_tid; /* as created (differs from t.tid without pid namespaces) */
 	uint64_t stack_top; /* temporary stack inside the blob region */
 };
 
@@ -67,6 +68,7 @@ struct plan {
 	 * glibc's struct pthread at tid_offset from the thread pointer */
 	uint32_t new_ids;
 	int32_t tid_offset;
+	uint64_t shared_pending; /* raised again once every thread exists */
 
 	uint64_t restore_info_addr;
 	struct ckpt_restore_info restore_info;

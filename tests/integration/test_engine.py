@@ -90,3 +90,9 @@ def test_without_namespaces(ck, name):
 def test_asyncio_event_loop(ck):
     """epoll sets, eventfd counters and the loop's socketpair come back."""
     ck.cycle(py_prog("asyncio_tick", 60, 40))
+
+
+def test_pending_signals(ck):
+    """Signals pending at checkpoint time (one for the thread, one for the
+    process) are still pending after a restart and handled once unblocked."""
+    ck.cycle(c_prog("pending", 40, 40), k_range=(3, 25))

@@ -67,6 +67,8 @@
 #define CLONE_CHILD_CLEARTID 0x200000
 #define CLONE_PARENT_SETTID 0x100000
 #define NR_getpid 39
+#define NR_kill 62
+#define NR_tgkill 234
 
 #pragma GCC visibility push(hidden)
 
@@ -366,6 +368,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 		long r = spawn_thread(p, pt);
 		if (failed(r))
 			die(p, "cannot recreate thread (tid as address)", (uint64_t)pt->t.tid, r);
+		pt->new_tid = r;
 	}
 	/* every thread must have left the blob's code for its own before the
 	 * main thread, the last, returns to the program */
@@ -376,6 +379,18 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 			break;
 		raw_syscall4(NR_futex, &p->threads_started, FUTEX_WAIT_PRIVATE, n, 0);
 	}
+	/* Pending signals come back pending: this thread still blocks them
+	 * all, the others get theirs whatever their masks (a blocked one
+	 * stays pending, as it was). */
+	long pid = raw_syscall0(NR_getpid);
+	main_thread->new_tid = pid;
+	for (uint32_t i = 0; i < p->nthreads; i++)
+		for (int sig = 1; sig <= CKPT_NSIG; sig++)
+			if (p->threads[i].t.sigpending & (1ull << (sig - 1)))
+				raw_syscall3(NR_tgkill, pid, p->threads[i].new_tid, sig);
+	for (int sig = 1; sig <= CKPT_NSIG; sig++)
+		if (p->shared_pending & (1ull << (sig - 1)))
+			raw_syscall2(NR_kill, pid, sig);
 	const struct ckpt_thread *t = &main_thread->t;
 	if (p->new_ids && p->tid_offset >= 0)
 		*(volatile int32_t *)(t->fs_base + (uint64_t)p->tid_offset) =
