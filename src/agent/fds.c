@@ -148,6 +148,40 @@ static void save_socket_data(struct fd_list *l, struct ckpt_fd *f, int peer_fd)
 	f->data_len = l->data_len - f->data_off;
 }
 
+/* A socket whose other end is not in this process: a listener is bound
+ * and listens again at restart; a connection cannot come back (its peer
+ * has its own state), so the program finds an unconnected socket and gets
+ * an error, never a hang. */
+static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain, int type)
+{
+	struct ckpt_socket so;
+	mem_zero(&so, sizeof so);
+	so.domain = domain;
+	so.type = type;
+	int len = sizeof so.protocol;
+	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_PROTOCOL, &so.protocol, &len);
+	len = sizeof so.listening;
+	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_ACCEPTCONN, &so.listening, &len);
+	int alen = sizeof so.addr;
+	if (raw_syscall3(SYS_getsockname, f->fd, so.addr, &alen) == 0 && alen > 0 &&
+	    alen <= (int)sizeof so.addr)
+		so.addrlen = (uint32_t)alen;
+	if (l->data_len + sizeof so > FD_DATA_MAX)
+		return -1;
+	f->kind = CKPT_FD_SOCKET;
+	f->data_off = l->data_len;
+	f->data_len = sizeof so;
+	mem_copy(l->data + l->data_len, &so, sizeof so);
+	l->data_len += sizeof so;
+	if (!so.listening && type == SOCK_STREAM) {
+		char num[24] = "";
+		str_append_u64(num, sizeof num, (uint64_t)f->fd);
+		add_warning("fd ", num, ": a connection to outside the process; after a restart "
+					"it is an unconnected socket and the program gets an error");
+	}
+	return 0;
+}
+
 static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb,
 			  const int *fds, int nfds)
 {
@@ -156,12 +190,10 @@ static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct sta
 	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
 	len = sizeof type;
 	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_TYPE, &type, &len);
-	if (domain != AF_UNIX)
-		return -1;
-	uint64_t peer = unix_peer(sb->st_ino);
+	uint64_t peer = domain == AF_UNIX ? unix_peer(sb->st_ino) : 0;
 	int peer_fd = peer ? fd_with_ino(fds, nfds, peer) : -1;
 	if (peer_fd < 0)
-		return -1; /* connected elsewhere (another process, a listener) */
+		return capture_other_socket(l, f, domain, type);
 	f->kind = CKPT_FD_SOCKPAIR;
 	f->pipe_id = sb->st_ino < peer ? sb->st_ino : peer;
 	f->aux = ((uint32_t)type << 1) | (sb->st_ino < peer ? 0u : 1u);

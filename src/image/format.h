@@ -181,6 +181,9 @@ enum ckpt_fd_kind {
 	CKPT_FD_DELETED = 9,  /* an open file already deleted: content in FD_DATA */
 	CKPT_FD_EVENTFD = 10, /* counter in offset, aux 1 = EFD_SEMAPHORE */
 	CKPT_FD_EPOLL = 11,   /* watched descriptors: struct ckpt_epoll_entry in FD_DATA */
+	CKPT_FD_SOCKET = 12,  /* other socket: struct ckpt_socket in FD_DATA; listeners
+			       * are bound and listen again, connections come back
+			       * as unconnected sockets (the peer is gone) */
 };
 
 struct ckpt_fd {
@@ -203,6 +206,14 @@ struct ckpt_epoll_entry {
 	int32_t tfd;
 	uint32_t events;
 	uint64_t data;
+};
+
+struct ckpt_socket {
+	int32_t domain, type, protocol;
+	int32_t listening;
+	uint32_t addrlen; /* of addr (getsockname), 0 if unbound */
+	uint32_t reserved;
+	uint8_t addr[128];
 };
 
 /* PAGES section: chunks, each a header followed by npages * 4096 bytes

@@ -41,6 +41,7 @@ OFF(ckpt_section, reserved, 28);
 SIZE(ckpt_rlimit, 16);
 SIZE(ckpt_process, 1464);
 SIZE(ckpt_epoll_entry, 16);
+SIZE(ckpt_socket, 152);
 OFF(ckpt_process, pid, 0);
 OFF(ckpt_process, ppid, 4);
 OFF(ckpt_process, umask, 8);

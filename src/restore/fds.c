@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -268,6 +269,33 @@ static int epolls_fill(const struct ckpt_image *img)
 	return 0;
 }
 
+/* A listener listens again on its address; anything else comes back
+ * unconnected. A Unix listener's stale socket file is replaced. */
+static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	struct ckpt_socket so;
+	if (f->data_len != sizeof so)
+		return fail("fd %d: damaged socket record", f->fd);
+	memcpy(&so, img->fd_data + f->data_off, sizeof so);
+	int fd = socket(so.domain, so.type, so.protocol);
+	if (fd < 0)
+		return fail("fd %d: cannot create a socket (family %d, type %d): %s", f->fd, so.domain,
+			    so.type, strerror(errno));
+	if (!so.listening || so.addrlen == 0)
+		return fd;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_un *un = (struct sockaddr_un *)so.addr;
+	struct stat st;
+	if (so.domain == AF_UNIX && so.addrlen > sizeof(sa_family_t) && un->sun_path[0] &&
+	    lstat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(un->sun_path);
+	if (bind(fd, (struct sockaddr *)so.addr, so.addrlen) != 0 || listen(fd, 128) != 0)
+		warn("fd %d: cannot listen again on its address: %s (accept will fail)", f->fd,
+		     strerror(errno));
+	return fd;
+}
+
 static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	const char *path = ckpt_image_string(img, f->path_str);
@@ -294,6 +322,8 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 		}
 		return fd;
 	}
+	case CKPT_FD_SOCKET:
+		return open_socket(img, f);
 	case CKPT_FD_EPOLL:
 		return epoll_create1(0); /* filled once every descriptor is back */
 	case CKPT_FD_STDIO:
@@ -324,7 +354,8 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 				return fail("fd %d: dup2: %s", f->fd, strerror(errno));
 			close(fd);
 		}
-		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR || f->kind == CKPT_FD_STDIO)
+		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR || f->kind == CKPT_FD_STDIO ||
+		    f->kind == CKPT_FD_SOCKET)
 			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}

@@ -96,3 +96,8 @@ def test_pending_signals(ck):
     """Signals pending at checkpoint time (one for the thread, one for the
     process) are still pending after a restart and handled once unblocked."""
     ck.cycle(c_prog("pending", 40, 40), k_range=(3, 25))
+
+
+def test_tcp_listener(ck):
+    """A listening TCP socket listens again on its port after a restart."""
+    ck.cycle(py_prog("tcp_server", 60, 40))
