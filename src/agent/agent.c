@@ -109,6 +109,21 @@ static int say_hello(uint64_t restored_gen)
 	return send_line(line);
 }
 
+/* Append what the coordinator sent to buf (kept NUL-terminated); returns
+ * the bytes read, 0 at end of file or -1. */
+static ssize_t ctl_read(char *buf, size_t cap, size_t *used)
+{
+	ssize_t n;
+	do
+		n = read(agent.ctl_fd, buf + *used, cap - 1 - *used);
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		*used += (size_t)n;
+		buf[*used] = 0;
+	}
+	return n;
+}
+
 /* --stop-after-checkpoint: the program must not run past the state just
  * saved. The coordinator kills it, or sends RESUME if the generation could
  * not be completed; if the coordinator goes away the program continues. */
@@ -116,14 +131,7 @@ static void wait_for_resume(void)
 {
 	char buf[512];
 	size_t used = 0;
-	for (;;) {
-		ssize_t n = read(agent.ctl_fd, buf + used, sizeof buf - 1 - used);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-		buf[used] = 0;
+	while (ctl_read(buf, sizeof buf, &used) > 0) {
 		if (strstr(buf, "RESUME"))
 			break;
 		if (used == sizeof buf - 1)
@@ -278,14 +286,8 @@ static void *agent_thread(void *arg)
 	}
 	char buf[8192];
 	size_t used = 0;
-	for (;;) {
-		ssize_t n = read(agent.ctl_fd, buf + used, sizeof buf - 1 - used);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break; /* coordinator gone: the program runs on unsupervised */
-		used += (size_t)n;
-		buf[used] = 0;
+	/* until the coordinator goes: the program then runs on unsupervised */
+	while (ctl_read(buf, sizeof buf, &used) > 0) {
 		char *nl;
 		while ((nl = strchr(buf, '\n'))) {
 			*nl = 0;

@@ -151,6 +151,10 @@ void mem_zero(void *dst, size_t n);
 /* Read a whole small /proc file into buf (NUL-terminated); bytes or -errno. */
 long read_file(const char *path, char *buf, size_t cap);
 long raw_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
+/* Hex number at *p (advancing *p); the hex number after key in s (after
+ * blanks), key only at a line start if at_line_start; 0 if absent. */
+uint64_t scan_hex(const char **p);
+uint64_t hex_field(const char *s, const char *key, int at_line_start, int *found);
 /* Numeric entries of a /proc directory (tasks, descriptors): count, or -1. */
 int list_numeric_dir(const char *path, int *out, int cap);
 void set_error(const char *a, const char *b, const char *c);

@@ -242,30 +242,6 @@ static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct
 	l->data_len += size;
 }
 
-static uint64_t hex_after(const char *s, const char *key, int *found)
-{
-	const char *p = s;
-	size_t klen = str_len(key);
-	*found = 0;
-	for (; *p; p++)
-		if (str_starts(p, key)) {
-			p += klen;
-			while (*p == ' ' || *p == '\t')
-				p++;
-			uint64_t v = 0;
-			for (;; p++) {
-				char c = *p;
-				int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-				if (d < 0)
-					break;
-				v = v * 16 + (uint64_t)d;
-			}
-			*found = 1;
-			return v;
-		}
-	return 0;
-}
-
 /* eventfd and epoll are described by /proc/self/fdinfo: the counter, and
  * each watched descriptor with its events and data. */
 static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
@@ -278,8 +254,8 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 	int found;
 	if (str_eq(link, "anon_inode:[eventfd]")) {
 		f->kind = CKPT_FD_EVENTFD;
-		f->offset = (int64_t)hex_after(info, "eventfd-count:", &found);
-		f->aux = hex_after(info, "eventfd-semaphore:", &found) ? 1 : 0;
+		f->offset = (int64_t)hex_field(info, "eventfd-count:", 1, &found);
+		f->aux = hex_field(info, "eventfd-semaphore:", 1, &found) ? 1 : 0;
 		return 0;
 	}
 	if (!str_eq(link, "anon_inode:[eventpoll]"))
@@ -295,8 +271,8 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 		int32_t tfd = 0;
 		for (; *q >= '0' && *q <= '9'; q++)
 			tfd = tfd * 10 + (*q - '0');
-		struct ckpt_epoll_entry e = {tfd, (uint32_t)hex_after(q, "events:", &found),
-					     hex_after(q, "data:", &found)};
+		struct ckpt_epoll_entry e = {tfd, (uint32_t)hex_field(q, "events:", 0, &found),
+					     hex_field(q, "data:", 0, &found)};
 		if (l->data_len + sizeof e > FD_DATA_MAX)
 			return -1;
 		mem_copy(l->data + l->data_len, &e, sizeof e);

@@ -26,20 +26,6 @@ struct map_line {
 	const char *path;
 };
 
-static uint64_t parse_hex(const char **p)
-{
-	uint64_t v = 0;
-	for (;; (*p)++) {
-		char c = **p;
-		if (c >= '0' && c <= '9')
-			v = v * 16 + (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v * 16 + (uint64_t)(c - 'a' + 10);
-		else
-			return v;
-	}
-}
-
 static uint64_t parse_dec(const char **p)
 {
 	uint64_t v = 0;
@@ -52,19 +38,19 @@ static uint64_t parse_dec(const char **p)
 static char *parse_line(char *line, struct map_line *m)
 {
 	const char *p = line;
-	m->start = parse_hex(&p);
+	m->start = scan_hex(&p);
 	p++;
-	m->end = parse_hex(&p);
+	m->end = scan_hex(&p);
 	p++;
 	for (int i = 0; i < 4; i++)
 		m->perms[i] = *p++;
 	m->perms[4] = 0;
 	p++;
-	m->offset = parse_hex(&p);
+	m->offset = scan_hex(&p);
 	p++;
-	m->major = (unsigned)parse_hex(&p);
+	m->major = (unsigned)scan_hex(&p);
 	p++;
-	m->minor = (unsigned)parse_hex(&p);
+	m->minor = (unsigned)scan_hex(&p);
 	p++;
 	m->ino = parse_dec(&p);
 	while (*p == ' ')

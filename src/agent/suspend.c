@@ -39,24 +39,10 @@ static void futex_wake(_Atomic uint32_t *addr)
 uint64_t status_mask(const char *path, const char *key)
 {
 	char buf[2048];
+	int found;
 	if (read_file(path, buf, sizeof buf) <= 0)
 		return 0;
-	for (const char *p = buf; *p; p++) {
-		if ((p != buf && p[-1] != '\n') || !str_starts(p, key))
-			continue;
-		p += str_len(key);
-		while (*p == ' ' || *p == '\t')
-			p++;
-		uint64_t v = 0;
-		for (;; p++) {
-			char c = *p;
-			int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-			if (d < 0)
-				return v;
-			v = v * 16 + (uint64_t)d;
-		}
-	}
-	return 0;
+	return hex_field(buf, key, 1, &found);
 }
 
 void capture_thread_state(struct ckpt_thread *t, void *frame)

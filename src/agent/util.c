@@ -187,6 +187,33 @@ long raw_readlink(const char *path, char *buf, size_t cap)
 	return n;
 }
 
+uint64_t scan_hex(const char **p)
+{
+	uint64_t v = 0;
+	for (;; (*p)++) {
+		char c = **p;
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return v;
+		v = v * 16 + (uint64_t)d;
+	}
+}
+
+uint64_t hex_field(const char *s, const char *key, int at_line_start, int *found)
+{
+	*found = 0;
+	for (const char *p = s; *p; p++) {
+		if ((at_line_start && p != s && p[-1] != '\n') || !str_starts(p, key))
+			continue;
+		p += str_len(key);
+		while (*p == ' ' || *p == '\t')
+			p++;
+		*found = 1;
+		return scan_hex(&p);
+	}
+	return 0;
+}
+
 int list_numeric_dir(const char *path, int *out, int cap)
 {
 	char buf[4096];
