@@ -14,10 +14,9 @@
  * Then it prints "ready rss_kib=N sum=X" and, every MS milliseconds
  * (default 50), "step N sum X t=MS", X being a checksum of 16 pages spread
  * over the whole area and MS the CLOCK_MONOTONIC time in milliseconds (the
- * benchmark finds the program's longest stall from it). With --dirty it writes the step number into the first 8
- * bytes of every 100th page before each step: always the same 1% of the
- * pages, so between two checkpoints exactly 1% of the pages have changed,
- * however many steps ran in between.
+ * benchmark finds the program's longest stall from it). With --dirty it writes the step number into
+ * the first 8 bytes of every 100th page before each step: always the same 1% of the pages, so
+ * between two checkpoints exactly 1% of the pages have changed, however many steps ran in between.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -81,7 +80,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	size_t bytes = (size_t)mib << 20, pages = bytes / PAGE, half = bytes / 2;
-	unsigned char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	unsigned char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (mem == MAP_FAILED) {
 		perror("hold: mmap");
 		return 1;
@@ -96,7 +96,8 @@ int main(int argc, char **argv)
 		small[2 * i] = r & 0xff;
 		small[2 * i + 1] = (r >> 8) & 0xff;
 	}
-	printf("ready rss_kib=%ld sum=%016llx\n", rss_kib(), (unsigned long long)checksum(mem, pages));
+	printf("ready rss_kib=%ld sum=%016llx\n", rss_kib(),
+	       (unsigned long long)checksum(mem, pages));
 
 	struct timespec ts = {step_ms / 1000, (step_ms % 1000) * 1000000L};
 	for (uint64_t step = 1;; step++) {
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		printf("step %llu sum %016llx t=%.3f\n", (unsigned long long)step,
-		       (unsigned long long)checksum(mem, pages), now.tv_sec * 1e3 + now.tv_nsec / 1e6);
+		       (unsigned long long)checksum(mem, pages),
+		       now.tv_sec * 1e3 + now.tv_nsec / 1e6);
 	}
 }

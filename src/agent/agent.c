@@ -104,8 +104,9 @@ static int say_hello(uint64_t restored_gen)
 		if (!cmd[i])
 			cmd[i] = ' ';
 	encode(enc, sizeof enc, cmd);
-	snprintf(line, sizeof line, "HELLO proto=1 role=agent token=%s pid=%d ppid=%d restored=%llu cmd=%s\n",
-		 token, (int)getpid(), (int)getppid(), (unsigned long long)restored_gen, enc);
+	snprintf(line, sizeof line,
+		 "HELLO proto=1 role=agent token=%s pid=%d ppid=%d restored=%llu cmd=%s\n", token,
+		 (int)getpid(), (int)getppid(), (unsigned long long)restored_gen, enc);
 	return send_line(line);
 }
 
@@ -180,9 +181,11 @@ static int after_capture(void)
 	if (agent.result == 0) {
 		encode(enc, sizeof enc, agent.warnings);
 		snprintf(line, sizeof line,
-			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d warn=%s\n",
+			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d "
+			 "warn=%s\n",
 			 (unsigned long long)agent.generation, (int)agent.pid,
-			 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
+			 (unsigned long long)agent.image_bytes,
+			 ms_between(agent.stop_ns, agent.resumed_ns),
 			 ms_between(agent.stopped_ns, written_ns), keep_stopped, enc);
 	} else {
 		encode(enc, sizeof enc, agent.errmsg);
@@ -210,8 +213,8 @@ static void checkpoint(const char *line)
 	agent.stop_after = field(line, "stop", stop, sizeof stop) == 0 && stop[0] == '1';
 	/* copy-on-write unless asked not to; a stopping checkpoint gains
 	 * nothing from it */
-	agent.use_cow = !(field(line, "cow", stop, sizeof stop) == 0 && stop[0] == '0') &&
-			!agent.stop_after;
+	agent.use_cow =
+	    !(field(line, "cow", stop, sizeof stop) == 0 && stop[0] == '0') && !agent.stop_after;
 	/* compress=none|fast|max (default fast) */
 	char comp[16] = "fast";
 	field(line, "compress", comp, sizeof comp);
@@ -274,13 +277,14 @@ static void *agent_thread(void *arg)
 	/* the offset must hold for every thread, this one included */
 	if (agent.pthread_tid_offset >= 0 &&
 	    *(const int *)((const char *)__builtin_thread_pointer() + agent.pthread_tid_offset) !=
-		    agent.agent_tid)
+		agent.agent_tid)
 		agent.pthread_tid_offset = -1;
 
 	agent.ctl_fd = ctl_connect_path(ctl_path);
 	if (agent.ctl_fd < 0 || say_hello(0) != 0) {
-		fprintf(stderr, "ckpt agent: cannot reach the coordinator at %s: %s; "
-				"this process will not be checkpointed\n",
+		fprintf(stderr,
+			"ckpt agent: cannot reach the coordinator at %s: %s; "
+			"this process will not be checkpointed\n",
 			ctl_path, strerror(errno));
 		return 0;
 	}

@@ -52,8 +52,8 @@ struct agent_state {
 
 	/* Checkpoint in progress. */
 	_Atomic int active;
-	uint32_t ckpt_epoch;            /* resume_epoch value while stopped */
-	_Atomic uint32_t resume_epoch;  /* futex: bumped to release threads */
+	uint32_t ckpt_epoch;		/* resume_epoch value while stopped */
+	_Atomic uint32_t resume_epoch;	/* futex: bumped to release threads */
 	_Atomic uint32_t stopped_count; /* futex: bumped by each stopped thread */
 	struct agent_slot slots[AGENT_MAX_THREADS];
 	int nslots;
@@ -71,12 +71,12 @@ struct agent_state {
 
 	/* Copy-on-write writing (on unless the request says cow=0). */
 	int use_cow;
-	int cow_dontfork; /* the writer child found memory fork does not copy */
-	int cow_unusable; /* so this process checkpoints without copy-on-write */
-	int compress_level; /* zstd level, 0 = none */
-	int writer_pid;            /* in the program: the writer child, 0 if none */
-	struct cow_result *cow;    /* shared with the writer */
-	long cow_maps_lines;       /* mappings the program had at the fork */
+	int cow_dontfork;	   /* the writer child found memory fork does not copy */
+	int cow_unusable;	   /* so this process checkpoints without copy-on-write */
+	int compress_level;	   /* zstd level, 0 = none */
+	int writer_pid;		   /* in the program: the writer child, 0 if none */
+	struct cow_result *cow;	   /* shared with the writer */
+	long cow_maps_lines;	   /* mappings the program had at the fork */
 	uint64_t skip_lo, skip_hi; /* the shared page: not part of the image */
 
 	/* Identity of the supervisor's stdin/stdout/stderr: fds pointing to
@@ -91,7 +91,7 @@ extern struct agent_state agent;
 
 /* suspend.c */
 int suspend_install(void);
-int suspend_all_threads(void);  /* 0 or -1 with agent.errmsg */
+int suspend_all_threads(void); /* 0 or -1 with agent.errmsg */
 void resume_all_threads(void);
 void capture_thread_state(struct ckpt_thread *t, void *frame);
 uint64_t status_mask(const char *path, const char *key);
@@ -139,7 +139,7 @@ uint32_t strtab_add(struct strtab *t, const char *s);
 
 uint64_t now_ns(void);
 size_t str_len(const char *s);
-char *str_copy(char *dst, const char *src, size_t cap); /* returns end of dst */
+char *str_copy(char *dst, const char *src, size_t cap);	  /* returns end of dst */
 char *str_append(char *dst, size_t cap, const char *src); /* appends, returns dst */
 char *str_append_u64(char *dst, size_t cap, uint64_t v);
 char *str_append_hex(char *dst, size_t cap, uint64_t v);

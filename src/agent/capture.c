@@ -107,8 +107,8 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->restore_info_addr = (uint64_t)(uintptr_t)&agent.restore_info;
 	p->agent_fd = agent.ctl_fd;
 	p->pthread_tid_offset = agent.pthread_tid_offset;
-	p->shared_pending = status_mask("/proc/self/status", "ShdPnd:") &
-			    ~(1ull << (agent.suspend_signal - 1));
+	p->shared_pending =
+	    status_mask("/proc/self/status", "ShdPnd:") & ~(1ull << (agent.suspend_signal - 1));
 	p->nrlimits = CKPT_NRLIMITS;
 	for (int i = 0; i < CKPT_NRLIMITS; i++) {
 		struct rlimit r;
@@ -160,8 +160,8 @@ static int open_image(char *tmp, char *final, size_t cap)
 	str_append(tmp, cap, ".img");
 	str_copy(final, tmp, cap);
 	str_append(tmp, cap, ".tmp");
-	return (int)raw_syscall4(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				 0600);
+	return (int)raw_syscall4(SYS_openat, AT_FDCWD, tmp,
+				 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 }
 
 /* The image is durable once its data, its name and its directory entry are
@@ -170,8 +170,8 @@ static int publish_image(const char *tmp, const char *final)
 {
 	if (raw_syscall2(SYS_rename, tmp, final) != 0)
 		return -1;
-	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, agent.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-				0);
+	long dfd =
+	    raw_syscall4(SYS_openat, AT_FDCWD, agent.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (dfd < 0)
 		return -1;
 	long r = raw_syscall1(SYS_fsync, dfd);
@@ -340,7 +340,8 @@ void capture_wait_writer(void)
 	if (r < 0 || (status & 0x7f) != 0) {
 		/* killed before it could report (the shared result is still 0) */
 		agent.result = -1;
-		str_copy(agent.errmsg, "the copy-on-write image writer was killed before it finished",
+		str_copy(agent.errmsg,
+			 "the copy-on-write image writer was killed before it finished",
 			 sizeof agent.errmsg);
 	}
 	raw_syscall2(SYS_munmap, agent.cow, sizeof *agent.cow);

@@ -25,8 +25,9 @@ static void describe_child(const char *pid)
 			state = p[2];
 	}
 	if (state == 'Z') {
-		add_warning("child process ", pid, " has exited but was not waited for; "
-						   "after restart waiting for it fails with ECHILD");
+		add_warning("child process ", pid,
+			    " has exited but was not waited for; "
+			    "after restart waiting for it fails with ECHILD");
 		return;
 	}
 	set_error("child process ", pid, " (");

@@ -78,7 +78,8 @@ static void save_pipe_data(struct fd_list *l, struct ckpt_fd *f, int wfd)
  * unprivileged for one's own sockets); 0 if unknown. */
 static uint64_t unix_peer(uint64_t ino)
 {
-	long nl = raw_syscall3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	long nl =
+	    raw_syscall3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0)
 		return 0;
 	struct {
@@ -176,8 +177,9 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	if (!so.listening && type == SOCK_STREAM) {
 		char num[24] = "";
 		str_append_u64(num, sizeof num, (uint64_t)f->fd);
-		add_warning("fd ", num, ": a connection to outside the process; after a restart "
-					"it is an unconnected socket and the program gets an error");
+		add_warning("fd ", num,
+			    ": a connection to outside the process; after a restart "
+			    "it is an unconnected socket and the program gets an error");
 	}
 	return 0;
 }

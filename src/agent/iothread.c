@@ -99,7 +99,7 @@ static long spawn(struct io_thread *t, char *stack_top)
 {
 	long ret;
 	register long r10 __asm__("r10") = (long)&t->tid; /* child_tid */
-	register long r8 __asm__("r8") = 0;               /* tls: unchanged */
+	register long r8 __asm__("r8") = 0;		  /* tls: unchanged */
 	register uint64_t r12 __asm__("r12") = (uint64_t)t;
 	long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
 		     CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;

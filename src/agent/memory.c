@@ -123,8 +123,7 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	}
 	a->kind = CKPT_AREA_FILE_PRIVATE;
 	struct stat st;
-	if (deleted || raw_syscall2(SYS_stat, path, &st) != 0 ||
-	    st.st_ino != m->ino) {
+	if (deleted || raw_syscall2(SYS_stat, path, &st) != 0 || st.st_ino != m->ino) {
 		/* the file is gone or replaced: keep every page */
 		a->kind = CKPT_AREA_ANON;
 		(void)why;
@@ -141,7 +140,8 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 static int page_is_zero(const uint64_t *p)
 {
 	for (unsigned i = 0; i < CKPT_PAGE_SIZE / 8; i += 8)
-		if (p[i] | p[i + 1] | p[i + 2] | p[i + 3] | p[i + 4] | p[i + 5] | p[i + 6] | p[i + 7])
+		if (p[i] | p[i + 1] | p[i + 2] | p[i + 3] | p[i + 4] | p[i + 5] | p[i + 6] |
+		    p[i + 7])
 			return 0;
 	return 1;
 }
@@ -174,7 +174,8 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	for (uint64_t first = 0; first < npages; first += BATCH_PAGES) {
 		uint64_t n = npages - first < BATCH_PAGES ? npages - first : BATCH_PAGES;
 		uint64_t base = a->start + first * CKPT_PAGE_SIZE;
-		long got = raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
+		long got =
+		    raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
 		if (got != (long)(n * 8)) {
 			str_copy(err, "cannot read /proc/self/pagemap", 64);
 			return -1;
@@ -189,7 +190,8 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			if (!any)
 				continue;
 			/* pages exist under PROT_NONE: read them anyway */
-			raw_syscall3(SYS_mprotect, a->start, a->end - a->start, a->prot | PROT_READ);
+			raw_syscall3(SYS_mprotect, a->start, a->end - a->start,
+				     a->prot | PROT_READ);
 			protected = 1;
 		}
 		uint64_t run_start = 0, run_len = 0;
@@ -276,7 +278,8 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		a->name_str = strtab_add(st, m.path);
 		n++;
 	}
-	long pagemap_fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	long pagemap_fd =
+	    raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
 	if (pagemap_fd < 0) {
 		str_copy(err, "cannot open /proc/self/pagemap", 64);
 		return -1;

@@ -138,24 +138,42 @@ int suspend_install(void)
 static const char *syscall_name(long nr)
 {
 	switch (nr) {
-	case 0: return "read";
-	case 1: return "write";
-	case 7: return "poll";
-	case 23: return "select";
-	case 34: return "pause";
-	case 35: return "nanosleep";
-	case 45: return "recvfrom";
-	case 47: return "recvmsg";
-	case 130: return "rt_sigsuspend";
-	case 128: return "rt_sigtimedwait";
-	case 61: return "wait4";
-	case 202: return "futex";
-	case 230: return "clock_nanosleep";
-	case 232: return "epoll_wait";
-	case 270: return "pselect6";
-	case 271: return "ppoll";
-	case 281: return "epoll_pwait";
-	default: return 0;
+	case 0:
+		return "read";
+	case 1:
+		return "write";
+	case 7:
+		return "poll";
+	case 23:
+		return "select";
+	case 34:
+		return "pause";
+	case 35:
+		return "nanosleep";
+	case 45:
+		return "recvfrom";
+	case 47:
+		return "recvmsg";
+	case 130:
+		return "rt_sigsuspend";
+	case 128:
+		return "rt_sigtimedwait";
+	case 61:
+		return "wait4";
+	case 202:
+		return "futex";
+	case 230:
+		return "clock_nanosleep";
+	case 232:
+		return "epoll_wait";
+	case 270:
+		return "pselect6";
+	case 271:
+		return "ppoll";
+	case 281:
+		return "epoll_pwait";
+	default:
+		return 0;
 	}
 }
 

@@ -50,13 +50,16 @@ int cmd_checkpoint(int argc, char **argv)
 		if (absent && rundir_lock_held(dfd, &holder) == 1)
 			/* init holds the lock while the program lives on after its
 			 * supervisor died (docs/design.md, "Supervisor death"). */
-			ckpt_fail("the supervisor of %s (pid %d) is gone and its program runs on "
-				  "unsupervised, which cannot be checkpointed; let it finish, or end it "
-				  "(execution.log says how) and resume from the last checkpoint with ckpt "
-				  "restart",
-				  rundir, (int)holder);
+			ckpt_fail(
+			    "the supervisor of %s (pid %d) is gone and its program runs on "
+			    "unsupervised, which cannot be checkpointed; let it finish, or end it "
+			    "(execution.log says how) and resume from the last checkpoint with "
+			    "ckpt "
+			    "restart",
+			    rundir, (int)holder);
 		else if (absent)
-			ckpt_fail("no supervisor is running for %s (ckpt restart resumes it)", rundir);
+			ckpt_fail("no supervisor is running for %s (ckpt restart resumes it)",
+				  rundir);
 		close(dfd);
 		return report_error(1);
 	}

@@ -30,11 +30,12 @@ int config_write(int dirfd, const struct run_config *c)
 	for (int i = 0; i < c->ncmd; i++)
 		rc |= kv_add(&kv, "arg", c->cmd[i]);
 	if (rc == 0)
-		rc = kv_write(&kv, dirfd, "config",
-			      "# ckpt run configuration, written by ckpt start (docs/protocol.md).\n"
-			      "# key=value; values are percent-encoded; arg lines are the command "
-			      "line in order.\n",
-			      0600);
+		rc =
+		    kv_write(&kv, dirfd, "config",
+			     "# ckpt run configuration, written by ckpt start (docs/protocol.md).\n"
+			     "# key=value; values are percent-encoded; arg lines are the command "
+			     "line in order.\n",
+			     0600);
 	kv_free(&kv);
 	return rc ? -1 : 0;
 }
@@ -54,8 +55,8 @@ int config_read(int dirfd, struct run_config *c)
 	const char *interval = kv_get(&kv, "interval_ms");
 	if (!format || atoi(format) != CONFIG_FORMAT) {
 		kv_free(&kv);
-		return ckpt_fail("config has format %s; this ckpt reads format %d", format ? format : "(none)",
-				 CONFIG_FORMAT);
+		return ckpt_fail("config has format %s; this ckpt reads format %d",
+				 format ? format : "(none)", CONFIG_FORMAT);
 	}
 	c->id = dup_or_null(kv_get(&kv, "id"));
 	c->interval_ms = interval ? atoll(interval) : 20000;
@@ -104,8 +105,8 @@ static int shell_plain(const char *s)
 	if (!*s)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		      strchr("._,+=@%/:-", *s)))
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || strchr("._,+=@%/:-", *s)))
 			return 0;
 	return 1;
 }

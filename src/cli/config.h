@@ -9,10 +9,10 @@
 #define CONFIG_FORMAT 1
 
 struct run_config {
-	char *id;            /* NULL: no --id */
+	char *id;	     /* NULL: no --id */
 	int64_t interval_ms; /* 0: on request only */
-	int keep;            /* --keep given to start; 0: not given (default) */
-	char *cwd;           /* working directory of ckpt start */
+	int keep;	     /* --keep given to start; 0: not given (default) */
+	char *cwd;	     /* working directory of ckpt start */
 	char *ckpt_version;
 	char *python;  /* interpreter of a .py script; NULL otherwise */
 	char *program; /* absolute path of the program or script */

@@ -146,12 +146,8 @@ static const char verify_help[] =
 static const struct {
 	const char *name, *text;
 } helps[] = {
-    {"start", start_help},
-    {"restart", restart_help},
-    {"run", run_help},
-    {"checkpoint", checkpoint_help},
-    {"status", status_help},
-    {"verify", verify_help},
+    {"start", start_help},	     {"restart", restart_help}, {"run", run_help},
+    {"checkpoint", checkpoint_help}, {"status", status_help},	{"verify", verify_help},
 };
 
 int has_help(const char *command)

@@ -34,8 +34,18 @@ int parse_interval(const char *s, int64_t *ms)
 }
 
 /* Options that take a value: the spellings of each. */
-enum opt { OPT_ID, OPT_INTERVAL, OPT_PYTHON, OPT_DIR, OPT_KEEP, OPT_GENERATION,
-	       OPT_CKPT_SIGNAL, OPT_BEFORE_LIMIT, OPT_COMPRESS, OPT_NONE };
+enum opt {
+	OPT_ID,
+	OPT_INTERVAL,
+	OPT_PYTHON,
+	OPT_DIR,
+	OPT_KEEP,
+	OPT_GENERATION,
+	OPT_CKPT_SIGNAL,
+	OPT_BEFORE_LIMIT,
+	OPT_COMPRESS,
+	OPT_NONE
+};
 
 static enum opt value_option(const char *arg, const char **inline_value)
 {
@@ -44,10 +54,17 @@ static enum opt value_option(const char *arg, const char **inline_value)
 		enum opt opt;
 		int long_form; /* accepts --name=value */
 	} names[] = {
-	    {"--id", OPT_ID, 1},         {"-id", OPT_ID, 1},         {"--interval", OPT_INTERVAL, 1},
-	    {"-i", OPT_INTERVAL, 0},     {"--python", OPT_PYTHON, 1}, {"--dir", OPT_DIR, 1},
-	    {"--checkpoint-signal", OPT_CKPT_SIGNAL, 1}, {"--before-limit", OPT_BEFORE_LIMIT, 1},
-	    {"--keep", OPT_KEEP, 1},     {"--compress", OPT_COMPRESS, 1},     {"--generation", OPT_GENERATION, 1},
+	    {"--id", OPT_ID, 1},
+	    {"-id", OPT_ID, 1},
+	    {"--interval", OPT_INTERVAL, 1},
+	    {"-i", OPT_INTERVAL, 0},
+	    {"--python", OPT_PYTHON, 1},
+	    {"--dir", OPT_DIR, 1},
+	    {"--checkpoint-signal", OPT_CKPT_SIGNAL, 1},
+	    {"--before-limit", OPT_BEFORE_LIMIT, 1},
+	    {"--keep", OPT_KEEP, 1},
+	    {"--compress", OPT_COMPRESS, 1},
+	    {"--generation", OPT_GENERATION, 1},
 	};
 	*inline_value = NULL;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -104,8 +121,8 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			return ckpt_fail("unknown option '%s' (see ckpt %s --help)", arg, argv[0]);
 		if (!value) {
 			if (i + 1 >= argc)
-				return ckpt_fail("option %s needs a value (see ckpt %s --help)", arg,
-						 argv[0]);
+				return ckpt_fail("option %s needs a value (see ckpt %s --help)",
+						 arg, argv[0]);
 			value = argv[++i];
 		}
 		i++;
@@ -117,14 +134,15 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_INTERVAL:
 			if (parse_interval(value, &o->interval_ms) < 0)
-				return ckpt_fail("bad interval '%s' for %s: give seconds, e.g. 20, 0.5, "
-						 "or 0 for checkpoints on request only",
-						 value, arg);
+				return ckpt_fail(
+				    "bad interval '%s' for %s: give seconds, e.g. 20, 0.5, "
+				    "or 0 for checkpoints on request only",
+				    value, arg);
 			break;
 		case OPT_COMPRESS:
 			if (strcmp(value, "none") && strcmp(value, "fast") && strcmp(value, "max"))
-				return ckpt_fail("bad value '%s' for %s: give none, fast or max", value,
-						 arg);
+				return ckpt_fail("bad value '%s' for %s: give none, fast or max",
+						 value, arg);
 			o->compress = value;
 			break;
 		case OPT_PYTHON:
@@ -142,9 +160,10 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			errno = 0;
 			long k = strtol(value, &end, 10);
 			if (errno || *end || end == value || k < 1 || k > KEEP_MAX)
-				return ckpt_fail("bad value '%s' for %s: give how many complete checkpoint "
-						 "generations to keep, at least 1",
-						 value, arg);
+				return ckpt_fail(
+				    "bad value '%s' for %s: give how many complete checkpoint "
+				    "generations to keep, at least 1",
+				    value, arg);
 			o->keep = (int)k;
 			break;
 		}
@@ -155,9 +174,10 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			if (strcmp(argv[0], "restart") != 0)
 				return ckpt_fail("%s is an option of ckpt restart only", arg);
 			if (errno || *end || value[0] < '0' || value[0] > '9' || g == 0)
-				return ckpt_fail("bad generation '%s' for %s: give a number >= 1 (ckpt "
-						 "verify RUNDIR lists them)",
-						 value, arg);
+				return ckpt_fail(
+				    "bad generation '%s' for %s: give a number >= 1 (ckpt "
+				    "verify RUNDIR lists them)",
+				    value, arg);
 			o->generation = g;
 			break;
 		}
@@ -167,9 +187,10 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_BEFORE_LIMIT:
 			if (parse_interval(value, &o->before_limit_ms) < 0)
-				return ckpt_fail("bad time '%s' for %s: give seconds before the job's time "
-						 "limit, e.g. 120",
-						 value, arg);
+				return ckpt_fail(
+				    "bad time '%s' for %s: give seconds before the job's time "
+				    "limit, e.g. 120",
+				    value, arg);
 			break;
 		case OPT_NONE:
 			break;
@@ -183,7 +204,7 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 int parse_checkpoint_signal(const char *s, int *sig)
 {
 	/* Asynchronous signals a batch system or a user sends on purpose. */
-	static const int allowed[] = {SIGHUP,  SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM,
+	static const int allowed[] = {SIGHUP,	 SIGINT,  SIGQUIT, SIGUSR1,  SIGUSR2, SIGALRM,
 				      SIGVTALRM, SIGPROF, SIGXCPU, SIGWINCH, SIGURG,  SIGPWR};
 	const char *name = strncmp(s, "SIG", 3) == 0 ? s + 3 : s;
 	int want = 0;
@@ -199,9 +220,10 @@ int parse_checkpoint_signal(const char *s, int *sig)
 			return 0;
 		}
 	}
-	return ckpt_fail("--checkpoint-signal %s: give one of HUP, INT, QUIT, USR1, USR2, ALRM, "
-			 "VTALRM, PROF, XCPU, WINCH, URG, PWR (TERM already means checkpoint and stop)",
-			 s);
+	return ckpt_fail(
+	    "--checkpoint-signal %s: give one of HUP, INT, QUIT, USR1, USR2, ALRM, "
+	    "VTALRM, PROF, XCPU, WINCH, URG, PWR (TERM already means checkpoint and stop)",
+	    s);
 }
 
 void describe_interval(char *buf, size_t len, int64_t ms)

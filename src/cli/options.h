@@ -9,22 +9,22 @@
 #include <stdint.h>
 
 struct run_opts {
-	const char *id;      /* --id / -id; NULL: none */
+	const char *id;	     /* --id / -id; NULL: none */
 	int64_t interval_ms; /* --interval / -i; -1: not given */
 	int stop_after_checkpoint;
-	int no_cow;           /* --no-cow: write while the program is stopped */
+	int no_cow;	      /* --no-cow: write while the program is stopped */
 	const char *compress; /* --compress none|fast|max; NULL: fast */
-	const char *python; /* --python; NULL: python3 from PATH */
-	const char *dir;    /* --dir; NULL: the current directory */
-	int keep;           /* --keep: complete generations kept; -1: not given */
-	uint64_t generation; /* restart --generation N; 0: the latest intact one */
-	int help;           /* --help / -h was given */
+	const char *python;   /* --python; NULL: python3 from PATH */
+	const char *dir;      /* --dir; NULL: the current directory */
+	int keep;	      /* --keep: complete generations kept; -1: not given */
+	uint64_t generation;  /* restart --generation N; 0: the latest intact one */
+	int help;	      /* --help / -h was given */
 	/* Batch systems (docs/slurm.md). */
-	int checkpoint_signal;   /* --checkpoint-signal; 0: not given (SIGUSR1) */
-	int requeue;             /* --requeue: scontrol requeue after a stop-checkpoint */
+	int checkpoint_signal;	 /* --checkpoint-signal; 0: not given (SIGUSR1) */
+	int requeue;		 /* --requeue: scontrol requeue after a stop-checkpoint */
 	int64_t before_limit_ms; /* --before-limit; -1: not given */
-	int run;                 /* set by ckpt run: hints say "ckpt run" */
-	char **cmd;         /* the program and its arguments */
+	int run;		 /* set by ckpt run: hints say "ckpt run" */
+	char **cmd;		 /* the program and its arguments */
 	int ncmd;
 };
 

@@ -34,7 +34,8 @@ char *ckpt_lib_file(const char *name, int exec)
 		return NULL;
 	}
 	if (access(path, exec ? X_OK : R_OK) < 0) {
-		ckpt_fail_errno("%s (part of ckpt, expected next to %s/bin/ckpt; run make)", path, exe);
+		ckpt_fail_errno("%s (part of ckpt, expected next to %s/bin/ckpt; run make)", path,
+				exe);
 		free(path);
 		return NULL;
 	}
@@ -67,7 +68,8 @@ char **program_env(const char *preload, const char *ctl, const char *token)
 			old_preload = environ[i] + 11;
 			continue;
 		}
-		if (strncmp(environ[i], "CKPT_CTL=", 9) == 0 || strncmp(environ[i], "CKPT_TOKEN=", 11) == 0 ||
+		if (strncmp(environ[i], "CKPT_CTL=", 9) == 0 ||
+		    strncmp(environ[i], "CKPT_TOKEN=", 11) == 0 ||
 		    strncmp(environ[i], "CKPT_ROOT_PID=", 14) == 0)
 			continue;
 		env[k++] = environ[i];

@@ -5,11 +5,11 @@
 #define CKPT_CLI_PROGRAM_H
 
 struct program {
-	int is_script;   /* a .py script, run under python */
-	char *python;    /* absolute path of the interpreter (scripts only) */
-	char *path;      /* absolute path of the program or script */
+	int is_script;	 /* a .py script, run under python */
+	char *python;	 /* absolute path of the interpreter (scripts only) */
+	char *path;	 /* absolute path of the program or script */
 	char *exec_path; /* what is executed: python or path */
-	char **argv;     /* its argv (NULL-terminated) */
+	char **argv;	 /* its argv (NULL-terminated) */
 };
 
 int is_py_script(const char *name);

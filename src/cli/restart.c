@@ -40,7 +40,8 @@ static int same_program(const char *typed, const struct run_config *cfg)
 
 static int same_command(const struct run_opts *o, const struct run_config *cfg, const char *rundir)
 {
-	int same = cfg->ncmd == o->ncmd && ((!o->id && !cfg->id) || (o->id && cfg->id && !strcmp(o->id, cfg->id)));
+	int same = cfg->ncmd == o->ncmd &&
+		   ((!o->id && !cfg->id) || (o->id && cfg->id && !strcmp(o->id, cfg->id)));
 	for (int i = 1; same && i < o->ncmd; i++)
 		same = strcmp(o->cmd[i], cfg->cmd[i]) == 0;
 	if (same && same_program(o->cmd[0], cfg))
@@ -93,8 +94,9 @@ int restart_run(const struct run_opts *opts)
 	if (batch_opts_check(&o) < 0)
 		return report_error(EXIT_USAGE);
 	if (o.ncmd == 0) {
-		ckpt_fail("missing program: ckpt restart [options] [--] PROGRAM|script.py [ARGS...] "
-			  "(the same as given to ckpt start)");
+		ckpt_fail(
+		    "missing program: ckpt restart [options] [--] PROGRAM|script.py [ARGS...] "
+		    "(the same as given to ckpt start)");
 		return report_error(EXIT_USAGE);
 	}
 	char *absdir = o.dir ? rundir_path(o.dir, "") : NULL;
@@ -102,7 +104,8 @@ int restart_run(const struct run_opts *opts)
 		absdir[strlen(absdir) - 1] = '\0';
 	char *name = rundir_name(o.id, o.cmd, o.ncmd);
 	char *rundir = name ? rundir_path(o.dir, name) : NULL;
-	char *hint = rundir ? command_hint(o.run ? "run" : "restart", o.id, absdir, o.cmd, o.ncmd) : NULL;
+	char *hint =
+	    rundir ? command_hint(o.run ? "run" : "restart", o.id, absdir, o.cmd, o.ncmd) : NULL;
 	if ((o.dir && !absdir) || !rundir || !hint)
 		return report_error(1);
 
@@ -111,9 +114,10 @@ int restart_run(const struct run_opts *opts)
 	co.dirfd = open(rundir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (co.dirfd < 0) {
 		if (errno == ENOENT)
-			ckpt_fail("no run directory %s to restart (restart needs the program, arguments, "
-				  "--id and --dir given to ckpt start)",
-				  rundir);
+			ckpt_fail(
+			    "no run directory %s to restart (restart needs the program, arguments, "
+			    "--id and --dir given to ckpt start)",
+			    rundir);
 		else
 			ckpt_fail_errno("cannot open the run directory %s", rundir);
 		return report_error(EXIT_USAGE);
@@ -139,14 +143,16 @@ int restart_run(const struct run_opts *opts)
 	co.imagesfd = openat(co.dirfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct gens_scan scan = {0};
 	uint64_t latest = 0;
-	if (co.imagesfd >= 0 && (gens_scan(co.imagesfd, &scan) < 0 || gens_latest(co.imagesfd, &latest) < 0)) {
+	if (co.imagesfd >= 0 &&
+	    (gens_scan(co.imagesfd, &scan) < 0 || gens_latest(co.imagesfd, &latest) < 0)) {
 		ckpt_fail("cannot restart %s: %s", rundir, ckpt_error());
 		return report_error(1);
 	}
 	if (scan.ncomplete == 0) {
-		ckpt_fail("run directory %s has no complete checkpoint to restart from; to start again, "
-			  "remove it first: rm -r %s",
-			  rundir, rundir);
+		ckpt_fail(
+		    "run directory %s has no complete checkpoint to restart from; to start again, "
+		    "remove it first: rm -r %s",
+		    rundir, rundir);
 		return report_error(EXIT_USAGE);
 	}
 	/* Candidates, in the order they are tried: the one asked for; else
@@ -154,7 +160,7 @@ int restart_run(const struct run_opts *opts)
 	 * whole (manifest, every checksum, owner) before anything starts. */
 	uint64_t *cand = calloc(scan.ncomplete, sizeof(uint64_t));
 	uint64_t *damaged = calloc(scan.ncomplete, sizeof(uint64_t));
-	char (*why)[1400] = calloc(scan.ncomplete, sizeof(*why));
+	char(*why)[1400] = calloc(scan.ncomplete, sizeof(*why));
 	if (!cand || !damaged || !why) {
 		ckpt_fail("out of memory");
 		return report_error(1);
@@ -168,10 +174,11 @@ int restart_run(const struct run_opts *opts)
 			char have[256] = "";
 			size_t n = 0;
 			for (size_t i = 0; i < scan.ncomplete && n < sizeof(have) - 24; i++)
-				n += (size_t)snprintf(have + n, sizeof(have) - n, "%s%llu", i ? ", " : "",
+				n += (size_t)snprintf(have + n, sizeof(have) - n, "%s%llu",
+						      i ? ", " : "",
 						      (unsigned long long)scan.complete[i]);
-			ckpt_fail("run directory %s has no complete generation %llu (complete: %s)", rundir,
-				  (unsigned long long)o.generation, have);
+			ckpt_fail("run directory %s has no complete generation %llu (complete: %s)",
+				  rundir, (unsigned long long)o.generation, have);
 			return report_error(EXIT_USAGE);
 		}
 	} else {
@@ -184,22 +191,26 @@ int restart_run(const struct run_opts *opts)
 	uint64_t gen = 0;
 	struct gen_verdict v;
 	for (size_t i = 0; i < ncand && !gen; i++) {
-		if (gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) == 0 && v.root_pid >= 2) {
+		if (gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) == 0 &&
+		    v.root_pid >= 2) {
 			gen = cand[i];
 			break;
 		}
 		if (!v.damaged)
-			snprintf(v.first, sizeof(v.first), "%s records pid %d, which cannot be recreated",
-				 v.root_image, (int)v.root_pid);
+			snprintf(v.first, sizeof(v.first),
+				 "%s records pid %d, which cannot be recreated", v.root_image,
+				 (int)v.root_pid);
 		snprintf(why[ndamaged], sizeof(why[0]), "%s", v.first);
 		damaged[ndamaged++] = cand[i];
 	}
 	if (!gen) {
 		if (ndamaged == 1)
-			ckpt_fail("cannot restart %s: generation %llu is damaged: %s (details: ckpt verify %s)",
+			ckpt_fail("cannot restart %s: generation %llu is damaged: %s (details: "
+				  "ckpt verify %s)",
 				  rundir, (unsigned long long)damaged[0], why[0], rundir);
 		else
-			ckpt_fail("cannot restart %s: all %zu generations are damaged; the newest, %llu: %s "
+			ckpt_fail("cannot restart %s: all %zu generations are damaged; the newest, "
+				  "%llu: %s "
 				  "(details: ckpt verify %s)",
 				  rundir, ndamaged, (unsigned long long)damaged[0], why[0], rundir);
 		return report_error(EXIT_USAGE);
@@ -228,14 +239,16 @@ int restart_run(const struct run_opts *opts)
 	/* Checks passed: from here the run directory is ours to use. */
 	char token[64];
 	struct ckpt_log exec_log, coord_log;
-	if (rundir_lock_claim(lockfd, rundir) < 0 || rundir_read_token(co.dirfd, token, sizeof(token)) < 0 ||
+	if (rundir_lock_claim(lockfd, rundir) < 0 ||
+	    rundir_read_token(co.dirfd, token, sizeof(token)) < 0 ||
 	    open_logs(&co, &exec_log, &coord_log) < 0)
 		return report_error(1);
 	/* A damaged generation stays for inspection (nothing in the run
 	 * directory is removed on a guess); new generations are numbered
 	 * above it and it does not count towards --keep. */
 	for (size_t i = 0; i < ndamaged; i++) {
-		ckpt_log(&exec_log, "generation %llu is damaged, not using it: %s (details: ckpt verify %s)",
+		ckpt_log(&exec_log,
+			 "generation %llu is damaged, not using it: %s (details: ckpt verify %s)",
 			 (unsigned long long)damaged[i], why[i], rundir);
 		fprintf(stderr, "ckpt: generation %llu is damaged (%s); %s\n",
 			(unsigned long long)damaged[i], why[i],
@@ -246,7 +259,8 @@ int restart_run(const struct run_opts *opts)
 			 (unsigned long long)gen);
 	int partials = gens_remove_partials(co.imagesfd);
 	if (partials > 0)
-		ckpt_log(&exec_log, "removed %d unfinished checkpoint generation(s) left by a crash",
+		ckpt_log(&exec_log,
+			 "removed %d unfinished checkpoint generation(s) left by a crash",
 			 partials);
 	co.next_gen = scan.highest + 1;
 	gens_scan_free(&scan);
@@ -266,10 +280,11 @@ int restart_run(const struct run_opts *opts)
 	load_last(&co, gen);
 	char interval[64];
 	describe_interval(interval, sizeof(interval), co.interval_ms);
-	ckpt_log(&exec_log, "ckpt %s: restart from generation %llu (%s/%s, pid %d, verified) of %s; "
+	ckpt_log(&exec_log,
+		 "ckpt %s: restart from generation %llu (%s/%s, pid %d, verified) of %s; "
 		 "%s%s, keeping %d",
-		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid, co.command, interval,
-		 o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
+		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid, co.command,
+		 interval, o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
 	char *rargv[] = {restorer, image, NULL};
 	struct supervise_args sa = {
 	    .lockfd = lockfd,
@@ -282,8 +297,8 @@ int restart_run(const struct run_opts *opts)
 	};
 	int status = supervise(&sa);
 	if (status < 0) {
-		ckpt_log(&exec_log, "restart from generation %llu failed: %s", (unsigned long long)gen,
-			 ckpt_error());
+		ckpt_log(&exec_log, "restart from generation %llu failed: %s",
+			 (unsigned long long)gen, ckpt_error());
 		status = report_error(1);
 	}
 	close_logs(&co);

@@ -33,9 +33,10 @@ static int same_run(int dirfd, const struct run_opts *o, const char *rundir)
 	struct run_config cfg;
 	if (config_read(dirfd, &cfg) < 0) {
 		if (errno == ENOENT)
-			return ckpt_fail("%s exists and is not a ckpt run directory (no config); move it "
-					 "away or choose another --id or --dir",
-					 rundir);
+			return ckpt_fail(
+			    "%s exists and is not a ckpt run directory (no config); move it "
+			    "away or choose another --id or --dir",
+			    rundir);
 		return ckpt_fail("cannot use %s: %s", rundir, ckpt_error());
 	}
 	int same = cfg.ncmd == o->ncmd &&
@@ -44,8 +45,10 @@ static int same_run(int dirfd, const struct run_opts *o, const char *rundir)
 		same = strcmp(cfg.cmd[i], o->cmd[i]) == 0;
 	if (!same) {
 		char *theirs = shell_join(cfg.cmd, cfg.ncmd);
-		ckpt_fail("run directory %s belongs to another command line (%s%s%s); give this one an --id",
-			  rundir, cfg.id ? "--id " : "", cfg.id ? cfg.id : "", theirs ? theirs : "?");
+		ckpt_fail("run directory %s belongs to another command line (%s%s%s); give this "
+			  "one an --id",
+			  rundir, cfg.id ? "--id " : "", cfg.id ? cfg.id : "",
+			  theirs ? theirs : "?");
 		free(theirs);
 	}
 	config_free(&cfg);
@@ -62,8 +65,9 @@ int cmd_run(int argc, char **argv)
 		return 0;
 	}
 	if (o.ncmd == 0) {
-		ckpt_fail("missing program: ckpt run [options] [--] PROGRAM|script.py [ARGS...] (see "
-			  "ckpt run --help)");
+		ckpt_fail(
+		    "missing program: ckpt run [options] [--] PROGRAM|script.py [ARGS...] (see "
+		    "ckpt run --help)");
 		return report_error(EXIT_USAGE);
 	}
 	o.run = 1;
@@ -97,7 +101,8 @@ int cmd_run(int argc, char **argv)
 		const char *when = kv_get(&fin, "time");
 		int status = st ? atoi(st) : 0;
 		fprintf(stderr,
-			"ckpt: the program of %s finished already (exit status %d, %s); nothing to do (to "
+			"ckpt: the program of %s finished already (exit status %d, %s); nothing to "
+			"do (to "
 			"run it again, remove the run directory)\n",
 			rundir, status, when ? when : "?");
 		kv_free(&fin);

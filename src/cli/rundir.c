@@ -116,7 +116,8 @@ char *rundir_path(const char *dir, const char *name)
 	else if (dir[0] == '/')
 		n = asprintf(&r, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
 	else
-		n = asprintf(&r, "%s/%s%s%s", cwd, dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+		n = asprintf(&r, "%s/%s%s%s", cwd, dir, dir[strlen(dir) - 1] == '/' ? "" : "/",
+			     name);
 	if (n < 0) {
 		ckpt_fail("out of memory");
 		return NULL;
@@ -169,13 +170,16 @@ int rundir_lock(int dirfd, const char *rundir)
 		/* The namespace's init keeps the lock too, so a program whose
 		 * supervisor died still guards its directory. */
 		if (e == EWOULDBLOCK && pid[0] && kill(atoi(pid), 0) < 0 && errno == ESRCH)
-			return ckpt_fail("run directory %s is locked: its supervisor (pid %s) has exited "
-					 "but its program is still running; stop that program (for instance "
-					 "with kill -9 -- -PGID of its process group) first",
-					 rundir, pid);
+			return ckpt_fail(
+			    "run directory %s is locked: its supervisor (pid %s) has exited "
+			    "but its program is still running; stop that program (for instance "
+			    "with kill -9 -- -PGID of its process group) first",
+			    rundir, pid);
 		if (e == EWOULDBLOCK)
-			return ckpt_fail("run directory %s is in use by another ckpt%s%s%s (see: ckpt status %s)",
-					 rundir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", rundir);
+			return ckpt_fail("run directory %s is in use by another ckpt%s%s%s (see: "
+					 "ckpt status %s)",
+					 rundir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "",
+					 rundir);
 		errno = e;
 		return ckpt_fail_errno("cannot lock %s/lock", rundir);
 	}

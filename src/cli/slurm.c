@@ -41,8 +41,8 @@ void slurm_describe(const struct slurm_job *j, char *buf, size_t len)
 	char array[96] = "";
 	if (j->array_job_id)
 		snprintf(array, sizeof(array), " (array %s_%s)", j->array_job_id, j->array_task_id);
-	snprintf(buf, len, "job %s%s, restart count %s, node %s", j->job_id ? j->job_id : "?", array,
-		 j->restart_count ? j->restart_count : "0", j->node ? j->node : "?");
+	snprintf(buf, len, "job %s%s, restart count %s, node %s", j->job_id ? j->job_id : "?",
+		 array, j->restart_count ? j->restart_count : "0", j->node ? j->node : "?");
 }
 
 int slurm_default_id(const struct slurm_job *j, char *buf, size_t len)
@@ -181,7 +181,8 @@ static int run_capture(char *const argv[], char *out, size_t cap)
 			return ckpt_fail_errno("waitpid %s", argv[0]);
 	}
 	if (timed_out)
-		return ckpt_fail("%s did not answer within %d s", argv[0], SLURM_CMD_TIMEOUT_MS / 1000);
+		return ckpt_fail("%s did not answer within %d s", argv[0],
+				 SLURM_CMD_TIMEOUT_MS / 1000);
 	return status;
 }
 
@@ -191,14 +192,17 @@ int slurm_time_left(const char *job_id, int64_t *secs)
 	char *argv[] = {"squeue", "-h", "-j", (char *)job_id, "-o", "%L", NULL};
 	int st = run_capture(argv, out, sizeof(out));
 	if (st < 0)
-		return ckpt_fail("cannot read job %s's time left with squeue: %s", job_id, ckpt_error());
+		return ckpt_fail("cannot read job %s's time left with squeue: %s", job_id,
+				 ckpt_error());
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return ckpt_fail("cannot read job %s's time left: `squeue -h -j %s -o %%L` failed: %s",
-				 job_id, job_id, out[0] ? out : "(no message)");
+		return ckpt_fail(
+		    "cannot read job %s's time left: `squeue -h -j %s -o %%L` failed: %s", job_id,
+		    job_id, out[0] ? out : "(no message)");
 	int r = slurm_parse_time_left(out, secs);
 	if (r < 0)
-		return ckpt_fail("cannot read job %s's time left: `squeue -h -j %s -o %%L` said '%s'",
-				 job_id, job_id, out);
+		return ckpt_fail(
+		    "cannot read job %s's time left: `squeue -h -j %s -o %%L` said '%s'", job_id,
+		    job_id, out);
 	return r;
 }
 
@@ -210,6 +214,7 @@ int slurm_requeue(const char *job_id)
 	if (st < 0)
 		return -1;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return ckpt_fail("`scontrol requeue %s` failed: %s", job_id, out[0] ? out : "(no message)");
+		return ckpt_fail("`scontrol requeue %s` failed: %s", job_id,
+				 out[0] ? out : "(no message)");
 	return 0;
 }

@@ -9,11 +9,11 @@
 #include <stdint.h>
 
 struct slurm_job {
-	const char *job_id;        /* SLURM_JOB_ID; NULL: not in a Slurm job */
+	const char *job_id;	   /* SLURM_JOB_ID; NULL: not in a Slurm job */
 	const char *array_job_id;  /* SLURM_ARRAY_JOB_ID; NULL: not an array task */
 	const char *array_task_id; /* SLURM_ARRAY_TASK_ID */
 	const char *restart_count; /* SLURM_RESTART_COUNT; NULL on the first run */
-	const char *node;          /* SLURMD_NODENAME */
+	const char *node;	   /* SLURMD_NODENAME */
 };
 
 /* Fills j from the environment; returns 1 inside a Slurm job, else 0. */

@@ -49,18 +49,20 @@ static int refuse_existing(int parentfd, const char *name, const char *rundir, c
 	if (dfd < 0 || config_read(dfd, &cfg) < 0) {
 		if (dfd >= 0)
 			close(dfd);
-		return ckpt_fail("%s exists and is not a ckpt run directory; move it away or choose "
-				 "another --id or --dir",
-				 rundir);
+		return ckpt_fail(
+		    "%s exists and is not a ckpt run directory; move it away or choose "
+		    "another --id or --dir",
+		    rundir);
 	}
 	int same = cfg.ncmd == ncmd;
 	for (int i = 1; same && i < ncmd; i++)
 		same = strcmp(cfg.cmd[i], cmd[i]) == 0;
 	if (!same) {
 		char *theirs = shell_join(cfg.cmd, cfg.ncmd);
-		ckpt_fail("run directory %s exists and belongs to another command line (%s); give this "
-			  "one an --id",
-			  rundir, theirs ? theirs : "?");
+		ckpt_fail(
+		    "run directory %s exists and belongs to another command line (%s); give this "
+		    "one an --id",
+		    rundir, theirs ? theirs : "?");
 		free(theirs);
 		config_free(&cfg);
 		close(dfd);
@@ -76,8 +78,8 @@ static int refuse_existing(int parentfd, const char *name, const char *rundir, c
 		close(imfd);
 	close(dfd);
 	if (held == 1)
-		return ckpt_fail("run directory %s exists and is running now (see: ckpt status %s)", rundir,
-				 rundir);
+		return ckpt_fail("run directory %s exists and is running now (see: ckpt status %s)",
+				 rundir, rundir);
 	if (have == 1)
 		return ckpt_fail("run directory %s exists; resume it with: %s", rundir, hint);
 	return ckpt_fail("run directory %s exists, with no complete checkpoint for ckpt restart to "
@@ -96,13 +98,15 @@ static int reuse_existing(int dirfd, const char *rundir, const struct run_opts *
 	if (config_read(dirfd, cfg) < 0)
 		return ckpt_fail("%s is not a usable ckpt run directory (%s); move it away", rundir,
 				 ckpt_error());
-	int same = cfg->ncmd == o->ncmd && ((!o->id && !cfg->id) || (o->id && cfg->id && !strcmp(o->id, cfg->id)));
+	int same = cfg->ncmd == o->ncmd &&
+		   ((!o->id && !cfg->id) || (o->id && cfg->id && !strcmp(o->id, cfg->id)));
 	for (int i = 1; same && i < o->ncmd; i++)
 		same = strcmp(cfg->cmd[i], o->cmd[i]) == 0;
 	if (!same) {
 		char *theirs = shell_join(cfg->cmd, cfg->ncmd);
-		ckpt_fail("run directory %s belongs to another command line (%s); give this one an --id",
-			  rundir, theirs ? theirs : "?");
+		ckpt_fail(
+		    "run directory %s belongs to another command line (%s); give this one an --id",
+		    rundir, theirs ? theirs : "?");
 		free(theirs);
 		return -1;
 	}
@@ -122,9 +126,10 @@ static int reuse_existing(int dirfd, const char *rundir, const struct run_opts *
 	if (have < 0)
 		return ckpt_fail("cannot use %s: %s", rundir, ckpt_error());
 	if (have > 0)
-		return ckpt_fail("run directory %s got a checkpoint meanwhile (another ckpt?); run the "
-				 "command again to resume it",
-				 rundir);
+		return ckpt_fail(
+		    "run directory %s got a checkpoint meanwhile (another ckpt?); run the "
+		    "command again to resume it",
+		    rundir);
 	if (rundir_read_token(dirfd, token, toklen) < 0) {
 		if (errno != ENOENT)
 			return -1;
@@ -152,8 +157,9 @@ int start_run(const struct run_opts *opts, int afresh)
 	if (batch_opts_check(&o) < 0)
 		return report_error(EXIT_USAGE);
 	if (o.ncmd == 0) {
-		ckpt_fail("missing program: ckpt start [options] [--] PROGRAM|script.py [ARGS...] (see "
-			  "ckpt start --help)");
+		ckpt_fail(
+		    "missing program: ckpt start [options] [--] PROGRAM|script.py [ARGS...] (see "
+		    "ckpt start --help)");
 		return report_error(EXIT_USAGE);
 	}
 	struct program prog;
@@ -168,7 +174,8 @@ int start_run(const struct run_opts *opts, int afresh)
 		absdir[strlen(absdir) - 1] = '\0'; /* no trailing slash in messages */
 	char *name = rundir_name(o.id, o.cmd, o.ncmd);
 	char *rundir = name ? rundir_path(o.dir, name) : NULL;
-	char *hint = rundir ? command_hint(o.run ? "run" : "restart", o.id, absdir, o.cmd, o.ncmd) : NULL;
+	char *hint =
+	    rundir ? command_hint(o.run ? "run" : "restart", o.id, absdir, o.cmd, o.ncmd) : NULL;
 	if ((o.dir && !absdir) || !rundir || !hint)
 		return report_error(1);
 	if (o.dir && make_parents(absdir) < 0)
@@ -217,7 +224,8 @@ int start_run(const struct run_opts *opts, int afresh)
 	lockfd = rundir_lock(co.dirfd, rundir);
 	struct run_config prev = {0};
 	/* An existing directory in use, or not this run's: a refusal. */
-	refused = !made && (lockfd < 0 || reuse_existing(co.dirfd, rundir, &o, token, sizeof(token), &prev) < 0);
+	refused = !made && (lockfd < 0 ||
+			    reuse_existing(co.dirfd, rundir, &o, token, sizeof(token), &prev) < 0);
 	if (refused || lockfd < 0 || rundir_lock_claim(lockfd, rundir) < 0 ||
 	    (made && rundir_make_token(co.dirfd, token, sizeof(token)) < 0))
 		goto fail;
@@ -255,7 +263,8 @@ int start_run(const struct run_opts *opts, int afresh)
 	}
 	/* The directory and its config must survive a crash as much as the
 	 * checkpoints written into it later. */
-	if (fsync_dir(co.dirfd, rundir) < 0 || fsync_dir(parentfd, "the run directory's parent") < 0)
+	if (fsync_dir(co.dirfd, rundir) < 0 ||
+	    fsync_dir(parentfd, "the run directory's parent") < 0)
 		goto fail;
 	if (open_logs(&co, &exec_log, &coord_log) < 0)
 		goto fail;
@@ -276,8 +285,10 @@ int start_run(const struct run_opts *opts, int afresh)
 	if (!made) {
 		struct stat st;
 		ckpt_log(&exec_log,
-			 "ckpt run: %s has no complete checkpoint (an earlier run ended before its first "
-			 "one): starting the program afresh; earlier logs are kept, application.log goes "
+			 "ckpt run: %s has no complete checkpoint (an earlier run ended before its "
+			 "first "
+			 "one): starting the program afresh; earlier logs are kept, "
+			 "application.log goes "
 			 "on at byte %lld",
 			 rundir, fstat(co.app_log_fd, &st) == 0 ? (long long)st.st_size : -1LL);
 		fprintf(stderr, "ckpt: %s has no complete checkpoint: starting afresh\n", rundir);

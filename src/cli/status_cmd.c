@@ -60,7 +60,8 @@ static char *find_rundir(void)
 	if (count == 0)
 		ckpt_fail("no run directory here; name one: ckpt status RUNDIR");
 	else
-		ckpt_fail("%d run directories here (%s); name one: ckpt status RUNDIR", count, list);
+		ckpt_fail("%d run directories here (%s); name one: ckpt status RUNDIR", count,
+			  list);
 	return NULL;
 }
 
@@ -128,8 +129,8 @@ static void print_live(const struct ckpt_msg *m)
 		ckpt_format_time(when, sizeof(when), due);
 		int64_t left = due - ckpt_now_ms();
 		printf("next checkpoint: %s (in %lld s; every %lld.%03lld s)\n", when,
-		       (long long)(left > 0 ? (left + 999) / 1000 : 0), (long long)(interval / 1000),
-		       (long long)(interval % 1000));
+		       (long long)(left > 0 ? (left + 999) / 1000 : 0),
+		       (long long)(interval / 1000), (long long)(interval % 1000));
 	} else if (interval == 0) {
 		printf("next checkpoint: on request only (ckpt checkpoint RUNDIR)\n");
 	} else {
@@ -162,9 +163,10 @@ static void print_offline(int dfd, const struct run_config *cfg)
 	pid_t holder;
 	int held = rundir_lock_held(dfd, &holder);
 	if (held == 1 && holder > 0 && kill(holder, 0) < 0 && errno == ESRCH)
-		printf("state:           orphaned: the supervisor (pid %d) has exited but the program "
-		       "still runs, unsupervised\n",
-		       (int)holder);
+		printf(
+		    "state:           orphaned: the supervisor (pid %d) has exited but the program "
+		    "still runs, unsupervised\n",
+		    (int)holder);
 	else if (held == 1)
 		printf("state:           running, but the supervisor (pid %d) does not answer\n",
 		       (int)holder);

@@ -107,23 +107,28 @@ static int slurm_setup(struct supervise_args *a)
 		return -1;
 	int64_t before = a->opts->before_limit_ms;
 	if (r == 0) {
-		ckpt_log(co->exec_log, "Slurm %s; the job has no time limit, so --before-limit does nothing",
+		ckpt_log(co->exec_log,
+			 "Slurm %s; the job has no time limit, so --before-limit does nothing",
 			 what);
 	} else if (left * 1000 <= before) {
 		/* Stopping at once would requeue the job forever without
 		 * progress: let it run, and say what to change. */
-		ckpt_log(co->exec_log,
-			 "Slurm %s; only %lld s are left before the job's time limit, not more than "
-			 "--before-limit %lld s: no stop before the limit; give the job a longer time limit "
-			 "or a smaller --before-limit",
-			 what, (long long)left, (long long)(before / 1000));
+		ckpt_log(
+		    co->exec_log,
+		    "Slurm %s; only %lld s are left before the job's time limit, not more than "
+		    "--before-limit %lld s: no stop before the limit; give the job a longer time "
+		    "limit "
+		    "or a smaller --before-limit",
+		    what, (long long)left, (long long)(before / 1000));
 	} else {
 		co->stop_at_mono = ckpt_mono_ms() + left * 1000 - before;
 		ckpt_log(co->exec_log,
-			 "Slurm %s; %lld s left before the job's time limit: checkpoint and stop in %lld s "
+			 "Slurm %s; %lld s left before the job's time limit: checkpoint and stop "
+			 "in %lld s "
 			 "(--before-limit %lld s)%s",
 			 what, (long long)left, (long long)((left * 1000 - before) / 1000),
-			 (long long)(before / 1000), a->opts->requeue ? ", then requeue the job" : "");
+			 (long long)(before / 1000),
+			 a->opts->requeue ? ", then requeue the job" : "");
 	}
 	return 0;
 }
@@ -137,14 +142,16 @@ static void requeue_job(struct coord_opts *co)
 		return;
 	if (slurm_requeue(j.job_id) < 0) {
 		ckpt_log(co->exec_log,
-			 "cannot requeue Slurm job %s: %s; the checkpoint is good: submit the job script "
+			 "cannot requeue Slurm job %s: %s; the checkpoint is good: submit the job "
+			 "script "
 			 "again, or run: scontrol requeue %s",
 			 j.job_id, ckpt_error(), j.job_id);
 		fprintf(stderr, "ckpt: cannot requeue Slurm job %s: %s\n", j.job_id, ckpt_error());
 		return;
 	}
-	ckpt_log(co->exec_log, "requeued Slurm job %s (scontrol requeue): it runs again and resumes "
-			       "from this checkpoint",
+	ckpt_log(co->exec_log,
+		 "requeued Slurm job %s (scontrol requeue): it runs again and resumes "
+		 "from this checkpoint",
 		 j.job_id);
 }
 
@@ -156,8 +163,8 @@ int supervise(struct supervise_args *a)
 	char *ctl = NULL;
 	int rc = -1;
 	co->listen_fd = -1;
-	co->checkpoint_signal = a->opts && a->opts->checkpoint_signal ? a->opts->checkpoint_signal
-									  : SIGUSR1;
+	co->checkpoint_signal =
+	    a->opts && a->opts->checkpoint_signal ? a->opts->checkpoint_signal : SIGUSR1;
 	co->sig_fd = setup_signals(co->checkpoint_signal);
 	if (co->sig_fd < 0)
 		return -1;
@@ -194,7 +201,8 @@ int supervise(struct supervise_args *a)
 	 * tell the runs apart. */
 	struct stat st;
 	if (fstat(co->app_log_fd, &st) == 0)
-		ckpt_log(co->exec_log, "the program's output goes on at byte %lld of application.log",
+		ckpt_log(co->exec_log,
+			 "the program's output goes on at byte %lld of application.log",
 			 (long long)st.st_size);
 	/* The program runs again: whatever finished recorded is over. */
 	if (unlinkat(co->dirfd, "finished", 0) < 0 && errno != ENOENT) {

@@ -10,11 +10,11 @@
 #include "coord/coord.h"
 
 struct supervise_args {
-	int lockfd;            /* kept open by the namespace's init too */
+	int lockfd;	       /* kept open by the namespace's init too */
 	const char *exec_path; /* the program, or the restorer */
 	char *const *argv;
-	pid_t pid;           /* 0, or the exact pid at restart */
-	const char *preload; /* the agent (start), NULL (restart) */
+	pid_t pid;		     /* 0, or the exact pid at restart */
+	const char *preload;	     /* the agent (start), NULL (restart) */
 	const struct run_opts *opts; /* checkpoint signal, Slurm options */
 	/* Filled by the caller except listen_fd, sig_fd, out_fd, err_fd and
 	 * launch, which supervise sets up. */

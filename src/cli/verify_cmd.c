@@ -41,9 +41,10 @@ int parse_generation_opt(int argc, char **argv, int *i, uint64_t *gen)
 		return 0;
 	}
 	if (parse_gen(value, gen) < 0)
-		return ckpt_fail("bad generation '%s' for --generation: give a number >= 1 (see ckpt "
-				 "status or ckpt verify)",
-				 value);
+		return ckpt_fail(
+		    "bad generation '%s' for --generation: give a number >= 1 (see ckpt "
+		    "status or ckpt verify)",
+		    value);
 	return 1;
 }
 
@@ -125,8 +126,9 @@ int cmd_verify(int argc, char **argv)
 		gens_name(gname, sizeof(gname), gen, 0);
 		struct stat st;
 		if (fstatat(imagesfd, gname, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-			printf("generation %llu: removed meanwhile (a newer checkpoint completed)\n",
-			       (unsigned long long)gen);
+			printf(
+			    "generation %llu: removed meanwhile (a newer checkpoint completed)\n",
+			    (unsigned long long)gen);
 			continue;
 		}
 		/* Collect the details first, so the generation's verdict line
@@ -139,24 +141,28 @@ int cmd_verify(int argc, char **argv)
 		if (mem)
 			fclose(mem);
 		/* A supervisor pruning it while we read is not damage. */
-		if (v.damaged && fstatat(imagesfd, gname, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-			printf("generation %llu: removed meanwhile (a newer checkpoint completed)\n",
-			       (unsigned long long)gen);
+		if (v.damaged && fstatat(imagesfd, gname, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno == ENOENT) {
+			printf(
+			    "generation %llu: removed meanwhile (a newer checkpoint completed)\n",
+			    (unsigned long long)gen);
 			free(details);
 			continue;
 		}
 		checked++;
 		const char *tag = gen == latest ? " (latest)" : "";
 		if (v.damaged) {
-			printf("generation %llu%s: DAMAGED, %d problem%s\n%s", (unsigned long long)gen, tag,
-			       v.damaged, v.damaged == 1 ? "" : "s", details ? details : "");
+			printf("generation %llu%s: DAMAGED, %d problem%s\n%s",
+			       (unsigned long long)gen, tag, v.damaged, v.damaged == 1 ? "" : "s",
+			       details ? details : "");
 			if (!damaged++) {
 				first_bad = gen;
 				snprintf(first_msg, sizeof(first_msg), "%s", v.first);
 			}
 		} else {
-			printf("generation %llu%s: OK, %u image%s, %llu bytes\n", (unsigned long long)gen, tag,
-			       v.nimages, v.nimages == 1 ? "" : "s", (unsigned long long)v.bytes);
+			printf("generation %llu%s: OK, %u image%s, %llu bytes\n",
+			       (unsigned long long)gen, tag, v.nimages, v.nimages == 1 ? "" : "s",
+			       (unsigned long long)v.bytes);
 			/* restart tries latest first, then older ones */
 			if (!newest_good && (!latest || gen <= latest))
 				newest_good = gen;
@@ -164,9 +170,11 @@ int cmd_verify(int argc, char **argv)
 		free(details);
 	}
 	if (scan.npartial && !only)
-		printf("%zu unfinished generation%s (*.partial): never used by a restart; the next start "
+		printf("%zu unfinished generation%s (*.partial): never used by a restart; the next "
+		       "start "
 		       "or restart removes %s\n",
-		       scan.npartial, scan.npartial == 1 ? "" : "s", scan.npartial == 1 ? "it" : "them");
+		       scan.npartial, scan.npartial == 1 ? "" : "s",
+		       scan.npartial == 1 ? "it" : "them");
 	gens_scan_free(&scan);
 	close(imagesfd);
 	if (fflush(stdout) != 0)
@@ -174,12 +182,14 @@ int cmd_verify(int argc, char **argv)
 	if (!damaged)
 		return 0;
 	if (only || !newest_good)
-		ckpt_fail("generation %llu of %s is damaged: %s%s", (unsigned long long)first_bad, rundir,
-			  first_msg, only ? "" : "; no generation is intact, restart would refuse");
+		ckpt_fail("generation %llu of %s is damaged: %s%s", (unsigned long long)first_bad,
+			  rundir, first_msg,
+			  only ? "" : "; no generation is intact, restart would refuse");
 	else
-		ckpt_fail("%u of %u generations of %s damaged (first: generation %llu: %s); restart "
-			  "would use generation %llu",
-			  damaged, checked, rundir, (unsigned long long)first_bad, first_msg,
-			  (unsigned long long)newest_good);
+		ckpt_fail(
+		    "%u of %u generations of %s damaged (first: generation %llu: %s); restart "
+		    "would use generation %llu",
+		    damaged, checked, rundir, (unsigned long long)first_bad, first_msg,
+		    (unsigned long long)newest_good);
 	return report_error(1);
 }

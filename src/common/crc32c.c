@@ -18,7 +18,7 @@ static void crc32c_init(void)
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
-							   size_t len)
+							 size_t len)
 {
 	uint64_t c = crc;
 	while (len && ((uintptr_t)p & 7)) {

@@ -26,8 +26,8 @@ static int program_alive(struct coord *c)
 
 static void schedule_next(struct coord *c)
 {
-	c->next_due = program_alive(c) && c->o->interval_ms > 0 ? ckpt_mono_ms() + c->o->interval_ms
-								 : -1;
+	c->next_due =
+	    program_alive(c) && c->o->interval_ms > 0 ? ckpt_mono_ms() + c->o->interval_ms : -1;
 }
 
 /* Answer the clients waiting for generation gen (0: those not yet given
@@ -119,8 +119,8 @@ static void resume_stopped(struct coord *c)
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
 		if (k->fd >= 0 && k->in_ckpt && !k->pending) {
-			ckpt_log(c->o->coord_log, "RESUME gen=%llu -> pid %lld", (unsigned long long)c->ck.gen,
-				 (long long)k->pid);
+			ckpt_log(c->o->coord_log, "RESUME gen=%llu -> pid %lld",
+				 (unsigned long long)c->ck.gen, (long long)k->pid);
 			conn_send(c, k, &l);
 		}
 	}
@@ -136,8 +136,8 @@ static void explain_errno(const char *reason, char *out, size_t cap)
 	if (e <= 0 || !close)
 		snprintf(out, cap, "%s", reason);
 	else
-		snprintf(out, cap, "%.*s(errno %d, %s)%s", (int)(p - reason), reason, e, strerror(e),
-			 close + 1);
+		snprintf(out, cap, "%.*s(errno %d, %s)%s", (int)(p - reason), reason, e,
+			 strerror(e), close + 1);
 }
 
 /* What a failed checkpoint leaves to go on: how much of the generation
@@ -156,7 +156,8 @@ static void storage_note(struct coord *c, char *out, size_t cap)
 		struct dirent *e;
 		struct stat st;
 		while ((e = readdir(d)))
-			if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+			if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode))
 				written += (uint64_t)st.st_size;
 		closedir(d);
 	} else if (dfd >= 0) {
@@ -179,7 +180,8 @@ static void storage_note(struct coord *c, char *out, size_t cap)
 	uint64_t need = c->last_bytes ? c->last_bytes : written;
 	snprintf(out, cap, "%s; %llu bytes are free on the file system of %s/%s%s", done,
 		 (unsigned long long)avail, c->o->rundir, GENS_DIR,
-		 avail < need + need / 4 ? " (too little: free space or raise the quota there)" : "");
+		 avail < need + need / 4 ? " (too little: free space or raise the quota there)"
+					 : "");
 }
 
 static void abandon(struct coord *c, const char *reason)
@@ -191,9 +193,10 @@ static void abandon(struct coord *c, const char *reason)
 		/* The program is gone already: say so, and fail the exit. */
 		c->stopping = 1;
 		c->stop_failed = 1;
-		ckpt_log(c->o->exec_log, "the program was stopped for --stop-after-checkpoint but "
-					 "generation %llu could not be completed; resume from the previous "
-					 "generation, if any, with: %s",
+		ckpt_log(c->o->exec_log,
+			 "the program was stopped for --stop-after-checkpoint but "
+			 "generation %llu could not be completed; resume from the previous "
+			 "generation, if any, with: %s",
 			 (unsigned long long)gen, c->o->restart_hint);
 	}
 	char why[1100], storage[400];
@@ -207,9 +210,10 @@ static void abandon(struct coord *c, const char *reason)
 			 (unsigned long long)gen, ckpt_error());
 	ckpt_log(c->o->exec_log, "%s%s%s%s", msg, storage,
 		 removed ? "; the partial generation was removed" : "",
-		 program_alive(c) ? "; the program continues, the previous checkpoint stays in use and "
-				    "the next checkpoint tries again"
-				  : "");
+		 program_alive(c)
+		     ? "; the program continues, the previous checkpoint stays in use and "
+		       "the next checkpoint tries again"
+		     : "");
 	if (c->ck.stop && c->stop_req == 1) {
 		if (program_alive(c))
 			stop_without_checkpoint(c, reason);
@@ -234,21 +238,23 @@ void ckpt_start(struct coord *c, const char *why)
 		if (!c->main_pid)
 			snprintf(msg, sizeof(msg), "the program has not started yet");
 		else
-			snprintf(msg, sizeof(msg),
-				 "the program (pid %lld) has not connected to the coordinator yet (it "
-				 "is starting, or the checkpoint agent did not load into it)",
-				 (long long)c->main_pid);
+			snprintf(
+			    msg, sizeof(msg),
+			    "the program (pid %lld) has not connected to the coordinator yet (it "
+			    "is starting, or the checkpoint agent did not load into it)",
+			    (long long)c->main_pid);
 		not_started(c, why, msg);
 		return;
 	}
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
 		if (k->fd >= 0 && k->role == ROLE_AGENT && k != root) {
-			snprintf(msg, sizeof(msg),
-				 "process %lld (%s, child of %lld) is running besides the main process "
-				 "%lld; checkpointing several processes is not supported yet, try again "
-				 "when it has ended",
-				 (long long)k->pid, k->cmd, (long long)k->ppid, (long long)root->pid);
+			snprintf(
+			    msg, sizeof(msg),
+			    "process %lld (%s, child of %lld) is running besides the main process "
+			    "%lld; checkpointing several processes is not supported yet, try again "
+			    "when it has ended",
+			    (long long)k->pid, k->cmd, (long long)k->ppid, (long long)root->pid);
 			not_started(c, why, msg);
 			return;
 		}
@@ -296,8 +302,8 @@ void ckpt_start(struct coord *c, const char *why)
 	root->in_ckpt = root->pending = 1;
 	root->done_file[0] = '\0';
 	c->ck.npending = 1;
-	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s%s) -> pid %lld", (unsigned long long)gen, why,
-		 c->ck.stop ? ", stop=1" : "", (long long)root->pid);
+	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s%s) -> pid %lld", (unsigned long long)gen,
+		 why, c->ck.stop ? ", stop=1" : "", (long long)root->pid);
 	conn_send(c, root, &l);
 }
 
@@ -357,16 +363,17 @@ static void commit(struct coord *c)
 		return;
 	}
 	kv_free(&kv);
-	ckpt_log(c->o->exec_log, "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total",
-		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, (long long)c->ck.pause_ms,
-		 (long long)total);
-	int pruned = gens_prune(c->o->imagesfd, c->o->keep > 0 ? c->o->keep : GENS_KEEP, c->o->damaged,
-				c->o->ndamaged);
+	ckpt_log(c->o->exec_log,
+		 "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total",
+		 (unsigned long long)gen, (unsigned long long)c->ck.bytes,
+		 (long long)c->ck.pause_ms, (long long)total);
+	int pruned = gens_prune(c->o->imagesfd, c->o->keep > 0 ? c->o->keep : GENS_KEEP,
+				c->o->damaged, c->o->ndamaged);
 	if (pruned < 0)
 		ckpt_log(c->o->exec_log, "cannot remove old generations: %s", ckpt_error());
 	else if (pruned > 0)
-		ckpt_log(c->o->coord_log, "removed %d old generation(s), keeping the %d newest", pruned,
-			 c->o->keep > 0 ? c->o->keep : GENS_KEEP);
+		ckpt_log(c->o->coord_log, "removed %d old generation(s), keeping the %d newest",
+			 pruned, c->o->keep > 0 ? c->o->keep : GENS_KEEP);
 	c->last_gen = gen;
 	c->last_time_ms = now;
 	c->last_bytes = c->ck.bytes;
@@ -386,7 +393,8 @@ static void commit(struct coord *c)
 		}
 	}
 	if (c->ck.stop && !c->stopping) {
-		ckpt_log(c->o->exec_log, "stopped after checkpoint generation %llu; resume with: %s",
+		ckpt_log(c->o->exec_log,
+			 "stopped after checkpoint generation %llu; resume with: %s",
 			 (unsigned long long)gen, c->o->restart_hint);
 		fprintf(stderr, "ckpt: stopped after checkpoint generation %llu; resume with: %s\n",
 			(unsigned long long)gen, c->o->restart_hint);
@@ -394,7 +402,8 @@ static void commit(struct coord *c)
 		c->stopped_gen = gen;
 		/* Killing the namespace's init kills every process in it. */
 		if (kill(c->o->launch.init_pid, SIGKILL) < 0)
-			ckpt_log(c->o->exec_log, "cannot kill the namespace's init (host pid %d): %s",
+			ckpt_log(c->o->exec_log,
+				 "cannot kill the namespace's init (host pid %d): %s",
 				 (int)c->o->launch.init_pid, strerror(errno));
 	}
 	ended(c);
@@ -414,9 +423,11 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 	uint64_t gen;
 	if (ckpt_msg_get_u64(m, "gen", &gen) < 0 || !c->ck.active || gen != c->ck.gen ||
 	    !agent->pending) {
-		ckpt_log(c->o->coord_log, "pid %lld: ignoring DONE for a checkpoint that is not running "
-					  "(gen=%s)",
-			 (long long)agent->pid, ckpt_msg_get(m, "gen") ? ckpt_msg_get(m, "gen") : "?");
+		ckpt_log(c->o->coord_log,
+			 "pid %lld: ignoring DONE for a checkpoint that is not running "
+			 "(gen=%s)",
+			 (long long)agent->pid,
+			 ckpt_msg_get(m, "gen") ? ckpt_msg_get(m, "gen") : "?");
 		return;
 	}
 	int64_t pause = get_ms(m, "pause_ms");
@@ -432,7 +443,8 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 	char partial[64];
 	gens_name(partial, sizeof(partial), c->ck.gen, 1);
 	int dfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int ok = dfd >= 0 && fstatat(dfd, want, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	int ok =
+	    dfd >= 0 && fstatat(dfd, want, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 	if (dfd >= 0)
 		close(dfd);
 	if ((base && strcmp(base, want) != 0) || !ok) {
@@ -454,8 +466,9 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 		/* This agent resumed the program despite stop=1: every moment
 		 * it runs now may print what the restart prints again. Its
 		 * image is durable already, so stop it first, then commit. */
-		ckpt_log(c->o->coord_log, "pid %lld did not keep the program stopped (no stopped=1): "
-					  "killing the namespace before completing generation %llu",
+		ckpt_log(c->o->coord_log,
+			 "pid %lld did not keep the program stopped (no stopped=1): "
+			 "killing the namespace before completing generation %llu",
 			 (long long)agent->pid, (unsigned long long)gen);
 		if (kill(c->o->launch.init_pid, SIGKILL) == 0)
 			c->killed_early = 1;
@@ -472,7 +485,8 @@ void ckpt_on_fail(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 	uint64_t gen;
 	if (ckpt_msg_get_u64(m, "gen", &gen) < 0 || !c->ck.active || gen != c->ck.gen ||
 	    !agent->in_ckpt) {
-		ckpt_log(c->o->coord_log, "pid %lld: ignoring FAIL for a checkpoint that is not running",
+		ckpt_log(c->o->coord_log,
+			 "pid %lld: ignoring FAIL for a checkpoint that is not running",
 			 (long long)agent->pid);
 		return;
 	}
@@ -489,8 +503,9 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 		return;
 	char reason[1024];
 	snprintf(reason, sizeof(reason), "pid %lld (%s) %s", (long long)agent->pid, agent->cmd,
-		 agent->why_closed[0] ? agent->why_closed
-				      : "closed its connection during the checkpoint (it exited or crashed)");
+		 agent->why_closed[0]
+		     ? agent->why_closed
+		     : "closed its connection during the checkpoint (it exited or crashed)");
 	abandon(c, reason);
 }
 
@@ -512,10 +527,11 @@ static int stopped_agent(struct coord *c, char *reason, size_t cap)
 		buf[n] = '\0';
 		char *paren = strrchr(buf, ')');
 		if (paren && (paren[2] == 'T' || paren[2] == 't')) {
-			snprintf(reason, cap,
-				 "pid %lld (%s) is stopped (SIGSTOP or a debugger) and cannot reach its "
-				 "safe point; continue it (kill -CONT) and checkpoint again",
-				 (long long)k->pid, k->cmd);
+			snprintf(
+			    reason, cap,
+			    "pid %lld (%s) is stopped (SIGSTOP or a debugger) and cannot reach its "
+			    "safe point; continue it (kill -CONT) and checkpoint again",
+			    (long long)k->pid, k->cmd);
 			return 1;
 		}
 	}
@@ -561,8 +577,8 @@ void ckpt_request_stop(struct coord *c, const char *why)
 		return;
 	}
 	if (c->stop_req == 2) {
-		ckpt_log(c->o->exec_log, "%s: passing SIGTERM on to the program again (pid %lld)", why,
-			 (long long)c->main_pid);
+		ckpt_log(c->o->exec_log, "%s: passing SIGTERM on to the program again (pid %lld)",
+			 why, (long long)c->main_pid);
 		if (c->cmd_fd >= 0)
 			write_all(c->cmd_fd, "kill 15\n", 8);
 		return;

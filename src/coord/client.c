@@ -58,7 +58,8 @@ int client_request(int fd, const char *verb, struct ckpt_msg *reply, int timeout
 		size_t len;
 		int r = ckpt_linebuf_next(&lb, &line, &len);
 		if (r < 0)
-			return ckpt_fail("the supervisor sent a line longer than %d bytes", CKPT_LINE_MAX);
+			return ckpt_fail("the supervisor sent a line longer than %d bytes",
+					 CKPT_LINE_MAX);
 		if (r == 1) {
 			char err[160];
 			if (ckpt_msg_parse(reply, line, len, err, sizeof(err)) < 0)
@@ -69,7 +70,8 @@ int client_request(int fd, const char *verb, struct ckpt_msg *reply, int timeout
 		if (deadline >= 0) {
 			int64_t left = deadline - ckpt_mono_ms();
 			if (left <= 0)
-				return ckpt_fail("the supervisor did not answer within %d ms", timeout_ms);
+				return ckpt_fail("the supervisor did not answer within %d ms",
+						 timeout_ms);
 			wait = (int)left;
 		}
 		struct pollfd p = {.fd = fd, .events = POLLIN};

@@ -24,8 +24,8 @@ static void conn_close(struct coord *c, struct conn *k)
 	if (k->fd < 0)
 		return;
 	if (k->role == ROLE_AGENT) {
-		ckpt_log(c->o->coord_log, "agent pid %lld (host pid %d) disconnected", (long long)k->pid,
-			 (int)k->peer_pid);
+		ckpt_log(c->o->coord_log, "agent pid %lld (host pid %d) disconnected",
+			 (long long)k->pid, (int)k->peer_pid);
 		if (k->in_ckpt)
 			ckpt_on_agent_gone(c, k);
 	} else {
@@ -127,7 +127,8 @@ static void accept_conns(struct coord *c)
 		}
 		if (uid != geteuid()) {
 			ckpt_log(c->o->coord_log,
-				 "refused a connection from uid %u (host pid %d): only the owner may connect",
+				 "refused a connection from uid %u (host pid %d): only the owner "
+				 "may connect",
 				 (unsigned)uid, (int)pid);
 			close(fd);
 			continue;
@@ -170,16 +171,19 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	const char *token = ckpt_msg_get(m, "token");
 	if (ckpt_msg_get_u64(m, "proto", &proto) < 0 || proto != CKPT_PROTO_VERSION) {
 		ckpt_log(c->o->coord_log, "host pid %d speaks protocol %s, not %d: closing",
-			 (int)k->peer_pid, ckpt_msg_get(m, "proto") ? ckpt_msg_get(m, "proto") : "?",
+			 (int)k->peer_pid,
+			 ckpt_msg_get(m, "proto") ? ckpt_msg_get(m, "proto") : "?",
 			 CKPT_PROTO_VERSION);
-		conn_reply_err(c, k, "protocol version %s is not supported (this coordinator speaks %d)",
+		conn_reply_err(c, k,
+			       "protocol version %s is not supported (this coordinator speaks %d)",
 			       ckpt_msg_get(m, "proto") ? ckpt_msg_get(m, "proto") : "(none)",
 			       CKPT_PROTO_VERSION);
 		k->closing = 1;
 		return;
 	}
 	if (!token || !token_ok(token, c->o->token)) {
-		ckpt_log(c->o->coord_log, "host pid %d gave a wrong token: closing", (int)k->peer_pid);
+		ckpt_log(c->o->coord_log, "host pid %d gave a wrong token: closing",
+			 (int)k->peer_pid);
 		conn_reply_err(c, k, "wrong token");
 		k->closing = 1;
 		return;
@@ -191,9 +195,11 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	}
 	int64_t pid = 0, ppid = 0;
 	uint64_t restored = 0;
-	if (!role || strcmp(role, "agent") != 0 || ckpt_msg_get_i64(m, "pid", &pid) < 0 || pid <= 0) {
-		ckpt_log(c->o->coord_log, "host pid %d: bad HELLO (role must be agent or client; an agent "
-					  "must give pid=): closing",
+	if (!role || strcmp(role, "agent") != 0 || ckpt_msg_get_i64(m, "pid", &pid) < 0 ||
+	    pid <= 0) {
+		ckpt_log(c->o->coord_log,
+			 "host pid %d: bad HELLO (role must be agent or client; an agent "
+			 "must give pid=): closing",
 			 (int)k->peer_pid);
 		conn_reply_err(c, k, "bad HELLO: role=agent needs pid=, or use role=client");
 		k->closing = 1;
@@ -206,7 +212,8 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *o = c->conns[i];
 		if (o != k && o->fd >= 0 && o->role == ROLE_AGENT && o->pid == pid) {
-			ckpt_log(c->o->coord_log, "pid %lld connected again: dropping its old connection",
+			ckpt_log(c->o->coord_log,
+				 "pid %lld connected again: dropping its old connection",
 				 (long long)pid);
 			conn_close(c, o);
 		}
@@ -218,13 +225,16 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	const char *cmd = ckpt_msg_get(m, "cmd");
 	snprintf(k->cmd, sizeof(k->cmd), "%s", cmd ? cmd : "?");
 	c->agent_warned = 0;
-	ckpt_log(c->o->coord_log, "host pid %d: HELLO role=agent pid=%lld ppid=%lld restored=%llu cmd=%s",
-		 (int)k->peer_pid, (long long)pid, (long long)ppid, (unsigned long long)restored, k->cmd);
+	ckpt_log(c->o->coord_log,
+		 "host pid %d: HELLO role=agent pid=%lld ppid=%lld restored=%llu cmd=%s",
+		 (int)k->peer_pid, (long long)pid, (long long)ppid, (unsigned long long)restored,
+		 k->cmd);
 	/* Compared with main_pid at the end: this HELLO may be read before
 	 * init's report of the pid. */
 	if (restored) {
 		c->restored_pid = pid;
-		ckpt_log(c->o->exec_log, "restored from generation %llu: pid %lld (%s) is running again",
+		ckpt_log(c->o->exec_log,
+			 "restored from generation %llu: pid %lld (%s) is running again",
 			 (unsigned long long)restored, (long long)pid, k->cmd);
 	}
 	ckpt_on_agent_ready(c);
@@ -322,16 +332,21 @@ static void read_conn(struct coord *c, struct conn *k)
 		char *line;
 		size_t len;
 		int r;
-		while (k->fd >= 0 && !k->closing && (r = ckpt_linebuf_next(&k->in, &line, &len)) != 0) {
+		while (k->fd >= 0 && !k->closing &&
+		       (r = ckpt_linebuf_next(&k->in, &line, &len)) != 0) {
 			struct ckpt_msg m;
 			char err[200];
 			if (r < 0 || ckpt_msg_parse(&m, line, len, err, sizeof(err)) < 0) {
 				if (r < 0)
-					snprintf(err, sizeof(err), "line longer than %d bytes", CKPT_LINE_MAX);
-				ckpt_log(c->o->coord_log, "host pid %d sent a malformed line (%s): closing",
+					snprintf(err, sizeof(err), "line longer than %d bytes",
+						 CKPT_LINE_MAX);
+				ckpt_log(c->o->coord_log,
+					 "host pid %d sent a malformed line (%s): closing",
 					 (int)k->peer_pid, err);
-				snprintf(k->why_closed, sizeof(k->why_closed),
-					 "sent a malformed line (%s), so the coordinator dropped it", err);
+				snprintf(
+				    k->why_closed, sizeof(k->why_closed),
+				    "sent a malformed line (%s), so the coordinator dropped it",
+				    err);
 				conn_reply_err(c, k, "malformed line: %s", err);
 				k->closing = 1;
 				conn_flush(c, k);
@@ -393,19 +408,23 @@ static void read_report(struct coord *c)
 			if (c->o->launch.no_namespaces)
 				ckpt_log(c->o->exec_log,
 					 "%s%s running as pid %d WITHOUT its own namespaces (user "
-					 "namespaces are disabled here, or CKPT_NO_NAMESPACES=1): after a "
+					 "namespaces are disabled here, or CKPT_NO_NAMESPACES=1): "
+					 "after a "
 					 "restart its pid and thread ids change",
 					 c->o->restored_gen ? "restorer" : "start: ",
 					 c->o->restored_gen ? "" : c->o->command, v);
 			else if (c->o->restored_gen)
 				ckpt_log(c->o->exec_log,
-					 "restorer started as pid %d in a new pid namespace (init: host pid %d)",
+					 "restorer started as pid %d in a new pid namespace (init: "
+					 "host pid %d)",
 					 v, (int)c->o->launch.init_pid);
 			else
 				ckpt_log(c->o->exec_log,
-					 "start: %s running as pid %d in a new pid namespace (init: host pid %d, "
+					 "start: %s running as pid %d in a new pid namespace "
+					 "(init: host pid %d, "
 					 "supervisor: host pid %d)",
-					 c->o->command, v, (int)c->o->launch.init_pid, (int)getpid());
+					 c->o->command, v, (int)c->o->launch.init_pid,
+					 (int)getpid());
 			ckpt_on_agent_ready(c); /* its HELLO may have come first */
 		} else if (sscanf(line, "exit %d", &v) == 1) {
 			c->main_exited = 1;
@@ -452,8 +471,9 @@ static void on_signals(struct coord *c)
 		} else if (sig == c->o->checkpoint_signal) {
 			ckpt_on_signal(c, why);
 		} else {
-			ckpt_log(c->o->exec_log, "received SIG%s (from %s): the supervisor ignores it",
-				 signame(sig), si.ssi_code == SI_USER ? "a process" : "the terminal");
+			ckpt_log(
+			    c->o->exec_log, "received SIG%s (from %s): the supervisor ignores it",
+			    signame(sig), si.ssi_code == SI_USER ? "a process" : "the terminal");
 		}
 	}
 }
@@ -498,7 +518,8 @@ static void record_finished(struct coord *c, int code)
 	int rc = kv_addf(&kv, "status", "%d", code);
 	rc |= kv_add(&kv, "time", ts);
 	if (rc || kv_write(&kv, c->o->dirfd, "finished",
-			   "# the program exited by itself; ckpt run does not resume it again\n", 0600) < 0)
+			   "# the program exited by itself; ckpt run does not resume it again\n",
+			   0600) < 0)
 		ckpt_log(c->o->exec_log, "cannot record the end of the run in finished: %s",
 			 rc ? "out of memory" : ckpt_error());
 	kv_free(&kv);
@@ -510,51 +531,64 @@ static int exit_code(struct coord *c)
 	int asked = c->stop_req != 0; /* SIGTERM or --before-limit */
 	if (c->stop_failed) {
 		int code = asked ? CKPT_EXIT_STOP_FAILED : 1;
-		fprintf(stderr, "ckpt: the program was stopped but its checkpoint failed (see %s/execution.log)\n",
+		fprintf(stderr,
+			"ckpt: the program was stopped but its checkpoint failed (see "
+			"%s/execution.log)\n",
 			c->o->rundir);
-		ckpt_log(c->o->exec_log, "exit: stopped without a new checkpoint; ckpt exits with status %d",
-			 code);
+		ckpt_log(c->o->exec_log,
+			 "exit: stopped without a new checkpoint; ckpt exits with status %d", code);
 		return code;
 	}
 	if (c->stopping) {
 		int code = asked ? CKPT_EXIT_STOPPED : 0;
-		ckpt_log(c->o->exec_log, "exit: stopped after checkpoint generation %llu; ckpt exits with "
-					 "status %d%s",
+		ckpt_log(c->o->exec_log,
+			 "exit: stopped after checkpoint generation %llu; ckpt exits with "
+			 "status %d%s",
 			 (unsigned long long)c->stopped_gen, code,
 			 asked ? " (stopped after a checkpoint: resume me)" : "");
 		return code;
 	}
 	int status = c->main_exited ? c->main_status : c->init_status;
 	describe_status(what, sizeof(what), status);
-	int code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+	int code = WIFEXITED(status)	 ? WEXITSTATUS(status)
+		   : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+					 : 1;
 	if (asked && !(c->main_exited && WIFEXITED(status))) {
 		ckpt_log(c->o->exec_log,
-			 "exit: a stop was asked for (%s) but no checkpoint was completed; the program %s; "
-			 "ckpt exits with status %d (resume from the previous checkpoint, if any, with: %s)",
+			 "exit: a stop was asked for (%s) but no checkpoint was completed; the "
+			 "program %s; "
+			 "ckpt exits with status %d (resume from the previous checkpoint, if any, "
+			 "with: %s)",
 			 c->stop_why, what, CKPT_EXIT_STOP_FAILED, c->o->restart_hint);
-		fprintf(stderr, "ckpt: stopped without a new checkpoint (see %s/execution.log)\n", c->o->rundir);
+		fprintf(stderr, "ckpt: stopped without a new checkpoint (see %s/execution.log)\n",
+			c->o->rundir);
 		return CKPT_EXIT_STOP_FAILED;
 	}
-	if (c->main_exited && WIFEXITED(status) && !(c->o->restored_gen && c->restored_pid != c->main_pid))
+	if (c->main_exited && WIFEXITED(status) &&
+	    !(c->o->restored_gen && c->restored_pid != c->main_pid))
 		record_finished(c, code);
 	if (c->main_exited)
-		ckpt_log(c->o->exec_log, "exit: the program (pid %lld) %s; ckpt exits with status %d",
+		ckpt_log(c->o->exec_log,
+			 "exit: the program (pid %lld) %s; ckpt exits with status %d",
 			 (long long)c->main_pid, what, code);
 	else
-		ckpt_log(c->o->exec_log,
-			 "exit: the namespace's init (host pid %d) %s, taking the program with it; ckpt "
-			 "exits with status %d",
-			 (int)c->o->launch.init_pid, what, code);
+		ckpt_log(
+		    c->o->exec_log,
+		    "exit: the namespace's init (host pid %d) %s, taking the program with it; ckpt "
+		    "exits with status %d",
+		    (int)c->o->launch.init_pid, what, code);
 	if (c->o->restored_gen && c->restored_pid != c->main_pid) {
 		/* The restorer prints its own one-line reason and exits with 2;
 		 * say here what that means for the run. */
-		ckpt_log(c->o->exec_log,
-			 "restart from generation %llu failed: pid %lld %s before the restored program "
-			 "connected (the restorer's message, if any, is in application.log); the run "
-			 "directory is unchanged",
-			 (unsigned long long)c->o->restored_gen, (long long)c->main_pid, what);
+		ckpt_log(
+		    c->o->exec_log,
+		    "restart from generation %llu failed: pid %lld %s before the restored program "
+		    "connected (the restorer's message, if any, is in application.log); the run "
+		    "directory is unchanged",
+		    (unsigned long long)c->o->restored_gen, (long long)c->main_pid, what);
 		if (WIFSIGNALED(status))
-			fprintf(stderr, "ckpt: restart from generation %llu failed: the restorer %s\n",
+			fprintf(stderr,
+				"ckpt: restart from generation %llu failed: the restorer %s\n",
 				(unsigned long long)c->o->restored_gen, what);
 	}
 	return code;
@@ -603,8 +637,9 @@ int coord_run(const struct coord_opts *o)
 		pfd[np++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN};
 		pfd[np++] = (struct pollfd){.fd = o->listen_fd, .events = POLLIN};
 		for (size_t i = 0; i < c->nconns; i++)
-			pfd[np++] = (struct pollfd){.fd = c->conns[i]->fd,
-						    .events = (short)(POLLIN | (c->conns[i]->outlen ? POLLOUT : 0))};
+			pfd[np++] = (struct pollfd){
+			    .fd = c->conns[i]->fd,
+			    .events = (short)(POLLIN | (c->conns[i]->outlen ? POLLOUT : 0))};
 		int n = poll(pfd, (nfds_t)np, compute_timeout(c));
 		if (n < 0 && errno != EINTR) {
 			ckpt_log(o->exec_log, "poll failed in the supervisor: %s", strerror(errno));

@@ -30,25 +30,25 @@
 
 struct coord_opts {
 	const char *rundir; /* absolute path: messages, and CHECKPOINT dir= */
-	int dirfd;          /* the run directory */
-	int imagesfd;       /* RUNDIR/images */
+	int dirfd;	    /* the run directory */
+	int imagesfd;	    /* RUNDIR/images */
 	const char *token;
 	int64_t interval_ms; /* 0: checkpoints on request only */
 	int stop_after_checkpoint;
-	int no_cow;           /* write the image while the program is stopped */
-	const char *compress; /* none|fast|max */
+	int no_cow;	       /* write the image while the program is stopped */
+	const char *compress;  /* none|fast|max */
 	int checkpoint_signal; /* this signal to the supervisor: checkpoint now */
 	int64_t stop_at_mono;  /* --before-limit: checkpoint and stop at this
 				* CLOCK_MONOTONIC ms; 0: never */
-	int keep; /* complete, intact generations kept (--keep) */
+	int keep;	       /* complete, intact generations kept (--keep) */
 	/* Generations restart found damaged: they do not count towards keep
 	 * (docs/reliability.md). */
 	const uint64_t *damaged;
 	size_t ndamaged;
 	const char *restart_hint; /* "ckpt restart ..." for messages */
-	const char *command;      /* the command line, for messages */
-	uint64_t next_gen;        /* first generation number to use */
-	uint64_t restored_gen;    /* 0 at start; the generation restarted from */
+	const char *command;	  /* the command line, for messages */
+	uint64_t next_gen;	  /* first generation number to use */
+	uint64_t restored_gen;	  /* 0 at start; the generation restarted from */
 	/* What status shows before this run's first checkpoint (from the
 	 * manifest of restored_gen at restart). */
 	uint64_t last_gen;

@@ -17,14 +17,14 @@ struct conn {
 	int fd;
 	enum conn_role role;
 	pid_t peer_pid; /* SO_PEERCRED, in the supervisor's pid namespace */
-	int64_t pid;    /* agent: pid in the program's namespace */
+	int64_t pid;	/* agent: pid in the program's namespace */
 	int64_t ppid;
 	uint64_t restored;
 	char cmd[512];
 	struct ckpt_linebuf in;
 	char *out;
 	size_t outlen;
-	int closing; /* close once out is flushed */
+	int closing;	      /* close once out is flushed */
 	char why_closed[320]; /* set when the coordinator drops the peer */
 	/* client: waiting for a checkpoint; 0 until one is started for it */
 	int waiting;
@@ -43,7 +43,7 @@ struct ckpt_state {
 	int npending;
 	uint64_t bytes;
 	int64_t pause_ms; /* longest pause of any process */
-	int stop;         /* sent with stop=1: the program ends after it */
+	int stop;	  /* sent with stop=1: the program ends after it */
 	char dir[PATH_MAX];
 };
 
@@ -60,21 +60,21 @@ struct coord {
 	int64_t last_time_ms, last_total_ms;
 	uint64_t last_bytes;
 	/* the program */
-	int64_t main_pid;     /* in its namespace; 0 until init reports it */
-	int main_status;      /* wait status from init; valid when main_exited */
+	int64_t main_pid; /* in its namespace; 0 until init reports it */
+	int main_status;  /* wait status from init; valid when main_exited */
 	int main_exited;
 	int launch_failed;
-	int stopping;         /* --stop-after-checkpoint: init was killed */
-	int killed_early;     /* killed at DONE, before the generation was complete */
-	int stop_failed;      /* ...and it could not be completed */
+	int stopping;	  /* --stop-after-checkpoint: init was killed */
+	int killed_early; /* killed at DONE, before the generation was complete */
+	int stop_failed;  /* ...and it could not be completed */
 	uint64_t stopped_gen;
 	/* A stop asked for by SIGTERM or --before-limit: 0 none, 1 wanted
 	 * (served by the next checkpoint, sent with stop=1), 2 its checkpoint
 	 * failed and the program was sent SIGTERM instead. */
 	int stop_req;
 	char stop_why[128];
-	int64_t stop_at;   /* copy of o->stop_at_mono; 0 once it fired */
-	int ckpt_again;    /* the checkpoint signal came during a checkpoint */
+	int64_t stop_at; /* copy of o->stop_at_mono; 0 once it fired */
+	int ckpt_again;	 /* the checkpoint signal came during a checkpoint */
 	int init_reaped;
 	int64_t restored_pid; /* pid of the last HELLO with restored= (0: none) */
 	int init_status;

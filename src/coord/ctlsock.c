@@ -22,8 +22,7 @@ static int alias_addr(int dirfd, struct sockaddr_un *addr)
 		return ckpt_fail_errno("cannot open the run directory");
 	memset(addr, 0, sizeof(*addr));
 	addr->sun_family = AF_UNIX;
-	snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/%s", pfd,
-		 CKPT_CTL_NAME);
+	snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/%s", pfd, CKPT_CTL_NAME);
 	return pfd;
 }
 

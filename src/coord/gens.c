@@ -103,7 +103,8 @@ int gens_latest(int imagesfd, uint64_t *gen)
 		target[n] = '\0';
 		struct stat st;
 		uint64_t g;
-		if (parse_name(target, &g) == 1 && fstatat(imagesfd, target, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		if (parse_name(target, &g) == 1 &&
+		    fstatat(imagesfd, target, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISDIR(st.st_mode)) {
 			*gen = g;
 			return 1;

@@ -81,21 +81,24 @@ int launch(struct launch_spec *spec, struct launch *out)
 	long pid = -1;
 	if (!spec->no_namespaces) {
 		pid = syscall(SYS_clone,
-			      (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | SIGCHLD), NULL,
-			      NULL, NULL, 0UL);
+			      (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | SIGCHLD),
+			      NULL, NULL, NULL, 0UL);
 		/* Namespaces refused (disabled by the site): run without them;
 		 * pids change at restart and execution.log says so. */
-		if (pid < 0 && (errno == EPERM || errno == ENOSPC || errno == EINVAL || errno == EUSERS))
+		if (pid < 0 &&
+		    (errno == EPERM || errno == ENOSPC || errno == EINVAL || errno == EUSERS))
 			spec->no_namespaces = 1;
 	}
 	if (spec->no_namespaces)
 		pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, 0UL);
 	if (pid < 0) {
-		ckpt_fail_errno("cannot create the program's user, pid and mount namespaces (clone)");
+		ckpt_fail_errno(
+		    "cannot create the program's user, pid and mount namespaces (clone)");
 		if (errno == EPERM || errno == ENOSPC || errno == EINVAL || errno == EUSERS)
 			ckpt_fail("%s; unprivileged user namespaces look disabled on this machine "
 				  "(see sysctl user.max_user_namespaces, "
-				  "kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns)",
+				  "kernel.unprivileged_userns_clone, "
+				  "kernel.apparmor_restrict_unprivileged_userns)",
 				  ckpt_error());
 		goto fail;
 	}

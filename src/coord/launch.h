@@ -23,16 +23,16 @@ struct sig_state {
 void sig_state_save(struct sig_state *s);
 
 struct launch_spec {
-	const char *path;     /* executable: the program, or ckpt-restore */
+	const char *path; /* executable: the program, or ckpt-restore */
 	char *const *argv;
-	char *const *envp;    /* without CKPT_ROOT_PID: added with the real pid */
-	pid_t pid;            /* 0: any pid (start); else this exact pid (restart) */
-	int out_fd, err_fd;   /* write ends of the stdout/stderr pipes */
-	int keep_fd;          /* kept open in init (the run directory's lock), or -1 */
+	char *const *envp;  /* without CKPT_ROOT_PID: added with the real pid */
+	pid_t pid;	    /* 0: any pid (start); else this exact pid (restart) */
+	int out_fd, err_fd; /* write ends of the stdout/stderr pipes */
+	int keep_fd;	    /* kept open in init (the run directory's lock), or -1 */
 	/* Kept in init, unused while the supervisor lives: should it die,
 	 * init reads the program's output itself and appends it to
 	 * application.log (docs/design.md, "Supervisor death"). -1: none. */
-	int out_rd, err_rd;   /* read ends of the stdout/stderr pipes */
+	int out_rd, err_rd; /* read ends of the stdout/stderr pipes */
 	int app_log_fd, exec_log_fd;
 	const struct sig_state *sigs;
 	/* Set by launch(): no user/pid/mount namespaces could be made (or
@@ -42,9 +42,9 @@ struct launch_spec {
 };
 
 struct launch {
-	pid_t init_pid; /* in the supervisor's pid namespace */
-	int report_fd;  /* init -> supervisor lines: "pid N", "exit W", "err MSG" */
-	int cmd_fd;     /* supervisor -> init lines: "kill SIG", "close 1|2" */
+	pid_t init_pid;	   /* in the supervisor's pid namespace */
+	int report_fd;	   /* init -> supervisor lines: "pid N", "exit W", "err MSG" */
+	int cmd_fd;	   /* supervisor -> init lines: "kill SIG", "close 1|2" */
 	int no_namespaces; /* see launch_spec */
 };
 

@@ -15,7 +15,7 @@ int64_t ckpt_mono_ms(void); /* CLOCK_MONOTONIC, milliseconds: for intervals */
 void ckpt_format_time(char *buf, size_t len, int64_t unix_ms);
 
 struct ckpt_log {
-	int fd;           /* -1 when closed */
+	int fd;		  /* -1 when closed */
 	const char *name; /* for the one warning about a failing write */
 	int warned;
 };

@@ -91,8 +91,9 @@ static void restore_signals(const struct sig_state *s)
  * before the program resumes (docs/protocol.md). */
 static int keep_restore_capability(void)
 {
-	int cap = prctl(PR_CAPBSET_READ, CAP_CHECKPOINT_RESTORE, 0, 0, 0) >= 0 ? CAP_CHECKPOINT_RESTORE
-									      : CAP_SYS_ADMIN;
+	int cap = prctl(PR_CAPBSET_READ, CAP_CHECKPOINT_RESTORE, 0, 0, 0) >= 0
+		      ? CAP_CHECKPOINT_RESTORE
+		      : CAP_SYS_ADMIN;
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
 	struct __user_cap_data_struct data[2];
 	if (syscall(SYS_capget, &hdr, data) < 0)
@@ -160,7 +161,8 @@ struct orphan {
 	char host_pid[24];
 };
 
-static void orphan_log(const struct orphan *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void orphan_log(const struct orphan *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void orphan_log(const struct orphan *o, const char *fmt, ...)
 {
 	if (o->exec_log_fd < 0)
@@ -212,10 +214,11 @@ static void orphan_begin(struct orphan *o)
 			close(o->fd[i]); /* cannot happen on a pipe we hold */
 			o->fd[i] = -1;
 		}
-	orphan_log(o, "the supervisor is gone (killed?): ckpt's init (host pid %s) keeps the program "
-		      "running unsupervised and appends its output to application.log; no checkpoints "
-		      "are taken and ckpt checkpoint/restart refuse until it ends. To go back to the "
-		      "last checkpoint instead: kill %s (ends the program), then ckpt restart",
+	orphan_log(o,
+		   "the supervisor is gone (killed?): ckpt's init (host pid %s) keeps the program "
+		   "running unsupervised and appends its output to application.log; no checkpoints "
+		   "are taken and ckpt checkpoint/restart refuse until it ends. To go back to the "
+		   "last checkpoint instead: kill %s (ends the program), then ckpt restart",
 		   o->host_pid, o->host_pid);
 }
 
@@ -230,9 +233,18 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 	while (r < 0 && errno == EINTR);
 	if (r != 1)
 		_exit(1);
-	int keep[] = {0,	     1,		   2,		       report_fd,
-		      cmd_fd,	     spec->out_fd, spec->err_fd,       spec->keep_fd,
-		      spec->out_rd, spec->err_rd, spec->app_log_fd, spec->exec_log_fd};
+	int keep[] = {0,
+		      1,
+		      2,
+		      report_fd,
+		      cmd_fd,
+		      spec->out_fd,
+		      spec->err_fd,
+		      spec->keep_fd,
+		      spec->out_rd,
+		      spec->err_rd,
+		      spec->app_log_fd,
+		      spec->exec_log_fd};
 	close_all_except(keep, (int)(sizeof(keep) / sizeof(keep[0])));
 	struct orphan orphan = {.fd = {spec->out_rd, spec->err_rd},
 				.app_log_fd = spec->app_log_fd,
@@ -259,7 +271,8 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 	if (spec->no_namespaces) {
 		/* ckpt's own mounts and /proc stay */
 	} else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-		report(report_fd, "err cannot make the mounts of the program's namespace private: %s",
+		report(report_fd,
+		       "err cannot make the mounts of the program's namespace private: %s",
 		       strerror(errno));
 		_exit(1);
 	}
@@ -297,8 +310,10 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 
 	/* poll ignores negative descriptors: the output pipes count only
 	 * once the supervisor is gone. */
-	struct pollfd pfd[4] = {{.fd = sfd, .events = POLLIN}, {.fd = cmd_fd, .events = POLLIN},
-				{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
+	struct pollfd pfd[4] = {{.fd = sfd, .events = POLLIN},
+				{.fd = cmd_fd, .events = POLLIN},
+				{.fd = -1, .events = POLLIN},
+				{.fd = -1, .events = POLLIN}};
 	char cmdbuf[256];
 	size_t cmdlen = 0;
 	for (;;) {
@@ -325,15 +340,20 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 						/* What the program wrote last, then the
 						 * line the supervisor would have written. */
 						for (int i = 0; i < 2; i++)
-							while (orphan.fd[i] >= 0 && orphan_copy(&orphan, i) > 0)
+							while (orphan.fd[i] >= 0 &&
+							       orphan_copy(&orphan, i) > 0)
 								;
 						if (WIFSIGNALED(status))
-							orphan_log(&orphan, "exit: the program (pid %d) was killed by "
-									    "signal %d while unsupervised",
+							orphan_log(&orphan,
+								   "exit: the program (pid %d) was "
+								   "killed by "
+								   "signal %d while unsupervised",
 								   (int)p, WTERMSIG(status));
 						else
-							orphan_log(&orphan, "exit: the program (pid %d) exited with "
-									    "status %d while unsupervised",
+							orphan_log(&orphan,
+								   "exit: the program (pid %d) "
+								   "exited with "
+								   "status %d while unsupervised",
 								   (int)p, WEXITSTATUS(status));
 					}
 					_exit(0);
@@ -365,8 +385,8 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 				/* The supervisor closed its read end so that the
 				 * program gets SIGPIPE (tee.c): so must we. */
 				int which;
-				if (sscanf(cmdbuf, "close %d", &which) == 1 && (which == 1 || which == 2) &&
-				    orphan.fd[which - 1] >= 0) {
+				if (sscanf(cmdbuf, "close %d", &which) == 1 &&
+				    (which == 1 || which == 2) && orphan.fd[which - 1] >= 0) {
 					close(orphan.fd[which - 1]);
 					orphan.fd[which - 1] = -1;
 				}

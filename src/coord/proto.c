@@ -152,8 +152,9 @@ int ckpt_msg_parse(struct ckpt_msg *m, const char *line, size_t len, char *err, 
 		 * (CKPT_LINE_MAX bytes) always has room; checked anyway. */
 		long n = ckpt_pct_decode(m->store + used, sizeof(m->store) - used, line + v, i - v);
 		if (n < 0)
-			return seterr(err, errlen, "bad value for key %s (bytes outside "
-						   "[A-Za-z0-9._/:,+@-] must be %%XX, and %%00 is not allowed)",
+			return seterr(err, errlen,
+				      "bad value for key %s (bytes outside "
+				      "[A-Za-z0-9._/:,+@-] must be %%XX, and %%00 is not allowed)",
 				      f->key);
 		f->value = m->store + used;
 		f->len = (size_t)n;
@@ -317,7 +318,8 @@ static int msg_equal(const struct ckpt_msg *a, const struct ckpt_msg *b)
 		return 0;
 	for (unsigned i = 0; i < a->nfields; i++) {
 		const struct ckpt_field *x = &a->fields[i], *y = &b->fields[i];
-		if (strcmp(x->key, y->key) || x->len != y->len || memcmp(x->value, y->value, x->len))
+		if (strcmp(x->key, y->key) || x->len != y->len ||
+		    memcmp(x->value, y->value, x->len))
 			return 0;
 	}
 	return 1;

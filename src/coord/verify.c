@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 __attribute__((format(printf, 4, 5))) static void problem(struct gen_verdict *v, FILE *out,
-							   const char *what, const char *fmt, ...)
+							  const char *what, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -70,13 +70,15 @@ static int64_t check_image(int gfd, const char *dirpath, const char *name, uint6
 	/* An image is code and data that restart puts into a process: one
 	 * that another user owns or can write could make us run their code. */
 	if (st.st_uid != geteuid()) {
-		problem(v, out, name, "owned by uid %u, not by you (uid %u); refusing an image another "
-				      "user could have written",
+		problem(v, out, name,
+			"owned by uid %u, not by you (uid %u); refusing an image another "
+			"user could have written",
 			(unsigned)st.st_uid, (unsigned)geteuid());
 		return -1;
 	}
 	if (st.st_mode & 022) {
-		problem(v, out, name, "writable by other users (mode %04o); make it 0600 if it is yours",
+		problem(v, out, name,
+			"writable by other users (mode %04o); make it 0600 if it is yours",
 			(unsigned)(st.st_mode & 07777));
 		return -1;
 	}
@@ -89,8 +91,8 @@ static int64_t check_image(int gfd, const char *dirpath, const char *name, uint6
 	}
 	int bad = 0;
 	if (img->hdr.pid != pid) {
-		problem(v, out, name, "image header: pid %d, the file name says %d", (int)img->hdr.pid,
-			(int)pid);
+		problem(v, out, name, "image header: pid %d, the file name says %d",
+			(int)img->hdr.pid, (int)pid);
 		bad = 1;
 	} else if (img->hdr.generation != gen) {
 		problem(v, out, name, "image header: generation %llu, it lies in generation %llu",
@@ -136,8 +138,8 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 	}
 	const char *g = kv_get(&kv, "generation");
 	if (!g || strtoull(g, NULL, 10) != gen)
-		problem(v, out, GENS_MANIFEST, "says generation %s, the directory is %s", g ? g : "(none)",
-			gname);
+		problem(v, out, GENS_MANIFEST, "says generation %s, the directory is %s",
+			g ? g : "(none)", gname);
 	const char *root = kv_get(&kv, "root_image");
 	if (!root || !image_pid(root) || !listed(&kv, root))
 		problem(v, out, GENS_MANIFEST, "names no valid root_image among its images");
@@ -162,8 +164,8 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 		problem(v, out, GENS_MANIFEST, "lists no image");
 	const char *bytes = kv_get(&kv, "bytes");
 	if (!v->damaged && bytes && strtoull(bytes, NULL, 10) != total)
-		problem(v, out, GENS_MANIFEST, "says the images hold %s bytes, they hold %llu", bytes,
-			(unsigned long long)total);
+		problem(v, out, GENS_MANIFEST, "says the images hold %s bytes, they hold %llu",
+			bytes, (unsigned long long)total);
 	v->bytes = total;
 
 	/* An image the manifest does not list was not part of the commit. */

@@ -10,12 +10,12 @@
 #include <stdio.h>
 
 struct gen_verdict {
-	int damaged;        /* number of problems found */
-	char first[1200];   /* the first problem, one line: "2.img: section PAGES: ..." */
-	unsigned nimages;   /* images that passed */
-	uint64_t bytes;     /* their total size */
+	int damaged;	     /* number of problems found */
+	char first[1200];    /* the first problem, one line: "2.img: section PAGES: ..." */
+	unsigned nimages;    /* images that passed */
+	uint64_t bytes;	     /* their total size */
 	char root_image[64]; /* the manifest's root_image (when it is sound) */
-	int32_t root_pid;   /* the pid recorded in the root image (0: unknown) */
+	int32_t root_pid;    /* the pid recorded in the root image (0: unknown) */
 };
 
 /* Verify images/gen-N (complete generation). imagesfd is RUNDIR/images,

@@ -26,16 +26,18 @@ static int check_cpu(const struct ckpt_image_header *h, char *err, size_t errlen
 	uint64_t xcr0;
 	cpu_features(&ecx1, &ebx7, &xcr0);
 	if (h->xcr0 & ~xcr0) {
-		snprintf(err, errlen,
-			 "the image was saved with CPU state components 0x%llx that this CPU does not "
-			 "enable (0x%llx); restart on a node of the same CPU type",
-			 (unsigned long long)h->xcr0, (unsigned long long)xcr0);
+		snprintf(
+		    err, errlen,
+		    "the image was saved with CPU state components 0x%llx that this CPU does not "
+		    "enable (0x%llx); restart on a node of the same CPU type",
+		    (unsigned long long)h->xcr0, (unsigned long long)xcr0);
 		return -1;
 	}
 	if ((h->cpuid_1_ecx & ~ecx1) || (h->cpuid_7_ebx & ~ebx7)) {
 		snprintf(err, errlen,
 			 "this CPU lacks instruction set features the program may use (cpuid.1.ecx "
-			 "missing 0x%x, cpuid.7.ebx missing 0x%x); restart on a node of the same CPU type",
+			 "missing 0x%x, cpuid.7.ebx missing 0x%x); restart on a node of the same "
+			 "CPU type",
 			 h->cpuid_1_ecx & ~ecx1, h->cpuid_7_ebx & ~ebx7);
 		return -1;
 	}
@@ -82,7 +84,8 @@ static int check_vdso(const struct ckpt_image *img, char *err, size_t errlen)
 		if (uname(&u) < 0)
 			snprintf(u.release, sizeof(u.release), "?");
 		snprintf(err, errlen,
-			 "the vDSO of this kernel (%s) is laid out differently from the one the image was "
+			 "the vDSO of this kernel (%s) is laid out differently from the one the "
+			 "image was "
 			 "saved with (kernel %s); restart on a node with the same kernel",
 			 u.release, img->hdr.kernel_release);
 		return -1;

@@ -13,7 +13,7 @@
 #define CKPT_FORMAT_VERSION 2
 #define CKPT_PAGE_SIZE 4096u
 #define CKPT_MAX_SECTIONS 32
-#define CKPT_MAX_AUXV 64    /* (type, value) pairs */
+#define CKPT_MAX_AUXV 64 /* (type, value) pairs */
 #define CKPT_NSIG 64
 
 /* Fixed-size header at offset 0. */
@@ -21,34 +21,34 @@ struct ckpt_image_header {
 	char magic[8];
 	uint32_t format_version;
 	uint32_t header_size; /* sizeof(struct ckpt_image_header) */
-	char arch[16];        /* "x86_64" */
+	char arch[16];	      /* "x86_64" */
 	char kernel_release[72];
 	char ckpt_version[24];
 	uint64_t generation;
 	uint64_t time_ns; /* CLOCK_REALTIME when the process was stopped */
-	int32_t pid;      /* pid inside the computation's pid namespace */
+	int32_t pid;	  /* pid inside the computation's pid namespace */
 	uint32_t nthreads;
 	uint64_t section_table_offset;
 	uint32_t section_count;
 	uint32_t section_table_crc; /* crc32c of the section table */
-	uint64_t xcr0;              /* XSAVE features enabled when saved */
-	uint32_t cpuid_1_ecx;       /* CPUID leaf 1 ECX / leaf 7 EBX: features */
-	uint32_t cpuid_7_ebx;       /* the program may have dispatched on */
-	uint64_t image_size;        /* total file size */
+	uint64_t xcr0;		    /* XSAVE features enabled when saved */
+	uint32_t cpuid_1_ecx;	    /* CPUID leaf 1 ECX / leaf 7 EBX: features */
+	uint32_t cpuid_7_ebx;	    /* the program may have dispatched on */
+	uint64_t image_size;	    /* total file size */
 	uint8_t reserved[120];
 	uint32_t flags;
 	uint32_t header_crc; /* crc32c of this header with header_crc = 0 */
 };
 
 enum ckpt_section_type {
-	CKPT_SEC_PROCESS = 1,   /* struct ckpt_process */
-	CKPT_SEC_THREADS = 2,   /* struct ckpt_thread[count] */
+	CKPT_SEC_PROCESS = 1,	 /* struct ckpt_process */
+	CKPT_SEC_THREADS = 2,	 /* struct ckpt_thread[count] */
 	CKPT_SEC_SIGACTIONS = 3, /* struct ckpt_sigaction[CKPT_NSIG] */
-	CKPT_SEC_AREAS = 4,     /* struct ckpt_area[count] */
-	CKPT_SEC_STRINGS = 5,   /* NUL-terminated strings, referenced by offset */
-	CKPT_SEC_FDS = 6,       /* struct ckpt_fd[count] */
-	CKPT_SEC_FD_DATA = 7,   /* bytes queued in pipes/sockets, referenced by ckpt_fd */
-	CKPT_SEC_PAGES = 8,     /* sequence of ckpt_page_chunk + data */
+	CKPT_SEC_AREAS = 4,	 /* struct ckpt_area[count] */
+	CKPT_SEC_STRINGS = 5,	 /* NUL-terminated strings, referenced by offset */
+	CKPT_SEC_FDS = 6,	 /* struct ckpt_fd[count] */
+	CKPT_SEC_FD_DATA = 7,	 /* bytes queued in pipes/sockets, referenced by ckpt_fd */
+	CKPT_SEC_PAGES = 8,	 /* sequence of ckpt_page_chunk + data */
 	CKPT_SEC_MAX_KNOWN = 8,
 };
 
@@ -88,7 +88,7 @@ struct ckpt_process {
 	int32_t agent_fd;
 	uint32_t nrlimits;
 	struct ckpt_rlimit rlimits[CKPT_NRLIMITS];
-	uint32_t cwd_str;  /* offsets into STRINGS */
+	uint32_t cwd_str; /* offsets into STRINGS */
 	uint32_t exe_str;
 	char comm[16];
 	uint64_t vdso_start; /* [vdso] start, for AT_SYSINFO_EHDR sanity */
@@ -106,7 +106,7 @@ struct ckpt_process {
 #define CKPT_RESTORE_MAGIC 0x52455354524f4544ull /* "DEORTSER" */
 struct ckpt_restore_info {
 	uint64_t magic;
-	uint64_t generation; /* generation restored from */
+	uint64_t generation;		     /* generation restored from */
 	uint64_t stdio_dev[3], stdio_ino[3]; /* identity of the new supervisor's stdio */
 	uint64_t restore_time_ns;
 };
@@ -143,17 +143,17 @@ struct ckpt_sigaction {
 };
 
 enum ckpt_area_kind {
-	CKPT_AREA_ANON = 1,        /* private anonymous, includes heap and stacks */
+	CKPT_AREA_ANON = 1,	    /* private anonymous, includes heap and stacks */
 	CKPT_AREA_FILE_PRIVATE = 2, /* MAP_PRIVATE of a file: remapped, changed pages saved */
-	CKPT_AREA_FILE_SHARED = 3, /* MAP_SHARED of a file: remapped, content in the file */
-	CKPT_AREA_SHARED_ANON = 4, /* MAP_SHARED anonymous / deleted shm: content saved */
-	CKPT_AREA_VDSO = 5,        /* [vdso], not saved: the live one is moved here */
-	CKPT_AREA_VVAR = 6,        /* [vvar], [vvar_vclock]: moved with the vdso */
+	CKPT_AREA_FILE_SHARED = 3,  /* MAP_SHARED of a file: remapped, content in the file */
+	CKPT_AREA_SHARED_ANON = 4,  /* MAP_SHARED anonymous / deleted shm: content saved */
+	CKPT_AREA_VDSO = 5,	    /* [vdso], not saved: the live one is moved here */
+	CKPT_AREA_VVAR = 6,	    /* [vvar], [vvar_vclock]: moved with the vdso */
 };
 
 enum ckpt_area_flags {
 	CKPT_AREA_GROWSDOWN = 1, /* the main [stack] */
-	CKPT_AREA_HEAP = 2,      /* [heap] */
+	CKPT_AREA_HEAP = 2,	 /* [heap] */
 	CKPT_AREA_FROM_FILE = 4, /* pages not saved come from the file */
 };
 
@@ -170,20 +170,20 @@ struct ckpt_area {
 };
 
 enum ckpt_fd_kind {
-	CKPT_FD_FILE = 1,     /* regular file: reopened by path */
+	CKPT_FD_FILE = 1, /* regular file: reopened by path */
 	CKPT_FD_DIR = 2,
-	CKPT_FD_DEVICE = 3,   /* character device reopened by path (/dev/null...) */
-	CKPT_FD_STDIO = 4,    /* the supervisor's stdin/stdout/stderr (aux = which) */
-	CKPT_FD_PIPE = 5,     /* pipe end; pipes are matched by pipe_id */
-	CKPT_FD_SOCKPAIR = 6, /* AF_UNIX socketpair end, matched by pipe_id */
-	CKPT_FD_AGENT = 7,    /* the agent's own coordinator connection */
+	CKPT_FD_DEVICE = 3,	 /* character device reopened by path (/dev/null...) */
+	CKPT_FD_STDIO = 4,	 /* the supervisor's stdin/stdout/stderr (aux = which) */
+	CKPT_FD_PIPE = 5,	 /* pipe end; pipes are matched by pipe_id */
+	CKPT_FD_SOCKPAIR = 6,	 /* AF_UNIX socketpair end, matched by pipe_id */
+	CKPT_FD_AGENT = 7,	 /* the agent's own coordinator connection */
 	CKPT_FD_UNSUPPORTED = 8, /* recorded and named; restart reopens /dev/null */
-	CKPT_FD_DELETED = 9,  /* an open file already deleted: content in FD_DATA */
-	CKPT_FD_EVENTFD = 10, /* counter in offset, aux 1 = EFD_SEMAPHORE */
-	CKPT_FD_EPOLL = 11,   /* watched descriptors: struct ckpt_epoll_entry in FD_DATA */
-	CKPT_FD_SOCKET = 12,  /* other socket: struct ckpt_socket in FD_DATA; listeners
-			       * are bound and listen again, connections come back
-			       * as unconnected sockets (the peer is gone) */
+	CKPT_FD_DELETED = 9,	 /* an open file already deleted: content in FD_DATA */
+	CKPT_FD_EVENTFD = 10,	 /* counter in offset, aux 1 = EFD_SEMAPHORE */
+	CKPT_FD_EPOLL = 11,	 /* watched descriptors: struct ckpt_epoll_entry in FD_DATA */
+	CKPT_FD_SOCKET = 12,	 /* other socket: struct ckpt_socket in FD_DATA; listeners
+				  * are bound and listen again, connections come back
+				  * as unconnected sockets (the peer is gone) */
 };
 
 struct ckpt_fd {
@@ -195,7 +195,7 @@ struct ckpt_fd {
 	uint64_t dev, ino, size;
 	int64_t mtime_ns;
 	uint32_t path_str; /* offset into STRINGS */
-	uint32_t aux;      /* STDIO: 0/1/2; PIPE: 0 read end, 1 write end; SOCKPAIR: socket type */
+	uint32_t aux;	   /* STDIO: 0/1/2; PIPE: 0 read end, 1 write end; SOCKPAIR: socket type */
 	uint64_t pipe_id;  /* kernel inode of the pipe/socket */
 	uint64_t data_off; /* queued bytes in FD_DATA (pipe read end / socket receive queue) */
 	uint64_t data_len;

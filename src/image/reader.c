@@ -627,8 +627,8 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 	if (read_at(w->img->fd, &c, CHUNK_HDR, pos) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
 	if (c.magic != CKPT_CHUNK_MAGIC)
-		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic", w->index,
-			    (unsigned long long)pos);
+		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic",
+			    w->index, (unsigned long long)pos);
 	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
 		return -1;
 	uint64_t len = (uint64_t)c.npages * CKPT_PAGE_SIZE;
@@ -681,7 +681,8 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		return fail(w->err, w->errlen,
 			    "page chunk %u (area %u, address 0x%llx): bad compressed length %u",
 			    w->index, c.area, (unsigned long long)c.addr, zl[0]);
-	if (!w->zin && !(w->zin = malloc(ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE))))
+	if (!w->zin &&
+	    !(w->zin = malloc(ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE))))
 		return fail(w->err, w->errlen, "out of memory");
 	if (!w->dctx && !(w->dctx = ZSTD_createDCtx()))
 		return fail(w->err, w->errlen, "out of memory");
@@ -698,10 +699,11 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
 	size_t got = ZSTD_decompressDCtx(w->dctx, dst, len, w->zin, zl[0]);
 	if (ZSTD_isError(got) || got != len)
-		return fail(w->err, w->errlen,
-			    "page chunk %u (area %u, address 0x%llx): compressed data are damaged (%s)",
-			    w->index, c.area, (unsigned long long)c.addr,
-			    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
+		return fail(
+		    w->err, w->errlen,
+		    "page chunk %u (area %u, address 0x%llx): compressed data are damaged (%s)",
+		    w->index, c.area, (unsigned long long)c.addr,
+		    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
 	crc = crc32c_update(crc, dst, len);
 	if (!CRC_OK(crc, want))
 		return fail(w->err, w->errlen,

@@ -33,7 +33,8 @@ static int64_t meminfo(const char *key)
 	long long kb = -1;
 	size_t n = strlen(key);
 	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%lld", &kb) == 1)
+		if (!strncmp(line, key, n) && line[n] == ':' &&
+		    sscanf(line + n + 1, "%lld", &kb) == 1)
 			break;
 	fclose(f);
 	return kb < 0 ? -1 : kb * 1024;
@@ -63,20 +64,23 @@ static int check_resources(const struct ckpt_image *img)
 	}
 	struct rlimit as, dl;
 	if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY && space > as.rlim_cur)
-		return fail("the program needs %llu MiB of address space, more than the %llu MiB "
-			    "RLIMIT_AS allows here (ulimit -v); raise the limit or restart elsewhere",
-			    MIB(space), MIB((uint64_t)as.rlim_cur));
+		return fail(
+		    "the program needs %llu MiB of address space, more than the %llu MiB "
+		    "RLIMIT_AS allows here (ulimit -v); raise the limit or restart elsewhere",
+		    MIB(space), MIB((uint64_t)as.rlim_cur));
 	if (getrlimit(RLIMIT_DATA, &dl) == 0 && dl.rlim_cur != RLIM_INFINITY && data > dl.rlim_cur)
-		return fail("the program has %llu MiB of private writable memory, more than the %llu "
-			    "MiB RLIMIT_DATA allows here (ulimit -d); raise the limit or restart "
-			    "elsewhere",
-			    MIB(data), MIB((uint64_t)dl.rlim_cur));
+		return fail(
+		    "the program has %llu MiB of private writable memory, more than the %llu "
+		    "MiB RLIMIT_DATA allows here (ulimit -d); raise the limit or restart "
+		    "elsewhere",
+		    MIB(data), MIB((uint64_t)dl.rlim_cur));
 	int64_t avail = meminfo("MemAvailable"), swap = meminfo("SwapFree");
 	if (avail >= 0 && saved > (uint64_t)avail + (uint64_t)(swap > 0 ? swap : 0))
-		return fail("the program's saved memory is %llu MiB but this machine has only %llu MiB "
-			    "available (MemAvailable + SwapFree); free memory or restart on a larger "
-			    "node",
-			    MIB(saved), MIB((uint64_t)avail + (uint64_t)(swap > 0 ? swap : 0)));
+		return fail(
+		    "the program's saved memory is %llu MiB but this machine has only %llu MiB "
+		    "available (MemAvailable + SwapFree); free memory or restart on a larger "
+		    "node",
+		    MIB(saved), MIB((uint64_t)avail + (uint64_t)(swap > 0 ? swap : 0)));
 	return 0;
 }
 

@@ -49,7 +49,8 @@ int fds_prepare(struct fd_context *c, const struct ckpt_image *img)
 				    getenv("CKPT_CTL") ? getenv("CKPT_CTL") : "unset");
 	}
 	if (c->err < 0 || c->image < 0)
-		return fail("cannot move descriptors out of the program's way: %s", strerror(errno));
+		return fail("cannot move descriptors out of the program's way: %s",
+			    strerror(errno));
 	/* everything below min_private is now the program's to fill */
 	for (int fd = 0; fd < c->min_private; fd++)
 		close(fd);
@@ -69,15 +70,16 @@ static int check_file(int fd, const struct ckpt_fd *f, const char *path)
 			    "restore the original file or remove the run directory's checkpoint",
 			    f->fd, path);
 	if ((uint64_t)st.st_size < f->size)
-		return fail("fd %d: %s is shorter than at the checkpoint (%lld < %llu bytes)", f->fd,
-			    path, (long long)st.st_size, (unsigned long long)f->size);
+		return fail("fd %d: %s is shorter than at the checkpoint (%lld < %llu bytes)",
+			    f->fd, path, (long long)st.st_size, (unsigned long long)f->size);
 	if ((uint64_t)st.st_size > f->size) {
 		if ((f->open_flags & O_ACCMODE) == O_RDONLY) {
 			if (!getenv("CKPT_ALLOW_CHANGED_FILES"))
-				return fail("fd %d: %s grew since the checkpoint (%lld > %llu bytes); "
-					    "set CKPT_ALLOW_CHANGED_FILES=1 to restart anyway",
-					    f->fd, path, (long long)st.st_size,
-					    (unsigned long long)f->size);
+				return fail(
+				    "fd %d: %s grew since the checkpoint (%lld > %llu bytes); "
+				    "set CKPT_ALLOW_CHANGED_FILES=1 to restart anyway",
+				    f->fd, path, (long long)st.st_size,
+				    (unsigned long long)f->size);
 		} else {
 			if (ftruncate(fd, (off_t)f->size) != 0)
 				return fail("fd %d: cannot cut %s back to its checkpoint size: %s",
@@ -166,11 +168,11 @@ static int pipes_create(struct fd_context *c, const struct ckpt_image *img)
 			npipes++;
 		}
 		int through = pipes[k].ends[1 - end_of(f)];
-		if (f->data_len &&
-		    (f->kind == CKPT_FD_PIPE
-			 ? write(through, img->fd_data + f->data_off, f->data_len) !=
-			       (ssize_t)f->data_len
-			 : put_back_messages(through, img->fd_data + f->data_off, f->data_len) != 0))
+		if (f->data_len && (f->kind == CKPT_FD_PIPE
+					? write(through, img->fd_data + f->data_off, f->data_len) !=
+					      (ssize_t)f->data_len
+					: put_back_messages(through, img->fd_data + f->data_off,
+							    f->data_len) != 0))
 			return fail("fd %d: cannot put %llu queued bytes back into its pipe", f->fd,
 				    (unsigned long long)f->data_len);
 	}
@@ -209,8 +211,9 @@ static int open_deleted(const struct ckpt_image *img, const struct ckpt_fd *f, c
 				close(fd);
 				fd = -1;
 			}
-			return fd >= 0 ? fd : fail("fd %d: cannot reopen deleted file %s: %s", f->fd,
-						   path, strerror(errno));
+			return fd >= 0 ? fd
+				       : fail("fd %d: cannot reopen deleted file %s: %s", f->fd,
+					      path, strerror(errno));
 		}
 	}
 	char dir[4096];
@@ -279,8 +282,8 @@ static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 	memcpy(&so, img->fd_data + f->data_off, sizeof so);
 	int fd = socket(so.domain, so.type, so.protocol);
 	if (fd < 0)
-		return fail("fd %d: cannot create a socket (family %d, type %d): %s", f->fd, so.domain,
-			    so.type, strerror(errno));
+		return fail("fd %d: cannot create a socket (family %d, type %d): %s", f->fd,
+			    so.domain, so.type, strerror(errno));
 	if (!so.listening || so.addrlen == 0)
 		return fd;
 	int one = 1;
@@ -347,15 +350,16 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 		const struct ckpt_fd *f = &img->fds[i];
 		int fd = open_one(c, img, f);
 		if (fd < 0)
-			return restore_error[0] ? -1
-						: fail("fd %d: cannot recreate: %s", f->fd, strerror(errno));
+			return restore_error[0]
+				   ? -1
+				   : fail("fd %d: cannot recreate: %s", f->fd, strerror(errno));
 		if (fd != f->fd) {
 			if (dup2(fd, f->fd) < 0)
 				return fail("fd %d: dup2: %s", f->fd, strerror(errno));
 			close(fd);
 		}
-		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR || f->kind == CKPT_FD_STDIO ||
-		    f->kind == CKPT_FD_SOCKET)
+		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR ||
+		    f->kind == CKPT_FD_STDIO || f->kind == CKPT_FD_SOCKET)
 			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}

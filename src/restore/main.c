@@ -40,7 +40,8 @@ static __attribute__((noreturn)) void die(void)
 	exit(2);
 }
 
-static void fill_restore_info(struct plan *p, const struct ckpt_image *img, const struct fd_context *c)
+static void fill_restore_info(struct plan *p, const struct ckpt_image *img,
+			      const struct fd_context *c)
 {
 	struct ckpt_restore_info *ri = &p->restore_info;
 	memset(ri, 0, sizeof *ri);

@@ -229,10 +229,11 @@ static void plan_process(struct plan *p, const struct ckpt_image *img, struct fd
 	const struct ckpt_process *pr = &img->process;
 	memcpy(p->sigactions, img->sigactions, sizeof p->sigactions);
 	memcpy(p->auxv, pr->auxv, sizeof p->auxv);
-	p->mm = (struct plan_mm_map){pr->start_code, pr->end_code, pr->start_data, pr->end_data,
-				     pr->start_brk, pr->brk, pr->start_stack, pr->arg_start,
-				     pr->arg_end, pr->env_start, pr->env_end,
-				     (uint64_t)(uintptr_t)p->auxv, pr->auxv_words * 8, (uint32_t)-1};
+	p->mm = (struct plan_mm_map){
+	    pr->start_code,	pr->end_code,  pr->start_data,	pr->end_data,
+	    pr->start_brk,	pr->brk,       pr->start_stack, pr->arg_start,
+	    pr->arg_end,	pr->env_start, pr->env_end,	(uint64_t)(uintptr_t)p->auxv,
+	    pr->auxv_words * 8, (uint32_t)-1};
 	const char *exe = ckpt_image_string(img, pr->exe_str);
 	int fd = exe[0] ? open(exe, O_RDONLY | O_CLOEXEC) : -1;
 	if (fd >= 0) {
@@ -314,7 +315,8 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			if (map_rw(staging, a->end - a->start) != 0)
 				goto fail;
 			if (a->end - a->start >= HUGE)
-				madvise((void *)(uintptr_t)staging, a->end - a->start, MADV_HUGEPAGE);
+				madvise((void *)(uintptr_t)staging, a->end - a->start,
+					MADV_HUGEPAGE);
 			staging += a->end - a->start + PAGE;
 			if (pa->op != PLAN_MOVE) {
 				pa->bitmap = bitmaps;

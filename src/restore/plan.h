@@ -10,10 +10,10 @@
 #include "image/format.h"
 
 enum plan_op {
-	PLAN_MOVE = 1,        /* mremap the staged copy into place */
-	PLAN_FRESH = 2,       /* new anonymous memory, no content */
+	PLAN_MOVE = 1,	      /* mremap the staged copy into place */
+	PLAN_FRESH = 2,	      /* new anonymous memory, no content */
 	PLAN_FRESH_COPY = 3,  /* new anonymous memory (stack), staged pages copied in */
-	PLAN_FILE = 4,        /* private file mapping, staged pages copied over it */
+	PLAN_FILE = 4,	      /* private file mapping, staged pages copied over it */
 	PLAN_FILE_SHARED = 5, /* shared file mapping */
 	PLAN_SHARED_ANON = 6, /* shared anonymous memory, staged pages copied in */
 };
@@ -31,7 +31,7 @@ struct plan_area {
 
 struct plan_thread {
 	struct ckpt_thread t;
-	int64_t new_tid; /* as created (differs from t.tid without pid namespaces) */
+	int64_t new_tid;    /* as created (differs from t.tid without pid namespaces) */
 	uint64_t stack_top; /* temporary stack inside the blob region */
 };
 

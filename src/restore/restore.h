@@ -28,9 +28,9 @@ int check_compatible(const struct ckpt_image *img);
 
 /* fds.c: recreate the program's descriptors; keep ours above them */
 struct fd_context {
-	int stdio[3];  /* the new supervisor's stdin/stdout/stderr */
-	int ctl;       /* new coordinator connection, or -1 */
-	int err;       /* where errors go once stderr is the program's */
+	int stdio[3]; /* the new supervisor's stdin/stdout/stderr */
+	int ctl;      /* new coordinator connection, or -1 */
+	int err;      /* where errors go once stderr is the program's */
 	int image;
 	int min_private; /* our descriptors live at or above this */
 };

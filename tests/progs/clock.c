@@ -67,10 +67,12 @@ int main(int argc, char **argv)
 		int sane = real > 1577836800LL * 1000000000; /* 2020-01-01 */
 		int ok = monotonic && slept && vdso_mono && vdso_real && tod_ok && time_ok && sane;
 		failures += !ok;
-		printf("step %ld monotonic %s slept %s vdso-monotonic %s vdso-realtime %s gettimeofday %s time %s "
+		printf("step %ld monotonic %s slept %s vdso-monotonic %s vdso-realtime %s "
+		       "gettimeofday %s time %s "
 		       "after-2020 %s\n",
-		       s, monotonic ? "ok" : "BAD", slept ? "ok" : "BAD", vdso_mono ? "ok" : "BAD", vdso_real ? "ok" : "BAD",
-		       tod_ok ? "ok" : "BAD", time_ok ? "ok" : "BAD", sane ? "ok" : "BAD");
+		       s, monotonic ? "ok" : "BAD", slept ? "ok" : "BAD", vdso_mono ? "ok" : "BAD",
+		       vdso_real ? "ok" : "BAD", tod_ok ? "ok" : "BAD", time_ok ? "ok" : "BAD",
+		       sane ? "ok" : "BAD");
 		prev_mono = mono;
 	}
 	printf("done steps=%ld failures=%ld\n", steps, failures);

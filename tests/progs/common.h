@@ -20,7 +20,8 @@ static inline void die(const char *what)
 
 static inline void usage_exit(const char *argv0, const char *extra)
 {
-	fprintf(stderr, "usage: %s STEPS SLEEP_MS%s%s\n", argv0, extra ? " " : "", extra ? extra : "");
+	fprintf(stderr, "usage: %s STEPS SLEEP_MS%s%s\n", argv0, extra ? " " : "",
+		extra ? extra : "");
 	exit(2);
 }
 

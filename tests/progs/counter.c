@@ -38,8 +38,9 @@ int main(int argc, char **argv)
 		heap[(x >> 17) % 8192] ^= sum;
 		uint64_t h = fnv1a(FNV_INIT, stack, sizeof stack);
 		h = fnv1a(h, heap, 8192 * sizeof(uint64_t));
-		printf("step %ld x=%016llx sum=%016llx mem=%016llx pid=%s\n", s, (unsigned long long)x,
-		       (unsigned long long)sum, (unsigned long long)h, getpid() == pid0 ? "same" : "CHANGED");
+		printf("step %ld x=%016llx sum=%016llx mem=%016llx pid=%s\n", s,
+		       (unsigned long long)x, (unsigned long long)sum, (unsigned long long)h,
+		       getpid() == pid0 ? "same" : "CHANGED");
 		if (sleep)
 			sleep_ms(sleep);
 	}

@@ -54,8 +54,8 @@ int main(int argc, char **argv)
 		off_t in_pos = lseek(in, 0, SEEK_CUR);
 
 		char line[160];
-		int len = snprintf(line, sizeof line, "raw step %ld read %zd bytes sum %016llx\n", s, n,
-				   (unsigned long long)in_sum);
+		int len = snprintf(line, sizeof line, "raw step %ld read %zd bytes sum %016llx\n",
+				   s, n, (unsigned long long)in_sum);
 		if (write(out, line, (size_t)len) != len)
 			die("write");
 		out_size += len;
@@ -73,9 +73,11 @@ int main(int argc, char **argv)
 		int ok = in_pos == in_off && stdio_pos == out_size && st.st_size == out_size &&
 			 raw_pos == out_size - len;
 		errors += !ok;
-		printf("step %ld in_off=%lld/%lld wraps=%ld raw_off=%lld ftell=%ld size=%lld expect=%lld %s\n", s,
-		       (long long)in_pos, (long long)in_off, wraps, (long long)raw_pos, stdio_pos,
-		       (long long)st.st_size, (long long)out_size, ok ? "ok" : "MISMATCH");
+		printf("step %ld in_off=%lld/%lld wraps=%ld raw_off=%lld ftell=%ld size=%lld "
+		       "expect=%lld %s\n",
+		       s, (long long)in_pos, (long long)in_off, wraps, (long long)raw_pos,
+		       stdio_pos, (long long)st.st_size, (long long)out_size,
+		       ok ? "ok" : "MISMATCH");
 		if (sleep)
 			sleep_ms(sleep);
 	}
@@ -95,7 +97,9 @@ int main(int argc, char **argv)
 		total += n;
 	}
 	close(chk);
-	printf("done steps=%ld errors=%ld out_size=%lld expect=%lld in_sum=%016llx out_sum=%016llx\n", steps, errors,
-	       (long long)total, (long long)out_size, (unsigned long long)in_sum, (unsigned long long)out_sum);
+	printf(
+	    "done steps=%ld errors=%ld out_size=%lld expect=%lld in_sum=%016llx out_sum=%016llx\n",
+	    steps, errors, (long long)total, (long long)out_size, (unsigned long long)in_sum,
+	    (unsigned long long)out_sum);
 	return errors || total != out_size ? 1 : 0;
 }

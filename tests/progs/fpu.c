@@ -11,20 +11,21 @@
 #include <sys/syscall.h>
 
 /* nanosleep(ms) with v0..v3, iv and ld pinned in registers throughout. */
-#define SLEEP_KEEPING(ms, v0, v1, v2, v3, iv, ld)                                                       \
-	do {                                                                                            \
-		struct timespec ts_ = {(ms) / 1000, ((ms) % 1000) * 1000000L};                          \
-		long r_;                                                                                \
-		do {                                                                                    \
-			__asm__ volatile("syscall"                                                      \
-					 : "=a"(r_), "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3), "+x"(iv), "+t"(ld) \
-					 : "0"((long)SYS_nanosleep), "D"(&ts_), "S"(&ts_)                       \
-					 : "rcx", "r11", "memory");                                             \
-		} while (r_ == -EINTR);                                                                 \
-		if (r_ < 0) {                                                                           \
-			errno = (int)-r_;                                                               \
-			die("nanosleep");                                                               \
-		}                                                                                       \
+#define SLEEP_KEEPING(ms, v0, v1, v2, v3, iv, ld)                                                  \
+	do {                                                                                       \
+		struct timespec ts_ = {(ms) / 1000, ((ms) % 1000) * 1000000L};                     \
+		long r_;                                                                           \
+		do {                                                                               \
+			__asm__ volatile("syscall"                                                 \
+					 : "=a"(r_), "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3),       \
+					   "+x"(iv), "+t"(ld)                                      \
+					 : "0"((long)SYS_nanosleep), "D"(&ts_), "S"(&ts_)          \
+					 : "rcx", "r11", "memory");                                \
+		} while (r_ == -EINTR);                                                            \
+		if (r_ < 0) {                                                                      \
+			errno = (int)-r_;                                                          \
+			die("nanosleep");                                                          \
+		}                                                                                  \
 	} while (0)
 
 static unsigned x87_control(void)
@@ -61,7 +62,8 @@ int main(int argc, char **argv)
 		v1 = _mm256_sqrt_pd(_mm256_add_pd(v1, v0));
 		v2 = _mm256_add_pd(v2, _mm256_div_pd(_mm256_set1_pd(1.0), k));
 		v3 = _mm256_div_pd(_mm256_add_pd(v3, v2), _mm256_set1_pd(3.0));
-		iv = _mm256_add_epi64(_mm256_xor_si256(iv, _mm256_slli_epi64(iv, 13)), _mm256_set1_epi64x(s * 0x9e37));
+		iv = _mm256_add_epi64(_mm256_xor_si256(iv, _mm256_slli_epi64(iv, 13)),
+				      _mm256_set1_epi64x(s * 0x9e37));
 		ld = ld * 1.0000001L + 1.0L / (long double)(s + 3);
 
 		if (sleep)
@@ -74,9 +76,10 @@ int main(int argc, char **argv)
 		_mm256_storeu_pd(c, v2);
 		_mm256_storeu_pd(d, v3);
 		_mm256_storeu_si256((__m256i *)w, iv);
-		printf("step %ld v0=%a,%a v1=%a,%a v2=%a v3=%a,%a iv=%016llx,%016llx ld=%La mxcsr=%04x x87cw=%04x\n", s,
-		       a[0], a[3], b[1], b[2], c[0], d[0], d[3], w[0], w[3], ld, _mm_getcsr() & 0xffc0u,
-		       x87_control());
+		printf("step %ld v0=%a,%a v1=%a,%a v2=%a v3=%a,%a iv=%016llx,%016llx ld=%La "
+		       "mxcsr=%04x x87cw=%04x\n",
+		       s, a[0], a[3], b[1], b[2], c[0], d[0], d[3], w[0], w[3], ld,
+		       _mm_getcsr() & 0xffc0u, x87_control());
 	}
 	double a[4], b[4], c[4], d[4];
 	_mm256_storeu_pd(a, v0);
@@ -91,7 +94,7 @@ int main(int argc, char **argv)
 	_mm256_storeu_si256((__m256i *)w, iv);
 	h = fnv1a(h, w, sizeof w);
 	h = fnv1a(h, &ld, 10);
-	printf("done steps=%ld round=%s checksum=%016llx\n", steps, fegetround() == FE_TOWARDZERO ? "towardzero" : "CHANGED",
-	       (unsigned long long)h);
+	printf("done steps=%ld round=%s checksum=%016llx\n", steps,
+	       fegetround() == FE_TOWARDZERO ? "towardzero" : "CHANGED", (unsigned long long)h);
 	return 0;
 }

@@ -49,7 +49,7 @@ static size_t pick_size(uint64_t r)
 	unsigned cls = (unsigned)(r % 100);
 	r >>= 8;
 	if (cls < 85)
-		return 1 + r % 4096;           /* small: brk heap */
+		return 1 + r % 4096; /* small: brk heap */
 	if (cls < 97)
 		return 4096 + r % (60 * 1024); /* medium: brk heap */
 	return 128 * 1024 + r % (896 * 1024);  /* big: mmap */
@@ -141,10 +141,11 @@ int main(int argc, char **argv)
 			brk_sum = fnv1a(brk_sum, c + sizeof c, SBRK_CHUNK - sizeof c);
 			memcpy(&c, c, sizeof c);
 		}
-		printf("step %ld mallocs=%lu frees=%lu reallocs=%lu live=%zu big=%zu bytes=%zu mem=%016llx "
+		printf("step %ld mallocs=%lu frees=%lu reallocs=%lu live=%zu big=%zu bytes=%zu "
+		       "mem=%016llx "
 		       "sbrk_chunks=%zu/%zu sbrk_mem=%016llx brk=%s bad=%lu\n",
-		       s, mallocs, frees, reallocs, live, big, bytes, (unsigned long long)h, walked, mine_chunks,
-		       (unsigned long long)brk_sum, brk_ok ? "ok" : "BELOW", bad);
+		       s, mallocs, frees, reallocs, live, big, bytes, (unsigned long long)h, walked,
+		       mine_chunks, (unsigned long long)brk_sum, brk_ok ? "ok" : "BELOW", bad);
 		if (sleep)
 			sleep_ms(sleep);
 	}

@@ -67,8 +67,8 @@ static void *reader(void *arg)
 		read_full(backlog_pipe[0], chunk, CHUNK);
 		acc = fnv1a(acc, rec, REC);
 		backlog_acc = fnv1a(backlog_acc, chunk, CHUNK);
-		printf("step %ld got=\"%.28s\" acc=%016llx backlog=%016llx\n", s, rec, (unsigned long long)acc,
-		       (unsigned long long)backlog_acc);
+		printf("step %ld got=\"%.28s\" acc=%016llx backlog=%016llx\n", s, rec,
+		       (unsigned long long)acc, (unsigned long long)backlog_acc);
 		uint64_t ack = acc ^ backlog_acc;
 		write_full(acks[0], &ack, sizeof ack);
 	}
@@ -96,7 +96,8 @@ int main(int argc, char **argv)
 	uint64_t rng = 0x853c49e6748fea9bull, acked = FNV_INIT;
 	for (long s = 0; s < steps; s++) {
 		char rec[128];
-		int n = snprintf(rec, sizeof rec, "msg %06ld %016llx payload", s, (unsigned long long)xorshift64(&rng));
+		int n = snprintf(rec, sizeof rec, "msg %06ld %016llx payload", s,
+				 (unsigned long long)xorshift64(&rng));
 		memset(rec + n, '.', sizeof rec - (size_t)n);
 		write_full(msg_pipe[1], rec, REC);
 		fill_backlog(CHUNK);

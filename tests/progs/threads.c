@@ -14,10 +14,10 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static long steps, sleep_each;
-static long step;                   /* next step to run; guarded by mu */
-static uint64_t shared = FNV_INIT;  /* digest of all turns so far */
-static uint64_t turns[NTHREADS];    /* turns taken per thread */
-static __thread uint64_t tls_acc;   /* per-thread, in TLS */
+static long step;		   /* next step to run; guarded by mu */
+static uint64_t shared = FNV_INIT; /* digest of all turns so far */
+static uint64_t turns[NTHREADS];   /* turns taken per thread */
+static __thread uint64_t tls_acc;  /* per-thread, in TLS */
 
 static void *worker(void *arg)
 {
@@ -50,9 +50,11 @@ static void *worker(void *arg)
 		shared = fnv1a(shared, &r, sizeof r);
 		shared = fnv1a(shared, &s, sizeof s);
 		int tid_ok = (pid_t)syscall(SYS_gettid) == tid0;
-		printf("step %ld thread %d turns=%llu tls=%016llx local=%016llx shared=%016llx tid=%s\n", s, me,
-		       (unsigned long long)turns[me], (unsigned long long)tls_acc, (unsigned long long)local,
-		       (unsigned long long)shared, tid_ok ? "same" : "CHANGED");
+		printf("step %ld thread %d turns=%llu tls=%016llx local=%016llx shared=%016llx "
+		       "tid=%s\n",
+		       s, me, (unsigned long long)turns[me], (unsigned long long)tls_acc,
+		       (unsigned long long)local, (unsigned long long)shared,
+		       tid_ok ? "same" : "CHANGED");
 		step++;
 		pthread_cond_broadcast(&cv);
 	}
@@ -85,6 +87,7 @@ int main(int argc, char **argv)
 	}
 	h = fnv1a(h, turns, sizeof turns);
 	h = fnv1a(h, &shared, sizeof shared);
-	printf("done steps=%ld threads=%d checksum=%016llx\n", steps, NTHREADS, (unsigned long long)h);
+	printf("done steps=%ld threads=%d checksum=%016llx\n", steps, NTHREADS,
+	       (unsigned long long)h);
 	return 0;
 }

@@ -13,7 +13,7 @@ static int failures;
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
 			failures++;                                                                \
 		}                                                                                  \
 	} while (0)
@@ -36,12 +36,12 @@ static void test_decode(void)
 	char buf[64];
 	CHECK(ckpt_pct_decode(buf, sizeof(buf), "a%20b%3dc", 9) == 5 && !strcmp(buf, "a b=c"));
 	CHECK(ckpt_pct_decode(buf, sizeof(buf), "", 0) == 0 && !strcmp(buf, ""));
-	CHECK(ckpt_pct_decode(buf, sizeof(buf), "a b", 3) == -1);   /* raw space */
-	CHECK(ckpt_pct_decode(buf, sizeof(buf), "a=b", 3) == -1);   /* raw '=' */
-	CHECK(ckpt_pct_decode(buf, sizeof(buf), "%2", 2) == -1);    /* short escape */
-	CHECK(ckpt_pct_decode(buf, sizeof(buf), "%zz", 3) == -1);   /* bad hex */
-	CHECK(ckpt_pct_decode(buf, sizeof(buf), "%00", 3) == -1);   /* NUL */
-	CHECK(ckpt_pct_decode(buf, 3, "abc", 3) == -1);             /* no room for NUL */
+	CHECK(ckpt_pct_decode(buf, sizeof(buf), "a b", 3) == -1); /* raw space */
+	CHECK(ckpt_pct_decode(buf, sizeof(buf), "a=b", 3) == -1); /* raw '=' */
+	CHECK(ckpt_pct_decode(buf, sizeof(buf), "%2", 2) == -1);  /* short escape */
+	CHECK(ckpt_pct_decode(buf, sizeof(buf), "%zz", 3) == -1); /* bad hex */
+	CHECK(ckpt_pct_decode(buf, sizeof(buf), "%00", 3) == -1); /* NUL */
+	CHECK(ckpt_pct_decode(buf, 3, "abc", 3) == -1);		  /* no room for NUL */
 	CHECK(ckpt_pct_decode(buf, 4, "abc", 3) == 3);
 }
 
@@ -76,18 +76,18 @@ static void test_parse(void)
 
 	/* Malformed lines. */
 	CHECK(parse("") == -1);
-	CHECK(parse("hello") == -1);               /* lower-case verb */
-	CHECK(parse(" STATUS") == -1);             /* leading space */
-	CHECK(parse("STATUS ") == -1);             /* trailing space */
-	CHECK(parse("OK  a=1") == -1);             /* double space */
-	CHECK(parse("OK a") == -1);                /* no '=' */
-	CHECK(parse("OK =1") == -1);               /* no key */
-	CHECK(parse("OK A=1") == -1);              /* upper-case key */
-	CHECK(parse("OK a=1 a=2") == -1);          /* duplicate */
-	CHECK(parse("OK a=x=y") == -1);            /* raw '=' in value */
-	CHECK(parse("OK a=%4") == -1);             /* cut escape */
-	CHECK(parse("OK a=1\nSTATUS") == -1);      /* two lines */
-	CHECK(parse("OK a=1\r") == -1);            /* CR */
+	CHECK(parse("hello") == -1);	      /* lower-case verb */
+	CHECK(parse(" STATUS") == -1);	      /* leading space */
+	CHECK(parse("STATUS ") == -1);	      /* trailing space */
+	CHECK(parse("OK  a=1") == -1);	      /* double space */
+	CHECK(parse("OK a") == -1);	      /* no '=' */
+	CHECK(parse("OK =1") == -1);	      /* no key */
+	CHECK(parse("OK A=1") == -1);	      /* upper-case key */
+	CHECK(parse("OK a=1 a=2") == -1);     /* duplicate */
+	CHECK(parse("OK a=x=y") == -1);	      /* raw '=' in value */
+	CHECK(parse("OK a=%4") == -1);	      /* cut escape */
+	CHECK(parse("OK a=1\nSTATUS") == -1); /* two lines */
+	CHECK(parse("OK a=1\r") == -1);	      /* CR */
 	char err[200];
 	CHECK(ckpt_msg_parse(&m, "OK a=b\0c", 8, err, sizeof(err)) == -1); /* NUL byte */
 	CHECK(err[0] != '\0');
@@ -203,7 +203,8 @@ static void test_framing(void)
 static void test_fuzz(void)
 {
 	static const char *seeds[] = {
-	    "HELLO proto=1 role=agent token=0123456789abcdef0123456789abcdef pid=2 ppid=1 restored=0 "
+	    "HELLO proto=1 role=agent token=0123456789abcdef0123456789abcdef pid=2 ppid=1 "
+	    "restored=0 "
 	    "cmd=python3%20train.py\n",
 	    "CHECKPOINT gen=12 dir=/tmp/run/images/gen-000012.partial\n",
 	    "DONE gen=12 pid=2 bytes=4096 pause_ms=1.5 write_ms=2.25 warn=\nSTATUS\n",
@@ -224,7 +225,8 @@ static void test_fuzz(void)
 			x ^= x << 17;
 			size_t pos = (size_t)(x % (n + 1));
 			static const char interesting[] = " =%\n\0Aa9-_\xff";
-			uint8_t b = (x >> 32) & 1 ? (uint8_t)(x >> 40) : (uint8_t)interesting[(x >> 40) % 12];
+			uint8_t b = (x >> 32) & 1 ? (uint8_t)(x >> 40)
+						  : (uint8_t)interesting[(x >> 40) % 12];
 			if (pos < n && (x >> 48) % 2)
 				buf[pos] = b;
 			else if (n < sizeof(buf)) {
@@ -236,7 +238,7 @@ static void test_fuzz(void)
 		if (round % 1000 == 999) {
 			n = 4096 + (size_t)(x % 4000);
 			for (size_t k = 0; k < n; k++)
-				buf[k] = (uint8_t)"ab =%\n"[(x >> (k % 60)) % 6];
+				buf[k] = (uint8_t) "ab =%\n"[(x >> (k % 60)) % 6];
 		}
 		if (ckpt_proto_fuzz_one(buf, n) != 0) {
 			fprintf(stderr, "fuzz round %d broke an invariant\n", round);

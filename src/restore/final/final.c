@@ -161,7 +161,7 @@ static void map_area(struct plan *p, struct plan_area *a)
 	case PLAN_FRESH_COPY:
 		r = raw_syscall6(NR_mmap, a->start, len, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE |
-					 (a->growsdown ? MAP_GROWSDOWN : 0),
+				     (a->growsdown ? MAP_GROWSDOWN : 0),
 				 -1, 0);
 		break;
 	case PLAN_FILE:
@@ -272,7 +272,7 @@ __attribute__((noreturn, used, noinline)) void thread_main(struct thread_start *
 
 struct clone_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-		set_tid_size, cgroup;
+	    set_tid_size, cgroup;
 };
 
 static long spawn_thread(struct plan *p, struct plan_thread *pt)
@@ -284,7 +284,8 @@ static long spawn_thread(struct plan *p, struct plan_thread *pt)
 	ts->thread = pt;
 	struct clone_args ca = {0};
 	ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-		   CLONE_SYSVSEM | CLONE_SETTLS | (pt->t.clear_child_tid ? CLONE_CHILD_CLEARTID : 0);
+		   CLONE_SYSVSEM | CLONE_SETTLS |
+		   (pt->t.clear_child_tid ? CLONE_CHILD_CLEARTID : 0);
 	ca.child_tid = pt->t.clear_child_tid;
 	ca.stack = pt->stack_top - 65536 + 4096;
 	ca.stack_size = (uint64_t)(pt->stack_top - 128) - ca.stack;
@@ -394,7 +395,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 	const struct ckpt_thread *t = &main_thread->t;
 	if (p->new_ids && p->tid_offset >= 0)
 		*(volatile int32_t *)(t->fs_base + (uint64_t)p->tid_offset) =
-			(int32_t)raw_syscall0(NR_getpid);
+		    (int32_t)raw_syscall0(NR_getpid);
 	raw_syscall2(NR_arch_prctl, ARCH_SET_FS, t->fs_base);
 	if (t->gs_base)
 		raw_syscall2(NR_arch_prctl, ARCH_SET_GS, t->gs_base);
@@ -405,4 +406,3 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 }
 
 #pragma GCC visibility pop
-
