@@ -244,6 +244,57 @@ static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct
 	l->data_len += size;
 }
 
+/* Decimal number after key at a line start (blanks and "(" skipped). */
+static int64_t dec_field(const char *s, const char *key, const char **after)
+{
+	for (const char *p = s; *p; p++) {
+		if ((p != s && p[-1] != '\n') || !str_starts(p, key))
+			continue;
+		p += str_len(key);
+		while (*p == ' ' || *p == '\t' || *p == '(')
+			p++;
+		int64_t v = 0;
+		for (; *p >= '0' && *p <= '9'; p++)
+			v = v * 10 + (*p - '0');
+		if (after)
+			*after = p;
+		return v;
+	}
+	return 0;
+}
+
+/* "it_value: (S, NS)": the second number follows the first. */
+static void dec_pair(const char *s, const char *key, int64_t *a, int64_t *b)
+{
+	const char *p = 0;
+	*a = dec_field(s, key, &p);
+	*b = 0;
+	if (!p)
+		return;
+	while (*p == ',' || *p == ' ')
+		p++;
+	for (; *p >= '0' && *p <= '9'; p++)
+		*b = *b * 10 + (*p - '0');
+}
+
+static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *info)
+{
+	struct ckpt_timerfd t;
+	mem_zero(&t, sizeof t);
+	t.clockid = (int32_t)dec_field(info, "clockid:", 0);
+	t.ticks = (uint64_t)dec_field(info, "ticks:", 0);
+	dec_pair(info, "it_value:", &t.value_sec, &t.value_nsec);
+	dec_pair(info, "it_interval:", &t.interval_sec, &t.interval_nsec);
+	if (l->data_len + sizeof t > FD_DATA_MAX)
+		return -1;
+	f->kind = CKPT_FD_TIMERFD;
+	f->data_off = l->data_len;
+	f->data_len = sizeof t;
+	mem_copy(l->data + l->data_len, &t, sizeof t);
+	l->data_len += sizeof t;
+	return 0;
+}
+
 /* eventfd and epoll are described by /proc/self/fdinfo: the counter, and
  * each watched descriptor with its events and data. */
 static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
@@ -260,6 +311,13 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 		f->aux = hex_field(info, "eventfd-semaphore:", 1, &found) ? 1 : 0;
 		return 0;
 	}
+	if (str_eq(link, "anon_inode:[signalfd]")) {
+		f->kind = CKPT_FD_SIGNALFD;
+		f->offset = (int64_t)hex_field(info, "sigmask:", 1, &found);
+		return found ? 0 : -1;
+	}
+	if (str_eq(link, "anon_inode:[timerfd]"))
+		return capture_timerfd(l, f, info);
 	if (!str_eq(link, "anon_inode:[eventpoll]"))
 		return -1;
 	f->kind = CKPT_FD_EPOLL;

@@ -181,6 +181,8 @@ enum ckpt_fd_kind {
 	CKPT_FD_DELETED = 9,	 /* an open file already deleted: content in FD_DATA */
 	CKPT_FD_EVENTFD = 10,	 /* counter in offset, aux 1 = EFD_SEMAPHORE */
 	CKPT_FD_EPOLL = 11,	 /* watched descriptors: struct ckpt_epoll_entry in FD_DATA */
+	CKPT_FD_TIMERFD = 13,	 /* struct ckpt_timerfd in FD_DATA */
+	CKPT_FD_SIGNALFD = 14,	 /* signal mask in offset */
 	CKPT_FD_SOCKET = 12,	 /* other socket: struct ckpt_socket in FD_DATA; listeners
 				  * are bound and listen again, connections come back
 				  * as unconnected sockets (the peer is gone) */
@@ -206,6 +208,15 @@ struct ckpt_epoll_entry {
 	int32_t tfd;
 	uint32_t events;
 	uint64_t data;
+};
+
+/* A timerfd as /proc/PID/fdinfo shows it: time left and period. */
+struct ckpt_timerfd {
+	int32_t clockid;
+	int32_t reserved;
+	int64_t value_sec, value_nsec;	     /* until the next expiry */
+	int64_t interval_sec, interval_nsec; /* period, 0 for one shot */
+	uint64_t ticks;			     /* expiries not read yet (not restored) */
 };
 
 struct ckpt_socket {

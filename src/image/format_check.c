@@ -42,6 +42,7 @@ SIZE(ckpt_rlimit, 16);
 SIZE(ckpt_process, 1464);
 SIZE(ckpt_epoll_entry, 16);
 SIZE(ckpt_socket, 152);
+SIZE(ckpt_timerfd, 48);
 OFF(ckpt_process, pid, 0);
 OFF(ckpt_process, ppid, 4);
 OFF(ckpt_process, umask, 8);

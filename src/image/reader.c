@@ -419,7 +419,7 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 {
 	const struct ckpt_fd *f = &img->fds[i];
 
-	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > CKPT_FD_SOCKET)
+	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > CKPT_FD_SIGNALFD)
 		return fail(err, errlen, "section FDS: entry %u has bad fd %d or kind %u", i, f->fd,
 			    f->kind);
 	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) || (f->kind == CKPT_FD_PIPE && f->aux > 1))

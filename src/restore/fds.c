@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -327,6 +330,30 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 	}
 	case CKPT_FD_SOCKET:
 		return open_socket(img, f);
+	case CKPT_FD_SIGNALFD: {
+		sigset_t mask;
+		sigemptyset(&mask);
+		for (int sig = 1; sig <= 64; sig++)
+			if ((uint64_t)f->offset & (1ull << (sig - 1)))
+				sigaddset(&mask, sig);
+		return signalfd(-1, &mask, (f->open_flags & O_NONBLOCK) ? SFD_NONBLOCK : 0);
+	}
+	case CKPT_FD_TIMERFD: {
+		struct ckpt_timerfd t;
+		if (f->data_len != sizeof t)
+			return fail("fd %d: damaged timerfd record", f->fd);
+		memcpy(&t, img->fd_data + f->data_off, sizeof t);
+		int fd = timerfd_create(t.clockid, (f->open_flags & O_NONBLOCK) ? TFD_NONBLOCK : 0);
+		struct itimerspec its = {{t.interval_sec, t.interval_nsec},
+					 {t.value_sec, t.value_nsec}};
+		/* expiries the program had not read yet: a stopped timer fires
+		 * again at once, so they come back (as one) rather than never */
+		if (t.ticks && !its.it_value.tv_sec && !its.it_value.tv_nsec)
+			its.it_value.tv_nsec = 1;
+		if (fd >= 0 && timerfd_settime(fd, 0, &its, NULL) != 0)
+			warn("fd %d: cannot arm the timerfd again: %s", f->fd, strerror(errno));
+		return fd;
+	}
 	case CKPT_FD_EPOLL:
 		return epoll_create1(0); /* filled once every descriptor is back */
 	case CKPT_FD_STDIO:

@@ -101,3 +101,8 @@ def test_pending_signals(ck):
 def test_tcp_listener(ck):
     """A listening TCP socket listens again on its port after a restart."""
     ck.cycle(py_prog("tcp_server", 60, 40))
+
+
+def test_timerfd_and_signalfd(ck):
+    """A periodic timerfd keeps firing and a signalfd keeps receiving."""
+    ck.cycle(py_prog("timers", 60, 40))
