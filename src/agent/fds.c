@@ -149,6 +149,20 @@ static void save_socket_data(struct fd_list *l, struct ckpt_fd *f, int peer_fd)
 	f->data_len = l->data_len - f->data_off;
 }
 
+/* The descriptor is of this kind, described by a record in FD_DATA. */
+static int put_record(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, const void *rec,
+		      size_t len)
+{
+	if (l->data_len + len > FD_DATA_MAX)
+		return -1;
+	f->kind = kind;
+	f->data_off = l->data_len;
+	f->data_len = len;
+	mem_copy(l->data + l->data_len, rec, len);
+	l->data_len += len;
+	return 0;
+}
+
 /* A socket whose other end is not in this process: a listener is bound
  * and listens again at restart; a connection cannot come back (its peer
  * has its own state), so the program finds an unconnected socket and gets
@@ -167,13 +181,8 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	if (raw_syscall3(SYS_getsockname, f->fd, so.addr, &alen) == 0 && alen > 0 &&
 	    alen <= (int)sizeof so.addr)
 		so.addrlen = (uint32_t)alen;
-	if (l->data_len + sizeof so > FD_DATA_MAX)
+	if (put_record(l, f, CKPT_FD_SOCKET, &so, sizeof so) != 0)
 		return -1;
-	f->kind = CKPT_FD_SOCKET;
-	f->data_off = l->data_len;
-	f->data_len = sizeof so;
-	mem_copy(l->data + l->data_len, &so, sizeof so);
-	l->data_len += sizeof so;
 	if (!so.listening && type == SOCK_STREAM) {
 		char num[24] = "";
 		str_append_u64(num, sizeof num, (uint64_t)f->fd);
@@ -285,14 +294,7 @@ static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *inf
 	t.ticks = (uint64_t)dec_field(info, "ticks:", 0);
 	dec_pair(info, "it_value:", &t.value_sec, &t.value_nsec);
 	dec_pair(info, "it_interval:", &t.interval_sec, &t.interval_nsec);
-	if (l->data_len + sizeof t > FD_DATA_MAX)
-		return -1;
-	f->kind = CKPT_FD_TIMERFD;
-	f->data_off = l->data_len;
-	f->data_len = sizeof t;
-	mem_copy(l->data + l->data_len, &t, sizeof t);
-	l->data_len += sizeof t;
-	return 0;
+	return put_record(l, f, CKPT_FD_TIMERFD, &t, sizeof t);
 }
 
 /* eventfd and epoll are described by /proc/self/fdinfo: the counter, and
