@@ -616,6 +616,28 @@ static int read_data(int fd, char *dst, char *scratch, uint64_t len, uint64_t of
 	return 0;
 }
 
+/* The checksum of a chunk header, as written: with its crc field 0. */
+static uint32_t header_crc(const struct ckpt_page_chunk *c)
+{
+	struct ckpt_page_chunk h = *c;
+	h.crc = 0;
+	return crc32c_update(0, &h, sizeof h);
+}
+
+/* A chunk whose pages were read (and checksummed into crc): it must match,
+ * then it counts for its area and the order checks. */
+static int chunk_checked(struct walk *w, const struct ckpt_page_chunk *c, uint32_t crc,
+			 uint32_t want)
+{
+	if (!CRC_OK(crc, want))
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
+			    c->area, (unsigned long long)c->addr);
+	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
+	w->area_pages += c->npages;
+	return 0;
+}
+
 /* Verify (and deliver) the chunk whose header is at pos; *next is set to
  * the first byte after its data. */
 static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void *arg,
@@ -637,23 +659,14 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 			    "page chunk %u (area %u, address 0x%llx) runs past the end of section "
 			    "PAGES",
 			    w->index, c.area, (unsigned long long)c.addr);
-	uint32_t want = c.crc;
-	c.crc = 0;
-	uint32_t crc = crc32c_update(0, &c, sizeof c);
-	c.crc = want;
+	uint32_t want = c.crc, crc = header_crc(&c);
 	char *dst = dest ? dest(arg, &c) : NULL;
 	if (!dst && !w->scratch && !(w->scratch = malloc(SCRATCH_SIZE)))
 		return fail(w->err, w->errlen, "out of memory");
 	if (read_data(w->img->fd, dst, w->scratch, len, pos + CHUNK_HDR, &crc) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
-	if (!CRC_OK(crc, want))
-		return fail(w->err, w->errlen,
-			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
-			    c.area, (unsigned long long)c.addr);
-	w->prev_end = c.addr + len;
-	w->area_pages += c.npages;
 	*next = pos + CHUNK_HDR + len;
-	return 0;
+	return chunk_checked(w, &c, crc, want);
 }
 
 /* Chunk headers sit so that their data start 4096-aligned in the file. */
@@ -686,10 +699,7 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		return fail(w->err, w->errlen, "out of memory");
 	if (!w->dctx && !(w->dctx = ZSTD_createDCtx()))
 		return fail(w->err, w->errlen, "out of memory");
-	uint32_t want = c.crc;
-	c.crc = 0;
-	uint32_t crc = crc32c_update(0, &c, sizeof c);
-	c.crc = want;
+	uint32_t want = c.crc, crc = header_crc(&c);
 	char *dst = dest ? dest(arg, &c) : NULL;
 	if (!dst && !w->zout && !(w->zout = malloc(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE)))
 		return fail(w->err, w->errlen, "out of memory");
@@ -704,15 +714,8 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		    "page chunk %u (area %u, address 0x%llx): compressed data are damaged (%s)",
 		    w->index, c.area, (unsigned long long)c.addr,
 		    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
-	crc = crc32c_update(crc, dst, len);
-	if (!CRC_OK(crc, want))
-		return fail(w->err, w->errlen,
-			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
-			    c.area, (unsigned long long)c.addr);
-	w->prev_end = c.addr + len;
-	w->area_pages += c.npages;
 	*next = data + zl[0];
-	return 0;
+	return chunk_checked(w, &c, crc32c_update(crc, dst, len), want);
 }
 
 /* Next chunk header at or after pos: a compressed chunk sits at the next
