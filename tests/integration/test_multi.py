@@ -1,5 +1,5 @@
 """Several checkpoints and restarts in one run."""
-from conftest import T_RUN, c_prog, check_chain, text_of
+from conftest import T_RUN, c_prog, check_chain, restart_context, text_of
 
 
 def test_checkpoint_twice_then_restart(ck):
@@ -20,7 +20,8 @@ def test_checkpoint_twice_then_restart(ck):
     out, rc, bg = ck.restart(prog)
     expected, ref_rc = ref.result()
     check_chain(expected, [("first run", first, 0),
-                           (f"restart (latest checkpoint after {seen} lines)", out, seen)])
+                           (f"restart (latest checkpoint after {seen} lines)", out, seen)],
+                context=restart_context(rc, bg, rundir))
     assert rc == ref_rc
 
 
