@@ -42,7 +42,9 @@ int compress_setup(struct ckpt_writer *w, struct scratch *s, int level)
 	if (!c.cctx)
 		return -1;
 	ZSTD_CCtx_setParameter(c.cctx, ZSTD_c_compressionLevel, level);
-	ZSTD_CCtx_setParameter(c.cctx, ZSTD_c_checksumFlag, 0); /* crc32c covers it */
+	/* the chunk crc covers the stored frame; the frame's content checksum
+	 * covers what it decodes to (a compressor or memory fault) */
+	ZSTD_CCtx_setParameter(c.cctx, ZSTD_c_checksumFlag, 1);
 	size_t raw = CKPT_CHUNK_PAGES_MAX * CKPT_PAGE_SIZE, out = ZSTD_compressBound(raw);
 	void *rb = scratch_alloc(s, raw), *ob = scratch_alloc(s, out);
 	if (!rb || !ob)

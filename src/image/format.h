@@ -10,7 +10,10 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION 3
+/* Version 2 differs only in what a compressed chunk's crc covers (the
+ * decoded pages); readers still accept it. */
+#define CKPT_FORMAT_VERSION_V2 2
 #define CKPT_PAGE_SIZE 4096u
 #define CKPT_MAX_SECTIONS 32
 #define CKPT_MAX_AUXV 64 /* (type, value) pairs */

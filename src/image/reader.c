@@ -127,10 +127,11 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 		return fail(err, errlen, "not a ckpt image (bad magic)");
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
-	if (h->format_version != CKPT_FORMAT_VERSION)
+	if (h->format_version != CKPT_FORMAT_VERSION && h->format_version != CKPT_FORMAT_VERSION_V2)
 		return fail(err, errlen,
-			    "image format version %u is not supported (this ckpt reads version %u)",
-			    h->format_version, CKPT_FORMAT_VERSION);
+			    "image format version %u is not supported (this ckpt reads versions %u "
+			    "and %u)",
+			    h->format_version, CKPT_FORMAT_VERSION_V2, CKPT_FORMAT_VERSION);
 	if (h->header_size != HDR_SIZE)
 		return fail(err, errlen, "image header size is %u, expected %u", h->header_size,
 			    (unsigned)HDR_SIZE);
@@ -707,6 +708,13 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		dst = w->zout;
 	if (read_at(w->img->fd, w->zin, zl[0], data) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
+	int stored_crc = w->img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
+	if (stored_crc) {
+		/* checked before decoding: zstd never sees bytes that changed */
+		crc = crc32c_update(crc32c_update(crc, zl, sizeof zl), w->zin, zl[0]);
+		if (!CRC_OK(crc, want))
+			return chunk_checked(w, &c, crc, want);
+	}
 	size_t got = ZSTD_decompressDCtx(w->dctx, dst, len, w->zin, zl[0]);
 	if (ZSTD_isError(got) || got != len)
 		return fail(
@@ -715,7 +723,7 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		    w->index, c.area, (unsigned long long)c.addr,
 		    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
 	*next = data + zl[0];
-	return chunk_checked(w, &c, crc32c_update(crc, dst, len), want);
+	return chunk_checked(w, &c, stored_crc ? crc : crc32c_update(crc, dst, len), want);
 }
 
 /* Next chunk header at or after pos: a compressed chunk sits at the next

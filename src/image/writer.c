@@ -249,8 +249,12 @@ static int zchunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t 
 	align(w, 8);
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_ZCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
-	c.crc = crc32c_update(crc32c_update(0, &c, sizeof c), w->zraw, len);
 	uint32_t zl[2] = {(uint32_t)zlen, 0};
+	/* The checksum covers the bytes as stored: a zstd frame can decode to
+	 * the same pages with a bit changed, and such a change must be found
+	 * too. The frame's own content checksum covers the decoded pages. */
+	c.crc = crc32c_update(crc32c_update(crc32c_update(0, &c, sizeof c), zl, sizeof zl), w->zout,
+			      zlen);
 	emit(w, &c, sizeof c);
 	emit(w, zl, sizeof zl);
 	emit(w, w->zout, zlen);

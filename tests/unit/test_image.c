@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+
+#include <zstd.h>
 #include "image/reader.h"
 #include "image/writer.h"
 
@@ -258,6 +260,27 @@ static void section(struct ckpt_writer *w, uint32_t type, const void *p, size_t 
 	ckpt_writer_end_section(w, count);
 }
 
+/* With compressed set, page chunks are written as the agent writes them
+ * by default: zstd frames with a content checksum. */
+static int compressed;
+
+static size_t zstd_chunk(void *ctx, void *dst, size_t cap, const void *src, size_t len)
+{
+	size_t n = ZSTD_compress2(ctx, dst, cap, src, len);
+	return ZSTD_isError(n) ? 0 : n;
+}
+
+static void use_zstd(struct ckpt_writer *w)
+{
+	static ZSTD_CCtx *cctx;
+	static char raw[4 * CKPT_PAGE_SIZE], out[2 * 4 * CKPT_PAGE_SIZE];
+	if (!cctx) {
+		cctx = ZSTD_createCCtx();
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+	}
+	ckpt_writer_set_compressor(w, zstd_chunk, cctx, raw, sizeof raw, out, sizeof out);
+}
+
 /* Write the image of variant v to fd through a buffer of buf_size bytes. */
 static int write_image(int fd, enum variant v, size_t buf_size)
 {
@@ -267,6 +290,8 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 
 	make_program(&pg, v);
 	ckpt_writer_init(&w, fd, buf_size ? buf : NULL, buf_size);
+	if (compressed)
+		use_zstd(&w);
 	size_t plen = sizeof pg.process - (v == V_PROCESS_SIZE ? 8 : 0);
 	section(&w, CKPT_SEC_PROCESS, &pg.process, plen, 1);
 	section(&w, CKPT_SEC_THREADS, pg.threads, pg.nthreads * sizeof *pg.threads, pg.nthreads);
@@ -367,9 +392,12 @@ static void check_alignment(const char *path)
 		if (s[i].type != CKPT_SEC_PAGES)
 			continue;
 		uint32_t magic;
-		uint64_t first = (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
-		CHECK(pread(fd, &magic, 4, (off_t)first) == 4 && magic == CKPT_CHUNK_MAGIC,
-		      "first chunk header at %llu", (unsigned long long)first);
+		uint64_t first = compressed ? s[i].offset
+					    : (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
+		uint32_t want = compressed ? CKPT_ZCHUNK_MAGIC : CKPT_CHUNK_MAGIC;
+		CHECK(pread(fd, &magic, 4, (off_t)first) == 4 && magic == want,
+		      "first chunk header (%s) at %llu", compressed ? "compressed" : "raw",
+		      (unsigned long long)first);
 	}
 	close(fd);
 }
@@ -454,6 +482,9 @@ static void test_truncation(const char *path)
 	free(p);
 }
 
+/* Every byte, changed in every single bit and in all bits, must be
+ * noticed. (A zstd frame can decode to the same pages with a bit changed:
+ * only a checksum of the stored bytes catches that.) */
 static void test_byte_flips(const char *path)
 {
 	char err[256];
@@ -463,10 +494,15 @@ static void test_byte_flips(const char *path)
 	char *p = slurp(path, &len);
 	int fd = open(path, O_RDWR);
 	for (size_t off = 0; p && off < len; off++) {
-		char c = (char)(p[off] ^ 0xff);
-		CHECK(pwrite(fd, &c, 1, (off_t)off) == 1, "pwrite");
-		if (verify(path, err, sizeof err) == 0 && accepted++ < 10)
-			CHECK(0, "flip at byte %zu accepted", off);
+		/* every single bit where zstd frames are, all bits elsewhere */
+		for (unsigned mask = compressed ? 1 : 0x100; mask <= 0x100; mask <<= 1) {
+			char c = (char)(p[off] ^ (mask == 0x100 ? 0xff : mask));
+			CHECK(pwrite(fd, &c, 1, (off_t)off) == 1, "pwrite");
+			if (verify(path, err, sizeof err) == 0 && accepted++ < 10)
+				CHECK(0, "%s image: flip 0x%02x at byte %zu accepted",
+				      compressed ? "compressed" : "raw", (unsigned char)(c ^ p[off]),
+				      off);
+		}
 		CHECK(pwrite(fd, &p[off], 1, (off_t)off) == 1, "pwrite");
 	}
 	CHECK(accepted == 0, "%u byte flips accepted", accepted);
@@ -489,6 +525,76 @@ static void rewrite_header(const char *path, void (*edit)(struct ckpt_image_head
 	close(fd);
 }
 
+static void set_version_2(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V2;
+}
+
+/* Rewrite a compressed image as version 2 wrote it: each compressed
+ * chunk's crc over its header and decoded pages. */
+static void make_version_2(const char *path)
+{
+	size_t len;
+	unsigned char *p = (unsigned char *)slurp(path, &len);
+	struct ckpt_image_header h;
+	memcpy(&h, p, sizeof h);
+	struct ckpt_section *tbl = (struct ckpt_section *)(p + h.section_table_offset), *pages = NULL;
+	for (uint32_t i = 0; i < h.section_count; i++)
+		if (tbl[i].type == CKPT_SEC_PAGES)
+			pages = &tbl[i];
+	static unsigned char out[CKPT_PAGE_SIZE * 4];
+	unsigned converted = 0;
+	for (uint64_t pos = pages->offset; pos < pages->offset + pages->length;) {
+		struct ckpt_page_chunk c;
+		memcpy(&c, p + pos, sizeof c);
+		uint32_t zl;
+		memcpy(&zl, p + pos + sizeof c, 4);
+		size_t n = c.npages * CKPT_PAGE_SIZE;
+		CHECK(c.magic == CKPT_ZCHUNK_MAGIC && n <= sizeof out, "compressed chunk at %llu",
+		      (unsigned long long)pos);
+		CHECK(ZSTD_decompress(out, n, p + pos + sizeof c + 8, zl) == n, "decompress");
+		c.crc = 0;
+		c.crc = crc32c_update(crc32c_update(0, &c, sizeof c), out, n);
+		memcpy(p + pos, &c, sizeof c);
+		converted++;
+		pos = (pos + sizeof c + 8 + zl + 7) & ~7ull;
+	}
+	CHECK(converted == pages->count, "%u of %u chunks converted", converted, pages->count);
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(write(fd, p, len) == (ssize_t)len, "write");
+	close(fd);
+	free(p);
+	rewrite_header(path, set_version_2);
+}
+
+/* Checkpoints taken by the previous release still restart. */
+static void test_version_2(const char *path)
+{
+	char err[256];
+	compressed = 1;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	compressed = 0;
+	make_version_2(path);
+	CHECK(ckpt_image_verify(path, err, sizeof err) == 0, "version 2 image refused: %s", err);
+	/* and its decoded pages are still checked */
+	size_t len;
+	char *p = slurp(path, &len);
+	struct ckpt_image_header h;
+	memcpy(&h, p, sizeof h);
+	int fd = open(path, O_RDWR);
+	unsigned refused = 0, tried = 0;
+	for (size_t off = sizeof h; off < h.section_table_offset; off++) {
+		char c = (char)(p[off] ^ 0x01);
+		CHECK(pwrite(fd, &c, 1, (off_t)off) == 1, "pwrite");
+		tried++;
+		refused += ckpt_image_verify(path, err, sizeof err) < 0;
+		CHECK(pwrite(fd, &p[off], 1, (off_t)off) == 1, "pwrite");
+	}
+	CHECK(refused > tried / 2, "version 2: only %u of %u flips found", refused, tried);
+	close(fd);
+	free(p);
+}
+
 static void set_version(struct ckpt_image_header *h)
 {
 	h->format_version = 7;
@@ -506,7 +612,7 @@ static void test_header_checks(const char *path)
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
 	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
-	CHECK(strstr(err, "version 7") && strstr(err, "version 2"), "message: %s", err);
+	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 and 3"), "message: %s", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
@@ -570,6 +676,12 @@ static int write_seeds(const char *dir)
 	snprintf(path, sizeof path, "%s/small.img", dir);
 	if (create_image(path, V_SMALL, 4096) < 0)
 		return perror(path), 1;
+	compressed = 1;
+	snprintf(path, sizeof path, "%s/zstd.img", dir);
+	int r = create_image(path, V_GOOD, 4096);
+	compressed = 0;
+	if (r < 0)
+		return perror(path), 1;
 	return 0;
 }
 
@@ -586,6 +698,11 @@ int main(int argc, char **argv)
 	test_buffer_sizes(path);
 	test_truncation(path);
 	test_byte_flips(path);
+	compressed = 1;
+	test_roundtrip(path);
+	test_byte_flips(path);
+	compressed = 0;
+	test_version_2(path);
 	test_header_checks(path);
 	test_bad_records(path);
 	test_writer_misuse(path);
