@@ -216,6 +216,8 @@ uint64_t hex_field(const char *s, const char *key, int at_line_start, int *found
 
 int list_numeric_dir(const char *path, int *out, int cap)
 {
+	/* listing our own descriptors shows the one doing the listing */
+	int own_fds = str_eq(path, "/proc/self/fd");
 	char buf[4096];
 	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (dfd < 0)
@@ -239,7 +241,7 @@ int list_numeric_dir(const char *path, int *out, int cap)
 			int v = 0;
 			for (const char *p = d->name; *p; p++)
 				v = v * 10 + (*p - '0');
-			if (v != dfd && n < cap)
+			if ((!own_fds || v != dfd) && n < cap)
 				out[n++] = v;
 		}
 	}
