@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -125,6 +126,22 @@ static ssize_t ctl_read(char *buf, size_t cap, size_t *used)
 	return n;
 }
 
+/* Where this process is in the checkpoint protocol (docs/protocol.md):
+ * SUSPEND stops its threads, CAPTURE takes its image while every process
+ * of the computation is stopped, CONTINUE lets it run on (and reports when
+ * the image is durable), RESUME abandons the checkpoint. */
+enum phase { PHASE_IDLE, PHASE_SUSPENDED, PHASE_CAPTURED };
+static enum phase phase;
+
+static void send_fail(const char *why)
+{
+	char enc[3200], out[4096];
+	encode(enc, sizeof enc, why);
+	snprintf(out, sizeof out, "FAIL gen=%llu pid=%d reason=%s\n",
+		 (unsigned long long)agent.generation, (int)agent.pid, enc);
+	send_line(out);
+}
+
 /* --stop-after-checkpoint: the program must not run past the state just
  * saved. The coordinator kills it, or sends RESUME if the generation could
  * not be completed; if the coordinator goes away the program continues. */
@@ -146,123 +163,236 @@ static double ms_between(uint64_t a, uint64_t b)
 	return b > a ? (double)(b - a) / 1e6 : 0.0;
 }
 
-/* The image has been written while stopped: either we are the original
- * process, which continues, or a restarted one (the restorer wrote
- * restore_info), which reintroduces itself to its new coordinator. */
-/* Returns 1 when the capture must be taken again without copy-on-write
- * (memory that fork does not copy, see memory.c); nothing was sent. */
-static int after_capture(void)
+/* The restorer wrote restore_info: this is a restarted process, which
+ * reintroduces itself to its new coordinator and runs on. */
+static void after_restore(void)
 {
-	if (agent.restore_info.magic == CKPT_RESTORE_MAGIC) {
-		uint64_t gen = agent.restore_info.generation;
-		for (int fd = 0; fd < 3; fd++) {
-			agent.stdio_dev[fd] = agent.restore_info.stdio_dev[fd];
-			agent.stdio_ino[fd] = agent.restore_info.stdio_ino[fd];
-		}
-		agent.restore_info.magic = 0;
-		/* a restart without pid namespaces gives new ids */
-		agent.pid = (pid_t)syscall(SYS_getpid);
-		agent.agent_tid = (pid_t)syscall(SYS_gettid);
-		resume_all_threads();
-		say_hello(gen);
-		return 0;
+	uint64_t gen = agent.restore_info.generation;
+	for (int fd = 0; fd < 3; fd++) {
+		agent.stdio_dev[fd] = agent.restore_info.stdio_dev[fd];
+		agent.stdio_ino[fd] = agent.restore_info.stdio_ino[fd];
 	}
+	agent.restore_info.magic = 0;
+	/* a restart without pid namespaces gives new ids */
+	agent.pid = (pid_t)syscall(SYS_getpid);
+	agent.agent_tid = (pid_t)syscall(SYS_gettid);
+	phase = PHASE_IDLE;
+	resume_all_threads();
+	say_hello(gen);
+}
+
+static uint64_t gen_of(const char *line)
+{
+	char gen[32];
+	return field(line, "gen", gen, sizeof gen) == 0 ? strtoull(gen, 0, 10) : 0;
+}
+
+static int main_thread_stopped(void)
+{
+	if (agent.agent_tid == agent.pid)
+		return 1;
+	for (int i = 0; i < agent.nslots; i++)
+		if (agent.slots[i].tid == agent.pid)
+			return atomic_load(&agent.slots[i].state) == SLOT_STOPPED;
+	return 0;
+}
+
+static void on_suspend(const char *line)
+{
+	if (phase != PHASE_IDLE) {
+		send_fail("SUSPEND while a checkpoint is in progress");
+		return;
+	}
+	agent.generation = gen_of(line);
+	agent.result = 0;
+	agent.errmsg[0] = 0;
+	agent.warnings[0] = 0;
+	agent.stop_ns = now_ns();
+	if (suspend_all_threads() != 0) {
+		send_fail(agent.errmsg);
+		return;
+	}
+	agent.stopped_ns = now_ns();
+	if (!main_thread_stopped()) {
+		/* The main thread is gone: the process is exiting (exit_group
+		 * takes this thread too in a moment, and the coordinator sees
+		 * the process leave), or the program ended its main thread with
+		 * pthread_exit, which a restart cannot rebuild. */
+		for (int i = 0; i < 300; i++) {
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, 0);
+		}
+		resume_all_threads();
+		send_fail("the main thread of this process has exited (pthread_exit); such a "
+			  "process cannot be checkpointed");
+		return;
+	}
+	phase = PHASE_SUSPENDED;
+	char out[128];
+	snprintf(out, sizeof out, "SUSPENDED gen=%llu pid=%d\n",
+		 (unsigned long long)agent.generation, (int)agent.pid);
+	send_line(out);
+}
+
+/* The other processes of the computation, for finding descriptions this
+ * process shares with them (peers=2,5,9). */
+static void parse_peers(const char *line)
+{
+	static char list[4096];
+	agent.npeers = 0;
+	if (field(line, "peers", list, sizeof list) != 0)
+		return;
+	for (char *p = list; *p && agent.npeers < AGENT_MAX_PEERS;) {
+		long v = strtol(p, &p, 10);
+		if (v > 0 && v != agent.pid)
+			agent.peers[agent.npeers++] = (int)v;
+		while (*p == ',')
+			p++;
+		if (*p && (*p < '0' || *p > '9'))
+			break;
+	}
+}
+
+/* The supervisor's stdin, stdout and stderr (stdio=DEV:INO,DEV:INO,DEV:INO):
+ * descriptors of the program that are these are connected to the new
+ * supervisor's at restart. A process started by exec cannot know them. */
+static void parse_stdio(const char *line)
+{
+	char v[256];
+	if (field(line, "stdio", v, sizeof v) != 0)
+		return;
+	char *p = v;
+	for (int i = 0; i < 3 && *p; i++) {
+		agent.stdio_dev[i] = strtoull(p, &p, 10);
+		if (*p == ':')
+			p++;
+		agent.stdio_ino[i] = strtoull(p, &p, 10);
+		if (*p == ',')
+			p++;
+	}
+}
+
+static void on_capture(const char *line)
+{
+	if (phase != PHASE_SUSPENDED || gen_of(line) != agent.generation ||
+	    field(line, "dir", agent.dir, sizeof agent.dir) != 0) {
+		send_fail("CAPTURE out of order or malformed");
+		return;
+	}
+	char opt[16];
+	agent.stop_after = field(line, "stop", opt, sizeof opt) == 0 && opt[0] == '1';
+	/* copy-on-write unless asked not to; a stopping checkpoint gains
+	 * nothing from it */
+	agent.use_cow =
+	    !(field(line, "cow", opt, sizeof opt) == 0 && opt[0] == '0') && !agent.stop_after;
+	if (agent.cow_unusable)
+		agent.use_cow = 0;
+	/* compress=none|fast|max (default fast) */
+	char comp[16] = "fast";
+	field(line, "compress", comp, sizeof comp);
+	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
+	parse_peers(line);
+	parse_stdio(line);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		agent.result = 0;
+		agent.cow_dontfork = 0;
+		agent.errmsg[0] = 0;
+		agent.image_bytes = 0;
+		agent.restore_info.magic = 0;
+		/* Capture ourselves last: the handler writes the image. */
+		raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
+		if (agent.restore_info.magic == CKPT_RESTORE_MAGIC) {
+			after_restore();
+			return;
+		}
+		if (!agent.cow_dontfork)
+			break;
+		/* memory that fork does not copy: again, without copy-on-write */
+		agent.cow_unusable = 1;
+		agent.use_cow = 0;
+		add_warning("memory that fork does not copy (MADV_DONTFORK) made this process "
+			    "switch to checkpoints without copy-on-write",
+			    0, 0);
+	}
+	if (agent.result != 0) {
+		phase = PHASE_IDLE;
+		resume_all_threads();
+		send_fail(agent.errmsg);
+		return;
+	}
+	phase = PHASE_CAPTURED;
+	char out[128];
+	snprintf(out, sizeof out, "CAPTURED gen=%llu pid=%d\n",
+		 (unsigned long long)agent.generation, (int)agent.pid);
+	send_line(out);
+}
+
+/* Every process is captured: run on while the image is written, then say
+ * when it is durable. */
+static void on_continue(const char *line)
+{
+	if (phase != PHASE_CAPTURED || gen_of(line) != agent.generation)
+		return;
+	phase = PHASE_IDLE;
 	int keep_stopped = agent.stop_after && agent.result == 0;
 	if (!keep_stopped)
 		resume_all_threads();
 	agent.resumed_ns = now_ns();
 	capture_wait_writer(); /* copy-on-write: the program runs meanwhile */
-	if (agent.result != 0 && agent.cow_dontfork && !agent.cow_unusable) {
-		agent.cow_unusable = 1; /* for the rest of this process's life */
-		return 1;
-	}
 	uint64_t written_ns = now_ns();
-	char line[4096], enc[3200];
-	if (agent.result == 0) {
-		encode(enc, sizeof enc, agent.warnings);
-		snprintf(line, sizeof line,
-			 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d "
-			 "warn=%s\n",
-			 (unsigned long long)agent.generation, (int)agent.pid,
-			 (unsigned long long)agent.image_bytes,
-			 ms_between(agent.stop_ns, agent.resumed_ns),
-			 ms_between(agent.stopped_ns, written_ns), keep_stopped, enc);
-	} else {
-		encode(enc, sizeof enc, agent.errmsg);
-		snprintf(line, sizeof line, "FAIL gen=%llu pid=%d reason=%s\n",
-			 (unsigned long long)agent.generation, (int)agent.pid, enc);
-	}
-	send_line(line);
-	if (keep_stopped)
-		wait_for_resume();
-	return 0;
-}
-
-static int capture_once(int attempt);
-
-static void checkpoint(const char *line)
-{
-	char gen[32];
-	if (field(line, "gen", gen, sizeof gen) != 0 ||
-	    field(line, "dir", agent.dir, sizeof agent.dir) != 0) {
-		send_line("FAIL gen=0 reason=malformed%20CHECKPOINT%20request\n");
+	if (agent.result != 0) {
+		send_fail(agent.errmsg);
+		if (keep_stopped)
+			resume_all_threads();
 		return;
 	}
-	agent.generation = strtoull(gen, 0, 10);
-	char stop[8];
-	agent.stop_after = field(line, "stop", stop, sizeof stop) == 0 && stop[0] == '1';
-	/* copy-on-write unless asked not to; a stopping checkpoint gains
-	 * nothing from it */
-	agent.use_cow =
-	    !(field(line, "cow", stop, sizeof stop) == 0 && stop[0] == '0') && !agent.stop_after;
-	/* compress=none|fast|max (default fast) */
-	char comp[16] = "fast";
-	field(line, "compress", comp, sizeof comp);
-	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
-	if (agent.cow_unusable)
-		agent.use_cow = 0;
-	for (int attempt = 0; attempt < 2; attempt++)
-		if (capture_once(attempt) == 0)
-			break;
+	char out[4096], enc[3200];
+	encode(enc, sizeof enc, agent.warnings);
+	snprintf(out, sizeof out,
+		 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d "
+		 "warn=%s\n",
+		 (unsigned long long)agent.generation, (int)agent.pid,
+		 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
+		 ms_between(agent.stopped_ns, written_ns), keep_stopped, enc);
+	send_line(out);
+	if (keep_stopped)
+		wait_for_resume();
 }
 
-/* Stop, capture, resume, report. Returns 1 to be called again (the
- * copy-on-write child could not see all memory: now without it). */
-static int capture_once(int attempt)
+/* The checkpoint was abandoned: run on. */
+static void on_resume(const char *line)
 {
-	if (attempt) {
-		agent.use_cow = 0;
-		agent.warnings[0] = 0;
-		add_warning("memory that fork does not copy (MADV_DONTFORK) made this process "
-			    "switch to checkpoints without copy-on-write",
-			    0, 0);
-	}
-	char warn_keep[AGENT_ERR_LEN];
-	snprintf(warn_keep, sizeof warn_keep, "%s", attempt ? agent.warnings : "");
-	agent.result = 0;
-	agent.cow_dontfork = 0;
-	agent.errmsg[0] = 0;
-	snprintf(agent.warnings, sizeof agent.warnings, "%s", warn_keep);
-	agent.image_bytes = 0;
-	agent.restore_info.magic = 0;
-	agent.stop_ns = now_ns();
-	int stopped = suspend_all_threads() == 0;
-	if (stopped && check_no_children() != 0) {
-		resume_all_threads();
-		stopped = 0;
-	}
-	if (!stopped) {
-		char enc[3200], out[4096];
-		encode(enc, sizeof enc, agent.errmsg);
-		snprintf(out, sizeof out, "FAIL gen=%llu pid=%d reason=%s\n",
-			 (unsigned long long)agent.generation, (int)agent.pid, enc);
-		send_line(out);
-		return 0;
-	}
-	agent.stopped_ns = now_ns();
-	/* Capture ourselves last: the handler writes the image. */
-	raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
-	return after_capture();
+	if (phase == PHASE_IDLE || gen_of(line) != agent.generation)
+		return;
+	phase = PHASE_IDLE;
+	resume_all_threads();
+	capture_wait_writer();
+}
+
+static void on_line(const char *line)
+{
+	if (strncmp(line, "SUSPEND ", 8) == 0)
+		on_suspend(line);
+	else if (strncmp(line, "CAPTURE ", 8) == 0)
+		on_capture(line);
+	else if (strncmp(line, "CONTINUE ", 9) == 0)
+		on_continue(line);
+	else if (strncmp(line, "RESUME ", 7) == 0)
+		on_resume(line);
+}
+
+/* While the checkpoint thread connects, its descriptors are not yet
+ * where at_fork_child can close them: a fork waits for it. */
+static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void at_fork_prepare(void)
+{
+	pthread_mutex_lock(&connect_lock);
+}
+
+static void at_fork_parent(void)
+{
+	pthread_mutex_unlock(&connect_lock);
 }
 
 static void *agent_thread(void *arg)
@@ -280,7 +410,9 @@ static void *agent_thread(void *arg)
 		agent.agent_tid)
 		agent.pthread_tid_offset = -1;
 
+	pthread_mutex_lock(&connect_lock);
 	agent.ctl_fd = ctl_connect_path(ctl_path);
+	pthread_mutex_unlock(&connect_lock);
 	if (agent.ctl_fd < 0 || say_hello(0) != 0) {
 		fprintf(stderr,
 			"ckpt agent: cannot reach the coordinator at %s: %s; "
@@ -295,8 +427,7 @@ static void *agent_thread(void *arg)
 		char *nl;
 		while ((nl = strchr(buf, '\n'))) {
 			*nl = 0;
-			if (strncmp(buf, "CHECKPOINT ", 11) == 0)
-				checkpoint(buf);
+			on_line(buf);
 			size_t rest = used - (size_t)(nl + 1 - buf);
 			memmove(buf, nl + 1, rest);
 			used = rest;
@@ -321,23 +452,50 @@ static int find_pthread_tid_offset(void)
 	return -1;
 }
 
-/* In a forked child the checkpoint thread does not exist and the
- * connection belongs to the parent. */
+static void start_agent_thread(void)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* The thread must never take a signal meant for the program, not
+	 * even before it sets its own mask: it is born with all blocked. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, &attr, agent_thread, 0) != 0)
+		fprintf(stderr, "ckpt agent: cannot start the checkpoint thread in pid %d\n",
+			(int)getpid());
+	pthread_sigmask(SIG_SETMASK, &old, 0);
+	pthread_attr_destroy(&attr);
+}
+
+/* A forked child is a new process of the computation: the parent's
+ * checkpoint thread and connection are not its own, so it starts its own
+ * (fork copies only the calling thread). vfork and posix_spawn children
+ * run no fork handlers; they exec, and the agent starts in the new
+ * program. */
 static void at_fork_child(void)
 {
+	pthread_mutex_unlock(&connect_lock);
+	if (agent.ctl_fd >= 0)
+		close(agent.ctl_fd);
 	agent.ctl_fd = -1;
-	agent.pid = 0;
+	agent.pid = getpid();
+	agent.agent_tid = 0;
+	atomic_store(&agent.active, 0);
+	agent.nslots = 0;
+	agent.writer_pid = 0;
+	agent.cow = 0;
+	phase = PHASE_IDLE;
+	start_agent_thread();
 }
 
 __attribute__((constructor)) static void agent_init(void)
 {
 	const char *ctl = getenv("CKPT_CTL"), *tok = getenv("CKPT_TOKEN");
-	const char *root = getenv("CKPT_ROOT_PID");
 	if (!ctl || !tok)
-		return;
-	/* Process trees are later work: only the root process is checkpointed;
-	 * its children carry the agent passively through exec. */
-	if (root && atoi(root) != getpid())
 		return;
 	snprintf(ctl_path, sizeof ctl_path, "%s", ctl);
 	snprintf(token, sizeof token, "%s", tok);
@@ -353,19 +511,6 @@ __attribute__((constructor)) static void agent_init(void)
 			strerror(errno));
 		return;
 	}
-	pthread_atfork(0, 0, at_fork_child);
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	/* The thread must never take a signal meant for the program, not
-	 * even before it sets its own mask: it is born with all blocked. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&t, &attr, agent_thread, 0) != 0)
-		fprintf(stderr, "ckpt agent: cannot start the checkpoint thread\n");
-	pthread_sigmask(SIG_SETMASK, &old, 0);
-	pthread_attr_destroy(&attr);
+	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
+	start_agent_thread();
 }

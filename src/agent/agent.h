@@ -24,6 +24,7 @@
 #define AGENT_MAX_THREADS 4096
 #define AGENT_STOP_TIMEOUT_MS_DEFAULT 10000
 #define AGENT_ERR_LEN 1024
+#define AGENT_MAX_PEERS 1024
 
 enum slot_state { SLOT_FREE = 0, SLOT_SIGNALED = 1, SLOT_CAPTURING = 2, SLOT_STOPPED = 3 };
 
@@ -35,6 +36,7 @@ struct agent_slot {
 
 /* What the copy-on-write writer reports back, in memory shared with it. */
 struct cow_result {
+	_Atomic int32_t maps_state; /* 0 not yet checked, 1 all memory there, 2 not */
 	int32_t result;
 	int32_t dontfork;
 	uint64_t bytes;
@@ -79,6 +81,10 @@ struct agent_state {
 	long cow_maps_lines;	   /* mappings the program had at the fork */
 	uint64_t skip_lo, skip_hi; /* the shared page: not part of the image */
 
+	/* The other processes of the computation (pids), from CAPTURE */
+	int peers[AGENT_MAX_PEERS];
+	int npeers;
+
 	/* Identity of the supervisor's stdin/stdout/stderr: fds pointing to
 	 * these are reconnected to the new supervisor at restart. */
 	uint64_t stdio_dev[3], stdio_ino[3];
@@ -96,8 +102,8 @@ void resume_all_threads(void);
 void capture_thread_state(struct ckpt_thread *t, void *frame);
 uint64_t status_mask(const char *path, const char *key);
 
-/* children.c: 0, or -1 (agent.errmsg) when a child process is running */
-int check_no_children(void);
+/* children.c: children that exited and were not waited for */
+int zombies_capture(struct ckpt_zombie *out, int cap);
 
 /* capture.c: write the image; called in the checkpoint thread's handler */
 void capture_image(void *self_frame);
@@ -109,6 +115,9 @@ struct ckpt_writer;
 struct scratch;
 struct strtab;
 int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+/* Shared memory whose content the image holds (not a file's): it changes
+ * under a copy-on-write writer, so such a process is written while stopped. */
+int memory_has_shared_anon(struct scratch *s);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 
 /* compress.c: zstd for page chunks (level 0: none) */

@@ -149,6 +149,23 @@ static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *pro
 	ckpt_writer_begin_section(w, CKPT_SEC_SIGACTIONS);
 	ckpt_writer_write(w, sa, sizeof sa);
 	ckpt_writer_end_section(w, CKPT_NSIG);
+
+	struct ckpt_tree tree = {(int32_t)raw_syscall1(SYS_getpgid, 0),
+				 (int32_t)raw_syscall1(SYS_getsid, 0), (uint32_t)agent.npeers + 1,
+				 0};
+	if (tree.pgid < 0)
+		tree.pgid = 0;
+	if (tree.sid < 0)
+		tree.sid = 0;
+	ckpt_writer_begin_section(w, CKPT_SEC_TREE);
+	ckpt_writer_write(w, &tree, sizeof tree);
+	ckpt_writer_end_section(w, 1);
+
+	static struct ckpt_zombie zombies[4096];
+	int nz = zombies_capture(zombies, 4096);
+	ckpt_writer_begin_section(w, CKPT_SEC_ZOMBIES);
+	ckpt_writer_write(w, zombies, (size_t)nz * sizeof zombies[0]);
+	ckpt_writer_end_section(w, (uint32_t)nz);
 }
 
 static int open_image(char *tmp, char *final, size_t cap)
@@ -248,6 +265,32 @@ static long cow_fork(void)
 	return pid;
 }
 
+/* In the writer: memory marked MADV_DONTFORK is missing here, and an
+ * image without it would restart into a crash. Told to the program at
+ * once, which then captures again without copy-on-write. */
+static int cow_child_check_maps(void)
+{
+	long lines = count_maps_lines();
+	int ok = lines < 0 || agent.cow_maps_lines < 0 || lines == agent.cow_maps_lines;
+	atomic_store(&agent.cow->maps_state, ok ? 1 : 2);
+	return ok;
+}
+
+/* In the program: wait for the writer's verdict on its memory. */
+static int cow_parent_check_maps(long pid)
+{
+	for (;;) {
+		int state = atomic_load(&agent.cow->maps_state);
+		if (state)
+			return state == 1;
+		int status;
+		if (raw_syscall4(SYS_wait4, pid, &status, 1 /* WNOHANG */ | 0x40000000, 0) == pid)
+			return -1; /* died before it could tell */
+		struct timespec ts = {0, 200000};
+		raw_syscall2(SYS_nanosleep, &ts, 0);
+	}
+}
+
 static __attribute__((noreturn)) void cow_child_exit(void)
 {
 	struct cow_result *r = agent.cow;
@@ -297,19 +340,34 @@ void capture_image(void *self_frame)
 		set_error(err, 0, 0);
 	} else {
 		write_small_sections(&w, &proc, nthreads);
-		long pid = agent.use_cow ? cow_fork() : -1;
+		/* Shared memory changes under a copy-on-write writer while the
+		 * program runs on: such a process is written while stopped. */
+		int cow = agent.use_cow && !memory_has_shared_anon(&s);
+		long pid = cow ? cow_fork() : -1;
 		if (pid == 0) {
 			agent.skip_lo = (uint64_t)(uintptr_t)agent.cow;
 			agent.skip_hi = agent.skip_lo + sizeof(struct cow_result);
-			finish_image(&w, &s, &st, nthreads, tmp, final);
+			if (cow_child_check_maps())
+				finish_image(&w, &s, &st, nthreads, tmp, final);
+			else
+				set_error("memory not inherited by fork", 0, 0);
 			if (agent.result != 0)
 				raw_syscall1(SYS_unlink, tmp);
 			cow_child_exit();
 		}
 		if (pid > 0) {
+			int maps_ok = cow_parent_check_maps(pid);
 			agent.writer_pid = (int)pid;
 			raw_syscall1(SYS_close, fd);
 			scratch_free(&s);
+			if (maps_ok != 1) {
+				capture_wait_writer();
+				agent.result = -1;
+				agent.cow_dontfork = maps_ok == 0;
+				if (maps_ok < 0)
+					set_error("the copy-on-write image writer died at its start",
+						  0, 0);
+			}
 			return;
 		}
 		finish_image(&w, &s, &st, nthreads, tmp, final);

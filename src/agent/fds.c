@@ -74,6 +74,38 @@ static void save_pipe_data(struct fd_list *l, struct ckpt_fd *f, int wfd)
 	l->data_len += (uint64_t)got;
 }
 
+/* A pipe whose write end another process holds: the queued bytes are
+ * copied with tee(2), which leaves them in the pipe. */
+static void peek_pipe_data(struct fd_list *l, struct ckpt_fd *f)
+{
+	int queued = 0;
+	if (raw_syscall3(SYS_ioctl, f->fd, FIONREAD, &queued) != 0 || queued <= 0)
+		return;
+	if (l->data_len + (uint64_t)queued > FD_DATA_MAX) {
+		add_warning("pipe data too large to save", 0, 0);
+		return;
+	}
+	int p[2];
+	if (raw_syscall2(SYS_pipe2, p, O_CLOEXEC | O_NONBLOCK) != 0)
+		return;
+	if (queued > 65536)
+		raw_syscall3(SYS_fcntl, p[1], F_SETPIPE_SZ, queued);
+	long n = raw_syscall4(SYS_tee, f->fd, p[1], queued, 2 /* SPLICE_F_NONBLOCK */);
+	long got = n > 0 ? raw_syscall3(SYS_read, p[0], l->data + l->data_len, n) : 0;
+	raw_syscall1(SYS_close, p[0]);
+	raw_syscall1(SYS_close, p[1]);
+	if (got != queued) {
+		char num[24] = "";
+		str_append_u64(num, sizeof num, (uint64_t)f->fd);
+		add_warning("fd ", num, ": not all bytes queued in the pipe could be saved");
+	}
+	if (got <= 0)
+		return;
+	f->data_off = l->data_len;
+	f->data_len = (uint64_t)got;
+	l->data_len += (uint64_t)got;
+}
+
 /* The inode of the other end of a Unix socket, from sock_diag (works
  * unprivileged for one's own sockets); 0 if unknown. */
 static uint64_t unix_peer(uint64_t ino)
@@ -149,6 +181,32 @@ static void save_socket_data(struct fd_list *l, struct ckpt_fd *f, int peer_fd)
 	f->data_len = l->data_len - f->data_off;
 }
 
+/* Messages queued at a socket whose other end another process holds:
+ * read with MSG_PEEK from a moving peek offset, which leaves them queued. */
+static void peek_socket_data(struct fd_list *l, struct ckpt_fd *f)
+{
+	int off = 0;
+	f->data_off = l->data_len;
+	if (raw_syscall5(SYS_setsockopt, f->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+		return;
+	for (;;) {
+		uint64_t room = FD_DATA_MAX - l->data_len;
+		if (room < 8)
+			break;
+		char *dst = l->data + l->data_len;
+		long n = raw_syscall6(SYS_recvfrom, f->fd, dst + 4, room - 4,
+				      MSG_DONTWAIT | MSG_PEEK, 0, 0);
+		if (n <= 0)
+			break;
+		uint32_t len = (uint32_t)n;
+		mem_copy(dst, &len, 4);
+		l->data_len += 4 + (uint64_t)n;
+	}
+	off = -1;
+	raw_syscall5(SYS_setsockopt, f->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+	f->data_len = l->data_len - f->data_off;
+}
+
 /* The descriptor is of this kind, described by a record in FD_DATA. */
 static int put_record(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, const void *rec,
 		      size_t len)
@@ -202,13 +260,19 @@ static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct sta
 	len = sizeof type;
 	raw_syscall5(SYS_getsockopt, f->fd, SOL_SOCKET, SO_TYPE, &type, &len);
 	uint64_t peer = domain == AF_UNIX ? unix_peer(sb->st_ino) : 0;
-	int peer_fd = peer ? fd_with_ino(fds, nfds, peer) : -1;
-	if (peer_fd < 0)
+	if (!peer)
 		return capture_other_socket(l, f, domain, type);
+	/* A connected Unix socket: its other end is here, in another process
+	 * of the computation (restart connects the two again), or outside it
+	 * (restart finds no partner and the program sees the peer gone). */
+	int peer_fd = fd_with_ino(fds, nfds, peer);
 	f->kind = CKPT_FD_SOCKPAIR;
 	f->pipe_id = sb->st_ino < peer ? sb->st_ino : peer;
 	f->aux = ((uint32_t)type << 1) | (sb->st_ino < peer ? 0u : 1u);
-	save_socket_data(l, f, peer_fd);
+	if (peer_fd >= 0)
+		save_socket_data(l, f, peer_fd);
+	else
+		peek_socket_data(l, f);
 	return 0;
 }
 
@@ -391,18 +455,134 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 		f->kind = CKPT_FD_PIPE;
 		f->pipe_id = sb.st_ino;
 		f->aux = (f->open_flags & O_ACCMODE) == O_WRONLY;
-		int wfd = pipe_writer(l, fds, nfds, sb.st_ino);
-		if (wfd < 0) {
-			describe_unsupported(fd, link);
-			f->kind = CKPT_FD_UNSUPPORTED;
-		} else if (!f->aux) {
-			save_pipe_data(l, f, wfd);
+		if (!f->aux) {
+			int wfd = pipe_writer(l, fds, nfds, sb.st_ino);
+			if (wfd >= 0)
+				save_pipe_data(l, f, wfd);
+			else
+				peek_pipe_data(l, f);
 		}
 	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb, fds, nfds) == 0) &&
 		   !(str_starts(link, "anon_inode:") && capture_anon(l, f, link) == 0)) {
 		f->kind = CKPT_FD_UNSUPPORTED;
 		describe_unsupported(fd, link);
 	}
+}
+
+/* ---- open file descriptions shared between descriptors ----
+ *
+ * fork and dup make several descriptors, in one process or several, refer
+ * to one open file description (one offset, one set of flags, one epoll
+ * set). kcmp(2) tells whether two descriptors do; it is asked only for
+ * descriptors that show the same target in /proc. Each shared descriptor
+ * is recorded with the first holder (lowest pid, then fd). */
+#define MAX_HOLDERS 65536
+
+struct holder {
+	int pid, fd;
+	uint32_t hash;
+};
+
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static int shareable(uint32_t kind)
+{
+	switch (kind) {
+	case CKPT_FD_FILE:
+	case CKPT_FD_DIR:
+	case CKPT_FD_DELETED:
+	case CKPT_FD_EVENTFD:
+	case CKPT_FD_EPOLL:
+	case CKPT_FD_TIMERFD:
+	case CKPT_FD_SIGNALFD:
+	case CKPT_FD_SOCKET:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int fd_target_hash(int pid, int fd, uint32_t *hash)
+{
+	char path[64] = "/proc/", link[4096];
+	str_append_u64(path, sizeof path, (uint64_t)pid);
+	str_append(path, sizeof path, "/fd/");
+	str_append_u64(path, sizeof path, (uint64_t)fd);
+	if (raw_readlink(path, link, sizeof link) < 0)
+		return -1;
+	*hash = hash_str(link);
+	return 0;
+}
+
+/* Descriptors of the processes with lower pids, then our own, in order. */
+static int list_holders(struct holder *out, const struct fd_list *l)
+{
+	static int pids[AGENT_MAX_PEERS], fds[MAX_FDS];
+	int np = 0, n = 0;
+	for (int i = 0; i < agent.npeers; i++)
+		if (agent.peers[i] < agent.pid)
+			pids[np++] = agent.peers[i];
+	for (int i = 1; i < np; i++) /* few: insertion sort */
+		for (int j = i; j > 0 && pids[j - 1] > pids[j]; j--) {
+			int t = pids[j];
+			pids[j] = pids[j - 1];
+			pids[j - 1] = t;
+		}
+	for (int i = 0; i < np && n < MAX_HOLDERS; i++) {
+		char path[64] = "/proc/";
+		str_append_u64(path, sizeof path, (uint64_t)pids[i]);
+		str_append(path, sizeof path, "/fd");
+		int k = list_numeric_dir(path, fds, MAX_FDS);
+		for (int j = 0; j < k && n < MAX_HOLDERS; j++)
+			if (fd_target_hash(pids[i], fds[j], &out[n].hash) == 0) {
+				out[n].pid = pids[i];
+				out[n].fd = fds[j];
+				n++;
+			}
+	}
+	for (uint32_t i = 0; i < l->n && n < MAX_HOLDERS; i++)
+		if (shareable(l->fds[i].kind) &&
+		    fd_target_hash(agent.pid, l->fds[i].fd, &out[n].hash) == 0) {
+			out[n].pid = agent.pid;
+			out[n].fd = l->fds[i].fd;
+			n++;
+		}
+	return n;
+}
+
+static int find_shares(const struct fd_list *l, struct scratch *s, struct ckpt_fd_share *out)
+{
+	struct holder *h = scratch_alloc(s, MAX_HOLDERS * sizeof *h);
+	if (!h)
+		return 0;
+	int nh = list_holders(h, l), nshares = 0;
+	for (uint32_t i = 0; i < l->n; i++) {
+		const struct ckpt_fd *f = &l->fds[i];
+		uint32_t hash;
+		if (!shareable(f->kind) || fd_target_hash(agent.pid, f->fd, &hash) != 0)
+			continue;
+		for (int k = 0; k < nh; k++) {
+			if (h[k].pid == agent.pid && h[k].fd >= f->fd)
+				break;
+			if (h[k].hash != hash ||
+			    raw_syscall5(SYS_kcmp, agent.pid, h[k].pid, 0 /* KCMP_FILE */, f->fd,
+					 h[k].fd) != 0)
+				continue;
+			out[nshares].fd = f->fd;
+			out[nshares].owner_pid = h[k].pid;
+			out[nshares].owner_fd = h[k].fd;
+			out[nshares].reserved = 0;
+			nshares++;
+			break;
+		}
+	}
+	return nshares;
 }
 
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
@@ -428,5 +608,10 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 	ckpt_writer_begin_section(w, CKPT_SEC_FD_DATA);
 	ckpt_writer_write(w, l.data, l.data_len);
 	ckpt_writer_end_section(w, 0);
+	struct ckpt_fd_share *shares = scratch_alloc(s, (l.n + 1) * sizeof *shares);
+	int nshares = shares ? find_shares(&l, s, shares) : 0;
+	ckpt_writer_begin_section(w, CKPT_SEC_FD_SHARES);
+	ckpt_writer_write(w, shares, (size_t)nshares * sizeof *shares);
+	ckpt_writer_end_section(w, (uint32_t)nshares);
 	return 0;
 }

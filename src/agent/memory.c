@@ -103,6 +103,10 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	int deleted = str_ends(path, " (deleted)");
 	if (m->ino == 0 || path[0] != '/') {
 		a->kind = shared ? CKPT_AREA_SHARED_ANON : CKPT_AREA_ANON;
+		if (shared) {
+			a->dev = ((uint64_t)m->major << 8) | m->minor;
+			a->ino = m->ino;
+		}
 		if (str_eq(path, "[heap]"))
 			a->flags |= CKPT_AREA_HEAP;
 		if (str_eq(path, "[stack]"))
@@ -116,9 +120,12 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 				  str_starts(path, "/dev/zero")
 			      ? CKPT_AREA_SHARED_ANON
 			      : CKPT_AREA_FILE_SHARED;
-		if (a->kind == CKPT_AREA_SHARED_ANON && !str_starts(path, "/dev/zero") &&
-		    !str_starts(path, "/SYSV"))
-			add_warning("shared mapping of ", path, " saved as private shared memory");
+		if (a->kind == CKPT_AREA_SHARED_ANON) {
+			/* identity of the shared object: processes mapping the
+			 * same one share it again after restart */
+			a->dev = ((uint64_t)m->major << 8) | m->minor;
+			a->ino = m->ino;
+		}
 		return 0;
 	}
 	a->kind = CKPT_AREA_FILE_PRIVATE;
@@ -221,6 +228,24 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	return 0;
 }
 
+int memory_has_shared_anon(struct scratch *s)
+{
+	char *maps;
+	if (read_maps(s, &maps) <= 0)
+		return 1; /* cannot tell: be safe */
+	static char why[8];
+	for (char *p = maps; *p;) {
+		struct map_line m;
+		p = parse_line(p, &m);
+		struct ckpt_area a;
+		mem_zero(&a, sizeof a);
+		if (m.perms[3] == 's' && classify(&m, &a, why) == 0 &&
+		    a.kind == CKPT_AREA_SHARED_ANON)
+			return 1;
+	}
+	return 0;
+}
+
 long count_maps_lines(void)
 {
 	static char buf[65536];
@@ -246,16 +271,6 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	uint32_t lines = 0;
 	for (long i = 0; i < len; i++)
 		lines += maps[i] == '\n';
-	/* memory marked MADV_DONTFORK is missing from a copy-on-write child:
-	 * an image without it would restart into a crash */
-	if (agent.cow && agent.cow_maps_lines >= 0 && (long)lines != agent.cow_maps_lines) {
-		agent.cow_dontfork = 1;
-		str_copy(err,
-			 "some memory of the program is not inherited by fork (MADV_DONTFORK); "
-			 "checkpoint with --no-cow",
-			 200);
-		return -1;
-	}
 	struct ckpt_area *areas = scratch_alloc(s, (lines + 1) * sizeof *areas);
 	uint64_t *pm = scratch_alloc(s, BATCH_PAGES * 8);
 	unsigned char *vec = scratch_alloc(s, BATCH_PAGES);

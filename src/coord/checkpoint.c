@@ -6,6 +6,7 @@
 #include "coord/fsutil.h"
 #include "coord/gens.h"
 #include "coord/kvfile.h"
+#include "coord/tree.h"
 #include "image/reader.h"
 
 #include <errno.h>
@@ -18,6 +19,10 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+
+static void join(struct coord *c, struct conn *k);
+static void commit(struct coord *c);
+static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers);
 
 static int program_alive(struct coord *c)
 {
@@ -82,8 +87,10 @@ static void not_started(struct coord *c, const char *why, const char *msg)
 
 static void ended(struct coord *c)
 {
-	for (size_t i = 0; i < c->nconns; i++)
+	for (size_t i = 0; i < c->nconns; i++) {
 		c->conns[i]->in_ckpt = c->conns[i]->pending = 0;
+		c->conns[i]->phase = CK_NONE;
+	}
 	c->ck.active = 0;
 	schedule_next(c);
 	/* A stop or a signal that came during this checkpoint. */
@@ -106,19 +113,18 @@ static void ended(struct coord *c)
 	}
 }
 
-/* Agents told stop=1 that answered DONE keep their program stopped until
- * killed; when the generation fails after all, they must resume it. */
+/* Every process taking part that may be stopped (suspended, captured, or
+ * told stop=1 and DONE) must run on when the generation fails; an agent
+ * that is running already ignores RESUME. */
 static void resume_stopped(struct coord *c)
 {
-	if (!c->ck.stop)
-		return;
 	struct ckpt_line l;
 	ckpt_line_begin(&l, "RESUME");
 	ckpt_line_u64(&l, "gen", c->ck.gen);
 	ckpt_line_end(&l);
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
-		if (k->fd >= 0 && k->in_ckpt && !k->pending) {
+		if (k->fd >= 0 && k->in_ckpt && k->phase != CK_WRITING) {
 			ckpt_log(c->o->coord_log, "RESUME gen=%llu -> pid %lld",
 				 (unsigned long long)c->ck.gen, (long long)k->pid);
 			conn_send(c, k, &l);
@@ -186,6 +192,10 @@ static void storage_note(struct coord *c, char *out, size_t cap)
 
 static void abandon(struct coord *c, const char *reason)
 {
+	/* resuming the others may find more of them gone: once is enough */
+	if (c->ck.abandoning)
+		return;
+	c->ck.abandoning = 1;
 	uint64_t gen = c->ck.gen;
 	char msg[1200];
 	resume_stopped(c);
@@ -246,19 +256,6 @@ void ckpt_start(struct coord *c, const char *why)
 		not_started(c, why, msg);
 		return;
 	}
-	for (size_t i = 0; i < c->nconns; i++) {
-		struct conn *k = c->conns[i];
-		if (k->fd >= 0 && k->role == ROLE_AGENT && k != root) {
-			snprintf(
-			    msg, sizeof(msg),
-			    "process %lld (%s, child of %lld) is running besides the main process "
-			    "%lld; checkpointing several processes is not supported yet, try again "
-			    "when it has ended",
-			    (long long)k->pid, k->cmd, (long long)k->ppid, (long long)root->pid);
-			not_started(c, why, msg);
-			return;
-		}
-	}
 	uint64_t gen = c->next_gen++;
 	if (gens_begin(c->o->imagesfd, gen) < 0) {
 		snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s",
@@ -284,27 +281,220 @@ void ckpt_start(struct coord *c, const char *why)
 			k->wait_gen = gen;
 	}
 	struct ckpt_line l;
-	ckpt_line_begin(&l, "CHECKPOINT");
-	ckpt_line_u64(&l, "gen", gen);
-	ckpt_line_str(&l, "dir", c->ck.dir);
-	/* --stop-after-checkpoint: the program must not run on after its
-	 * capture, or it would print what the restart prints again. */
-	if (c->ck.stop)
-		ckpt_line_u64(&l, "stop", 1);
-	if (c->o->no_cow)
-		ckpt_line_u64(&l, "cow", 0);
-	if (c->o->compress)
-		ckpt_line_str(&l, "compress", c->o->compress);
-	if (ckpt_line_end(&l) < 0) {
+	if (capture_line(c, &l, "") < 0) {
 		abandon(c, "the run directory's path is too long for a protocol line");
 		return;
 	}
-	root->in_ckpt = root->pending = 1;
-	root->done_file[0] = '\0';
-	c->ck.npending = 1;
-	ckpt_log(c->o->coord_log, "CHECKPOINT gen=%llu (%s%s) -> pid %lld", (unsigned long long)gen,
-		 why, c->ck.stop ? ", stop=1" : "", (long long)root->pid);
-	conn_send(c, root, &l);
+	c->ck.stage = STAGE_SUSPEND;
+	c->ck.unknown_since = 0;
+	c->ck.abandoning = 0;
+	c->ck.norphans = 0;
+	c->ck.ndone = 0;
+	int n = 0;
+	for (size_t i = 0; i < c->nconns; i++)
+		if (c->conns[i]->fd >= 0 && c->conns[i]->role == ROLE_AGENT) {
+			join(c, c->conns[i]);
+			n++;
+		}
+	ckpt_log(c->o->coord_log, "checkpoint gen=%llu (%s%s): SUSPEND -> %d process(es)",
+		 (unsigned long long)gen, why, c->ck.stop ? ", stop=1" : "", n);
+}
+
+/* A process joins the checkpoint: it is asked to stop its threads. */
+static void join(struct coord *c, struct conn *k)
+{
+	struct ckpt_line l;
+	ckpt_line_begin(&l, "SUSPEND");
+	ckpt_line_u64(&l, "gen", c->ck.gen);
+	ckpt_line_end(&l);
+	k->in_ckpt = 1;
+	k->phase = CK_SUSPENDING;
+	k->pending = 0;
+	k->done_file[0] = '\0';
+	conn_send(c, k, &l);
+}
+
+/* CAPTURE for one process: where to write, how, and who the other
+ * processes are (to find descriptions it shares with them). */
+static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers)
+{
+	ckpt_line_begin(l, "CAPTURE");
+	ckpt_line_u64(l, "gen", c->ck.gen);
+	ckpt_line_str(l, "dir", c->ck.dir);
+	/* --stop-after-checkpoint: the program must not run on after its
+	 * capture, or it would print what the restart prints again. */
+	if (c->ck.stop)
+		ckpt_line_u64(l, "stop", 1);
+	if (c->o->no_cow)
+		ckpt_line_u64(l, "cow", 0);
+	if (c->o->compress)
+		ckpt_line_str(l, "compress", c->o->compress);
+	if (*peers)
+		ckpt_line_str(l, "peers", peers);
+	/* which descriptors are the supervisor's stdio: the agent of a
+	 * program started by exec cannot tell */
+	char stdio[200] = "";
+	int fds[3] = {0, c->out_fd, c->err_fd};
+	for (int i = 0; i < 3; i++) {
+		struct stat st = {0};
+		if (fds[i] < 0 || fstat(fds[i], &st) < 0)
+			st.st_dev = st.st_ino = 0;
+		size_t n = strlen(stdio);
+		snprintf(stdio + n, sizeof(stdio) - n, "%s%llu:%llu", i ? "," : "",
+			 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	}
+	ckpt_line_str(l, "stdio", stdio);
+	return ckpt_line_end(l);
+}
+
+/* Capture the next suspended process; when all are captured, let every
+ * process run on while the images are written. */
+static void capture_next(struct coord *c)
+{
+	struct conn *next = NULL;
+	char peers[3000] = "";
+	size_t n = 0;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd < 0 || !k->in_ckpt)
+			continue;
+		if (k->phase == CK_CAPTURING)
+			return; /* one at a time */
+		if (k->phase == CK_SUSPENDED && (!next || k->pid < next->pid))
+			next = k;
+		if (n < sizeof(peers) - 24)
+			n += (size_t)snprintf(peers + n, sizeof(peers) - n, "%s%lld", n ? "," : "",
+					      (long long)k->pid);
+	}
+	struct ckpt_line l;
+	if (next) {
+		if (capture_line(c, &l, peers) < 0) {
+			abandon(c, "too many processes for one protocol line");
+			return;
+		}
+		next->phase = CK_CAPTURING;
+		ckpt_log(c->o->coord_log, "CAPTURE gen=%llu -> pid %lld",
+			 (unsigned long long)c->ck.gen, (long long)next->pid);
+		conn_send(c, next, &l);
+		return;
+	}
+	c->ck.stage = STAGE_WRITE;
+	ckpt_line_begin(&l, "CONTINUE");
+	ckpt_line_u64(&l, "gen", c->ck.gen);
+	ckpt_line_end(&l);
+	c->ck.npending = 0;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->in_ckpt && k->phase == CK_CAPTURED) {
+			k->phase = CK_WRITING;
+			k->pending = 1;
+			c->ck.npending++;
+			conn_send(c, k, &l);
+		}
+	}
+	ckpt_log(c->o->coord_log, "CONTINUE gen=%llu -> %d process(es)",
+		 (unsigned long long)c->ck.gen, c->ck.npending);
+}
+
+/* Are all processes of the computation stopped? Every descendant of init
+ * that has not exited must be an agent taking part. Returns 1 when all
+ * are, 0 to look again shortly (a process just forked or exec'd and its
+ * agent has not connected yet), -1 with the reason when one never will. */
+static int all_stopped(struct coord *c, char *why, size_t cap)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->in_ckpt && k->phase == CK_SUSPENDING)
+			return 0;
+	}
+	static struct tree_proc procs[COORD_MAX_PROCS];
+	int n = tree_list(c->o->launch.init_pid, procs, COORD_MAX_PROCS);
+	int waiting = 0;
+	for (int i = 0; i < n; i++) {
+		if (procs[i].state == 'Z' || procs[i].state == 'X' || procs[i].state == 0)
+			continue;
+		struct conn *agent = NULL;
+		for (size_t j = 0; j < c->nconns && !agent; j++) {
+			struct conn *k = c->conns[j];
+			if (k->fd >= 0 && k->role == ROLE_AGENT && k->peer_pid == procs[i].hpid)
+				agent = k;
+		}
+		if (agent && agent->in_ckpt)
+			continue;
+		waiting = 1;
+		if (agent) {
+			join(c, agent); /* forked before its parent stopped */
+			continue;
+		}
+		int64_t now = ckpt_mono_ms();
+		if (!c->ck.unknown_since)
+			c->ck.unknown_since = now;
+		if (now - c->ck.unknown_since >= COORD_AGENT_WAIT_MS) {
+			char who[700];
+			tree_describe(procs[i].hpid, who, sizeof(who));
+			snprintf(why, cap,
+				 "%s runs without the checkpoint agent (a statically linked "
+				 "program, or one started without ckpt's LD_PRELOAD) and cannot be "
+				 "checkpointed",
+				 who);
+			return -1;
+		}
+	}
+	if (!waiting)
+		c->ck.unknown_since = 0;
+	return !waiting;
+}
+
+static void advance(struct coord *c)
+{
+	if (!c->ck.active || c->ck.stage != STAGE_SUSPEND)
+		return;
+	char why[1000];
+	int r = all_stopped(c, why, sizeof(why));
+	if (r < 0) {
+		abandon(c, why);
+		return;
+	}
+	if (r == 0) {
+		/* look again soon */
+		int64_t soon = ckpt_mono_ms() + COORD_MEMBER_POLL_MS;
+		if (soon < c->ck.deadline)
+			c->ck.deadline = soon;
+		return;
+	}
+	c->ck.stage = STAGE_CAPTURE;
+	capture_next(c);
+}
+
+static int for_this_checkpoint(struct coord *c, struct conn *agent, const struct ckpt_msg *m,
+			       int phase)
+{
+	uint64_t gen;
+	if (ckpt_msg_get_u64(m, "gen", &gen) < 0 || !c->ck.active || gen != c->ck.gen ||
+	    !agent->in_ckpt || agent->phase != phase) {
+		ckpt_log(c->o->coord_log, "pid %lld: ignoring %s for a checkpoint that is not "
+			 "running or not at that step (gen=%s)",
+			 (long long)agent->pid, m->verb,
+			 ckpt_msg_get(m, "gen") ? ckpt_msg_get(m, "gen") : "?");
+		return 0;
+	}
+	return 1;
+}
+
+void ckpt_on_suspended(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
+{
+	if (!for_this_checkpoint(c, agent, m, CK_SUSPENDING))
+		return;
+	agent->phase = CK_SUSPENDED;
+	advance(c);
+}
+
+void ckpt_on_captured(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
+{
+	if (!for_this_checkpoint(c, agent, m, CK_CAPTURING))
+		return;
+	agent->phase = CK_CAPTURED;
+	capture_next(c);
 }
 
 /* Read every image of the generation back and check every checksum
@@ -313,15 +503,12 @@ void ckpt_start(struct coord *c, const char *why)
  * found now, while the previous generation still is latest. */
 static int verify_images(struct coord *c, char *reason, size_t cap)
 {
-	for (size_t i = 0; i < c->nconns; i++) {
-		struct conn *k = c->conns[i];
-		if (k->fd < 0 || !k->in_ckpt)
-			continue;
+	for (int i = 0; i < c->ck.ndone; i++) {
 		char path[sizeof(c->ck.dir) + 80], err[1024];
-		snprintf(path, sizeof(path), "%s/%s", c->ck.dir, k->done_file);
+		snprintf(path, sizeof(path), "%s/%lld.img", c->ck.dir, (long long)c->ck.done[i]);
 		if (ckpt_image_verify(path, err, sizeof(err)) < 0) {
 			snprintf(reason, cap, "the image of pid %lld does not read back intact: %s",
-				 (long long)k->pid, err);
+				 (long long)c->ck.done[i], err);
 			return -1;
 		}
 	}
@@ -351,9 +538,8 @@ static void commit(struct coord *c)
 		rc |= kv_addf(&kv, "root_pid", "%lld", (long long)root->pid);
 		rc |= kv_add(&kv, "root_image", root->done_file);
 	}
-	for (size_t i = 0; i < c->nconns; i++)
-		if (c->conns[i]->fd >= 0 && c->conns[i]->in_ckpt)
-			rc |= kv_add(&kv, "image", c->conns[i]->done_file);
+	for (int i = 0; i < c->ck.ndone; i++)
+		rc |= kv_addf(&kv, "image", "%lld.img", (long long)c->ck.done[i]);
 	if (rc || !root || gens_commit(c->o->imagesfd, gen, &kv) < 0) {
 		char reason[1024];
 		snprintf(reason, sizeof(reason), "cannot complete it: %s",
@@ -460,6 +646,8 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 			 (unsigned long long)gen, (long long)agent->pid, agent->cmd, warn);
 	snprintf(agent->done_file, sizeof(agent->done_file), "%s", want);
 	agent->pending = 0;
+	agent->phase = CK_DONE;
+	c->ck.done[c->ck.ndone++] = agent->pid;
 	uint64_t stopped = 0;
 	ckpt_msg_get_u64(m, "stopped", &stopped);
 	if (c->ck.stop && !stopped && !c->killed_early && c->ck.npending == 1) {
@@ -501,6 +689,36 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 {
 	if (!c->ck.active)
 		return;
+	if (agent->phase == CK_DONE) {
+		agent->in_ckpt = 0; /* its image is complete: it may end */
+		return;
+	}
+	if (c->ck.stage == STAGE_WRITE && agent->phase == CK_WRITING &&
+	    c->ck.norphans < COORD_MAX_PROCS) {
+		/* It ran on and exited while its copy-on-write writer, a child
+		 * that outlives it, writes the image it had at the barrier:
+		 * wait for that image. */
+		ckpt_log(c->o->coord_log,
+			 "pid %lld exited while its image was written; waiting for the image",
+			 (long long)agent->pid);
+		c->ck.orphans[c->ck.norphans++] = agent->pid;
+		agent->in_ckpt = 0;
+		int64_t soon = ckpt_mono_ms() + COORD_MEMBER_POLL_MS;
+		if (soon < c->ck.deadline)
+			c->ck.deadline = soon;
+		return;
+	}
+	if (c->ck.stage == STAGE_SUSPEND) {
+		/* It exited, or exec'd (its new agent connects again): before
+		 * any image is taken that changes only who takes part. */
+		ckpt_log(c->o->coord_log,
+			 "pid %lld left during the stop of generation %llu; looking again",
+			 (long long)agent->pid, (unsigned long long)c->ck.gen);
+		agent->in_ckpt = 0;
+		agent->phase = CK_NONE;
+		advance(c);
+		return;
+	}
 	char reason[1024];
 	snprintf(reason, sizeof(reason), "pid %lld (%s) %s", (long long)agent->pid, agent->cmd,
 		 agent->why_closed[0]
@@ -515,7 +733,7 @@ static int stopped_agent(struct coord *c, char *reason, size_t cap)
 {
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
-		if (k->fd < 0 || !k->pending || k->peer_pid <= 0)
+		if (k->fd < 0 || !k->in_ckpt || k->phase != CK_SUSPENDING || k->peer_pid <= 0)
 			continue;
 		char path[64], buf[1024];
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)k->peer_pid);
@@ -538,6 +756,50 @@ static int stopped_agent(struct coord *c, char *reason, size_t cap)
 	return 0;
 }
 
+/* Images of processes that exited while their writer ran: present and
+ * complete (renamed into place), or failed (the writer removed its
+ * temporary file). */
+static void check_orphans(struct coord *c)
+{
+	char partial[64];
+	gens_name(partial, sizeof(partial), c->ck.gen, 1);
+	int dfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	for (int i = 0; i < c->ck.norphans;) {
+		char img[64], tmp[80];
+		snprintf(img, sizeof(img), "%lld.img", (long long)c->ck.orphans[i]);
+		snprintf(tmp, sizeof(tmp), "%s.tmp", img);
+		struct stat st;
+		if (fstatat(dfd, img, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+			c->ck.bytes += (uint64_t)st.st_size;
+			c->ck.done[c->ck.ndone++] = c->ck.orphans[i];
+			c->ck.orphans[i] = c->ck.orphans[--c->ck.norphans];
+			if (--c->ck.npending == 0) {
+				close(dfd);
+				commit(c);
+				return;
+			}
+			continue;
+		}
+		if (fstatat(dfd, tmp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			char reason[200];
+			snprintf(reason, sizeof(reason),
+				 "pid %lld exited during the checkpoint and its image could not be "
+				 "written",
+				 (long long)c->ck.orphans[i]);
+			close(dfd);
+			abandon(c, reason);
+			return;
+		}
+		i++;
+	}
+	close(dfd);
+	int64_t soon = ckpt_mono_ms() + COORD_MEMBER_POLL_MS;
+	if (soon < c->ck.deadline)
+		c->ck.deadline = soon;
+}
+
 void ckpt_on_timeout(struct coord *c)
 {
 	if (ckpt_mono_ms() < c->ck.t0_mono + COORD_CHECKPOINT_TIMEOUT_MS) {
@@ -547,6 +809,9 @@ void ckpt_on_timeout(struct coord *c)
 			return;
 		}
 		c->ck.deadline = ckpt_mono_ms() + COORD_STOPPED_PROBE_MS;
+		advance(c);
+		if (c->ck.active && c->ck.stage == STAGE_WRITE)
+			check_orphans(c);
 		return;
 	}
 	char reason[512];
@@ -554,7 +819,8 @@ void ckpt_on_timeout(struct coord *c)
 	reason[0] = '\0';
 	for (size_t i = 0; i < c->nconns && n < sizeof(reason) - 64; i++) {
 		struct conn *k = c->conns[i];
-		if (k->fd >= 0 && k->pending)
+		if (k->fd >= 0 && k->in_ckpt &&
+		    (k->pending || k->phase == CK_SUSPENDING || k->phase == CK_CAPTURING))
 			n += (size_t)snprintf(reason + n, sizeof(reason) - n, "%spid %lld (%s)",
 					      n ? ", " : "", (long long)k->pid, k->cmd);
 	}

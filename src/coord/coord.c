@@ -23,6 +23,10 @@ static void conn_close(struct coord *c, struct conn *k)
 {
 	if (k->fd < 0)
 		return;
+	/* closed first: what the checkpoint does about it may send to every
+	 * connection still open, and must not come back to this one */
+	close(k->fd);
+	k->fd = -1; /* freed by sweep_conns, after the poll round */
 	if (k->role == ROLE_AGENT) {
 		ckpt_log(c->o->coord_log, "agent pid %lld (host pid %d) disconnected",
 			 (long long)k->pid, (int)k->peer_pid);
@@ -32,8 +36,6 @@ static void conn_close(struct coord *c, struct conn *k)
 		ckpt_log(c->o->coord_log, "%s connection from host pid %d closed",
 			 k->role == ROLE_CLIENT ? "client" : "unidentified", (int)k->peer_pid);
 	}
-	close(k->fd);
-	k->fd = -1; /* freed by sweep_conns, after the poll round */
 }
 
 static void conn_flush(struct coord *c, struct conn *k)
@@ -289,7 +291,11 @@ static void on_message(struct coord *c, struct conn *k, const struct ckpt_msg *m
 	}
 	if (k->role == ROLE_AGENT) {
 		ckpt_log(c->o->coord_log, "pid %lld: %s", (long long)k->pid, m->verb);
-		if (ckpt_msg_is(m, "DONE"))
+		if (ckpt_msg_is(m, "SUSPENDED"))
+			ckpt_on_suspended(c, k, m);
+		else if (ckpt_msg_is(m, "CAPTURED"))
+			ckpt_on_captured(c, k, m);
+		else if (ckpt_msg_is(m, "DONE"))
 			ckpt_on_done(c, k, m);
 		else if (ckpt_msg_is(m, "FAIL"))
 			ckpt_on_fail(c, k, m);

@@ -19,6 +19,13 @@
 #define COORD_CHECKPOINT_TIMEOUT_MS (600 * 1000)
 /* how often a running checkpoint looks for a stopped (SIGSTOP) process */
 #define COORD_STOPPED_PROBE_MS 1000
+/* Processes of one computation the supervisor follows (more: refused). */
+#define COORD_MAX_PROCS 4096
+/* A process may run this long without its agent during a checkpoint (it
+ * has just forked or exec'd) before it is reported as impossible to
+ * checkpoint; its presence is checked this often meanwhile. */
+#define COORD_AGENT_WAIT_MS 3000
+#define COORD_MEMBER_POLL_MS 20
 
 /* ckpt's exit status after a stop asked for by SIGTERM or --before-limit
  * (docs/slurm.md): the program was checkpointed and stopped, resume it

@@ -29,14 +29,40 @@ struct conn {
 	/* client: waiting for a checkpoint; 0 until one is started for it */
 	int waiting;
 	uint64_t wait_gen;
-	/* agent: part of the running checkpoint; pending until DONE */
+	/* agent: part of the running checkpoint; where it is in it
+	 * (enum ck_phase); pending until DONE */
 	int in_ckpt;
+	int phase;
 	int pending;
 	char done_file[64];
 };
 
+/* An agent's progress through one checkpoint (docs/protocol.md). */
+enum ck_phase {
+	CK_NONE,
+	CK_SUSPENDING, /* SUSPEND sent */
+	CK_SUSPENDED,
+	CK_CAPTURING, /* CAPTURE sent: one process at a time */
+	CK_CAPTURED,
+	CK_WRITING, /* CONTINUE sent, DONE awaited */
+	CK_DONE,
+};
+
+/* The checkpoint as a whole: every process stops, then each is captured
+ * in turn, then all run on while their images are written. */
+enum ck_stage { STAGE_SUSPEND, STAGE_CAPTURE, STAGE_WRITE };
+
 struct ckpt_state {
 	int active;
+	int stage;
+	int64_t unknown_since; /* a process without an agent was first seen */
+	int abandoning;
+	/* images complete (DONE, or found written after their process
+	 * exited), and processes that exited while theirs was written */
+	int64_t done[COORD_MAX_PROCS];
+	int ndone;
+	int64_t orphans[COORD_MAX_PROCS];
+	int norphans;
 	uint64_t gen;
 	int64_t t0_mono;
 	int64_t deadline;
@@ -93,6 +119,8 @@ struct conn *coord_root_agent(struct coord *c);
 /* checkpoint.c */
 /* Start a checkpoint (timer or request) unless one is running. */
 void ckpt_start(struct coord *c, const char *why);
+void ckpt_on_suspended(struct coord *c, struct conn *agent, const struct ckpt_msg *m);
+void ckpt_on_captured(struct coord *c, struct conn *agent, const struct ckpt_msg *m);
 void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m);
 void ckpt_on_fail(struct coord *c, struct conn *agent, const struct ckpt_msg *m);
 void ckpt_on_agent_gone(struct coord *c, struct conn *agent);

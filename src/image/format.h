@@ -52,7 +52,12 @@ enum ckpt_section_type {
 	CKPT_SEC_FDS = 6,	 /* struct ckpt_fd[count] */
 	CKPT_SEC_FD_DATA = 7,	 /* bytes queued in pipes/sockets, referenced by ckpt_fd */
 	CKPT_SEC_PAGES = 8,	 /* sequence of ckpt_page_chunk + data */
-	CKPT_SEC_MAX_KNOWN = 8,
+	/* Process trees (optional; absent: a process alone, in the group and
+	 * session it was started in, with no zombie children) */
+	CKPT_SEC_TREE = 9,	/* struct ckpt_tree */
+	CKPT_SEC_ZOMBIES = 10,	/* struct ckpt_zombie[count]: children not waited for */
+	CKPT_SEC_FD_SHARES = 11, /* struct ckpt_fd_share[count]: descriptions shared */
+	CKPT_SEC_MAX_KNOWN = 11,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -230,11 +235,41 @@ struct ckpt_socket {
 	uint8_t addr[128];
 };
 
+/* Where the process sits in the computation's tree of processes. Ids are
+ * pids in the computation's pid namespace; 0 means outside it (the group
+ * or session ckpt itself was started in, kept at restart). */
+struct ckpt_tree {
+	int32_t pgid;
+	int32_t sid;
+	uint32_t nprocs; /* processes in the checkpoint (informational) */
+	uint32_t reserved;
+};
+
+/* A child that had exited and was not waited for: restart recreates it
+ * as a zombie with the same pid and wait status. */
+struct ckpt_zombie {
+	int32_t pid;
+	int32_t status; /* as waitpid() reports it */
+};
+
+/* A descriptor whose open file description is also another process's:
+ * (owner_pid, owner_fd) is the first (lowest pid, then fd) holder of it in
+ * the computation. Restart creates it once and every holder duplicates
+ * it, so offsets, flags and queued data stay shared. Pipes are matched by
+ * pipe_id instead and need no entry. */
+struct ckpt_fd_share {
+	int32_t fd;
+	int32_t owner_pid;
+	int32_t owner_fd;
+	uint32_t reserved;
+};
+
 /* PAGES section: chunks, each a header followed by npages * 4096 bytes
  * (CKPT_CHUNK_MAGIC, data 4096-aligned in the file), or by a 4-byte
  * compressed length, 4 reserved zero bytes and that many bytes of one zstd
- * frame (CKPT_ZCHUNK_MAGIC, header 8-aligned). The crc always covers the
- * header (crc = 0) and the uncompressed pages. */
+ * frame (CKPT_ZCHUNK_MAGIC, header 8-aligned). The crc covers the header
+ * (crc = 0) and the bytes that follow it as stored: the pages of a raw
+ * chunk; the length, reserved word and frame of a compressed one. */
 #define CKPT_CHUNK_MAGIC 0x4b4e4843u  /* "CHNK" */
 #define CKPT_ZCHUNK_MAGIC 0x5a4e4843u /* "CHNZ" */
 #define CKPT_ZCHUNK_MAX_PAGES 4096u   /* a compressed chunk holds at most 16 MiB */

@@ -126,6 +126,18 @@ OFF(ckpt_fd, pipe_id, 64);
 OFF(ckpt_fd, data_off, 72);
 OFF(ckpt_fd, data_len, 80);
 
+SIZE(ckpt_tree, 16);
+OFF(ckpt_tree, pgid, 0);
+OFF(ckpt_tree, sid, 4);
+OFF(ckpt_tree, nprocs, 8);
+SIZE(ckpt_zombie, 8);
+OFF(ckpt_zombie, pid, 0);
+OFF(ckpt_zombie, status, 4);
+SIZE(ckpt_fd_share, 16);
+OFF(ckpt_fd_share, fd, 0);
+OFF(ckpt_fd_share, owner_pid, 4);
+OFF(ckpt_fd_share, owner_fd, 8);
+
 SIZE(ckpt_page_chunk, 24);
 OFF(ckpt_page_chunk, magic, 0);
 OFF(ckpt_page_chunk, area, 4);

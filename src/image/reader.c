@@ -47,6 +47,8 @@ static const char *const section_names[] = {
     [CKPT_SEC_SIGACTIONS] = "SIGACTIONS", [CKPT_SEC_AREAS] = "AREAS",
     [CKPT_SEC_STRINGS] = "STRINGS",	  [CKPT_SEC_FDS] = "FDS",
     [CKPT_SEC_FD_DATA] = "FD_DATA",	  [CKPT_SEC_PAGES] = "PAGES",
+    [CKPT_SEC_TREE] = "TREE",		  [CKPT_SEC_ZOMBIES] = "ZOMBIES",
+    [CKPT_SEC_FD_SHARES] = "FD_SHARES",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -474,7 +476,52 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 		return free(p), -1;
 	img->fd_data = p;
 	img->fd_data_len = len;
+	if (find_section(img, CKPT_SEC_TREE) &&
+	    load_fixed(img, CKPT_SEC_TREE, &img->tree, sizeof img->tree, err, errlen) < 0)
+		return -1;
+	if (load_records(img, CKPT_SEC_ZOMBIES, 0, sizeof *img->zombies, &p, &img->nzombies, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->zombies = p;
+	if (load_records(img, CKPT_SEC_FD_SHARES, 0, sizeof *img->shares, &p, &img->nshares, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->shares = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
+	return 0;
+}
+
+/* Ids of the tree are pids of the computation: positive, or 0 for "outside
+ * it"; a zombie is another process; a shared description names a
+ * descriptor of this image and a holder that comes first. */
+static int check_tree(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	const struct ckpt_tree *t = &img->tree;
+	if (t->pgid < 0 || t->sid < 0 || t->reserved)
+		return fail(err, errlen, "section TREE: bad process group %d or session %d",
+			    t->pgid, t->sid);
+	for (uint32_t i = 0; i < img->nzombies; i++) {
+		const struct ckpt_zombie *z = &img->zombies[i];
+		if (z->pid <= 1 || z->pid == img->hdr.pid)
+			return fail(err, errlen, "section ZOMBIES: entry %u has bad pid %d", i,
+				    z->pid);
+	}
+	if (img->nzombies &&
+	    !distinct_i32(&img->zombies[0].pid, img->nzombies, sizeof *img->zombies))
+		return fail(err, errlen, "section ZOMBIES: a pid appears twice");
+	for (uint32_t i = 0; i < img->nshares; i++) {
+		const struct ckpt_fd_share *sh = &img->shares[i];
+		int known = 0;
+		for (uint32_t k = 0; k < img->nfds && !known; k++)
+			known = img->fds[k].fd == sh->fd;
+		if (!known || sh->owner_pid <= 0 || sh->owner_fd < 0 || sh->reserved ||
+		    (sh->owner_pid == img->hdr.pid && sh->owner_fd >= sh->fd) ||
+		    sh->owner_pid > img->hdr.pid)
+			return fail(err, errlen,
+				    "section FD_SHARES: entry %u (fd %d, held first by pid %d fd %d) "
+				    "is inconsistent",
+				    i, sh->fd, sh->owner_pid, sh->owner_fd);
+	}
 	return 0;
 }
 
@@ -482,7 +529,7 @@ static int check_all(const struct ckpt_image *img, char *err, size_t errlen)
 {
 	if (check_strings(img, err, errlen) < 0 || check_process(img, err, errlen) < 0 ||
 	    check_threads(img, err, errlen) < 0 || check_areas(img, err, errlen) < 0 ||
-	    check_fds(img, err, errlen) < 0)
+	    check_fds(img, err, errlen) < 0 || check_tree(img, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -534,6 +581,8 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->threads);
 	free(img->areas);
 	free(img->fds);
+	free(img->zombies);
+	free(img->shares);
 	free(img->strings);
 	free(img->fd_data);
 	free(img);

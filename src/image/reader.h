@@ -28,6 +28,11 @@ struct ckpt_image {
 	uint64_t strings_len;
 	uint8_t *fd_data;
 	uint64_t fd_data_len;
+	struct ckpt_tree tree; /* zero without a TREE section */
+	struct ckpt_zombie *zombies;
+	uint32_t nzombies;
+	struct ckpt_fd_share *shares;
+	uint32_t nshares;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
 };
 

@@ -28,21 +28,29 @@ int fd_private(struct fd_context *c, int fd)
 	return moved;
 }
 
-int fds_prepare(struct fd_context *c, const struct ckpt_image *img)
+/* Before the tree is forked: the new supervisor's stdio, kept above every
+ * process's descriptors, for all of them. */
+int fds_prepare_stdio(struct fd_context *c, int min_private)
 {
-	int top = 2;
-	for (uint32_t i = 0; i < img->nfds; i++)
-		if (img->fds[i].fd > top)
-			top = img->fds[i].fd;
-	c->min_private = top + 1 > 16 ? top + 1 : 16;
+	c->min_private = min_private;
 	for (int i = 0; i < 3; i++) {
 		c->stdio[i] = fcntl(i, F_DUPFD_CLOEXEC, c->min_private);
 		if (c->stdio[i] < 0)
 			return fail("standard descriptor %d is not open: %s", i, strerror(errno));
 	}
 	c->err = fcntl(2, F_DUPFD_CLOEXEC, c->min_private);
-	c->image = fd_private(c, img->fd);
-	((struct ckpt_image *)img)->fd = c->image; /* the reader keeps reading through it */
+	if (c->err < 0)
+		return fail("cannot move descriptors out of the program's way: %s",
+			    strerror(errno));
+	return 0;
+}
+
+/* In the process being restored: its own connection to the coordinator,
+ * and nothing below min_private but what the program will have. */
+int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_private)
+{
+	c->min_private = min_private;
+	c->image = img->fd;
 	c->ctl = -1;
 	if (img->process.agent_fd >= 0) {
 		const char *ctl = getenv("CKPT_CTL");
@@ -51,9 +59,6 @@ int fds_prepare(struct fd_context *c, const struct ckpt_image *img)
 			return fail("cannot connect to the coordinator (CKPT_CTL=%s)",
 				    getenv("CKPT_CTL") ? getenv("CKPT_CTL") : "unset");
 	}
-	if (c->err < 0 || c->image < 0)
-		return fail("cannot move descriptors out of the program's way: %s",
-			    strerror(errno));
 	/* everything below min_private is now the program's to fill */
 	for (int fd = 0; fd < c->min_private; fd++)
 		close(fd);
@@ -121,6 +126,7 @@ static int open_path(const struct ckpt_fd *f, const char *path)
 struct pipe_rec {
 	uint64_t id;
 	int ends[2]; /* pipe: read, write; socketpair: end 0, end 1 */
+	int filled[2];
 };
 
 static int end_of(const struct ckpt_fd *f)
@@ -141,62 +147,157 @@ static int put_back_messages(int fd, const uint8_t *p, uint64_t len)
 	}
 	return len ? -1 : 0;
 }
+/* Shared by the whole tree: every pipe and socket pair of the generation
+ * (matched by pipe_id, created once, queued bytes put back once per end),
+ * and every open file description several descriptors hold (created from
+ * its first holder's record). Made by the first restorer before the fork;
+ * each process duplicates what it holds, then closes them all. */
 static struct pipe_rec *pipes;
-static uint32_t npipes;
+static uint32_t npipes, cap_pipes;
 
-static int pipes_create(struct fd_context *c, const struct ckpt_image *img)
+struct owner_rec {
+	int32_t pid, fd;
+	int obj;
+};
+static struct owner_rec *owners;
+static uint32_t nowners, cap_owners;
+
+static struct pipe_rec *pipe_of(uint64_t id)
 {
-	pipes = calloc(img->nfds + 1, sizeof *pipes);
-	if (!pipes)
-		return fail("out of memory");
-	for (uint32_t i = 0; i < img->nfds; i++) {
-		const struct ckpt_fd *f = &img->fds[i];
-		if (f->kind != CKPT_FD_PIPE && f->kind != CKPT_FD_SOCKPAIR)
-			continue;
-		uint32_t k = 0;
-		while (k < npipes && pipes[k].id != f->pipe_id)
-			k++;
-		if (k == npipes) {
-			int p[2];
-			int r = f->kind == CKPT_FD_PIPE
-				    ? pipe(p)
-				    : socketpair(AF_UNIX, (int)(f->aux >> 1), 0, p);
-			if (r != 0)
-				return fail("fd %d: cannot create a %s: %s", f->fd,
-					    f->kind == CKPT_FD_PIPE ? "pipe" : "socketpair",
-					    strerror(errno));
-			pipes[k].id = f->pipe_id;
-			pipes[k].ends[0] = fd_private(c, p[0]);
-			pipes[k].ends[1] = fd_private(c, p[1]);
-			npipes++;
-		}
-		int through = pipes[k].ends[1 - end_of(f)];
-		if (f->data_len && (f->kind == CKPT_FD_PIPE
-					? write(through, img->fd_data + f->data_off, f->data_len) !=
-					      (ssize_t)f->data_len
-					: put_back_messages(through, img->fd_data + f->data_off,
-							    f->data_len) != 0))
-			return fail("fd %d: cannot put %llu queued bytes back into its pipe", f->fd,
-				    (unsigned long long)f->data_len);
+	for (uint32_t k = 0; k < npipes; k++)
+		if (pipes[k].id == id)
+			return &pipes[k];
+	return NULL;
+}
+
+static int pipe_add(struct fd_context *c, const struct ckpt_fd *f)
+{
+	if (pipe_of(f->pipe_id))
+		return 0;
+	if (npipes == cap_pipes) {
+		cap_pipes = cap_pipes ? 2 * cap_pipes : 64;
+		pipes = realloc(pipes, cap_pipes * sizeof *pipes);
+		if (!pipes)
+			return fail("out of memory");
 	}
+	int p[2];
+	int r = f->kind == CKPT_FD_PIPE ? pipe(p) : socketpair(AF_UNIX, (int)(f->aux >> 1), 0, p);
+	if (r != 0)
+		return fail("fd %d: cannot create a %s: %s", f->fd,
+			    f->kind == CKPT_FD_PIPE ? "pipe" : "socketpair", strerror(errno));
+	struct pipe_rec *rec = &pipes[npipes++];
+	rec->id = f->pipe_id;
+	rec->ends[0] = fd_private(c, p[0]);
+	rec->ends[1] = fd_private(c, p[1]);
+	rec->filled[0] = rec->filled[1] = 0;
+	return rec->ends[0] < 0 || rec->ends[1] < 0 ? fail("out of descriptors") : 0;
+}
+
+/* Bytes queued towards one end are written through the other end, once
+ * (every holder of that end saved the same bytes). */
+static int pipe_fill(const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	struct pipe_rec *rec = pipe_of(f->pipe_id);
+	int end = end_of(f);
+	if (!f->data_len || rec->filled[end])
+		return 0;
+	rec->filled[end] = 1;
+	int through = rec->ends[1 - end];
+	if (f->kind == CKPT_FD_PIPE
+		? write(through, img->fd_data + f->data_off, f->data_len) != (ssize_t)f->data_len
+		: put_back_messages(through, img->fd_data + f->data_off, f->data_len) != 0)
+		return fail("fd %d: cannot put %llu queued bytes back into its %s", f->fd,
+			    (unsigned long long)f->data_len,
+			    f->kind == CKPT_FD_PIPE ? "pipe" : "socket");
 	return 0;
 }
 
 static int open_pipe(const struct ckpt_fd *f)
 {
-	for (uint32_t k = 0; k < npipes; k++)
-		if (pipes[k].id == f->pipe_id)
-			return dup(pipes[k].ends[end_of(f)]);
-	return fail("fd %d: pipe not prepared", f->fd);
+	struct pipe_rec *rec = pipe_of(f->pipe_id);
+	return rec ? dup(rec->ends[end_of(f)]) : fail("fd %d: pipe not prepared", f->fd);
 }
 
-static void pipes_close(void)
+static struct owner_rec *owner_of(int32_t pid, int32_t fd)
+{
+	for (uint32_t k = 0; k < nowners; k++)
+		if (owners[k].pid == pid && owners[k].fd == fd)
+			return &owners[k];
+	return NULL;
+}
+
+static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f);
+
+/* The description first held by (pid, fd), opened once for all holders. */
+static int owner_add(struct fd_context *c, int32_t pid, int32_t fd)
+{
+	if (owner_of(pid, fd))
+		return 0;
+	const struct ckpt_image *img = NULL;
+	for (int i = 0; i < tree.n && !img; i++)
+		if (tree.procs[i].pid == pid)
+			img = tree.procs[i].img;
+	const struct ckpt_fd *f = NULL;
+	for (uint32_t k = 0; img && k < img->nfds && !f; k++)
+		if (img->fds[k].fd == fd)
+			f = &img->fds[k];
+	if (!f)
+		return fail("pid %d fd %d is shared, but no image of the generation holds it",
+			    (int)pid, (int)fd);
+	if (nowners == cap_owners) {
+		cap_owners = cap_owners ? 2 * cap_owners : 64;
+		owners = realloc(owners, cap_owners * sizeof *owners);
+		if (!owners)
+			return fail("out of memory");
+	}
+	int obj = open_one(c, img, f);
+	if (obj < 0)
+		return restore_error[0] ? -1 : fail("fd %d: cannot recreate: %s", fd, strerror(errno));
+	obj = fd_private(c, obj);
+	owners[nowners++] = (struct owner_rec){pid, fd, obj};
+	return 0;
+}
+
+int shared_prepare(struct fd_context *c)
+{
+	for (int i = 0; i < tree.n; i++) {
+		const struct ckpt_image *img = tree.procs[i].img;
+		for (uint32_t k = 0; k < img->nfds; k++) {
+			const struct ckpt_fd *f = &img->fds[k];
+			if (f->kind != CKPT_FD_PIPE && f->kind != CKPT_FD_SOCKPAIR)
+				continue;
+			if (pipe_add(c, f) != 0 || pipe_fill(img, f) != 0)
+				return -1;
+		}
+		for (uint32_t k = 0; k < img->nshares; k++)
+			if (owner_add(c, img->shares[k].owner_pid, img->shares[k].owner_fd) != 0)
+				return -1;
+	}
+	return 0;
+}
+
+/* The shared object this descriptor duplicates, or -1 if it has its own. */
+static int shared_obj(const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	for (uint32_t k = 0; k < img->nshares; k++)
+		if (img->shares[k].fd == f->fd) {
+			struct owner_rec *o =
+			    owner_of(img->shares[k].owner_pid, img->shares[k].owner_fd);
+			return o ? o->obj : -1;
+		}
+	struct owner_rec *o = owner_of(img->hdr.pid, f->fd);
+	return o ? o->obj : -1;
+}
+
+static void shared_close(void)
 {
 	for (uint32_t k = 0; k < npipes; k++) {
 		close(pipes[k].ends[0]);
 		close(pipes[k].ends[1]);
 	}
-	npipes = 0;
+	for (uint32_t k = 0; k < nowners; k++)
+		close(owners[k].obj);
+	npipes = nowners = 0;
 }
 
 /* A deleted file comes back as an unlinked file with the saved content,
@@ -267,7 +368,9 @@ static int epolls_fill(const struct ckpt_image *img)
 			struct ckpt_epoll_entry e;
 			memcpy(&e, img->fd_data + f->data_off + off, sizeof e);
 			struct epoll_event ev = {.events = e.events, .data.u64 = e.data};
-			if (epoll_ctl(f->fd, EPOLL_CTL_ADD, e.tfd, &ev) != 0)
+			/* an epoll set shared with another process is filled by
+			 * each holder: the second finds the entries there */
+			if (epoll_ctl(f->fd, EPOLL_CTL_ADD, e.tfd, &ev) != 0 && errno != EEXIST)
 				warn("fd %d: epoll cannot watch fd %d again: %s", f->fd, e.tfd,
 				     strerror(errno));
 		}
@@ -371,11 +474,10 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 
 int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 {
-	if (pipes_create(c, img) != 0)
-		return -1;
 	for (uint32_t i = 0; i < img->nfds; i++) {
 		const struct ckpt_fd *f = &img->fds[i];
-		int fd = open_one(c, img, f);
+		int obj = shared_obj(img, f);
+		int fd = obj >= 0 ? dup(obj) : open_one(c, img, f);
 		if (fd < 0)
 			return restore_error[0]
 				   ? -1
@@ -390,6 +492,6 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}
-	pipes_close();
+	shared_close();
 	return epolls_fill(img);
 }

@@ -60,6 +60,33 @@ static void fill_restore_info(struct plan *p, const struct ckpt_image *img,
 	p->restore_info_addr = img->process.restore_info_addr;
 }
 
+/* Become the process of image img (in the tree, index self). */
+static __attribute__((noreturn)) void become(int self, struct fd_context *c)
+{
+	struct ckpt_image *img = tree.procs[self].img;
+	if (check_compatible(img) != 0 || fds_prepare(c, img, tree.min_private) != 0)
+		die();
+	error_fd = c->err;
+	struct plan *plan = plan_build(img, c);
+	if (!plan)
+		die();
+	if (attrs_restore(img) != 0 || fds_restore(c, img) != 0)
+		die();
+	fill_restore_info(plan, img, c);
+	plan->err_fd = c->err;
+	/* none of the restorer's own descriptors may outlive it */
+	int ours[] = {c->ctl, c->stdio[0], c->stdio[1], c->stdio[2]};
+	for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+		if (ours[i] >= 0 && plan->nclose < PLAN_MAX_CLOSE)
+			plan->close_fds[plan->nclose++] = ours[i];
+	for (int i = 0; i < tree.n; i++)
+		close(tree.procs[i].img->fd);
+	if (tree_barrier(self) != 0)
+		die();
+	tree_join_group(img);
+	hand_over(plan);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2 || argv[1][0] == '-') {
@@ -73,29 +100,14 @@ int main(int argc, char **argv)
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
-	char err[512];
-	struct ckpt_image *img = ckpt_image_open(argv[1], err, sizeof err);
-	if (!img) {
-		fail("%s: %s", argv[1], err);
-		die();
-	}
-	if (check_compatible(img) != 0)
-		die();
+	/* Every image of the generation: the tree is rebuilt from the first
+	 * process, which creates what processes share, then forks the rest. */
 	struct fd_context c;
-	if (fds_prepare(&c, img) != 0)
+	if (tree_load(argv[1]) != 0 || fds_prepare_stdio(&c, tree.min_private) != 0 ||
+	    shared_prepare(&c) != 0 || shm_prepare() != 0)
 		die();
-	error_fd = c.err;
-	struct plan *plan = plan_build(img, &c);
-	if (!plan)
+	int self = tree_spawn();
+	if (self < 0)
 		die();
-	if (attrs_restore(img) != 0 || fds_restore(&c, img) != 0)
-		die();
-	fill_restore_info(plan, img, &c);
-	plan->err_fd = c.err;
-	/* none of the restorer's own descriptors may outlive it */
-	int ours[] = {c.image, c.ctl, c.stdio[0], c.stdio[1], c.stdio[2]};
-	for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
-		if (ours[i] >= 0 && plan->nclose < PLAN_MAX_CLOSE)
-			plan->close_fds[plan->nclose++] = ours[i];
-	hand_over(plan);
+	become(self, &c);
 }

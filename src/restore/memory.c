@@ -98,6 +98,81 @@ static int open_mapped_file(struct fd_context *c, const struct ckpt_image *img,
 	return fd_private(c, fd);
 }
 
+/* Shared memory (MAP_SHARED anonymous, memfd, SysV, deleted /dev/shm
+ * files): one memfd per object of the generation, made before the fork,
+ * so that every process mapping it maps the same memory again. Processes
+ * fill it from their images before the barrier; the final stage only maps
+ * it. */
+struct shm_rec {
+	uint64_t dev, ino;
+	const char *name;
+	uint64_t size;
+	int fd;
+};
+static struct shm_rec *shms;
+static uint32_t nshms;
+
+static struct shm_rec *shm_of(const struct ckpt_image *img, const struct ckpt_area *a)
+{
+	const char *name = ckpt_image_string(img, a->name_str);
+	for (uint32_t k = 0; k < nshms; k++)
+		if (shms[k].dev == a->dev && shms[k].ino == a->ino && !strcmp(shms[k].name, name))
+			return &shms[k];
+	return NULL;
+}
+
+int shm_prepare(void)
+{
+	uint32_t cap = 0;
+	for (int i = 0; i < tree.n; i++)
+		for (uint32_t k = 0; k < tree.procs[i].img->nareas; k++)
+			cap += tree.procs[i].img->areas[k].kind == CKPT_AREA_SHARED_ANON;
+	shms = calloc(cap + 1, sizeof *shms);
+	if (!shms)
+		return fail("out of memory");
+	for (int i = 0; i < tree.n; i++) {
+		const struct ckpt_image *img = tree.procs[i].img;
+		for (uint32_t k = 0; k < img->nareas; k++) {
+			const struct ckpt_area *a = &img->areas[k];
+			if (a->kind != CKPT_AREA_SHARED_ANON)
+				continue;
+			struct shm_rec *r = shm_of(img, a);
+			if (!r) {
+				r = &shms[nshms++];
+				r->dev = a->dev;
+				r->ino = a->ino;
+				r->name = ckpt_image_string(img, a->name_str);
+				int fd = memfd_create("ckpt-shared", MFD_CLOEXEC);
+				if (fd < 0)
+					return fail("cannot create shared memory: %s",
+						    strerror(errno));
+				r->fd = fcntl(fd, F_DUPFD_CLOEXEC, tree.min_private);
+				close(fd);
+			}
+			uint64_t end = a->file_offset + (a->end - a->start);
+			if (end > r->size)
+				r->size = end;
+		}
+	}
+	for (uint32_t k = 0; k < nshms; k++)
+		if (ftruncate(shms[k].fd, (off_t)shms[k].size) != 0)
+			return fail("cannot size shared memory of %llu bytes: %s",
+				    (unsigned long long)shms[k].size, strerror(errno));
+	return 0;
+}
+
+/* Each process keeps only the memfds it maps (the final stage closes them). */
+static void shm_close_unused(const struct plan *p)
+{
+	for (uint32_t k = 0; k < nshms; k++) {
+		int used = 0;
+		for (uint32_t i = 0; i < p->nareas && !used; i++)
+			used = p->areas[i].fd == shms[k].fd;
+		if (!used)
+			close(shms[k].fd);
+	}
+}
+
 struct stage_ctx {
 	const struct ckpt_image *img;
 	struct plan_area *areas; /* indexed like img->areas */
@@ -131,7 +206,7 @@ static uint32_t op_of(const struct ckpt_area *a)
 	case CKPT_AREA_FILE_SHARED:
 		return PLAN_FILE_SHARED;
 	case CKPT_AREA_SHARED_ANON:
-		return PLAN_SHARED_ANON;
+		return PLAN_FILE_SHARED; /* of its memfd */
 	default:
 		return 0;
 	}
@@ -300,12 +375,37 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 		pa->file_offset = a->file_offset;
 		pa->growsdown = (a->flags & CKPT_AREA_GROWSDOWN) != 0;
 		pa->fd = -1;
-		if (pa->op == PLAN_FILE || pa->op == PLAN_FILE_SHARED) {
+		int shared = a->kind == CKPT_AREA_SHARED_ANON;
+		if (shared) {
+			struct shm_rec *r = shm_of(img, a);
+			if (!r || p->nclose == PLAN_MAX_CLOSE) {
+				fail("shared memory at 0x%llx was not prepared",
+				     (unsigned long long)a->start);
+				goto fail;
+			}
+			pa->fd = r->fd;
+			int listed = 0;
+			for (uint32_t k = 0; k < p->nclose && !listed; k++)
+				listed = p->close_fds[k] == r->fd;
+			if (!listed)
+				p->close_fds[p->nclose++] = r->fd;
+		} else if (pa->op == PLAN_FILE || pa->op == PLAN_FILE_SHARED) {
 			pa->fd = file_fd(p, c, &ft, img, a);
 			if (pa->fd < 0)
 				goto fail;
 		}
-		if (staged(a)) {
+		if (staged(a) && shared) {
+			/* the pages go straight into the shared object */
+			pa->staging = staging;
+			void *m = mmap((void *)(uintptr_t)staging, a->end - a->start,
+				       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, pa->fd,
+				       (off_t)a->file_offset);
+			if (m == MAP_FAILED) {
+				fail("cannot map shared memory: %s", strerror(errno));
+				goto fail;
+			}
+			staging += a->end - a->start + PAGE;
+		} else if (staged(a)) {
 			/* Fresh memory is slow to fault in (very slow in some VMs):
 			 * staging in huge pages, placed at the same offset within 2 MiB
 			 * as the target, faults 512 times less, and mremap can move
@@ -330,10 +430,17 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 		fail("%s", err);
 		goto fail;
 	}
-	for (uint32_t i = 0; i < img->nareas; i++)
+	for (uint32_t i = 0; i < img->nareas; i++) {
+		if (img->areas[i].kind == CKPT_AREA_SHARED_ANON && by_index[i].staging) {
+			munmap((void *)(uintptr_t)by_index[i].staging,
+			       img->areas[i].end - img->areas[i].start);
+			by_index[i].staging = 0;
+		}
 		if (by_index[i].op)
 			p->areas[n++] = by_index[i];
+	}
 	p->nareas = n;
+	shm_close_unused(p);
 	free(by_index);
 	free(ft.names);
 	free(ft.fds);

@@ -23,6 +23,32 @@ struct live_map {
 };
 int live_maps(struct live_map *out, int cap);
 
+/* tree.c: the processes of the generation, forked with their pids */
+#define TREE_MAX 4096
+struct tree_proc {
+	struct ckpt_image *img;
+	int32_t pid, ppid;
+	int parent; /* index of the parent, -1: a child of init */
+};
+struct tree {
+	struct tree_proc procs[TREE_MAX]; /* by pid */
+	int n, root;
+	int min_private; /* every process's descriptors are below */
+	int ready[2], go[2];
+};
+extern struct tree tree;
+int tree_load(const char *root_image);
+/* Returns, in each process of the tree, the index it is to become. */
+int tree_spawn(void);
+int tree_barrier(int self);
+void tree_join_group(const struct ckpt_image *img);
+
+/* fds.c: kernel objects several processes share, made before the fork */
+struct fd_context;
+int shared_prepare(struct fd_context *c);
+/* memory.c: one memfd per shared memory object of the generation */
+int shm_prepare(void);
+
 /* checks.c: refuse an image this machine cannot run */
 int check_compatible(const struct ckpt_image *img);
 
@@ -34,7 +60,8 @@ struct fd_context {
 	int image;
 	int min_private; /* our descriptors live at or above this */
 };
-int fds_prepare(struct fd_context *c, const struct ckpt_image *img);
+int fds_prepare_stdio(struct fd_context *c, int min_private);
+int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_private);
 int fds_restore(struct fd_context *c, const struct ckpt_image *img);
 int fd_private(struct fd_context *c, int fd); /* move fd above the program's */
 

@@ -1,0 +1,267 @@
+/* Rebuilding the tree of processes of one generation. The first restorer
+ * (started by init with the main process's pid) reads every image of the
+ * generation, creates the kernel objects processes share (tree_shared in
+ * fds.c and memory.c), then forks the tree: each process with its saved
+ * pid (clone3 set_tid) under its saved parent, orphans under init
+ * (CLONE_PARENT), zombies that exit at once with their saved status. Each
+ * process then restores itself from its own image. No program code runs
+ * until every process is ready: a barrier of two pipes. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "restore/restore.h"
+
+struct tree tree;
+
+static int by_pid(const void *a, const void *b)
+{
+	const struct tree_proc *x = a, *y = b;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* Every *.img of the root image's directory: one generation. */
+int tree_load(const char *root_image)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", root_image);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof dir, ".");
+	DIR *d = opendir(dir);
+	if (!d)
+		return fail("cannot list %s: %s", dir, strerror(errno));
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len < 5 || strcmp(e->d_name + len - 4, ".img") != 0)
+			continue;
+		if (tree.n == TREE_MAX) {
+			closedir(d);
+			return fail("more than %d processes in %s", TREE_MAX, dir);
+		}
+		char path[4400], err[512];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+		if (!img) {
+			closedir(d);
+			return fail("%s: %s", path, err);
+		}
+		struct tree_proc *p = &tree.procs[tree.n++];
+		p->img = img;
+		p->pid = img->hdr.pid;
+		p->ppid = img->process.ppid;
+	}
+	closedir(d);
+	if (!tree.n)
+		return fail("no image in %s", dir);
+	qsort(tree.procs, tree.n, sizeof tree.procs[0], by_pid);
+	const char *base = slash ? slash + 1 : root_image;
+	for (int i = 0; i < tree.n; i++) {
+		char name[64];
+		snprintf(name, sizeof name, "%d.img", (int)tree.procs[i].pid);
+		if (!strcmp(name, base))
+			tree.root = i;
+		tree.procs[i].parent = -1;
+		for (int k = 0; k < tree.n; k++)
+			if (tree.procs[k].pid == tree.procs[i].ppid)
+				tree.procs[i].parent = k;
+	}
+	for (int i = 0; i < tree.n; i++) {
+		int fd_top = 2;
+		for (uint32_t k = 0; k < tree.procs[i].img->nfds; k++)
+			if (tree.procs[i].img->fds[k].fd > fd_top)
+				fd_top = tree.procs[i].img->fds[k].fd;
+		if (fd_top + 1 > tree.min_private)
+			tree.min_private = fd_top + 1;
+	}
+	if (tree.min_private < 16)
+		tree.min_private = 16;
+	if (tree.n > 1 && getenv("CKPT_NEW_IDS"))
+		return fail("the checkpoint holds %d processes, and restoring a tree of processes "
+			    "needs their pids back, which needs user namespaces (unset "
+			    "CKPT_NO_NAMESPACES, or allow unprivileged user namespaces)",
+			    tree.n);
+	/* the restorer's own descriptors go above every process's */
+	struct rlimit nofile;
+	getrlimit(RLIMIT_NOFILE, &nofile);
+	for (int i = 0; i < tree.n; i++) {
+		int fd = fcntl(tree.procs[i].img->fd, F_DUPFD_CLOEXEC, tree.min_private);
+		if (fd < 0)
+			return fail("cannot move an image descriptor: %s", strerror(errno));
+		close(tree.procs[i].img->fd);
+		tree.procs[i].img->fd = fd;
+	}
+	return 0;
+}
+
+static pid_t fork_with_pid(pid_t pid, int parent_too)
+{
+	struct clone_args args;
+	memset(&args, 0, sizeof args);
+	args.flags = parent_too ? CLONE_PARENT : 0;
+	args.exit_signal = parent_too ? 0 : SIGCHLD;
+	args.set_tid = (uint64_t)(uintptr_t)&pid;
+	args.set_tid_size = 1;
+	return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+}
+
+/* A child that had exited: it exits again at once with the same status,
+ * and stays a zombie until the program waits for it. */
+static int make_zombie(const struct ckpt_zombie *z)
+{
+	pid_t pid = fork_with_pid(z->pid, 0);
+	if (pid < 0)
+		return fail("cannot recreate zombie child %d: %s", (int)z->pid, strerror(errno));
+	if (pid == 0) {
+		/* without the restorer's capabilities, like every restored
+		 * process: its parent must be allowed to read its status in
+		 * /proc at the next checkpoint */
+		struct {
+			uint32_t version;
+			int pid;
+		} hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+		uint32_t none[6] = {0};
+		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+		syscall(SYS_capset, &hdr, none);
+		if (WIFSIGNALED(z->status)) {
+			struct rlimit none = {0, 0};
+			setrlimit(RLIMIT_CORE, &none);
+			signal(WTERMSIG(z->status), SIG_DFL);
+			sigset_t one;
+			sigemptyset(&one);
+			sigaddset(&one, WTERMSIG(z->status));
+			sigprocmask(SIG_UNBLOCK, &one, NULL);
+			raise(WTERMSIG(z->status));
+		}
+		_exit(WIFEXITED(z->status) ? WEXITSTATUS(z->status) : 0);
+	}
+	siginfo_t si;
+	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) != 0)
+		return fail("zombie child %d did not exit: %s", (int)z->pid, strerror(errno));
+	return 0;
+}
+
+/* Group and session: a leader makes its own at once; members join after
+ * the barrier, when every leader exists. */
+static int own_group_and_session(const struct ckpt_image *img)
+{
+	pid_t pid = getpid();
+	if (img->tree.sid == pid && getsid(0) != pid && setsid() < 0)
+		return fail("pid %d: cannot start its session again: %s", (int)pid,
+			    strerror(errno));
+	if (img->tree.pgid == pid && getpgid(0) != pid && setpgid(0, 0) < 0)
+		return fail("pid %d: cannot lead its process group again: %s", (int)pid,
+			    strerror(errno));
+	return 0;
+}
+
+void tree_join_group(const struct ckpt_image *img)
+{
+	pid_t want = img->tree.pgid;
+	if (want > 0 && want != getpid() && getpgid(0) != want && setpgid(0, want) < 0)
+		warn("pid %d: cannot join process group %d again: %s", (int)getpid(), (int)want,
+		     strerror(errno));
+}
+
+/* Create the children of process i (and zombies), recursively. Returns
+ * in each process with the index of the process it is to become. */
+static int spawn(int i)
+{
+	const struct ckpt_image *img = tree.procs[i].img;
+	if (own_group_and_session(img) != 0)
+		return -1;
+	for (uint32_t z = 0; z < img->nzombies; z++)
+		if (make_zombie(&img->zombies[z]) != 0)
+			return -1;
+	for (int k = 0; k < tree.n; k++) {
+		/* orphans were children of init: the first process makes them
+		 * its siblings */
+		int mine = tree.procs[k].parent == i ||
+			   (i == tree.root && k != tree.root && tree.procs[k].parent < 0);
+		if (!mine)
+			continue;
+		pid_t pid = fork_with_pid(tree.procs[k].pid, tree.procs[k].parent < 0);
+		if (pid < 0)
+			return fail("cannot recreate process %d: %s", (int)tree.procs[k].pid,
+				    strerror(errno));
+		if (pid == 0) {
+			close(tree.go[1]);
+			tree.go[1] = -1;
+			return spawn(k);
+		}
+	}
+	return i;
+}
+
+int tree_spawn(void)
+{
+	if (pipe2(tree.ready, O_CLOEXEC) != 0 || pipe2(tree.go, O_CLOEXEC) != 0)
+		return fail("cannot create the restart barrier: %s", strerror(errno));
+	for (int k = 0; k < 2; k++) {
+		tree.ready[k] = fcntl(tree.ready[k], F_DUPFD_CLOEXEC, tree.min_private);
+		tree.go[k] = fcntl(tree.go[k], F_DUPFD_CLOEXEC, tree.min_private);
+	}
+	/* the parent of a restored process must be in it before it runs */
+	return spawn(tree.root);
+}
+
+/* Every process says it is ready; the first one then lets all go. A
+ * process that failed closes its end without a byte, and then nobody
+ * goes: they all exit, and the first one reports why. */
+int tree_barrier(int self)
+{
+	char b = 'r';
+	if (write(tree.ready[1], &b, 1) != 1)
+		return fail("restart barrier: %s", strerror(errno));
+	close(tree.ready[1]);
+	if (self == tree.root) {
+		int got = 0;
+		while (got < tree.n) {
+			ssize_t r = read(tree.ready[0], &b, 1);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			got++;
+		}
+		close(tree.ready[0]);
+		if (got < tree.n)
+			return fail("%d of the %d processes of the checkpoint could not be restored "
+				    "(see the messages above)",
+				    tree.n - got, tree.n);
+		char go[256];
+		memset(go, 'g', sizeof go);
+		for (int left = tree.n - 1; left > 0;) {
+			ssize_t w = write(tree.go[1], go, left < 256 ? (size_t)left : 256);
+			if (w <= 0)
+				return fail("restart barrier: %s", strerror(errno));
+			left -= (int)w;
+		}
+		close(tree.go[1]);
+		close(tree.go[0]);
+		return 0;
+	}
+	close(tree.ready[0]);
+	ssize_t r;
+	do
+		r = read(tree.go[0], &b, 1);
+	while (r < 0 && errno == EINTR);
+	close(tree.go[0]);
+	if (r != 1)
+		exit(2); /* the first process failed and says why */
+	return 0;
+}

@@ -1,0 +1,137 @@
+"""Process trees: a program whose state lives in several processes.
+
+Each program forks children and keeps part of its state in them or
+between them: fork with pipes between parent and child (Python and C), a
+three-stage pipeline with bytes queued in both pipes, a Unix socketpair
+with messages queued both ways, an epoll loop over a pipe fed by a child
+plus a timerfd, a counter in MAP_SHARED memory guarded by process-shared
+semaphores, zombies that stay unreaped for most of the run (one killed by
+a signal) next to a sleeping child killed at the end, children that keep
+being created, exec'ing and exiting so that a checkpoint catches one in
+the act, Python's subprocess/platform children, and a bash script running
+a Python and a C program one after the other. Every scenario checkpoints
+at a random line, SIGKILLs the whole process group, restarts and compares
+with an uninterrupted run (conftest.Ckpt.cycle): losing a process, a
+zombie, a byte queued in a pipe or socket, or a write to shared memory
+changes the output. Beyond the standard cycle: two checkpoints in one run,
+a checkpoint of a restarted tree, a checkpoint that must not disturb a
+tree that runs on, and --stop-after-checkpoint stopping every process.
+"""
+import pytest
+
+from conftest import PYDIR, Prog, c_prog, check_chain, py_prog, restart_context
+
+
+def sh_prog(name, *args):
+    """A #! script in tests/py, run as given (not through --python)."""
+    script = str(PYDIR / name)
+    argv = [script, *map(str, args)]
+    return Prog(name, argv, list(argv))
+
+
+# id, program, k_range (the line after which the checkpoint is requested)
+PROGRAMS = [
+    ("fork_pipes.py", lambda: py_prog("fork_pipes", 60, 40), (3, 20)),
+    ("subprocess_work.py", lambda: py_prog("subprocess_work", 60, 40), (3, 25)),
+    ("pipeline3", lambda: c_prog("pipeline3", 60, 40), (3, 20)),
+    ("shm_counter", lambda: c_prog("shm_counter", 60, 40), (3, 20)),
+    # zombies 60: children 0-4 forked in steps 0-4, zombies until step 42
+    ("zombies-unreaped", lambda: c_prog("zombies", 60, 40), (3, 35)),
+    # zombies 80 50: reaped at step 56 (lines 57-62), the sleeper killed at
+    # step 72: a checkpoint with the zombies gone and the sleeper alive
+    ("zombies-reaped", lambda: c_prog("zombies", 80, 50), (63, 68)),
+    ("fork_exit_during", lambda: c_prog("fork_exit_during", 80, 40), (3, 20)),
+    ("fork_exec_during", lambda: c_prog("fork_exec_during", 50, 40), (3, 20)),
+    ("socketpair_tree", lambda: c_prog("socketpair_tree", 60, 40), (3, 20)),
+    ("epoll_tree", lambda: c_prog("epoll_tree", 60, 40), (3, 20)),
+    # 40 lines of counter.py (lines 1-41), then counter (lines 43-83): the
+    # checkpoint finds bash waiting for python3 or for counter
+    ("run_both.sh", lambda: sh_prog("run_both.sh", 40, 40), (3, 60)),
+]
+
+
+@pytest.mark.parametrize("spec", PROGRAMS, ids=lambda s: s[0])
+def test_restart(ck, spec):
+    _, make, k_range = spec
+    ck.cycle(make(), k_range=k_range)
+
+
+def test_checkpoint_twice_then_restart(ck):
+    """Two checkpoints of a running pipeline; the restart resumes from the
+    second (latest) one, with every stage and the queued records."""
+    prog = c_prog("pipeline3", 80, 40)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 12))
+    rundir = ck.rundir(proc=run)
+    gen1 = ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + ck.rng.randint(3, 12))
+    seen = run.lines()
+    gen2 = ck.checkpoint(rundir)
+    assert gen2 > gen1, f"second checkpoint has generation {gen2}, the first {gen1}"
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0),
+                           (f"restart (latest checkpoint after {seen} lines)", out, seen)],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc, f"ckpt restart exited with status {rc}, the uninterrupted program with {ref_rc}"
+
+
+def test_checkpoint_restarted_tree_again(ck):
+    """start -> checkpoint 1 -> kill -> restart -> checkpoint 2 -> kill ->
+    restart: a restored tree (its zombies included) can be checkpointed
+    again, and the last restart resumes from checkpoint 2."""
+    prog = c_prog("zombies", 80, 40)  # zombies until step 56 (line 57)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 15))
+    rundir = ck.rundir(proc=run)
+    seen1 = run.lines()
+    gen1 = ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+
+    second = ck.restart_bg(prog)
+    second.wait_lines(ck.rng.randint(3, 15))
+    seen2 = second.lines()
+    gen2 = ck.checkpoint(rundir)
+    assert gen2 > gen1, f"checkpoint of the restarted tree has generation {gen2}, the first had {gen1}"
+    second.wait_lines(second.lines() + 2)
+    ck.crash(second)
+    middle = second.output()
+
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    s = check_chain(expected, [("first run", first, 0), ("first restart", middle, seen1),
+                               ("second restart", out, 0)],
+                    context=restart_context(rc, bg, rundir))
+    assert s[2] >= s[1] + seen2, (f"the second restart resumed at line {s[2] + 1}, but checkpoint 2 was "
+                                  f"taken after line {s[1] + seen2}")
+    assert rc == ref_rc, f"ckpt restart exited with status {rc}, the uninterrupted program with {ref_rc}"
+
+
+def test_checkpoint_then_run_on(ck):
+    """A checkpoint taken while children fork, exec and exit leaves the
+    tree undisturbed: the run finishes with the uninterrupted output."""
+    prog = c_prog("fork_exec_during", 40, 40)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 15))
+    gen = ck.checkpoint(ck.rundir(proc=run))
+    rc = run.finish()
+    expected, ref_rc = ref.result()
+    check_chain(expected, [(f"run with a checkpoint at generation {gen}", run.output(), 0)])
+    assert run.output() == expected, f"output incomplete\n{run.report()}"
+    assert rc == ref_rc
+
+
+@pytest.mark.parametrize("name", ["pipeline3", "shm_counter"])
+def test_stop_after_checkpoint(ck, name):
+    """--stop-after-checkpoint stops every process of the tree at the
+    checkpoint: nothing is printed after it, and the restart resumes at
+    exactly that line."""
+    ck.stop_cycle(c_prog(name, 60, 40))
