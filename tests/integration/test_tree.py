@@ -32,6 +32,7 @@ def sh_prog(name, *args):
 # id, program, k_range (the line after which the checkpoint is requested)
 PROGRAMS = [
     ("fork_pipes.py", lambda: py_prog("fork_pipes", 60, 40), (3, 20)),
+    ("mp_pool.py", lambda: py_prog("mp_pool", 50, 30), (3, 20)),
     ("subprocess_work.py", lambda: py_prog("subprocess_work", 60, 40), (3, 25)),
     ("pipeline3", lambda: c_prog("pipeline3", 60, 40), (3, 20)),
     ("shm_counter", lambda: c_prog("shm_counter", 60, 40), (3, 20)),
@@ -135,3 +136,17 @@ def test_stop_after_checkpoint(ck, name):
     checkpoint: nothing is printed after it, and the restart resumes at
     exactly that line."""
     ck.stop_cycle(c_prog(name, 60, 40))
+
+
+def test_exec_with_cleared_environment_keeps_the_agent(ck):
+    """Programs exec'd with an emptied environment (execle, execve,
+    clearenv + execvp, execl, execvpe, fexecve, execveat, posix_spawn,
+    posix_spawnp) still load the agent and know the coordinator, so they
+    are part of the computation."""
+    run = ck.start(c_prog("exec_env"))
+    rc = run.finish()
+    out = run.output()
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert len(lines) >= 9, f"expected a line per way of exec'ing:\n{out}"
+    missing = [l for l in lines if "agent=yes ctl=yes" not in l]
+    assert not missing and rc == 0, f"children without the agent (status {rc}):\n{out}"
