@@ -74,6 +74,13 @@ static void save_pipe_data(struct fd_list *l, struct ckpt_fd *f, int wfd)
 	l->data_len += (uint64_t)got;
 }
 
+static int same_file(int a, int b)
+{
+	struct stat sa, sb;
+	return raw_syscall2(SYS_fstat, a, &sa) == 0 && raw_syscall2(SYS_fstat, b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /* A pipe whose write end another process holds: the queued bytes are
  * copied with tee(2), which leaves them in the pipe. */
 static void peek_pipe_data(struct fd_list *l, struct ckpt_fd *f)
@@ -239,14 +246,30 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	if (raw_syscall3(SYS_getsockname, f->fd, so.addr, &alen) == 0 && alen > 0 &&
 	    alen <= (int)sizeof so.addr)
 		so.addrlen = (uint32_t)alen;
+	alen = sizeof so.peer;
+	if (!so.listening && raw_syscall3(SYS_getpeername, f->fd, so.peer, &alen) == 0 &&
+	    alen > 0 && alen <= (int)sizeof so.peer)
+		so.peerlen = (uint32_t)alen;
 	if (put_record(l, f, CKPT_FD_SOCKET, &so, sizeof so) != 0)
 		return -1;
-	if (!so.listening && type == SOCK_STREAM) {
-		char num[24] = "";
-		str_append_u64(num, sizeof num, (uint64_t)f->fd);
-		add_warning("fd ", num,
-			    ": a connection to outside the process; after a restart "
-			    "it is an unconnected socket and the program gets an error");
+	/* A connection whose other end is in the computation too (a local
+	 * server, a thread of this process) is connected again at restart,
+	 * with the bytes that were waiting to be read: peeked, left queued. */
+	if (so.peerlen && type == SOCK_STREAM) {
+		struct ckpt_fd tmp = *f;
+		peek_socket_data(l, &tmp);
+		/* the peeked stream follows the record, without message framing */
+		uint64_t at = tmp.data_off, end = tmp.data_off + tmp.data_len, out = at;
+		while (at + 4 <= end) {
+			uint32_t n;
+			mem_copy(&n, l->data + at, 4);
+			for (uint32_t i = 0; i < n; i++)
+				l->data[out + i] = l->data[at + 4 + i];
+			out += n;
+			at += 4 + (uint64_t)n;
+		}
+		l->data_len = out;
+		f->data_len = out - f->data_off;
 	}
 	return 0;
 }
@@ -408,6 +431,86 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 	return 0;
 }
 
+/* ---- file locks ----
+ * /proc/self/fdinfo/N lists, after "lock:", the flock and OFD locks of the
+ * descriptor's open file description and the POSIX locks this process
+ * holds on the file:
+ *   lock:	1: POSIX  ADVISORY  WRITE 2 00:2a:1234 0 EOF
+ * Waiters ("->") are not locks held. A POSIX lock shows under every
+ * descriptor of the file: it is recorded once. */
+#define MAX_LOCKS 4096
+static struct ckpt_lock locks[MAX_LOCKS];
+static uint32_t nlocks;
+
+static const char *skip_blanks(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+static const char *word(const char *p, char *out, size_t cap)
+{
+	size_t n = 0;
+	p = skip_blanks(p);
+	while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
+		if (n + 1 < cap)
+			out[n++] = *p;
+		p++;
+	}
+	out[n] = 0;
+	return p;
+}
+
+static int64_t to_num(const char *w)
+{
+	int64_t v = 0;
+	for (; *w >= '0' && *w <= '9'; w++)
+		v = v * 10 + (*w - '0');
+	return v;
+}
+
+static void capture_locks(struct ckpt_fd *f, const char *info)
+{
+	for (const char *p = info; *p; p++) {
+		if ((p != info && p[-1] != '\n') || !str_starts(p, "lock:"))
+			continue;
+		char id[24], kind[16], mand[16], rw[16], pid[24], devino[64], start[32], end[32];
+		const char *q = word(p + 5, id, sizeof id);
+		q = word(q, kind, sizeof kind);
+		if (str_eq(kind, "->"))
+			continue; /* a waiter */
+		q = word(q, mand, sizeof mand);
+		q = word(q, rw, sizeof rw);
+		q = word(q, pid, sizeof pid);
+		q = word(q, devino, sizeof devino);
+		q = word(q, start, sizeof start);
+		word(q, end, sizeof end);
+		struct ckpt_lock l = {f->fd, 0, str_eq(rw, "WRITE") ? 1u : 0u, 0, to_num(start),
+				      str_eq(end, "EOF") ? -1 : to_num(end)};
+		l.kind = str_eq(kind, "FLOCK")	  ? CKPT_LOCK_FLOCK
+			 : str_eq(kind, "POSIX")  ? CKPT_LOCK_POSIX
+			 : str_eq(kind, "OFDLCK") ? CKPT_LOCK_OFD
+						  : 0;
+		if (!l.kind) {
+			char num[24] = "";
+			str_append_u64(num, sizeof num, (uint64_t)f->fd);
+			add_warning("fd ", num, ": a lease or lock of another kind is not restored");
+			continue;
+		}
+		int dup = 0;
+		for (uint32_t i = 0; i < nlocks && !dup; i++) {
+			const struct ckpt_lock *o = &locks[i];
+			/* the same POSIX lock seen under another descriptor of the file */
+			dup = l.kind == CKPT_LOCK_POSIX && o->kind == CKPT_LOCK_POSIX &&
+			      o->start == l.start && o->end == l.end && o->write == l.write &&
+			      o->fd != l.fd && same_file(o->fd, l.fd);
+		}
+		if (!dup && nlocks < MAX_LOCKS)
+			locks[nlocks++] = l;
+	}
+}
+
 static void describe_unsupported(int fd, const char *link)
 {
 	char num[24] = "";
@@ -446,6 +549,11 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
 		if (sb.st_nlink == 0)
 			save_deleted_file(l, f, &sb, link);
+		static char info[16384];
+		char ipath[64] = "/proc/self/fdinfo/";
+		str_append_u64(ipath, sizeof ipath, (uint64_t)fd);
+		if (read_file(ipath, info, sizeof info) > 0)
+			capture_locks(f, info);
 	} else if (S_ISDIR(sb.st_mode)) {
 		f->kind = CKPT_FD_DIR;
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
@@ -599,6 +707,7 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 		str_copy(err, "out of scratch memory for file descriptors", 64);
 		return -1;
 	}
+	nlocks = 0;
 	for (int i = 0; i < n; i++)
 		if (fds[i] != w->fd)
 			capture_one(&l, st, fds[i], fds, n);
@@ -613,5 +722,8 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 	ckpt_writer_begin_section(w, CKPT_SEC_FD_SHARES);
 	ckpt_writer_write(w, shares, (size_t)nshares * sizeof *shares);
 	ckpt_writer_end_section(w, (uint32_t)nshares);
+	ckpt_writer_begin_section(w, CKPT_SEC_LOCKS);
+	ckpt_writer_write(w, locks, nlocks * sizeof locks[0]);
+	ckpt_writer_end_section(w, nlocks);
 	return 0;
 }

@@ -57,7 +57,8 @@ enum ckpt_section_type {
 	CKPT_SEC_TREE = 9,	/* struct ckpt_tree */
 	CKPT_SEC_ZOMBIES = 10,	/* struct ckpt_zombie[count]: children not waited for */
 	CKPT_SEC_FD_SHARES = 11, /* struct ckpt_fd_share[count]: descriptions shared */
-	CKPT_SEC_MAX_KNOWN = 11,
+	CKPT_SEC_LOCKS = 12,	 /* struct ckpt_lock[count]: file locks held */
+	CKPT_SEC_MAX_KNOWN = 12,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -233,7 +234,13 @@ struct ckpt_socket {
 	uint32_t addrlen; /* of addr (getsockname), 0 if unbound */
 	uint32_t reserved;
 	uint8_t addr[128];
+	/* version 3: the peer (getpeername) of a connected socket; the bytes
+	 * queued to be read follow the record in FD_DATA */
+	uint32_t peerlen;
+	uint32_t reserved2;
+	uint8_t peer[128];
 };
+#define CKPT_SOCKET_V2_SIZE 152 /* without peer */
 
 /* Where the process sits in the computation's tree of processes. Ids are
  * pids in the computation's pid namespace; 0 means outside it (the group
@@ -262,6 +269,22 @@ struct ckpt_fd_share {
 	int32_t owner_pid;
 	int32_t owner_fd;
 	uint32_t reserved;
+};
+
+/* A file lock the process held, taken again at restart before the
+ * program runs (a lock that cannot be is an error, never silently lost). */
+enum ckpt_lock_kind {
+	CKPT_LOCK_FLOCK = 1, /* flock(2): belongs to the open file description */
+	CKPT_LOCK_POSIX = 2, /* fcntl F_SETLK: belongs to the process */
+	CKPT_LOCK_OFD = 3,   /* fcntl F_OFD_SETLK: belongs to the description */
+};
+struct ckpt_lock {
+	int32_t fd; /* a descriptor of FDS on the locked file */
+	uint32_t kind;
+	uint32_t write; /* 1 exclusive / write lock, 0 shared / read lock */
+	uint32_t reserved;
+	int64_t start;
+	int64_t end; /* last byte, -1 for "to the end of the file" */
 };
 
 /* PAGES section: chunks, each a header followed by npages * 4096 bytes

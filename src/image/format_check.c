@@ -41,7 +41,9 @@ OFF(ckpt_section, reserved, 28);
 SIZE(ckpt_rlimit, 16);
 SIZE(ckpt_process, 1464);
 SIZE(ckpt_epoll_entry, 16);
-SIZE(ckpt_socket, 152);
+SIZE(ckpt_socket, 288);
+OFF(ckpt_socket, peerlen, 152);
+OFF(ckpt_socket, peer, 160);
 SIZE(ckpt_timerfd, 48);
 OFF(ckpt_process, pid, 0);
 OFF(ckpt_process, ppid, 4);
@@ -137,6 +139,13 @@ SIZE(ckpt_fd_share, 16);
 OFF(ckpt_fd_share, fd, 0);
 OFF(ckpt_fd_share, owner_pid, 4);
 OFF(ckpt_fd_share, owner_fd, 8);
+
+SIZE(ckpt_lock, 32);
+OFF(ckpt_lock, fd, 0);
+OFF(ckpt_lock, kind, 4);
+OFF(ckpt_lock, write, 8);
+OFF(ckpt_lock, start, 16);
+OFF(ckpt_lock, end, 24);
 
 SIZE(ckpt_page_chunk, 24);
 OFF(ckpt_page_chunk, magic, 0);

@@ -48,7 +48,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_STRINGS] = "STRINGS",	  [CKPT_SEC_FDS] = "FDS",
     [CKPT_SEC_FD_DATA] = "FD_DATA",	  [CKPT_SEC_PAGES] = "PAGES",
     [CKPT_SEC_TREE] = "TREE",		  [CKPT_SEC_ZOMBIES] = "ZOMBIES",
-    [CKPT_SEC_FD_SHARES] = "FD_SHARES",
+    [CKPT_SEC_FD_SHARES] = "FD_SHARES",	  [CKPT_SEC_LOCKS] = "LOCKS",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -487,6 +487,10 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 			 errlen) < 0)
 		return free(p), -1;
 	img->shares = p;
+	if (load_records(img, CKPT_SEC_LOCKS, 0, sizeof *img->locks, &p, &img->nlocks, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->locks = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
 	return 0;
 }
@@ -521,6 +525,16 @@ static int check_tree(const struct ckpt_image *img, char *err, size_t errlen)
 				    "section FD_SHARES: entry %u (fd %d, held first by pid %d fd %d) "
 				    "is inconsistent",
 				    i, sh->fd, sh->owner_pid, sh->owner_fd);
+	}
+	for (uint32_t i = 0; i < img->nlocks; i++) {
+		const struct ckpt_lock *l = &img->locks[i];
+		int known = 0;
+		for (uint32_t k = 0; k < img->nfds && !known; k++)
+			known = img->fds[k].fd == l->fd;
+		if (!known || l->kind < CKPT_LOCK_FLOCK || l->kind > CKPT_LOCK_OFD || l->write > 1 ||
+		    l->reserved || l->start < 0 || (l->end != -1 && l->end < l->start))
+			return fail(err, errlen, "section LOCKS: entry %u (fd %d) is inconsistent", i,
+				    l->fd);
 	}
 	return 0;
 }
@@ -583,6 +597,7 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->fds);
 	free(img->zombies);
 	free(img->shares);
+	free(img->locks);
 	free(img->strings);
 	free(img->fd_data);
 	free(img);

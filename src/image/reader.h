@@ -33,6 +33,8 @@ struct ckpt_image {
 	uint32_t nzombies;
 	struct ckpt_fd_share *shares;
 	uint32_t nshares;
+	struct ckpt_lock *locks;
+	uint32_t nlocks;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
 };
 

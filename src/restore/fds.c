@@ -13,6 +13,9 @@
 #include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -258,8 +261,143 @@ static int owner_add(struct fd_context *c, int32_t pid, int32_t fd)
 	return 0;
 }
 
+/* ---- TCP connections inside the computation ----
+ * Both ends were saved (the other end's local address is this one's
+ * peer): they are connected again through a listener on the loopback
+ * address, and the bytes each end had waiting to be read are sent from the
+ * other. The new connection has other port numbers. */
+static void *owner_slot(void)
+{
+	if (nowners == cap_owners) {
+		cap_owners = cap_owners ? 2 * cap_owners : 64;
+		owners = realloc(owners, cap_owners * sizeof *owners);
+		if (!owners)
+			return NULL;
+	}
+	return &owners[nowners];
+}
+
+static int send_all(int fd, const uint8_t *p, uint64_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int connected_pair(int domain, int ends[2])
+{
+	struct sockaddr_storage sa;
+	memset(&sa, 0, sizeof sa);
+	socklen_t len;
+	if (domain == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_loopback;
+		len = sizeof *s6;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+		s4->sin_family = AF_INET;
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof *s4;
+	}
+	int l = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ends[0] = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ends[1] = -1;
+	if (l < 0 || ends[0] < 0 || bind(l, (struct sockaddr *)&sa, len) != 0 ||
+	    listen(l, 1) != 0 || getsockname(l, (struct sockaddr *)&sa, &len) != 0 ||
+	    connect(ends[0], (struct sockaddr *)&sa, len) != 0 ||
+	    (ends[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		int e = errno;
+		if (l >= 0)
+			close(l);
+		if (ends[0] >= 0)
+			close(ends[0]);
+		errno = e;
+		return -1;
+	}
+	close(l);
+	return 0;
+}
+
+static int socket_record(const struct ckpt_image *img, const struct ckpt_fd *f,
+			 struct ckpt_socket *so);
+
+/* A holder of a description whose first holder is another descriptor:
+ * it duplicates that one and is not paired itself. */
+static int second_holder(const struct ckpt_image *img, int32_t fd)
+{
+	for (uint32_t k = 0; k < img->nshares; k++)
+		if (img->shares[k].fd == fd)
+			return 1;
+	return 0;
+}
+
+static int tcp_pairs(struct fd_context *c)
+{
+	for (int i = 0; i < tree.n; i++) {
+		const struct ckpt_image *img = tree.procs[i].img;
+		for (uint32_t k = 0; k < img->nfds; k++) {
+			const struct ckpt_fd *f = &img->fds[k];
+			struct ckpt_socket a, b;
+			if (f->kind != CKPT_FD_SOCKET || owner_of(img->hdr.pid, f->fd) ||
+			    second_holder(img, f->fd) ||
+			    socket_record(img, f, &a) != 0 || !a.peerlen || a.type != SOCK_STREAM ||
+			    (a.domain != AF_INET && a.domain != AF_INET6))
+				continue;
+			for (int j = 0; j < tree.n; j++) {
+				const struct ckpt_image *im2 = tree.procs[j].img;
+				for (uint32_t m = 0; m < im2->nfds; m++) {
+					const struct ckpt_fd *g = &im2->fds[m];
+					if (g == f || g->kind != CKPT_FD_SOCKET ||
+					    owner_of(im2->hdr.pid, g->fd) ||
+					    second_holder(im2, g->fd) ||
+					    socket_record(im2, g, &b) != 0 ||
+					    b.peerlen != a.addrlen || b.addrlen != a.peerlen ||
+					    memcmp(b.peer, a.addr, a.addrlen) != 0 ||
+					    memcmp(b.addr, a.peer, a.peerlen) != 0)
+						continue;
+					int ends[2];
+					if (connected_pair(a.domain, ends) != 0)
+						return fail("fd %d: cannot connect a loopback TCP "
+							    "connection again: %s",
+							    f->fd, strerror(errno));
+					ends[0] = fd_private(c, ends[0]);
+					ends[1] = fd_private(c, ends[1]);
+					/* bytes waiting at one end are sent from the other */
+					uint64_t qa = f->data_len - sizeof a, qb = g->data_len - sizeof b;
+					if (send_all(ends[1], img->fd_data + f->data_off + sizeof a,
+						     qa) != 0 ||
+					    send_all(ends[0], im2->fd_data + g->data_off + sizeof b,
+						     qb) != 0)
+						return fail("fd %d: cannot put the bytes of a TCP "
+							    "connection back",
+							    f->fd);
+					if (!owner_slot())
+						return fail("out of memory");
+					owners[nowners++] = (struct owner_rec){img->hdr.pid, f->fd,
+									       ends[0]};
+					if (!owner_slot())
+						return fail("out of memory");
+					owners[nowners++] = (struct owner_rec){im2->hdr.pid, g->fd,
+									       ends[1]};
+					goto next;
+				}
+			}
+		next:;
+		}
+	}
+	return 0;
+}
+
 int shared_prepare(struct fd_context *c)
 {
+	if (tcp_pairs(c) != 0)
+		return -1;
 	for (int i = 0; i < tree.n; i++) {
 		const struct ckpt_image *img = tree.procs[i].img;
 		for (uint32_t k = 0; k < img->nfds; k++) {
@@ -380,16 +518,36 @@ static int epolls_fill(const struct ckpt_image *img)
 
 /* A listener listens again on its address; anything else comes back
  * unconnected. A Unix listener's stale socket file is replaced. */
+/* The socket record of a descriptor (version 2 records have no peer). */
+static int socket_record(const struct ckpt_image *img, const struct ckpt_fd *f,
+			 struct ckpt_socket *so)
+{
+	memset(so, 0, sizeof *so);
+	if (f->data_len == CKPT_SOCKET_V2_SIZE) {
+		memcpy(so, img->fd_data + f->data_off, CKPT_SOCKET_V2_SIZE);
+		return 0;
+	}
+	if (f->data_len < sizeof *so)
+		return fail("fd %d: damaged socket record", f->fd);
+	memcpy(so, img->fd_data + f->data_off, sizeof *so);
+	if (so->addrlen > sizeof so->addr || so->peerlen > sizeof so->peer)
+		return fail("fd %d: damaged socket record", f->fd);
+	return 0;
+}
+
 static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	struct ckpt_socket so;
-	if (f->data_len != sizeof so)
-		return fail("fd %d: damaged socket record", f->fd);
-	memcpy(&so, img->fd_data + f->data_off, sizeof so);
+	if (socket_record(img, f, &so) != 0)
+		return -1;
 	int fd = socket(so.domain, so.type, so.protocol);
 	if (fd < 0)
 		return fail("fd %d: cannot create a socket (family %d, type %d): %s", f->fd,
 			    so.domain, so.type, strerror(errno));
+	if (so.peerlen)
+		warn("fd %d: its connection was to outside the computation; it comes back "
+		     "unconnected, and the program gets an error",
+		     f->fd);
 	if (!so.listening || so.addrlen == 0)
 		return fd;
 	int one = 1;
@@ -472,6 +630,42 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 	}
 }
 
+/* File locks the program held: taken again before it runs, after every
+ * descriptor is in place (closing any descriptor of a file drops the
+ * process's POSIX locks on it). One that another process holds now stops
+ * the restart: losing a lock silently could corrupt the program's data. */
+static int locks_take(const struct ckpt_image *img)
+{
+	for (uint32_t i = 0; i < img->nlocks; i++) {
+		const struct ckpt_lock *l = &img->locks[i];
+		int r;
+		if (l->kind == CKPT_LOCK_FLOCK) {
+			r = flock(l->fd, (l->write ? LOCK_EX : LOCK_SH) | LOCK_NB);
+		} else {
+			struct flock fl = {.l_type = l->write ? F_WRLCK : F_RDLCK,
+					   .l_whence = SEEK_SET,
+					   .l_start = l->start,
+					   .l_len = l->end < 0 ? 0 : l->end - l->start + 1};
+			r = fcntl(l->fd, l->kind == CKPT_LOCK_OFD ? F_OFD_SETLK : F_SETLK, &fl);
+		}
+		if (r != 0) {
+			char path[4200] = "?", self[64];
+			snprintf(self, sizeof self, "/proc/self/fd/%d", l->fd);
+			ssize_t n = readlink(self, path, sizeof path - 1);
+			path[n > 0 ? n : 1] = '\0';
+			return fail("fd %d: cannot take the %s lock on %s again: %s%s", l->fd,
+				    l->kind == CKPT_LOCK_FLOCK	  ? "flock"
+				    : l->kind == CKPT_LOCK_POSIX ? "POSIX"
+								 : "OFD",
+				    path, strerror(errno),
+				    errno == EAGAIN || errno == EACCES || errno == EWOULDBLOCK
+					? " (another process holds it; end that process and restart)"
+					: "");
+		}
+	}
+	return 0;
+}
+
 int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 {
 	for (uint32_t i = 0; i < img->nfds; i++) {
@@ -493,5 +687,5 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}
 	shared_close();
-	return epolls_fill(img);
+	return epolls_fill(img) != 0 ? -1 : locks_take(img);
 }

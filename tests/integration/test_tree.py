@@ -33,6 +33,8 @@ def sh_prog(name, *args):
 PROGRAMS = [
     ("fork_pipes.py", lambda: py_prog("fork_pipes", 60, 40), (3, 20)),
     ("mp_pool.py", lambda: py_prog("mp_pool", 50, 30), (3, 20)),
+    ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
+    ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
     ("subprocess_work.py", lambda: py_prog("subprocess_work", 60, 40), (3, 25)),
     ("pipeline3", lambda: c_prog("pipeline3", 60, 40), (3, 20)),
     ("shm_counter", lambda: c_prog("shm_counter", 60, 40), (3, 20)),
@@ -150,3 +152,20 @@ def test_exec_with_cleared_environment_keeps_the_agent(ck):
     assert len(lines) >= 9, f"expected a line per way of exec'ing:\n{out}"
     missing = [l for l in lines if "agent=yes ctl=yes" not in l]
     assert not missing and rc == 0, f"children without the agent (status {rc}):\n{out}"
+
+
+def test_static_binary_in_the_tree_is_named(ck, static_binary):
+    """A statically linked program in the tree cannot load the agent: the
+    checkpoint fails within seconds, naming it, and the program runs on
+    undisturbed (its output stays that of an uninterrupted run)."""
+    prog = py_prog("child_alive", 60, 40, static_binary, 100000, 100)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(3)
+    rundir = ck.rundir(proc=run)
+    r = ck.cmd("checkpoint", rundir, timeout=60)
+    assert r.returncode != 0, f"checkpoint with a static child succeeded: {r.stdout!r}"
+    assert "counter_static" in r.stderr and "agent" in r.stderr, r.stderr
+    rc = run.finish()
+    expected, ref_rc = ref.result()
+    assert run.output() == expected and rc == ref_rc, run.report()
