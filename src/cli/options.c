@@ -110,6 +110,11 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			i++;
 			continue;
 		}
+		if (strcmp(arg, "--exit-with-main") == 0) {
+			o->exit_with_main = 1;
+			i++;
+			continue;
+		}
 		if (strcmp(arg, "--requeue") == 0) {
 			o->requeue = 1;
 			i++;

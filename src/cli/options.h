@@ -13,6 +13,7 @@ struct run_opts {
 	int64_t interval_ms; /* --interval / -i; -1: not given */
 	int stop_after_checkpoint;
 	int no_cow;	      /* --no-cow: write while the program is stopped */
+	int exit_with_main;   /* --exit-with-main: end the rest when the first ends */
 	const char *compress; /* --compress none|fast|max; NULL: fast */
 	const char *python;   /* --python; NULL: python3 from PATH */
 	const char *dir;      /* --dir; NULL: the current directory */

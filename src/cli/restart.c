@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Two spellings of the program are the same when typed alike or when
@@ -234,6 +235,17 @@ int restart_run(const struct run_opts *opts)
 			  (unsigned long long)gen, err);
 		return report_error(EXIT_USAGE);
 	}
+	/* A first process in a session whose leader had ended (a daemon): the
+	 * session is started again by a helper with the leader's pid. */
+	pid_t session_pid = 0;
+	if (img->tree.sid > 0 && img->tree.sid != pid) {
+		char leader[4400];
+		struct stat lst;
+		snprintf(leader, sizeof(leader), "%s/%s/%s/%d.img", rundir, GENS_DIR, gname,
+			 (int)img->tree.sid);
+		if (stat(leader, &lst) != 0)
+			session_pid = img->tree.sid;
+	}
 	ckpt_image_close(img);
 
 	/* Checks passed: from here the run directory is ours to use. */
@@ -272,11 +284,13 @@ int restart_run(const struct run_opts *opts)
 	co.interval_ms = o.interval_ms >= 0 ? o.interval_ms : cfg.interval_ms;
 	co.stop_after_checkpoint = o.stop_after_checkpoint;
 	co.no_cow = o.no_cow;
+	co.exit_with_main = o.exit_with_main;
 	co.compress = o.compress ? o.compress : "fast";
 	co.restart_hint = hint;
 	char *command = shell_join(cfg.cmd, cfg.ncmd);
 	co.command = command ? command : cfg.cmd[0];
 	co.restored_gen = gen;
+	co.first_status = v.first_status;
 	load_last(&co, gen);
 	char interval[64];
 	describe_interval(interval, sizeof(interval), co.interval_ms);
@@ -291,6 +305,7 @@ int restart_run(const struct run_opts *opts)
 	    .exec_path = restorer,
 	    .argv = rargv,
 	    .pid = pid,
+	    .session_pid = session_pid,
 	    .preload = NULL,
 	    .opts = &o,
 	    .co = &co,

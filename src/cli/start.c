@@ -207,6 +207,7 @@ int start_run(const struct run_opts *opts, int afresh)
 	struct ckpt_log exec_log = {.fd = -1}, coord_log = {.fd = -1};
 	struct coord_opts co;
 	memset(&co, 0, sizeof(co));
+	co.first_status = -1;
 	co.app_log_fd = -1;
 	co.exec_log = &exec_log;
 	co.coord_log = &coord_log;
@@ -276,6 +277,7 @@ int start_run(const struct run_opts *opts, int afresh)
 	co.keep = o.keep > 0 ? o.keep : GENS_KEEP;
 	co.stop_after_checkpoint = o.stop_after_checkpoint;
 	co.no_cow = o.no_cow;
+	co.exit_with_main = o.exit_with_main;
 	co.compress = o.compress ? o.compress : "fast";
 	co.restart_hint = hint;
 	co.command = command ? command : o.cmd[0];

@@ -188,6 +188,7 @@ int supervise(struct supervise_args *a)
 	    .argv = a->argv,
 	    .envp = env,
 	    .pid = a->pid,
+	    .session_pid = a->session_pid,
 	    .out_fd = out[1],
 	    .err_fd = err[1],
 	    .keep_fd = a->lockfd,
@@ -196,6 +197,7 @@ int supervise(struct supervise_args *a)
 	    .app_log_fd = co->app_log_fd,
 	    .exec_log_fd = co->exec_log->fd,
 	    .sigs = &ckpt_orig_sigs,
+	    .exit_with_main = co->exit_with_main,
 	};
 	/* Where this run's output begins: restarts append, so a reader can
 	 * tell the runs apart. */

@@ -14,6 +14,7 @@ struct supervise_args {
 	const char *exec_path; /* the program, or the restorer */
 	char *const *argv;
 	pid_t pid;		     /* 0, or the exact pid at restart */
+	pid_t session_pid;	     /* restart: the session to create first, 0 none */
 	const char *preload;	     /* the agent (start), NULL (restart) */
 	const struct run_opts *opts; /* checkpoint signal, Slurm options */
 	/* Filled by the caller except listen_fd, sig_fd, out_fd, err_fd and

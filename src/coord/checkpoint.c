@@ -534,6 +534,8 @@ static void commit(struct coord *c)
 	rc |= kv_addf(&kv, "pause_ms", "%lld", (long long)c->ck.pause_ms);
 	rc |= kv_addf(&kv, "total_ms", "%lld", (long long)total);
 	rc |= kv_add(&kv, "ckpt_version", CKPT_VERSION);
+	if (c->first_status >= 0)
+		rc |= kv_addf(&kv, "main_status", "%d", c->first_status);
 	if (root) {
 		rc |= kv_addf(&kv, "root_pid", "%lld", (long long)root->pid);
 		rc |= kv_add(&kv, "root_image", root->done_file);

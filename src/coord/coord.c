@@ -106,14 +106,25 @@ static void sweep_conns(struct coord *c)
 	c->nconns = j;
 }
 
+/* The process a restart starts from: the first program, or once it has
+ * ended while others run on, the one with the lowest pid. */
 struct conn *coord_root_agent(struct coord *c)
 {
+	struct conn *lowest = NULL;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
-		if (k->fd >= 0 && k->role == ROLE_AGENT && k->pid == c->main_pid)
+		if (k->fd < 0 || k->role != ROLE_AGENT)
+			continue;
+		if (k->pid == c->main_pid)
 			return k;
+		int has_parent = 0;
+		for (size_t j = 0; j < c->nconns && !has_parent; j++)
+			has_parent = c->conns[j]->fd >= 0 && c->conns[j]->role == ROLE_AGENT &&
+				     c->conns[j]->pid == k->ppid;
+		if (!has_parent && (!lowest || k->pid < lowest->pid))
+			lowest = k;
 	}
-	return NULL;
+	return c->main_gone ? lowest : NULL;
 }
 
 static void accept_conns(struct coord *c)
@@ -432,6 +443,22 @@ static void read_report(struct coord *c)
 					 c->o->command, v, (int)c->o->launch.init_pid,
 					 (int)getpid());
 			ckpt_on_agent_ready(c); /* its HELLO may have come first */
+		} else if (sscanf(line, "main %d", &v) == 1) {
+			c->main_gone = 1;
+			if (c->first_status < 0)
+				c->first_status = v;
+			if (WIFSIGNALED(v))
+				ckpt_log(c->o->exec_log,
+					 "the first program (pid %lld) was killed by signal %d; its "
+					 "other processes run on, and ckpt ends when they have all "
+					 "ended",
+					 (long long)c->main_pid, WTERMSIG(v));
+			else
+				ckpt_log(c->o->exec_log,
+					 "the first program (pid %lld) exited with status %d; its "
+					 "other processes run on, and ckpt ends when they have all "
+					 "ended",
+					 (long long)c->main_pid, WEXITSTATUS(v));
 		} else if (sscanf(line, "exit %d", &v) == 1) {
 			c->main_exited = 1;
 			c->main_status = v;
@@ -554,7 +581,11 @@ static int exit_code(struct coord *c)
 			 asked ? " (stopped after a checkpoint: resume me)" : "");
 		return code;
 	}
-	int status = c->main_exited ? c->main_status : c->init_status;
+	/* the first program's status, even when it ended long before the
+	 * last of the computation's processes (or before the checkpoint a
+	 * restart came from) */
+	int status = c->main_exited ? (c->first_status >= 0 ? c->first_status : c->main_status)
+				    : c->init_status;
 	describe_status(what, sizeof(what), status);
 	int code = WIFEXITED(status)	 ? WEXITSTATUS(status)
 		   : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
@@ -605,6 +636,7 @@ int coord_run(const struct coord_opts *o)
 	struct coord cs, *c = &cs;
 	memset(c, 0, sizeof(*c));
 	c->o = o;
+	c->first_status = o->first_status;
 	c->next_gen = o->next_gen;
 	c->last_gen = o->last_gen;
 	c->last_time_ms = o->last_time_ms;

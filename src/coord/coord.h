@@ -43,6 +43,7 @@ struct coord_opts {
 	int64_t interval_ms; /* 0: checkpoints on request only */
 	int stop_after_checkpoint;
 	int no_cow;	       /* write the image while the program is stopped */
+	int exit_with_main;    /* end every process when the first one ends */
 	const char *compress;  /* none|fast|max */
 	int checkpoint_signal; /* this signal to the supervisor: checkpoint now */
 	int64_t stop_at_mono;  /* --before-limit: checkpoint and stop at this
@@ -56,6 +57,8 @@ struct coord_opts {
 	const char *command;	  /* the command line, for messages */
 	uint64_t next_gen;	  /* first generation number to use */
 	uint64_t restored_gen;	  /* 0 at start; the generation restarted from */
+	int first_status;	  /* the first program's wait status when it ended
+				     before restored_gen was taken, else -1 */
 	/* What status shows before this run's first checkpoint (from the
 	 * manifest of restored_gen at restart). */
 	uint64_t last_gen;

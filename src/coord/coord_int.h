@@ -89,6 +89,8 @@ struct coord {
 	int64_t main_pid; /* in its namespace; 0 until init reports it */
 	int main_status;  /* wait status from init; valid when main_exited */
 	int main_exited;
+	int main_gone;	  /* the first program ended, others run on */
+	int first_status; /* its wait status (or from the restored manifest), -1 */
 	int launch_failed;
 	int stopping;	  /* --stop-after-checkpoint: init was killed */
 	int killed_early; /* killed at DONE, before the generation was complete */

@@ -27,6 +27,9 @@ struct launch_spec {
 	char *const *argv;
 	char *const *envp;  /* without CKPT_ROOT_PID: added with the real pid */
 	pid_t pid;	    /* 0: any pid (start); else this exact pid (restart) */
+	/* restart: the process was in a session whose leader had ended; a
+	 * helper with this pid starts it and forks the process (0: none) */
+	pid_t session_pid;
 	int out_fd, err_fd; /* write ends of the stdout/stderr pipes */
 	int keep_fd;	    /* kept open in init (the run directory's lock), or -1 */
 	/* Kept in init, unused while the supervisor lives: should it die,
@@ -35,6 +38,10 @@ struct launch_spec {
 	int out_rd, err_rd; /* read ends of the stdout/stderr pipes */
 	int app_log_fd, exec_log_fd;
 	const struct sig_state *sigs;
+	/* end when the first program ends (the namespace's other processes
+	 * with it); otherwise init reports "main W" then and "exit W" when
+	 * every process has ended */
+	int exit_with_main;
 	/* Set by launch(): no user/pid/mount namespaces could be made (or
 	 * CKPT_NO_NAMESPACES=1): the program runs in ckpt's own, and gets new
 	 * pids and tids at restart (docs/design.md). */
@@ -43,7 +50,7 @@ struct launch_spec {
 
 struct launch {
 	pid_t init_pid;	   /* in the supervisor's pid namespace */
-	int report_fd;	   /* init -> supervisor lines: "pid N", "exit W", "err MSG" */
+	int report_fd;	   /* init -> supervisor lines: "pid N", "main W", "exit W", "err MSG" */
 	int cmd_fd;	   /* supervisor -> init lines: "kill SIG", "close 1|2" */
 	int no_namespaces; /* see launch_spec */
 };

@@ -137,17 +137,43 @@ __attribute__((noreturn)) static void exec_program(const struct launch_spec *spe
 /* fork, or at restart a fork that gets exactly spec->pid: clone3 with
  * set_tid, allowed because init holds CAP_SYS_ADMIN in the user
  * namespace that owns this pid namespace. */
+static pid_t clone_with_pid(pid_t want, uint64_t flags)
+{
+	struct clone_args args;
+	memset(&args, 0, sizeof(args));
+	args.flags = flags;
+	args.exit_signal = flags & CLONE_PARENT ? 0 : SIGCHLD;
+	args.set_tid = (uint64_t)(uintptr_t)&want;
+	args.set_tid_size = 1;
+	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+}
+
 static pid_t start_child(const struct launch_spec *spec)
 {
 	if (spec->pid == 0 || spec->no_namespaces)
 		return fork();
-	pid_t want = spec->pid;
-	struct clone_args args;
-	memset(&args, 0, sizeof(args));
-	args.exit_signal = SIGCHLD;
-	args.set_tid = (uint64_t)(uintptr_t)&want;
-	args.set_tid_size = 1;
-	return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (spec->session_pid <= 0 || spec->session_pid == spec->pid)
+		return clone_with_pid(spec->pid, 0);
+	/* The session's leader had ended: a helper with its pid starts the
+	 * session again and forks the process as our child (CLONE_PARENT). */
+	pid_t helper = clone_with_pid(spec->session_pid, 0);
+	if (helper < 0)
+		return clone_with_pid(spec->pid, 0); /* without the session, then */
+	if (helper == 0) {
+		if (setsid() < 0)
+			_exit(1);
+		pid_t p = clone_with_pid(spec->pid, CLONE_PARENT);
+		if (p == 0)
+			return 0;
+		_exit(p < 0 ? 1 : 0);
+	}
+	int status;
+	if (waitpid(helper, &status, 0) != helper || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return spec->pid;
 }
 
 /* Supervisor death (docs/design.md): init keeps the program running and
@@ -316,6 +342,7 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 				{.fd = -1, .events = POLLIN}};
 	char cmdbuf[256];
 	size_t cmdlen = 0;
+	int main_done = 0, main_status = 0;
 	for (;;) {
 		for (int i = 0; i < 2; i++)
 			pfd[2 + i].fd = orphan.active ? orphan.fd[i] : -1;
@@ -333,8 +360,24 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 			 * re-parented to us. */
 			int status;
 			pid_t p;
-			while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+			while ((p = waitpid(-1, &status, WNOHANG)) > 0 || (p < 0 && main_done)) {
 				if (p == main_pid) {
+					main_done = 1;
+					main_status = status;
+					/* the other processes of the computation (daemons,
+					 * orphans) are supervised until they end too */
+					if (!spec->exit_with_main) {
+						report(report_fd, "main %d", status);
+						continue;
+					}
+				}
+				if (!main_done || (p > 0 && p != main_pid))
+					continue;
+				/* the first program ended (--exit-with-main) or, now,
+				 * the last process of the computation */
+				status = main_status;
+				p = main_pid;
+				{
 					report(report_fd, "exit %d", status);
 					if (orphan.active) {
 						/* What the program wrote last, then the
@@ -380,8 +423,10 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 			while ((nl = strchr(cmdbuf, '\n'))) {
 				*nl = '\0';
 				int sig;
+				/* once the first program has ended, the signal is for
+				 * every process left (in our own pid namespace only) */
 				if (sscanf(cmdbuf, "kill %d", &sig) == 1 && sig > 0 && sig < NSIG)
-					kill(main_pid, sig);
+					kill(main_done && !spec->no_namespaces ? -1 : main_pid, sig);
 				/* The supervisor closed its read end so that the
 				 * program gets SIGPIPE (tee.c): so must we. */
 				int which;

@@ -118,6 +118,7 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 		struct gen_verdict *v)
 {
 	memset(v, 0, sizeof(*v));
+	v->first_status = -1;
 	char gname[64], dirpath[4200];
 	gens_name(gname, sizeof(gname), gen, 0);
 	snprintf(dirpath, sizeof(dirpath), "%s/%s", images_path, gname);
@@ -140,6 +141,9 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 	if (!g || strtoull(g, NULL, 10) != gen)
 		problem(v, out, GENS_MANIFEST, "says generation %s, the directory is %s",
 			g ? g : "(none)", gname);
+	const char *ms = kv_get(&kv, "main_status");
+	if (ms && *ms >= '0' && *ms <= '9')
+		v->first_status = atoi(ms);
 	const char *root = kv_get(&kv, "root_image");
 	if (!root || !image_pid(root) || !listed(&kv, root))
 		problem(v, out, GENS_MANIFEST, "names no valid root_image among its images");

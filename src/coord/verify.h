@@ -16,6 +16,8 @@ struct gen_verdict {
 	uint64_t bytes;	     /* their total size */
 	char root_image[64]; /* the manifest's root_image (when it is sound) */
 	int32_t root_pid;    /* the pid recorded in the root image (0: unknown) */
+	int first_status;    /* wait status of the first program if it had ended
+				before the checkpoint (manifest main_status), else -1 */
 };
 
 /* Verify images/gen-N (complete generation). imagesfd is RUNDIR/images,

@@ -177,6 +177,41 @@ void tree_join_group(const struct ckpt_image *img)
 		     strerror(errno));
 }
 
+static int in_tree(int32_t pid)
+{
+	for (int i = 0; i < tree.n; i++)
+		if (tree.procs[i].pid == pid)
+			return 1;
+	return 0;
+}
+
+/* A process in a session whose leader has ended (a daemon: fork, setsid,
+ * fork, exit) gets its session back from a short-lived helper that takes
+ * the leader's pid, starts the session and forks the process, as its
+ * parent would have. Returns 0 in the process, its pid in the caller, -1
+ * (with a warning: the process is then restored in the caller's session)
+ * if the helper cannot be made. */
+static pid_t fork_in_session(int k, int parent_too, int32_t sid)
+{
+	pid_t h = fork_with_pid(sid, parent_too);
+	if (h < 0) {
+		warn("pid %d: cannot recreate its session %d: %s", (int)tree.procs[k].pid,
+		     (int)sid, strerror(errno));
+		return -1;
+	}
+	if (h == 0) {
+		if (setsid() < 0)
+			_exit(2);
+		pid_t c = fork_with_pid(tree.procs[k].pid, 1);
+		if (c == 0)
+			return 0;
+		_exit(c < 0 ? 2 : 0);
+	}
+	if (!parent_too)
+		waitpid(h, NULL, 0); /* the helper was our child */
+	return h;
+}
+
 /* Create the children of process i (and zombies), recursively. Returns
  * in each process with the index of the process it is to become. */
 static int spawn(int i)
@@ -194,7 +229,13 @@ static int spawn(int i)
 			   (i == tree.root && k != tree.root && tree.procs[k].parent < 0);
 		if (!mine)
 			continue;
-		pid_t pid = fork_with_pid(tree.procs[k].pid, tree.procs[k].parent < 0);
+		int parent_too = tree.procs[k].parent < 0;
+		int32_t sid = tree.procs[k].img->tree.sid;
+		pid_t pid = -1;
+		if (sid > 0 && sid != tree.procs[k].pid && sid != img->tree.sid && !in_tree(sid))
+			pid = fork_in_session(k, parent_too, sid);
+		if (pid < 0)
+			pid = fork_with_pid(tree.procs[k].pid, parent_too);
 		if (pid < 0)
 			return fail("cannot recreate process %d: %s", (int)tree.procs[k].pid,
 				    strerror(errno));

@@ -708,7 +708,9 @@ def test_soak_checkpoint_every_second(ck, seconds):
     ck.crash(run)
     first = run.output()
     done = [g for g in generations(rundir) if not g.endswith(".partial")]
-    assert len(done) == 2, f"--keep 2 (the default) but {done} remain"
+    # a crash between the completion of the newest generation and the
+    # removal of the oldest leaves one more (never fewer)
+    assert 2 <= len(done) <= 3, f"--keep 2 (the default) but {done} remain"
     ex = text_of(rundir / "execution.log")
     made = len(re.findall(r"checkpoint generation \d+: \d+ bytes", ex))
     assert made >= seconds // 2, f"only {made} checkpoints in {seconds} s at --interval 1:\n{tail(ex)}"

@@ -33,8 +33,12 @@ def sh_prog(name, *args):
 PROGRAMS = [
     ("fork_pipes.py", lambda: py_prog("fork_pipes", 60, 40), (3, 20)),
     ("mp_pool.py", lambda: py_prog("mp_pool", 50, 30), (3, 20)),
+    ("mp_queue.py", lambda: py_prog("mp_queue", 50, 40), (3, 20)),
     ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
+    # the first program exits (status 3) after 20 lines; the daemon goes on
+    ("daemon.py-first", lambda: py_prog("daemon", 60, 40), (3, 15)),
+    ("daemon.py-alone", lambda: py_prog("daemon", 60, 40), (24, 50)),
     ("subprocess_work.py", lambda: py_prog("subprocess_work", 60, 40), (3, 25)),
     ("pipeline3", lambda: c_prog("pipeline3", 60, 40), (3, 20)),
     ("shm_counter", lambda: c_prog("shm_counter", 60, 40), (3, 20)),
@@ -169,3 +173,22 @@ def test_static_binary_in_the_tree_is_named(ck, static_binary):
     rc = run.finish()
     expected, ref_rc = ref.result()
     assert run.output() == expected and rc == ref_rc, run.report()
+
+
+def test_supervised_until_the_last_process_ends(ck):
+    """By default ckpt runs until every process of the computation has
+    ended and exits with the first program's status; --exit-with-main
+    ends everything when the first program ends."""
+    prog = py_prog("daemon", 30, 20)
+    ref = ck.reference(prog)
+    expected, ref_rc = ref.result()
+    run = ck.start(prog)
+    rc = run.finish()
+    assert run.output() == expected and rc == ref_rc == 3, run.report()
+    run = ck.start(prog, opts=["--exit-with-main"], dir=ck.base / "with-main")
+    rc = run.finish()
+    first = [l for l in expected.splitlines() if " first " in l]
+    out = run.output().splitlines()
+    assert rc == 3 and out[:len(first)] == first, run.report()
+    assert not any(l.startswith("done") for l in out), \
+        f"the daemon ran to its end despite --exit-with-main:\n{run.report()}"
