@@ -293,6 +293,8 @@ static void on_capture(const char *line)
 	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
 	parse_peers(line);
 	parse_stdio(line);
+	/* stopped when the checkpoint began: a restart stops it again */
+	agent.was_stopped = field(line, "sigstop", opt, sizeof opt) == 0 && opt[0] == '1';
 	for (int attempt = 0; attempt < 2; attempt++) {
 		agent.result = 0;
 		agent.cow_dontfork = 0;

@@ -84,6 +84,7 @@ struct agent_state {
 	/* The other processes of the computation (pids), from CAPTURE */
 	int peers[AGENT_MAX_PEERS];
 	int npeers;
+	int was_stopped; /* SIGSTOPped before the checkpoint */
 
 	/* Identity of the supervisor's stdin/stdout/stderr: fds pointing to
 	 * these are reconnected to the new supervisor at restart. */

@@ -3,6 +3,7 @@
  * matter (the section table locates them); memory goes before AREAS
  * because writing it counts each area's saved pages. */
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/rseq.h>
@@ -109,6 +110,8 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->pthread_tid_offset = agent.pthread_tid_offset;
 	p->shared_pending =
 	    status_mask("/proc/self/status", "ShdPnd:") & ~(1ull << (agent.suspend_signal - 1));
+	if (agent.was_stopped)
+		p->shared_pending |= 1ull << (SIGSTOP - 1);
 	p->nrlimits = CKPT_NRLIMITS;
 	for (int i = 0; i < CKPT_NRLIMITS; i++) {
 		struct rlimit r;

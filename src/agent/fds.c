@@ -559,8 +559,9 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
 	} else if (S_ISCHR(sb.st_mode)) {
 		f->kind = CKPT_FD_DEVICE;
-	} else if (S_ISFIFO(sb.st_mode) && str_starts(link, "pipe:")) {
-		f->kind = CKPT_FD_PIPE;
+	} else if (S_ISFIFO(sb.st_mode)) {
+		/* an anonymous pipe, or a named one (FIFO) opened by path */
+		f->kind = str_starts(link, "pipe:") ? CKPT_FD_PIPE : CKPT_FD_FIFO;
 		f->pipe_id = sb.st_ino;
 		f->aux = (f->open_flags & O_ACCMODE) == O_WRONLY;
 		if (!f->aux) {

@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 static void join(struct coord *c, struct conn *k);
+static char proc_state_of(pid_t pid);
 static void commit(struct coord *c);
-static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers);
+static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers, int stopped);
 
 static int program_alive(struct coord *c)
 {
@@ -88,8 +89,13 @@ static void not_started(struct coord *c, const char *why, const char *msg)
 static void ended(struct coord *c)
 {
 	for (size_t i = 0; i < c->nconns; i++) {
-		c->conns[i]->in_ckpt = c->conns[i]->pending = 0;
-		c->conns[i]->phase = CK_NONE;
+		struct conn *k = c->conns[i];
+		/* stopped before, stopped again */
+		if (k->fd >= 0 && k->was_stopped && k->peer_pid > 0)
+			kill(k->peer_pid, SIGSTOP);
+		k->was_stopped = 0;
+		k->in_ckpt = k->pending = 0;
+		k->phase = CK_NONE;
 	}
 	c->ck.active = 0;
 	schedule_next(c);
@@ -281,13 +287,14 @@ void ckpt_start(struct coord *c, const char *why)
 			k->wait_gen = gen;
 	}
 	struct ckpt_line l;
-	if (capture_line(c, &l, "") < 0) {
+	if (capture_line(c, &l, "", 0) < 0) {
 		abandon(c, "the run directory's path is too long for a protocol line");
 		return;
 	}
 	c->ck.stage = STAGE_SUSPEND;
 	c->ck.unknown_since = 0;
 	c->ck.abandoning = 0;
+	c->ck.ncont = 0;
 	c->ck.norphans = 0;
 	c->ck.ndone = 0;
 	int n = 0;
@@ -300,9 +307,33 @@ void ckpt_start(struct coord *c, const char *why)
 		 (unsigned long long)gen, why, c->ck.stop ? ", stop=1" : "", n);
 }
 
+static char proc_state_of(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
 /* A process joins the checkpoint: it is asked to stop its threads. */
 static void join(struct coord *c, struct conn *k)
 {
+	k->was_stopped = 0;
+	for (int i = 0; i < c->ck.ncont; i++)
+		if (c->ck.cont[i] == k->peer_pid)
+			k->was_stopped = 1;
+	if (k->peer_pid > 0 && proc_state_of(k->peer_pid) == 'T' &&
+	    kill(k->peer_pid, SIGCONT) == 0) {
+		k->was_stopped = 1; /* see stopped_agent */
+		ckpt_log(c->o->coord_log, "pid %lld is stopped: continued for the checkpoint",
+			 (long long)k->pid);
+	}
 	struct ckpt_line l;
 	ckpt_line_begin(&l, "SUSPEND");
 	ckpt_line_u64(&l, "gen", c->ck.gen);
@@ -316,7 +347,7 @@ static void join(struct coord *c, struct conn *k)
 
 /* CAPTURE for one process: where to write, how, and who the other
  * processes are (to find descriptions it shares with them). */
-static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers)
+static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers, int stopped)
 {
 	ckpt_line_begin(l, "CAPTURE");
 	ckpt_line_u64(l, "gen", c->ck.gen);
@@ -331,6 +362,8 @@ static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers)
 		ckpt_line_str(l, "compress", c->o->compress);
 	if (*peers)
 		ckpt_line_str(l, "peers", peers);
+	if (stopped)
+		ckpt_line_u64(l, "sigstop", 1);
 	/* which descriptors are the supervisor's stdio: the agent of a
 	 * program started by exec cannot tell */
 	char stdio[200] = "";
@@ -368,7 +401,7 @@ static void capture_next(struct coord *c)
 	}
 	struct ckpt_line l;
 	if (next) {
-		if (capture_line(c, &l, peers) < 0) {
+		if (capture_line(c, &l, peers, next->was_stopped) < 0) {
 			abandon(c, "too many processes for one protocol line");
 			return;
 		}
@@ -426,6 +459,10 @@ static int all_stopped(struct coord *c, char *why, size_t cap)
 			join(c, agent); /* forked before its parent stopped */
 			continue;
 		}
+		/* a restored process stopped before its agent said HELLO */
+		if (procs[i].state == 'T' && c->ck.ncont < COORD_MAX_CONT &&
+		    kill(procs[i].hpid, SIGCONT) == 0)
+			c->ck.cont[c->ck.ncont++] = procs[i].hpid;
 		int64_t now = ckpt_mono_ms();
 		if (!c->ck.unknown_since)
 			c->ck.unknown_since = now;
@@ -729,29 +766,27 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 	abandon(c, reason);
 }
 
-/* A process stopped by SIGSTOP (or a debugger) cannot run its agent: the
- * checkpoint would wait for it forever. Returns 1 and names it if so. */
+/* A process stopped by SIGSTOP (or SIGTSTP...) cannot run its agent: it
+ * is continued for the checkpoint, recorded as stopped (the restart stops
+ * it again) and stopped again when the checkpoint ends. Its handler of
+ * SIGCONT, if any, runs, and its parent may see it continue and stop. One
+ * stopped by a debugger cannot be: returns 1 and names it. */
 static int stopped_agent(struct coord *c, char *reason, size_t cap)
 {
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
 		if (k->fd < 0 || !k->in_ckpt || k->phase != CK_SUSPENDING || k->peer_pid <= 0)
 			continue;
-		char path[64], buf[1024];
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)k->peer_pid);
-		FILE *f = fopen(path, "re");
-		if (!f)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		char *paren = strrchr(buf, ')');
-		if (paren && (paren[2] == 'T' || paren[2] == 't')) {
-			snprintf(
-			    reason, cap,
-			    "pid %lld (%s) is stopped (SIGSTOP or a debugger) and cannot reach its "
-			    "safe point; continue it (kill -CONT) and checkpoint again",
-			    (long long)k->pid, k->cmd);
+		char state = proc_state_of(k->peer_pid);
+		if (state == 'T' && kill(k->peer_pid, SIGCONT) == 0) {
+			k->was_stopped = 1;
+			ckpt_log(c->o->coord_log, "pid %lld is stopped: continued for the checkpoint",
+				 (long long)k->pid);
+		} else if (state == 't') {
+			snprintf(reason, cap,
+				 "pid %lld (%s) is stopped by a debugger and cannot reach its safe "
+				 "point; detach the debugger and checkpoint again",
+				 (long long)k->pid, k->cmd);
 			return 1;
 		}
 	}

@@ -26,6 +26,7 @@
  * checkpoint; its presence is checked this often meanwhile. */
 #define COORD_AGENT_WAIT_MS 3000
 #define COORD_MEMBER_POLL_MS 20
+#define COORD_MAX_CONT 64
 
 /* ckpt's exit status after a stop asked for by SIGTERM or --before-limit
  * (docs/slurm.md): the program was checkpointed and stopped, resume it

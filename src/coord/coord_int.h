@@ -33,6 +33,7 @@ struct conn {
 	 * (enum ck_phase); pending until DONE */
 	int in_ckpt;
 	int phase;
+	int was_stopped; /* SIGSTOPped: continued for this checkpoint */
 	int pending;
 	char done_file[64];
 };
@@ -57,6 +58,8 @@ struct ckpt_state {
 	int stage;
 	int64_t unknown_since; /* a process without an agent was first seen */
 	int abandoning;
+	pid_t cont[COORD_MAX_CONT]; /* stopped processes continued before they joined */
+	int ncont;
 	/* images complete (DONE, or found written after their process
 	 * exited), and processes that exited while theirs was written */
 	int64_t done[COORD_MAX_PROCS];

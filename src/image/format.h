@@ -192,6 +192,7 @@ enum ckpt_fd_kind {
 	CKPT_FD_EPOLL = 11,	 /* watched descriptors: struct ckpt_epoll_entry in FD_DATA */
 	CKPT_FD_TIMERFD = 13,	 /* struct ckpt_timerfd in FD_DATA */
 	CKPT_FD_SIGNALFD = 14,	 /* signal mask in offset */
+	CKPT_FD_FIFO = 15,	 /* named pipe end (path_str), matched by pipe_id like PIPE */
 	CKPT_FD_SOCKET = 12,	 /* other socket: struct ckpt_socket in FD_DATA; listeners
 				  * are bound and listen again, connections come back
 				  * as unconnected sockets (the peer is gone) */

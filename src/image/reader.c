@@ -422,10 +422,11 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 {
 	const struct ckpt_fd *f = &img->fds[i];
 
-	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > CKPT_FD_SIGNALFD)
+	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > CKPT_FD_FIFO)
 		return fail(err, errlen, "section FDS: entry %u has bad fd %d or kind %u", i, f->fd,
 			    f->kind);
-	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) || (f->kind == CKPT_FD_PIPE && f->aux > 1))
+	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) ||
+	    ((f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_FIFO) && f->aux > 1))
 		return fail(err, errlen, "section FDS: fd %d has bad aux %u", f->fd, f->aux);
 	if (!string_ok(img, f->path_str))
 		return fail(err, errlen, "section FDS: fd %d path offset outside STRINGS", f->fd);

@@ -134,7 +134,32 @@ struct pipe_rec {
 
 static int end_of(const struct ckpt_fd *f)
 {
-	return f->kind == CKPT_FD_PIPE ? (f->aux ? 1 : 0) : (int)(f->aux & 1);
+	return f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_FIFO ? (f->aux ? 1 : 0)
+								   : (int)(f->aux & 1);
+}
+
+/* Both ends of a named pipe, opened by its path again (never blocking:
+ * the read end is open when the write end is opened). */
+static int fifo_open(const struct ckpt_image *img, const struct ckpt_fd *f, int p[2])
+{
+	const char *path = ckpt_image_string(img, f->path_str);
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISFIFO(st.st_mode))
+		return fail("fd %d: the named pipe %s is gone (create it again with mkfifo)",
+			    f->fd, path);
+	p[0] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	p[1] = p[0] >= 0 ? open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+	if (p[1] < 0) {
+		int e = errno;
+		if (p[0] >= 0)
+			close(p[0]);
+		return fail("fd %d: cannot open the named pipe %s again: %s", f->fd, path,
+			    strerror(e));
+	}
+	/* the program's own flags are set when the ends are put in place */
+	fcntl(p[0], F_SETFL, 0);
+	fcntl(p[1], F_SETFL, 0);
+	return 0;
 }
 
 /* Datagrams are saved each behind a 4-byte length; a stream the same way. */
@@ -173,6 +198,8 @@ static struct pipe_rec *pipe_of(uint64_t id)
 	return NULL;
 }
 
+static const struct ckpt_image *img_of_fifo;
+
 static int pipe_add(struct fd_context *c, const struct ckpt_fd *f)
 {
 	if (pipe_of(f->pipe_id))
@@ -184,7 +211,11 @@ static int pipe_add(struct fd_context *c, const struct ckpt_fd *f)
 			return fail("out of memory");
 	}
 	int p[2];
-	int r = f->kind == CKPT_FD_PIPE ? pipe(p) : socketpair(AF_UNIX, (int)(f->aux >> 1), 0, p);
+	if (f->kind == CKPT_FD_FIFO && fifo_open(img_of_fifo, f, p) != 0)
+		return -1;
+	int r = f->kind == CKPT_FD_FIFO	 ? 0
+		: f->kind == CKPT_FD_PIPE ? pipe(p)
+					  : socketpair(AF_UNIX, (int)(f->aux >> 1), 0, p);
 	if (r != 0)
 		return fail("fd %d: cannot create a %s: %s", f->fd,
 			    f->kind == CKPT_FD_PIPE ? "pipe" : "socketpair", strerror(errno));
@@ -206,7 +237,7 @@ static int pipe_fill(const struct ckpt_image *img, const struct ckpt_fd *f)
 		return 0;
 	rec->filled[end] = 1;
 	int through = rec->ends[1 - end];
-	if (f->kind == CKPT_FD_PIPE
+	if (f->kind != CKPT_FD_SOCKPAIR
 		? write(through, img->fd_data + f->data_off, f->data_len) != (ssize_t)f->data_len
 		: put_back_messages(through, img->fd_data + f->data_off, f->data_len) != 0)
 		return fail("fd %d: cannot put %llu queued bytes back into its %s", f->fd,
@@ -402,8 +433,10 @@ int shared_prepare(struct fd_context *c)
 		const struct ckpt_image *img = tree.procs[i].img;
 		for (uint32_t k = 0; k < img->nfds; k++) {
 			const struct ckpt_fd *f = &img->fds[k];
-			if (f->kind != CKPT_FD_PIPE && f->kind != CKPT_FD_SOCKPAIR)
+			if (f->kind != CKPT_FD_PIPE && f->kind != CKPT_FD_SOCKPAIR &&
+			    f->kind != CKPT_FD_FIFO)
 				continue;
+			img_of_fifo = img;
 			if (pipe_add(c, f) != 0 || pipe_fill(img, f) != 0)
 				return -1;
 		}
@@ -621,6 +654,11 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 		return dup(c->stdio[f->aux < 3 ? f->aux : 2]);
 	case CKPT_FD_AGENT:
 		return c->ctl >= 0 ? dup(c->ctl) : open("/dev/null", O_RDWR);
+	case CKPT_FD_FIFO:
+		/* both ends in one description: its own, by path */
+		if ((f->open_flags & O_ACCMODE) == O_RDWR)
+			return open(path, O_RDWR | O_CLOEXEC);
+		return open_pipe(f);
 	case CKPT_FD_PIPE:
 	case CKPT_FD_SOCKPAIR:
 		return open_pipe(f);
@@ -681,7 +719,7 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 				return fail("fd %d: dup2: %s", f->fd, strerror(errno));
 			close(fd);
 		}
-		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR ||
+		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR || f->kind == CKPT_FD_FIFO ||
 		    f->kind == CKPT_FD_STDIO || f->kind == CKPT_FD_SOCKET)
 			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
