@@ -115,9 +115,11 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	}
 	if (shared) {
 		/* shm segments, memfd and deleted files have no name to map
-		 * again: their content is saved. */
+		 * again, and POSIX shared memory (/dev/shm: shm_open, named
+		 * semaphores) changes after the checkpoint and is lost with the
+		 * node: their content is saved. */
 		a->kind = deleted || str_starts(path, "/SYSV") || str_starts(path, "/memfd:") ||
-				  str_starts(path, "/dev/zero")
+				  str_starts(path, "/dev/zero") || str_starts(path, "/dev/shm/")
 			      ? CKPT_AREA_SHARED_ANON
 			      : CKPT_AREA_FILE_SHARED;
 		if (a->kind == CKPT_AREA_SHARED_ANON) {

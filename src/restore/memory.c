@@ -142,10 +142,19 @@ int shm_prepare(void)
 				r->dev = a->dev;
 				r->ino = a->ino;
 				r->name = ckpt_image_string(img, a->name_str);
-				int fd = memfd_create("ckpt-shared", MFD_CLOEXEC);
+				/* a POSIX shared memory object (/dev/shm) gets its
+				 * content back under its name, for processes that
+				 * open it again; the others are anonymous */
+				int named = !strncmp(r->name, "/dev/shm/", 9) &&
+					    !strstr(r->name, " (deleted)");
+				int fd = named ? open(r->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600)
+					       : memfd_create("ckpt-shared", MFD_CLOEXEC);
 				if (fd < 0)
-					return fail("cannot create shared memory: %s",
-						    strerror(errno));
+					return fail("cannot create shared memory %s: %s",
+						    named ? r->name : "", strerror(errno));
+				struct stat st;
+				if (named && fstat(fd, &st) == 0 && (uint64_t)st.st_size > r->size)
+					r->size = (uint64_t)st.st_size;
 				r->fd = fcntl(fd, F_DUPFD_CLOEXEC, tree.min_private);
 				close(fd);
 			}

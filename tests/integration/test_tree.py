@@ -45,6 +45,7 @@ PROGRAMS = [
     ("subprocess_work.py", lambda: py_prog("subprocess_work", 60, 40), (3, 25)),
     ("pipeline3", lambda: c_prog("pipeline3", 60, 40), (3, 20)),
     ("shm_counter", lambda: c_prog("shm_counter", 60, 40), (3, 20)),
+    ("posix_shm", lambda: c_prog("posix_shm", 60, 40), (3, 20)),
     # zombies 60: children 0-4 forked in steps 0-4, zombies until step 42
     ("zombies-unreaped", lambda: c_prog("zombies", 60, 40), (3, 35)),
     # zombies 80 50: reaped at step 56 (lines 57-62), the sleeper killed at
