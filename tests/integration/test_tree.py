@@ -44,6 +44,7 @@ PROGRAMS = [
     ("daemon.py-alone", lambda: py_prog("daemon", 60, 40), (24, 50)),
     ("subprocess_work.py", lambda: py_prog("subprocess_work", 60, 40), (3, 25)),
     ("pipeline3", lambda: c_prog("pipeline3", 60, 40), (3, 20)),
+    ("full_pipe", lambda: c_prog("full_pipe", 60, 40), (3, 20)),
     ("shm_counter", lambda: c_prog("shm_counter", 60, 40), (3, 20)),
     ("posix_shm", lambda: c_prog("posix_shm", 60, 40), (3, 20)),
     # zombies 60: children 0-4 forked in steps 0-4, zombies until step 42
