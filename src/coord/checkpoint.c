@@ -63,7 +63,7 @@ static void stop_without_checkpoint(struct coord *c, const char *why)
 		 "stop (%s): no checkpoint could be made (%s); sending SIGTERM to the program (pid "
 		 "%lld) instead; %s",
 		 c->stop_why, why, (long long)c->main_pid, prev);
-	if (c->cmd_fd >= 0 && write_all(c->cmd_fd, "kill 15\n", 8) < 0)
+	if (c->cmd_fd >= 0 && write_all(c->cmd_fd, "killall 15\n", 11) < 0)
 		ckpt_log(c->o->exec_log, "cannot pass SIGTERM to the namespace's init: %s",
 			 strerror(errno));
 }
@@ -883,7 +883,7 @@ void ckpt_request_stop(struct coord *c, const char *why)
 		ckpt_log(c->o->exec_log, "%s: passing SIGTERM on to the program again (pid %lld)",
 			 why, (long long)c->main_pid);
 		if (c->cmd_fd >= 0)
-			write_all(c->cmd_fd, "kill 15\n", 8);
+			write_all(c->cmd_fd, "killall 15\n", 11);
 		return;
 	}
 	if (c->stop_req == 1) {
