@@ -124,6 +124,7 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 /* compress.c: zstd for page chunks (level 0: none) */
 #define CKPT_CHUNK_PAGES_MAX 256
 int compress_setup(struct ckpt_writer *w, struct scratch *s, int level);
+void compress_stop(void); /* before the scratch memory goes */
 
 /* iothread.c: writes the image's buffers while the next one fills */
 struct io_thread;

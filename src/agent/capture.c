@@ -222,6 +222,7 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	if (io)
 		ckpt_writer_set_io(w, io_thread_ops(io), spare);
 	int r = memory_capture(w, s, st, err);
+	compress_stop(); /* the last batch was written when PAGES ended */
 	if (io) {
 		ckpt_writer_flush_io(w);
 		io_thread_stop(io);

@@ -1,11 +1,24 @@
 /* zstd compression of page chunks, inside the checkpoint (no malloc: zstd
  * gets its memory from the checkpoint's scratch arena through a custom
- * allocator, and one context is reused for every chunk). */
+ * allocator). Chunks are compressed in batches by several threads: the
+ * writing thread and bare worker threads (raw clone, like the I/O
+ * thread), one zstd context each. The workers are started in the process
+ * that writes (the copy-on-write child, or the stopped program) at the
+ * first batch, and stopped by compress_stop before the scratch goes. */
 #define ZSTD_STATIC_LINKING_ONLY
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <zstd.h>
 
 #include "agent/agent.h"
+#include "common/rawsys.h"
 #include "image/writer.h"
+
+#define MAX_WORKERS 7
+#define JOBS_PER_THREAD 4
+#define WORKER_STACK (256u << 10)
+#define WORKER_ARENA (64u << 20)
 
 static void *arena_alloc(void *opaque, size_t size)
 {
@@ -18,37 +31,214 @@ static void arena_free(void *opaque, void *p)
 	(void)p; /* the whole arena goes when the checkpoint ends */
 }
 
-struct compressor {
+struct zworker {
+	_Atomic int32_t tid; /* cleared by the kernel when the thread exits */
 	ZSTD_CCtx *cctx;
+	struct scratch arena; /* zstd's memory, this thread's own */
+	char *stack;
+	struct zpool *pool;
 };
 
-static size_t compress_chunk(void *ctx, void *dst, size_t cap, const void *src, size_t len)
+struct zpool {
+	_Atomic uint32_t gen; /* futex: bumped for each batch, and to quit */
+	_Atomic int quit;
+	struct ckpt_zjob *jobs;
+	_Atomic int n, next, done;
+	_Atomic uint32_t done_futex;
+	ZSTD_CCtx *cctx; /* the writing thread's */
+	int nworkers, started;
+	struct zworker w[MAX_WORKERS];
+};
+
+static struct zpool *pool;
+
+static void futex_wait(_Atomic uint32_t *a, uint32_t v)
 {
-	struct compressor *c = ctx;
-	size_t n = ZSTD_compress2(c->cctx, dst, cap, src, len);
+	raw_syscall4(SYS_futex, a, FUTEX_WAIT, v, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *a)
+{
+	raw_syscall3(SYS_futex, a, FUTEX_WAKE, 0x7fffffff);
+}
+
+static void compress_one(ZSTD_CCtx *cctx, struct ckpt_zjob *j)
+{
+	size_t len = (size_t)j->npages * CKPT_PAGE_SIZE;
+	size_t n = ZSTD_compress2(cctx, j->out, j->out_cap, j->raw, len);
 	/* below 3% saved, the cost of decompressing is not worth it */
-	if (ZSTD_isError(n) || n > len - len / 32)
+	j->zlen = ZSTD_isError(n) || n > len - len / 32 ? 0 : n;
+}
+
+/* Take jobs until none is left; the last one done wakes the writer. */
+static void run_jobs(struct zpool *p, ZSTD_CCtx *cctx)
+{
+	int i;
+	while ((i = atomic_fetch_add(&p->next, 1)) < atomic_load(&p->n)) {
+		compress_one(cctx, &p->jobs[i]);
+		if (atomic_fetch_add(&p->done, 1) + 1 == atomic_load(&p->n)) {
+			atomic_fetch_add(&p->done_futex, 1);
+			futex_wake(&p->done_futex);
+		}
+	}
+}
+
+__attribute__((noreturn, used)) void zworker_main(struct zworker *w);
+__attribute__((noreturn, used)) void zworker_main(struct zworker *w)
+{
+	struct zpool *p = w->pool;
+	uint32_t seen = atomic_load(&p->gen);
+	for (;;) {
+		uint32_t g = atomic_load(&p->gen);
+		if (atomic_load(&p->quit))
+			for (;;)
+				raw_syscall1(SYS_exit, 0);
+		if (g == seen) {
+			futex_wait(&p->gen, g);
+			continue;
+		}
+		seen = g;
+		run_jobs(p, w->cctx);
+	}
+}
+
+static long spawn(struct zworker *w)
+{
+	long ret;
+	register long r10 __asm__("r10") = (long)&w->tid; /* child_tid */
+	register long r8 __asm__("r8") = 0;		  /* tls: unchanged */
+	register uint64_t r12 __asm__("r12") = (uint64_t)w;
+	char *stack_top = w->stack + WORKER_STACK - 64;
+	long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+		     CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 "mov %%r12, %%rdi\n\t"
+			 "and $-16, %%rsp\n\t"
+			 "call zworker_main\n\t"
+			 "ud2\n"
+			 "1:"
+			 : "=a"(ret)
+			 : "a"(SYS_clone), "D"(flags), "S"(stack_top), "d"(&w->tid), "r"(r10),
+			   "r"(r8), "r"(r12)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+static void start_workers(struct zpool *p)
+{
+	p->started = 1;
+	int n = 0;
+	for (int i = 0; i < p->nworkers; i++)
+		if (spawn(&p->w[i]) > 0)
+			n++;
+		else
+			break;
+	p->nworkers = n; /* fewer threads: the rest is done by those there are */
+}
+
+static void compress_batch(void *ctx, struct ckpt_zjob *jobs, int n)
+{
+	struct zpool *p = ctx;
+	if (!p->started)
+		start_workers(p);
+	p->jobs = jobs;
+	atomic_store(&p->n, n);
+	atomic_store(&p->done, 0);
+	atomic_store(&p->next, 0);
+	uint32_t seen = atomic_load(&p->done_futex);
+	atomic_fetch_add(&p->gen, 1);
+	futex_wake(&p->gen);
+	run_jobs(p, p->cctx);
+	while (atomic_load(&p->done) < n) {
+		futex_wait(&p->done_futex, seen);
+		seen = atomic_load(&p->done_futex);
+	}
+}
+
+static int online_cpus(void)
+{
+	uint64_t mask[16] = {0};
+	long len = raw_syscall3(SYS_sched_getaffinity, 0, sizeof mask, mask);
+	int n = 0;
+	for (long i = 0; i < len / 8; i++)
+		n += __builtin_popcountll(mask[i]);
+	return n > 0 ? n : 1;
+}
+
+static ZSTD_CCtx *new_cctx(struct scratch *arena, int level)
+{
+	ZSTD_customMem mem = {arena_alloc, arena_free, arena};
+	ZSTD_CCtx *c = ZSTD_createCCtx_advanced(mem);
+	if (!c)
 		return 0;
-	return n;
+	ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+	/* the chunk crc covers the stored frame; the frame's content checksum
+	 * covers what it decodes to (a compressor or memory fault) */
+	ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+	return c;
 }
 
 int compress_setup(struct ckpt_writer *w, struct scratch *s, int level)
 {
-	static struct compressor c;
+	pool = 0;
 	if (level <= 0)
 		return 0;
-	ZSTD_customMem mem = {arena_alloc, arena_free, s};
-	c.cctx = ZSTD_createCCtx_advanced(mem);
-	if (!c.cctx)
+	struct zpool *p = scratch_alloc(s, sizeof *p);
+	if (!p)
 		return -1;
-	ZSTD_CCtx_setParameter(c.cctx, ZSTD_c_compressionLevel, level);
-	/* the chunk crc covers the stored frame; the frame's content checksum
-	 * covers what it decodes to (a compressor or memory fault) */
-	ZSTD_CCtx_setParameter(c.cctx, ZSTD_c_checksumFlag, 1);
+	mem_zero(p, sizeof *p);
+	p->cctx = new_cctx(s, level);
+	if (!p->cctx)
+		return -1;
+	int workers = online_cpus() - 1;
+	if (workers > MAX_WORKERS)
+		workers = MAX_WORKERS;
+	for (int i = 0; i < workers; i++) {
+		struct zworker *z = &p->w[i];
+		z->pool = p;
+		z->arena.base = scratch_alloc(s, WORKER_ARENA);
+		z->arena.size = WORKER_ARENA;
+		z->stack = scratch_alloc(s, WORKER_STACK);
+		z->cctx = z->arena.base && z->stack ? new_cctx(&z->arena, level) : 0;
+		if (!z->cctx)
+			break;
+		p->nworkers++;
+	}
+	int njobs = JOBS_PER_THREAD * (p->nworkers + 1);
 	size_t raw = CKPT_CHUNK_PAGES_MAX * CKPT_PAGE_SIZE, out = ZSTD_compressBound(raw);
-	void *rb = scratch_alloc(s, raw), *ob = scratch_alloc(s, out);
-	if (!rb || !ob)
+	struct ckpt_zjob *jobs = scratch_alloc(s, (size_t)njobs * sizeof *jobs);
+	if (!jobs)
 		return -1;
-	ckpt_writer_set_compressor(w, compress_chunk, &c, rb, raw, ob, out);
+	for (int i = 0; i < njobs; i++) {
+		mem_zero(&jobs[i], sizeof jobs[i]);
+		jobs[i].raw = scratch_alloc(s, raw);
+		jobs[i].out = scratch_alloc(s, out);
+		jobs[i].raw_cap = raw;
+		jobs[i].out_cap = out;
+		if (!jobs[i].raw || !jobs[i].out)
+			return -1;
+	}
+	ckpt_writer_set_batch_compressor(w, compress_batch, p, jobs, njobs);
+	pool = p;
 	return 0;
+}
+
+/* Ends the workers and waits until the kernel has released them, so that
+ * their stacks (scratch memory) may go. */
+void compress_stop(void)
+{
+	struct zpool *p = pool;
+	pool = 0;
+	if (!p || !p->started)
+		return;
+	atomic_store(&p->quit, 1);
+	atomic_fetch_add(&p->gen, 1);
+	futex_wake(&p->gen);
+	for (int i = 0; i < p->nworkers; i++) {
+		int32_t tid;
+		while ((tid = atomic_load(&p->w[i].tid)) != 0)
+			raw_syscall4(SYS_futex, &p->w[i].tid, FUTEX_WAIT, tid, 0);
+	}
 }

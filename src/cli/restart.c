@@ -190,7 +190,7 @@ int restart_run(const struct run_opts *opts)
 	char images_path[4200];
 	snprintf(images_path, sizeof(images_path), "%s/%s", rundir, GENS_DIR);
 	uint64_t gen = 0;
-	struct gen_verdict v;
+	struct gen_verdict v = {.decode = 0};
 	for (size_t i = 0; i < ncand && !gen; i++) {
 		if (gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) == 0 &&
 		    v.root_pid >= 2) {

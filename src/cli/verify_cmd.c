@@ -136,7 +136,7 @@ int cmd_verify(int argc, char **argv)
 		char *details = NULL;
 		size_t dlen = 0;
 		FILE *mem = open_memstream(&details, &dlen);
-		struct gen_verdict v;
+		struct gen_verdict v = {.decode = 1}; /* thorough: frames decoded too */
 		gens_verify(imagesfd, images_path, gen, mem, &v);
 		if (mem)
 			fclose(mem);

@@ -543,7 +543,7 @@ static int verify_images(struct coord *c, char *reason, size_t cap)
 	for (int i = 0; i < c->ck.ndone; i++) {
 		char path[sizeof(c->ck.dir) + 80], err[1024];
 		snprintf(path, sizeof(path), "%s/%lld.img", c->ck.dir, (long long)c->ck.done[i]);
-		if (ckpt_image_verify(path, err, sizeof(err)) < 0) {
+		if (ckpt_image_verify_stored(path, err, sizeof(err)) < 0) {
 			snprintf(reason, cap, "the image of pid %lld does not read back intact: %s",
 				 (long long)c->ck.done[i], err);
 			return -1;

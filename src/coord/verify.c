@@ -98,7 +98,7 @@ static int64_t check_image(int gfd, const char *dirpath, const char *name, uint6
 		problem(v, out, name, "image header: generation %llu, it lies in generation %llu",
 			(unsigned long long)img->hdr.generation, (unsigned long long)gen);
 		bad = 1;
-	} else if (ckpt_image_read_pages(img, NULL, NULL, err, sizeof(err)) < 0) {
+	} else if (ckpt_image_check_pages(img, v->decode, err, sizeof(err)) < 0) {
 		problem(v, out, name, "%s%s", section_prefix(err), err);
 		bad = 1;
 	}
@@ -117,7 +117,9 @@ static int listed(const struct kvfile *kv, const char *name)
 int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 		struct gen_verdict *v)
 {
+	int decode = v->decode;
 	memset(v, 0, sizeof(*v));
+	v->decode = decode;
 	v->first_status = -1;
 	char gname[64], dirpath[4200];
 	gens_name(gname, sizeof(gname), gen, 0);

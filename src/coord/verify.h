@@ -18,6 +18,7 @@ struct gen_verdict {
 	int32_t root_pid;    /* the pid recorded in the root image (0: unknown) */
 	int first_status;    /* wait status of the first program if it had ended
 				before the checkpoint (manifest main_status), else -1 */
+	int decode;	     /* in: decompress compressed chunks too (ckpt verify) */
 };
 
 /* Verify images/gen-N (complete generation). imagesfd is RUNDIR/images,

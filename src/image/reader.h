@@ -60,7 +60,16 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 /* Name of a section type for messages: "PROCESS", "AREAS"..., "UNKNOWN". */
 const char *ckpt_section_name(uint32_t type);
 
-/* Full verification: ckpt_image_open + every chunk's checksum. */
+/* Verify every page chunk without delivering it. decode: compressed
+ * chunks are decompressed too (their frames' own checksums checked);
+ * otherwise, for version 3 images, the checksum of their stored bytes is
+ * enough: those are the bytes that were written, so they decode as they
+ * did (several times faster). */
+int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t errlen);
+
+/* Full verification: ckpt_image_open + every chunk's checksum, decoded. */
 int ckpt_image_verify(const char *path, char *err, size_t errlen);
+/* The same, with compressed chunks checked as stored (see above). */
+int ckpt_image_verify_stored(const char *path, char *err, size_t errlen);
 
 #endif

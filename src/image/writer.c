@@ -150,6 +150,8 @@ void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len)
 	emit(w, data, len);
 }
 
+static void flush_jobs(struct ckpt_writer *w);
+
 /* For PAGES the count is the number of chunks written (counted here, the
  * argument is ignored); for other sections it is the caller's. */
 void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
@@ -160,6 +162,8 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 		fail(w, EINVAL);
 		return;
 	}
+	if (w->open->type == CKPT_SEC_PAGES)
+		flush_jobs(w);
 	struct ckpt_section *s = w->open;
 	s->length = w->offset - s->offset;
 	if (s->type == CKPT_SEC_PAGES)
@@ -238,14 +242,10 @@ void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void
 	w->zout_cap = out_cap;
 }
 
-/* A compressed chunk from the copy in w->zraw; returns 0 (nothing written)
- * when compression does not pay. */
-static int zchunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
+/* A compressed chunk: header, length, frame (out, zlen bytes of it). */
+static void emit_compressed(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages,
+			    const char *out, size_t zlen)
 {
-	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
-	size_t zlen = w->compress(w->compress_ctx, w->zout, w->zout_cap, w->zraw, len);
-	if (zlen == 0 || zlen >= len || zlen > UINT32_MAX)
-		return 0;
 	align(w, 8);
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_ZCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
@@ -253,41 +253,23 @@ static int zchunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t 
 	/* The checksum covers the bytes as stored: a zstd frame can decode to
 	 * the same pages with a bit changed, and such a change must be found
 	 * too. The frame's own content checksum covers the decoded pages. */
-	c.crc = crc32c_update(crc32c_update(crc32c_update(0, &c, sizeof c), zl, sizeof zl), w->zout,
+	c.crc = crc32c_update(crc32c_update(crc32c_update(0, &c, sizeof c), zl, sizeof zl), out,
 			      zlen);
 	emit(w, &c, sizeof c);
 	emit(w, zl, sizeof zl);
-	emit(w, w->zout, zlen);
+	emit(w, out, zlen);
 	w->open->count++;
-	return 1;
 }
 
 /* Zero padding goes before each chunk header so that the chunk's data
  * start on a 4096-byte boundary of the file: a reader may then mmap the
  * pages instead of copying them. Readers rely on this rule to find the
  * next chunk (docs/image-format.md). */
-void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
-		       uint32_t npages)
+static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
+		     uint32_t npages)
 {
-	if (w->error)
-		return;
-	if (!w->open || w->open->type != CKPT_SEC_PAGES) {
-		fail(w, EINVAL);
-		return;
-	}
 	uint64_t hsize = sizeof(struct ckpt_page_chunk);
-	w->raw_page_bytes += (uint64_t)npages * CKPT_PAGE_SIZE;
-	if (w->compress && (size_t)npages * CKPT_PAGE_SIZE <= w->zraw_cap &&
-	    npages <= CKPT_ZCHUNK_MAX_PAGES) {
-		/* a stable copy: checksum and compressor must see the same bytes */
-		size_t len = (size_t)npages * CKPT_PAGE_SIZE;
-		memcpy(w->zraw, data, len);
-		if (zchunk(w, area, addr, npages))
-			return;
-		data = w->zraw; /* not worth compressing: store the copy */
-	}
 	emit_zeros(w, (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
-
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
 	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
@@ -300,6 +282,79 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 		emit(w, data, len);
 	}
 	w->open->count++;
+}
+
+/* A compressed chunk is worth it when it saves (the compressor decides
+ * how much) and its length fits the format. */
+static int worth(size_t zlen, size_t len)
+{
+	return zlen != 0 && zlen < len && zlen <= UINT32_MAX;
+}
+
+void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn fn, void *ctx,
+				      struct ckpt_zjob *jobs, int njobs)
+{
+	w->batch = fn;
+	w->batch_ctx = ctx;
+	w->jobs = jobs;
+	w->njobs = njobs;
+	w->jobs_used = 0;
+}
+
+/* Compress the collected chunks together, then write them in order. */
+static void flush_jobs(struct ckpt_writer *w)
+{
+	if (!w->jobs_used)
+		return;
+	int n = w->jobs_used;
+	w->jobs_used = 0;
+	if (w->error)
+		return;
+	w->batch(w->batch_ctx, w->jobs, n);
+	for (int i = 0; i < n && !w->error; i++) {
+		struct ckpt_zjob *j = &w->jobs[i];
+		size_t len = (size_t)j->npages * CKPT_PAGE_SIZE;
+		if (worth(j->zlen, len))
+			emit_compressed(w, j->area, j->addr, j->npages, j->out, j->zlen);
+		else
+			emit_raw(w, j->area, j->addr, j->raw, j->npages);
+	}
+}
+
+void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
+		       uint32_t npages)
+{
+	if (w->error)
+		return;
+	if (!w->open || w->open->type != CKPT_SEC_PAGES) {
+		fail(w, EINVAL);
+		return;
+	}
+	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
+	w->raw_page_bytes += len;
+	if (w->batch && len <= w->jobs[0].raw_cap && npages <= CKPT_ZCHUNK_MAX_PAGES) {
+		struct ckpt_zjob *j = &w->jobs[w->jobs_used++];
+		j->area = area;
+		j->addr = addr;
+		j->npages = npages;
+		j->zlen = 0;
+		/* a stable copy: checksum and compressor must see the same bytes */
+		memcpy(j->raw, data, len);
+		if (w->jobs_used == w->njobs)
+			flush_jobs(w);
+		return;
+	}
+	flush_jobs(w); /* chunks are written in their order */
+	if (w->compress && len <= w->zraw_cap && npages <= CKPT_ZCHUNK_MAX_PAGES) {
+		memcpy(w->zraw, data, len);
+		size_t zlen = w->compress(w->compress_ctx, w->zout, w->zout_cap, w->zraw, len);
+		if (worth(zlen, len)) {
+			emit_compressed(w, area, addr, npages, w->zout, zlen);
+			return;
+		}
+		data = w->zraw; /* not worth compressing: store the copy */
+	}
+	emit_raw(w, area, addr, data, npages);
 }
 
 int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)

@@ -22,6 +22,19 @@ struct ckpt_writer_io {
 /* see ckpt_writer_set_compressor */
 typedef size_t (*ckpt_compress_fn)(void *ctx, void *dst, size_t cap, const void *src, size_t len);
 
+/* One page chunk to compress, for a batch compressor: raw holds the
+ * pages (a stable copy), out receives the frame; zlen is set to its size,
+ * or 0 to store the chunk raw. */
+struct ckpt_zjob {
+	uint32_t area, npages;
+	uint64_t addr;
+	char *raw, *out;
+	size_t raw_cap, out_cap;
+	size_t zlen;
+};
+/* see ckpt_writer_set_batch_compressor */
+typedef void (*ckpt_compress_batch_fn)(void *ctx, struct ckpt_zjob *jobs, int n);
+
 struct ckpt_writer {
 	int fd;
 	uint64_t offset; /* file offset of the next byte written */
@@ -36,6 +49,10 @@ struct ckpt_writer {
 	char *zraw, *zout;
 	size_t zraw_cap, zout_cap;
 	uint64_t raw_page_bytes; /* page bytes before compression */
+	ckpt_compress_batch_fn batch;
+	void *batch_ctx;
+	struct ckpt_zjob *jobs;
+	int njobs, jobs_used;
 	const struct ckpt_writer_io *io;
 	char *io_spare; /* the other buffer, same size as buf */
 	int io_busy;
@@ -57,6 +74,11 @@ void ckpt_writer_flush_io(struct ckpt_writer *w);
  * same bytes), then compressed into out. */
 void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void *ctx, void *raw,
 				size_t raw_cap, void *out, size_t out_cap);
+/* Compression of page chunks in batches (several threads): chunks are
+ * collected into the njobs jobs, handed to fn together, and written in
+ * their order, so the image is the same as with one compressor. */
+void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn fn, void *ctx,
+				      struct ckpt_zjob *jobs, int njobs);
 /* Leaves room for the header, which ckpt_writer_finish fills in. */
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len);
