@@ -6,6 +6,8 @@
 #include "image/reader.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -626,9 +628,40 @@ struct walk {
 	char *zin, *zout;    /* compressed chunk data, and its pages when only verified */
 	ZSTD_DCtx *dctx;
 	int stored_only; /* verifying: a compressed chunk's stored bytes suffice */
+	/* parallel reading: the walk only checks the layout and lists the
+	 * chunks; threads then read and check them (read_pages_parallel) */
+	int listing;
+	struct chunk_job *jobs;
+	uint32_t njobs, capjobs;
 	char *err;
 	size_t errlen;
 };
+
+struct chunk_job {
+	struct ckpt_page_chunk c;
+	uint64_t data; /* file offset of the pages or of the frame */
+	uint32_t zlen; /* 0: raw */
+	uint32_t index;
+};
+
+/* In listing mode: the chunk counts for its area now (its checksum is
+ * checked by a thread later). */
+static int defer_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t data,
+		       uint32_t zlen)
+{
+	if (w->njobs == w->capjobs) {
+		uint32_t cap = w->capjobs ? 2 * w->capjobs : 1024;
+		struct chunk_job *j = realloc(w->jobs, cap * sizeof *j);
+		if (!j)
+			return fail(w->err, w->errlen, "out of memory");
+		w->jobs = j;
+		w->capjobs = cap;
+	}
+	w->jobs[w->njobs++] = (struct chunk_job){*c, data, zlen, w->index};
+	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
+	w->area_pages += c->npages;
+	return 0;
+}
 
 /* Areas [w->area, upto) are complete: their page counts must match. */
 static int close_areas(struct walk *w, uint32_t upto)
@@ -726,6 +759,10 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 			    "page chunk %u (area %u, address 0x%llx) runs past the end of section "
 			    "PAGES",
 			    w->index, c.area, (unsigned long long)c.addr);
+	if (w->listing) {
+		*next = pos + CHUNK_HDR + len;
+		return defer_chunk(w, &c, pos + CHUNK_HDR, 0);
+	}
 	uint32_t want = c.crc, crc = header_crc(&c);
 	char *dst = dest ? dest(arg, &c) : NULL;
 	if (!dst && !w->scratch && !(w->scratch = malloc(SCRATCH_SIZE)))
@@ -761,6 +798,10 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		return fail(w->err, w->errlen,
 			    "page chunk %u (area %u, address 0x%llx): bad compressed length %u",
 			    w->index, c.area, (unsigned long long)c.addr, zl[0]);
+	if (w->listing) {
+		*next = data + zl[0];
+		return defer_chunk(w, &c, data, zl[0]);
+	}
 	if (!w->zin &&
 	    !(w->zin = malloc(ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE))))
 		return fail(w->err, w->errlen, "out of memory");
@@ -854,6 +895,126 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 	free(w.zout);
 	ZSTD_freeDCtx(w.dctx);
 	return r;
+}
+
+/* ---- reading pages with several threads ----
+ * The walk checks the layout and lists the chunks; each thread then takes
+ * chunks in turn, reads (and decompresses) them into their destination and
+ * checks their checksums. The first failure is reported. */
+struct par {
+	struct walk *w;
+	ckpt_chunk_dest_fn dest;
+	void *arg;
+	_Atomic uint32_t next;
+	_Atomic int failed;
+	pthread_mutex_t lock;
+};
+
+static void par_fail(struct par *p, const char *fmt, const struct chunk_job *j, const char *why)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!atomic_load(&p->failed))
+		fail(p->w->err, p->w->errlen, fmt, j->index, j->c.area,
+		     (unsigned long long)j->c.addr, why);
+	atomic_store(&p->failed, 1);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DCtx **dctx)
+{
+	struct ckpt_image *img = p->w->img;
+	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
+	char *dst = p->dest(p->arg, &j->c);
+	if (!dst)
+		return 0; /* not wanted (its layout was checked) */
+	uint32_t crc = header_crc(&j->c);
+	if (!j->zlen) {
+		if (read_at(img->fd, dst, len, j->data) < 0)
+			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j,
+					""),
+			       -1;
+		crc = crc32c_update(crc, dst, len);
+	} else {
+		size_t cap = ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE);
+		if ((!*zin && !(*zin = malloc(cap))) || (!*dctx && !(*dctx = ZSTD_createDCtx())))
+			return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", j,
+					"out of memory"),
+			       -1;
+		if (read_at(img->fd, *zin, j->zlen, j->data) < 0)
+			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j,
+					""),
+			       -1;
+		int stored = img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
+		if (stored) {
+			uint32_t zl[2] = {j->zlen, 0};
+			crc = crc32c_update(crc32c_update(crc, zl, sizeof zl), *zin, j->zlen);
+			if (!CRC_OK(crc, j->c.crc))
+				return par_fail(p,
+						"page chunk %u (area %u, address 0x%llx) checksum "
+						"mismatch%s",
+						j, ""),
+				       -1;
+		}
+		size_t got = ZSTD_decompressDCtx(*dctx, dst, len, *zin, j->zlen);
+		if (ZSTD_isError(got) || got != len)
+			return par_fail(p,
+					"page chunk %u (area %u, address 0x%llx): compressed data are "
+					"damaged (%s)",
+					j, ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size"),
+			       -1;
+		if (stored)
+			return 0;
+		crc = crc32c_update(crc, dst, len);
+	}
+	if (!CRC_OK(crc, j->c.crc))
+		return par_fail(p, "page chunk %u (area %u, address 0x%llx) checksum mismatch%s", j,
+				""),
+		       -1;
+	return 0;
+}
+
+static void *par_worker(void *arg)
+{
+	struct par *p = arg;
+	char *zin = NULL;
+	ZSTD_DCtx *dctx = NULL;
+	for (;;) {
+		uint32_t i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->w->njobs || atomic_load(&p->failed))
+			break;
+		if (par_one(p, &p->w->jobs[i], &zin, &dctx) < 0)
+			break;
+	}
+	free(zin);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,
+				   int nthreads, char *err, size_t errlen)
+{
+	struct walk w = {.img = img, .err = err, .errlen = errlen, .listing = 1};
+	if (!img->pages)
+		return close_areas(&w, img->nareas);
+	if (walk_pages(&w, NULL, NULL) < 0) {
+		free(w.jobs);
+		return -1;
+	}
+	struct par p = {.w = &w, .dest = dest, .arg = arg};
+	pthread_mutex_init(&p.lock, NULL);
+	if (nthreads > 16)
+		nthreads = 16;
+	pthread_t t[16];
+	int started = 0;
+	for (int i = 1; i < nthreads; i++)
+		if (pthread_create(&t[started], NULL, par_worker, &p) == 0)
+			started++;
+	par_worker(&p);
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_destroy(&p.lock);
+	free(w.jobs);
+	return atomic_load(&p.failed) ? -1 : 0;
 }
 
 int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t errlen)

@@ -57,6 +57,12 @@ typedef void *(*ckpt_chunk_dest_fn)(void *arg, const struct ckpt_page_chunk *chu
 int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg, char *err,
 			  size_t errlen);
 
+/* The same with nthreads threads reading and decompressing at once: dest
+ * is called from several threads (chunks of one area do not overlap) and
+ * must not return NULL for a chunk it wants checked. */
+int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,
+				   int nthreads, char *err, size_t errlen);
+
 /* Name of a section type for messages: "PROCESS", "AREAS"..., "UNKNOWN". */
 const char *ckpt_section_name(uint32_t type);
 

@@ -197,8 +197,9 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 	if (pa->bitmap) {
 		uint8_t *bits = (uint8_t *)(uintptr_t)pa->bitmap;
 		uint64_t first = (chunk->addr - a->start) / PAGE;
+		/* chunks are read by several threads; two may share a byte */
 		for (uint64_t i = first; i < first + chunk->npages; i++)
-			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+			__atomic_fetch_or(&bits[i / 8], (uint8_t)(1u << (i % 8)), __ATOMIC_RELAXED);
 	}
 	return (void *)(uintptr_t)(pa->staging + (chunk->addr - a->start));
 }
@@ -435,7 +436,10 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 	}
 	struct stage_ctx sc = {img, by_index};
 	char err[512];
-	if (ckpt_image_read_pages(img, chunk_dest, &sc, err, sizeof err) != 0) {
+	/* decompressing is the slow part of a restart: one thread per CPU */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ckpt_image_read_pages_parallel(img, chunk_dest, &sc, cpus > 0 ? (int)cpus : 1, err,
+					   sizeof err) != 0) {
 		fail("%s", err);
 		goto fail;
 	}
