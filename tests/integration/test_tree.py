@@ -37,6 +37,7 @@ PROGRAMS = [
     ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
     ("fifo_pair.py", lambda: py_prog("fifo_pair", 60, 40), (3, 20)),
+    ("shared_offset.py", lambda: py_prog("shared_offset", 60, 40), (3, 20)),
     # the child is stopped from line 16 to line 45
     ("stopped_child.py", lambda: py_prog("stopped_child", 60, 40), (18, 40)),
     # the first program exits (status 3) after 20 lines; the daemon goes on
