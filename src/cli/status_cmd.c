@@ -116,6 +116,9 @@ static void print_live(const struct ckpt_msg *m)
 	if (field_i64(m, "pid"))
 		printf("pid:             %lld (in the program's pid namespace)\n",
 		       (long long)field_i64(m, "pid"));
+	if (ckpt_msg_get(m, "agents"))
+		printf("processes:       %llu with the checkpoint agent\n",
+		       (unsigned long long)field_u64(m, "agents"));
 	if (field_u64(m, "restored_from"))
 		printf("restarted from:  generation %llu\n",
 		       (unsigned long long)field_u64(m, "restored_from"));
