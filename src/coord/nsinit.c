@@ -342,7 +342,7 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 				{.fd = -1, .events = POLLIN}};
 	char cmdbuf[256];
 	size_t cmdlen = 0;
-	int main_done = 0, main_status = 0;
+	int main_done = 0, main_status = 0, main_reported = 0;
 	for (;;) {
 		for (int i = 0; i < 2; i++)
 			pfd[2 + i].fd = orphan.active ? orphan.fd[i] : -1;
@@ -366,10 +366,8 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 					main_status = status;
 					/* the other processes of the computation (daemons,
 					 * orphans) are supervised until they end too */
-					if (!spec->exit_with_main) {
-						report(report_fd, "main %d", status);
+					if (!spec->exit_with_main)
 						continue;
-					}
 				}
 				if (!main_done || (p > 0 && p != main_pid))
 					continue;
@@ -401,6 +399,11 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 					}
 					_exit(0);
 				}
+			}
+			/* others run on: say the first program has ended */
+			if (main_done && !main_reported) {
+				report(report_fd, "main %d", main_status);
+				main_reported = 1;
 			}
 		}
 		for (int i = 0; i < 2; i++)
