@@ -369,8 +369,9 @@ void capture_image(void *self_frame)
 				agent.result = -1;
 				agent.cow_dontfork = maps_ok == 0;
 				if (maps_ok < 0)
-					set_error("the copy-on-write image writer died at its start",
-						  0, 0);
+					set_error(
+					    "the copy-on-write image writer died at its start", 0,
+					    0);
 			}
 			return;
 		}

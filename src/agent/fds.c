@@ -486,7 +486,11 @@ static void capture_locks(struct ckpt_fd *f, const char *info)
 		q = word(q, devino, sizeof devino);
 		q = word(q, start, sizeof start);
 		word(q, end, sizeof end);
-		struct ckpt_lock l = {f->fd, 0, str_eq(rw, "WRITE") ? 1u : 0u, 0, to_num(start),
+		struct ckpt_lock l = {f->fd,
+				      0,
+				      str_eq(rw, "WRITE") ? 1u : 0u,
+				      0,
+				      to_num(start),
 				      str_eq(end, "EOF") ? -1 : to_num(end)};
 		l.kind = str_eq(kind, "FLOCK")	  ? CKPT_LOCK_FLOCK
 			 : str_eq(kind, "POSIX")  ? CKPT_LOCK_POSIX
@@ -495,7 +499,8 @@ static void capture_locks(struct ckpt_fd *f, const char *info)
 		if (!l.kind) {
 			char num[24] = "";
 			str_append_u64(num, sizeof num, (uint64_t)f->fd);
-			add_warning("fd ", num, ": a lease or lock of another kind is not restored");
+			add_warning("fd ", num,
+				    ": a lease or lock of another kind is not restored");
 			continue;
 		}
 		int dup = 0;

@@ -509,7 +509,8 @@ static int for_this_checkpoint(struct coord *c, struct conn *agent, const struct
 	uint64_t gen;
 	if (ckpt_msg_get_u64(m, "gen", &gen) < 0 || !c->ck.active || gen != c->ck.gen ||
 	    !agent->in_ckpt || agent->phase != phase) {
-		ckpt_log(c->o->coord_log, "pid %lld: ignoring %s for a checkpoint that is not "
+		ckpt_log(c->o->coord_log,
+			 "pid %lld: ignoring %s for a checkpoint that is not "
 			 "running or not at that step (gen=%s)",
 			 (long long)agent->pid, m->verb,
 			 ckpt_msg_get(m, "gen") ? ckpt_msg_get(m, "gen") : "?");
@@ -780,7 +781,8 @@ static int stopped_agent(struct coord *c, char *reason, size_t cap)
 		char state = proc_state_of(k->peer_pid);
 		if (state == 'T' && kill(k->peer_pid, SIGCONT) == 0) {
 			k->was_stopped = 1;
-			ckpt_log(c->o->coord_log, "pid %lld is stopped: continued for the checkpoint",
+			ckpt_log(c->o->coord_log,
+				 "pid %lld is stopped: continued for the checkpoint",
 				 (long long)k->pid);
 		} else if (state == 't') {
 			snprintf(reason, cap,

@@ -448,11 +448,12 @@ static void read_report(struct coord *c)
 			if (c->first_status < 0)
 				c->first_status = v;
 			if (WIFSIGNALED(v))
-				ckpt_log(c->o->exec_log,
-					 "the first program (pid %lld) was killed by signal %d; its "
-					 "other processes run on, and ckpt ends when they have all "
-					 "ended",
-					 (long long)c->main_pid, WTERMSIG(v));
+				ckpt_log(
+				    c->o->exec_log,
+				    "the first program (pid %lld) was killed by signal %d; its "
+				    "other processes run on, and ckpt ends when they have all "
+				    "ended",
+				    (long long)c->main_pid, WTERMSIG(v));
 			else
 				ckpt_log(c->o->exec_log,
 					 "the first program (pid %lld) exited with status %d; its "

@@ -25,8 +25,8 @@ void sig_state_save(struct sig_state *s);
 struct launch_spec {
 	const char *path; /* executable: the program, or ckpt-restore */
 	char *const *argv;
-	char *const *envp;  /* without CKPT_ROOT_PID: added with the real pid */
-	pid_t pid;	    /* 0: any pid (start); else this exact pid (restart) */
+	char *const *envp; /* without CKPT_ROOT_PID: added with the real pid */
+	pid_t pid;	   /* 0: any pid (start); else this exact pid (restart) */
 	/* restart: the process was in a session whose leader had ended; a
 	 * helper with this pid starts it and forks the process (0: none) */
 	pid_t session_pid;

@@ -429,11 +429,13 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 				/* once the first program has ended, the signal is for
 				 * every process left (in our own pid namespace only) */
 				if (sscanf(cmdbuf, "kill %d", &sig) == 1 && sig > 0 && sig < NSIG)
-					kill(main_done && !spec->no_namespaces ? -1 : main_pid, sig);
+					kill(main_done && !spec->no_namespaces ? -1 : main_pid,
+					     sig);
 				/* a stop that no checkpoint could serve: every process
 				 * of the computation gets it, as a batch system would
 				 * send it to the whole job */
-				if (sscanf(cmdbuf, "killall %d", &sig) == 1 && sig > 0 && sig < NSIG)
+				if (sscanf(cmdbuf, "killall %d", &sig) == 1 && sig > 0 &&
+				    sig < NSIG)
 					kill(spec->no_namespaces ? main_pid : -1, sig);
 				/* The supervisor closed its read end so that the
 				 * program gets SIGPIPE (tee.c): so must we. */

@@ -54,8 +54,8 @@ enum ckpt_section_type {
 	CKPT_SEC_PAGES = 8,	 /* sequence of ckpt_page_chunk + data */
 	/* Process trees (optional; absent: a process alone, in the group and
 	 * session it was started in, with no zombie children) */
-	CKPT_SEC_TREE = 9,	/* struct ckpt_tree */
-	CKPT_SEC_ZOMBIES = 10,	/* struct ckpt_zombie[count]: children not waited for */
+	CKPT_SEC_TREE = 9,	 /* struct ckpt_tree */
+	CKPT_SEC_ZOMBIES = 10,	 /* struct ckpt_zombie[count]: children not waited for */
 	CKPT_SEC_FD_SHARES = 11, /* struct ckpt_fd_share[count]: descriptions shared */
 	CKPT_SEC_LOCKS = 12,	 /* struct ckpt_lock[count]: file locks held */
 	CKPT_SEC_MAX_KNOWN = 12,

@@ -45,12 +45,18 @@
 #define CHUNK_HDR ((uint64_t)sizeof(struct ckpt_page_chunk))
 
 static const char *const section_names[] = {
-    [CKPT_SEC_PROCESS] = "PROCESS",	  [CKPT_SEC_THREADS] = "THREADS",
-    [CKPT_SEC_SIGACTIONS] = "SIGACTIONS", [CKPT_SEC_AREAS] = "AREAS",
-    [CKPT_SEC_STRINGS] = "STRINGS",	  [CKPT_SEC_FDS] = "FDS",
-    [CKPT_SEC_FD_DATA] = "FD_DATA",	  [CKPT_SEC_PAGES] = "PAGES",
-    [CKPT_SEC_TREE] = "TREE",		  [CKPT_SEC_ZOMBIES] = "ZOMBIES",
-    [CKPT_SEC_FD_SHARES] = "FD_SHARES",	  [CKPT_SEC_LOCKS] = "LOCKS",
+    [CKPT_SEC_PROCESS] = "PROCESS",
+    [CKPT_SEC_THREADS] = "THREADS",
+    [CKPT_SEC_SIGACTIONS] = "SIGACTIONS",
+    [CKPT_SEC_AREAS] = "AREAS",
+    [CKPT_SEC_STRINGS] = "STRINGS",
+    [CKPT_SEC_FDS] = "FDS",
+    [CKPT_SEC_FD_DATA] = "FD_DATA",
+    [CKPT_SEC_PAGES] = "PAGES",
+    [CKPT_SEC_TREE] = "TREE",
+    [CKPT_SEC_ZOMBIES] = "ZOMBIES",
+    [CKPT_SEC_FD_SHARES] = "FD_SHARES",
+    [CKPT_SEC_LOCKS] = "LOCKS",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -524,20 +530,22 @@ static int check_tree(const struct ckpt_image *img, char *err, size_t errlen)
 		if (!known || sh->owner_pid <= 0 || sh->owner_fd < 0 || sh->reserved ||
 		    (sh->owner_pid == img->hdr.pid && sh->owner_fd >= sh->fd) ||
 		    sh->owner_pid > img->hdr.pid)
-			return fail(err, errlen,
-				    "section FD_SHARES: entry %u (fd %d, held first by pid %d fd %d) "
-				    "is inconsistent",
-				    i, sh->fd, sh->owner_pid, sh->owner_fd);
+			return fail(
+			    err, errlen,
+			    "section FD_SHARES: entry %u (fd %d, held first by pid %d fd %d) "
+			    "is inconsistent",
+			    i, sh->fd, sh->owner_pid, sh->owner_fd);
 	}
 	for (uint32_t i = 0; i < img->nlocks; i++) {
 		const struct ckpt_lock *l = &img->locks[i];
 		int known = 0;
 		for (uint32_t k = 0; k < img->nfds && !known; k++)
 			known = img->fds[k].fd == l->fd;
-		if (!known || l->kind < CKPT_LOCK_FLOCK || l->kind > CKPT_LOCK_OFD || l->write > 1 ||
-		    l->reserved || l->start < 0 || (l->end != -1 && l->end < l->start))
-			return fail(err, errlen, "section LOCKS: entry %u (fd %d) is inconsistent", i,
-				    l->fd);
+		if (!known || l->kind < CKPT_LOCK_FLOCK || l->kind > CKPT_LOCK_OFD ||
+		    l->write > 1 || l->reserved || l->start < 0 ||
+		    (l->end != -1 && l->end < l->start))
+			return fail(err, errlen, "section LOCKS: entry %u (fd %d) is inconsistent",
+				    i, l->fd);
 	}
 	return 0;
 }
@@ -930,8 +938,8 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	uint32_t crc = header_crc(&j->c);
 	if (!j->zlen) {
 		if (read_at(img->fd, dst, len, j->data) < 0)
-			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j,
-					""),
+			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
+					j, ""),
 			       -1;
 		crc = crc32c_update(crc, dst, len);
 	} else {
@@ -941,8 +949,8 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 					"out of memory"),
 			       -1;
 		if (read_at(img->fd, *zin, j->zlen, j->data) < 0)
-			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j,
-					""),
+			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
+					j, ""),
 			       -1;
 		int stored = img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
 		if (stored) {
@@ -957,10 +965,11 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 		}
 		size_t got = ZSTD_decompressDCtx(*dctx, dst, len, *zin, j->zlen);
 		if (ZSTD_isError(got) || got != len)
-			return par_fail(p,
-					"page chunk %u (area %u, address 0x%llx): compressed data are "
-					"damaged (%s)",
-					j, ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size"),
+			return par_fail(
+				   p,
+				   "page chunk %u (area %u, address 0x%llx): compressed data are "
+				   "damaged (%s)",
+				   j, ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size"),
 			       -1;
 		if (stored)
 			return 0;

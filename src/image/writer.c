@@ -253,8 +253,8 @@ static void emit_compressed(struct ckpt_writer *w, uint32_t area, uint64_t addr,
 	/* The checksum covers the bytes as stored: a zstd frame can decode to
 	 * the same pages with a bit changed, and such a change must be found
 	 * too. The frame's own content checksum covers the decoded pages. */
-	c.crc = crc32c_update(crc32c_update(crc32c_update(0, &c, sizeof c), zl, sizeof zl), out,
-			      zlen);
+	c.crc =
+	    crc32c_update(crc32c_update(crc32c_update(0, &c, sizeof c), zl, sizeof zl), out, zlen);
 	emit(w, &c, sizeof c);
 	emit(w, zl, sizeof zl);
 	emit(w, out, zlen);

@@ -135,7 +135,7 @@ struct pipe_rec {
 static int end_of(const struct ckpt_fd *f)
 {
 	return f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_FIFO ? (f->aux ? 1 : 0)
-								   : (int)(f->aux & 1);
+								  : (int)(f->aux & 1);
 }
 
 /* Both ends of a named pipe, opened by its path again (never blocking:
@@ -145,8 +145,8 @@ static int fifo_open(const struct ckpt_image *img, const struct ckpt_fd *f, int 
 	const char *path = ckpt_image_string(img, f->path_str);
 	struct stat st;
 	if (stat(path, &st) != 0 || !S_ISFIFO(st.st_mode))
-		return fail("fd %d: the named pipe %s is gone (create it again with mkfifo)",
-			    f->fd, path);
+		return fail("fd %d: the named pipe %s is gone (create it again with mkfifo)", f->fd,
+			    path);
 	p[0] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	p[1] = p[0] >= 0 ? open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
 	if (p[1] < 0) {
@@ -213,7 +213,7 @@ static int pipe_add(struct fd_context *c, const struct ckpt_fd *f)
 	int p[2];
 	if (f->kind == CKPT_FD_FIFO && fifo_open(img_of_fifo, f, p) != 0)
 		return -1;
-	int r = f->kind == CKPT_FD_FIFO	 ? 0
+	int r = f->kind == CKPT_FD_FIFO	  ? 0
 		: f->kind == CKPT_FD_PIPE ? pipe(p)
 					  : socketpair(AF_UNIX, (int)(f->aux >> 1), 0, p);
 	if (r != 0)
@@ -286,7 +286,8 @@ static int owner_add(struct fd_context *c, int32_t pid, int32_t fd)
 	}
 	int obj = open_one(c, img, f);
 	if (obj < 0)
-		return restore_error[0] ? -1 : fail("fd %d: cannot recreate: %s", fd, strerror(errno));
+		return restore_error[0] ? -1
+					: fail("fd %d: cannot recreate: %s", fd, strerror(errno));
 	obj = fd_private(c, obj);
 	owners[nowners++] = (struct owner_rec){pid, fd, obj};
 	return 0;
@@ -376,8 +377,8 @@ static int tcp_pairs(struct fd_context *c)
 			const struct ckpt_fd *f = &img->fds[k];
 			struct ckpt_socket a, b;
 			if (f->kind != CKPT_FD_SOCKET || owner_of(img->hdr.pid, f->fd) ||
-			    second_holder(img, f->fd) ||
-			    socket_record(img, f, &a) != 0 || !a.peerlen || a.type != SOCK_STREAM ||
+			    second_holder(img, f->fd) || socket_record(img, f, &a) != 0 ||
+			    !a.peerlen || a.type != SOCK_STREAM ||
 			    (a.domain != AF_INET && a.domain != AF_INET6))
 				continue;
 			for (int j = 0; j < tree.n; j++) {
@@ -400,7 +401,8 @@ static int tcp_pairs(struct fd_context *c)
 					ends[0] = fd_private(c, ends[0]);
 					ends[1] = fd_private(c, ends[1]);
 					/* bytes waiting at one end are sent from the other */
-					uint64_t qa = f->data_len - sizeof a, qb = g->data_len - sizeof b;
+					uint64_t qa = f->data_len - sizeof a,
+						 qb = g->data_len - sizeof b;
 					if (send_all(ends[1], img->fd_data + f->data_off + sizeof a,
 						     qa) != 0 ||
 					    send_all(ends[0], im2->fd_data + g->data_off + sizeof b,
@@ -410,12 +412,12 @@ static int tcp_pairs(struct fd_context *c)
 							    f->fd);
 					if (!owner_slot())
 						return fail("out of memory");
-					owners[nowners++] = (struct owner_rec){img->hdr.pid, f->fd,
-									       ends[0]};
+					owners[nowners++] =
+					    (struct owner_rec){img->hdr.pid, f->fd, ends[0]};
 					if (!owner_slot())
 						return fail("out of memory");
-					owners[nowners++] = (struct owner_rec){im2->hdr.pid, g->fd,
-									       ends[1]};
+					owners[nowners++] =
+					    (struct owner_rec){im2->hdr.pid, g->fd, ends[1]};
 					goto next;
 				}
 			}
@@ -691,14 +693,15 @@ static int locks_take(const struct ckpt_image *img)
 			snprintf(self, sizeof self, "/proc/self/fd/%d", l->fd);
 			ssize_t n = readlink(self, path, sizeof path - 1);
 			path[n > 0 ? n : 1] = '\0';
-			return fail("fd %d: cannot take the %s lock on %s again: %s%s", l->fd,
-				    l->kind == CKPT_LOCK_FLOCK	  ? "flock"
-				    : l->kind == CKPT_LOCK_POSIX ? "POSIX"
-								 : "OFD",
-				    path, strerror(errno),
-				    errno == EAGAIN || errno == EACCES || errno == EWOULDBLOCK
-					? " (another process holds it; end that process and restart)"
-					: "");
+			return fail(
+			    "fd %d: cannot take the %s lock on %s again: %s%s", l->fd,
+			    l->kind == CKPT_LOCK_FLOCK	 ? "flock"
+			    : l->kind == CKPT_LOCK_POSIX ? "POSIX"
+							 : "OFD",
+			    path, strerror(errno),
+			    errno == EAGAIN || errno == EACCES || errno == EWOULDBLOCK
+				? " (another process holds it; end that process and restart)"
+				: "");
 		}
 	}
 	return 0;
@@ -719,8 +722,9 @@ int fds_restore(struct fd_context *c, const struct ckpt_image *img)
 				return fail("fd %d: dup2: %s", f->fd, strerror(errno));
 			close(fd);
 		}
-		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR || f->kind == CKPT_FD_FIFO ||
-		    f->kind == CKPT_FD_STDIO || f->kind == CKPT_FD_SOCKET)
+		if (f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_SOCKPAIR ||
+		    f->kind == CKPT_FD_FIFO || f->kind == CKPT_FD_STDIO ||
+		    f->kind == CKPT_FD_SOCKET)
 			fcntl(f->fd, F_SETFL, (int)f->open_flags & (O_NONBLOCK | O_APPEND));
 		fcntl(f->fd, F_SETFD, (int)f->fd_flags & FD_CLOEXEC);
 	}

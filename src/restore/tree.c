@@ -195,8 +195,8 @@ static pid_t fork_in_session(int k, int parent_too, int32_t sid)
 {
 	pid_t h = fork_with_pid(sid, parent_too);
 	if (h < 0) {
-		warn("pid %d: cannot recreate its session %d: %s", (int)tree.procs[k].pid,
-		     (int)sid, strerror(errno));
+		warn("pid %d: cannot recreate its session %d: %s", (int)tree.procs[k].pid, (int)sid,
+		     strerror(errno));
 		return -1;
 	}
 	if (h == 0) {
@@ -281,9 +281,10 @@ int tree_barrier(int self)
 		}
 		close(tree.ready[0]);
 		if (got < tree.n)
-			return fail("%d of the %d processes of the checkpoint could not be restored "
-				    "(see the messages above)",
-				    tree.n - got, tree.n);
+			return fail(
+			    "%d of the %d processes of the checkpoint could not be restored "
+			    "(see the messages above)",
+			    tree.n - got, tree.n);
 		char go[256];
 		memset(go, 'g', sizeof go);
 		for (int left = tree.n - 1; left > 0;) {

@@ -120,6 +120,7 @@ int main(int argc, char **argv)
 		}
 		printf("%s h=%016llx\n", line, (unsigned long long)h);
 	}
-	printf("done steps=%ld children=%ld checksum=%016llx\n", steps, forks, (unsigned long long)h);
+	printf("done steps=%ld children=%ld checksum=%016llx\n", steps, forks,
+	       (unsigned long long)h);
 	return 0;
 }

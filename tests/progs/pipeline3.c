@@ -158,9 +158,11 @@ int main(int argc, char **argv)
 	while (read_full(p2[0], &r, sizeof r)) {
 		sum = fnv1a(sum, &r, sizeof r);
 		printf("step %llu val=%016llx tag=%016llx sum=%016llx\n", (unsigned long long)r.seq,
-		       (unsigned long long)r.val, (unsigned long long)r.tag, (unsigned long long)sum);
+		       (unsigned long long)r.val, (unsigned long long)r.tag,
+		       (unsigned long long)sum);
 		if ((long)r.seq != got) {
-			printf("record %ld out of order (seq %llu)\n", got, (unsigned long long)r.seq);
+			printf("record %ld out of order (seq %llu)\n", got,
+			       (unsigned long long)r.seq);
 			return 1;
 		}
 		got++;

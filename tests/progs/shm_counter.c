@@ -100,8 +100,8 @@ int main(int argc, char **argv)
 	setup_stdout();
 	fflush(stdout);
 
-	struct shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-				 -1, 0);
+	struct shared *sh =
+	    mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		die("mmap");
 	if (sem_init(&sh->lock, 1, 1) || sem_init(&sh->parent_turn, 1, 0) ||
@@ -136,8 +136,9 @@ int main(int argc, char **argv)
 		uint64_t h = fnv1a(FNV_INIT, sh->table, sizeof sh->table);
 		uint64_t last = sh->last_child;
 		xsem_post(&sh->lock);
-		printf("step %ld counter=%llu child=%016llx shm=%016llx\n", s, (unsigned long long)counter,
-		       (unsigned long long)last, (unsigned long long)h);
+		printf("step %ld counter=%llu child=%016llx shm=%016llx\n", s,
+		       (unsigned long long)counter, (unsigned long long)last,
+		       (unsigned long long)h);
 		if (sleep)
 			sleep_ms(sleep); /* the child is blocked in sem_wait meanwhile */
 	}

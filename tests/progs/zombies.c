@@ -166,7 +166,8 @@ int main(int argc, char **argv)
 					values[r.index] = r.value;
 			}
 			for (int i = 0; i < NCHILD; i++) {
-				printf("step %ld value %d=%016llx\n", s, i, (unsigned long long)values[i]);
+				printf("step %ld value %d=%016llx\n", s, i,
+				       (unsigned long long)values[i]);
 				h = fnv1a(h, &values[i], sizeof values[i]);
 			}
 		} else if (s == kill_at) {
@@ -205,7 +206,8 @@ int main(int argc, char **argv)
 			siginfo_t si;
 			memset(&si, 0, sizeof si);
 			int r;
-			while ((r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT)) < 0 && errno == EINTR)
+			while ((r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT)) < 0 &&
+			       errno == EINTR)
 				;
 			const char *seen = "UNEXPECTED";
 			if (sleeper_alive && r == 0 && si.si_pid == 0)

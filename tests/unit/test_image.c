@@ -300,7 +300,9 @@ static void use_zstd_batch(struct ckpt_writer *w)
 		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
 	}
 	for (int i = 0; i < 3; i++)
-		jobs[i] = (struct ckpt_zjob){.raw = raw[i], .out = out[i], .raw_cap = sizeof raw[i],
+		jobs[i] = (struct ckpt_zjob){.raw = raw[i],
+					     .out = out[i],
+					     .raw_cap = sizeof raw[i],
 					     .out_cap = sizeof out[i]};
 	ckpt_writer_set_batch_compressor(w, zstd_batch, cctx, jobs, 3);
 }
@@ -418,8 +420,8 @@ static void check_alignment(const char *path)
 		if (s[i].type != CKPT_SEC_PAGES)
 			continue;
 		uint32_t magic;
-		uint64_t first = compressed ? s[i].offset
-					    : (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
+		uint64_t first =
+		    compressed ? s[i].offset : (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
 		uint32_t want = compressed ? CKPT_ZCHUNK_MAGIC : CKPT_CHUNK_MAGIC;
 		CHECK(pread(fd, &magic, 4, (off_t)first) == 4 && magic == want,
 		      "first chunk header (%s) at %llu", compressed ? "compressed" : "raw",
@@ -547,11 +549,12 @@ static void test_byte_flips(const char *path)
 			char c = (char)(p[off] ^ (mask == 0x100 ? 0xff : mask));
 			CHECK(pwrite(fd, &c, 1, (off_t)off) == 1, "pwrite");
 			if ((verify(path, err, sizeof err) == 0 ||
-			     (compressed && ckpt_image_verify_stored(path, err, sizeof err) == 0)) &&
+			     (compressed &&
+			      ckpt_image_verify_stored(path, err, sizeof err) == 0)) &&
 			    accepted++ < 10)
 				CHECK(0, "%s image: flip 0x%02x at byte %zu accepted",
-				      compressed ? "compressed" : "raw", (unsigned char)(c ^ p[off]),
-				      off);
+				      compressed ? "compressed" : "raw",
+				      (unsigned char)(c ^ p[off]), off);
 		}
 		CHECK(pwrite(fd, &p[off], 1, (off_t)off) == 1, "pwrite");
 	}
@@ -569,7 +572,7 @@ static void test_byte_flips(const char *path)
 		struct pages_seen seen;
 		memset(&seen, 0, sizeof seen);
 		CHECK(img && ckpt_image_read_pages_parallel(img, chunk_dest, &seen, 1, err,
-							     sizeof err) < 0,
+							    sizeof err) < 0,
 		      "%s image: a flipped page byte read without error",
 		      compressed ? "compressed" : "raw");
 		CHECK(pwrite(fd, &p[mid], 1, (off_t)mid) == 1, "pwrite");
@@ -607,7 +610,8 @@ static void make_version_2(const char *path)
 	unsigned char *p = (unsigned char *)slurp(path, &len);
 	struct ckpt_image_header h;
 	memcpy(&h, p, sizeof h);
-	struct ckpt_section *tbl = (struct ckpt_section *)(p + h.section_table_offset), *pages = NULL;
+	struct ckpt_section *tbl = (struct ckpt_section *)(p + h.section_table_offset),
+			    *pages = NULL;
 	for (uint32_t i = 0; i < h.section_count; i++)
 		if (tbl[i].type == CKPT_SEC_PAGES)
 			pages = &tbl[i];
