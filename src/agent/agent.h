@@ -119,6 +119,10 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 /* Shared memory whose content the image holds (not a file's): it changes
  * under a copy-on-write writer, so such a process is written while stopped. */
 int memory_has_shared_anon(struct scratch *s);
+/* Copy the resident pages of shared memory into scratch memory, for a
+ * copy-on-write writer to save; -1 when that cannot be done (too much). */
+int memory_snapshot_shared(struct scratch *s);
+void memory_forget_snapshots(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 
 /* compress.c: zstd for page chunks (level 0: none) */

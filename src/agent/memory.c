@@ -155,8 +155,35 @@ static int page_is_zero(const uint64_t *p)
 	return 1;
 }
 
+/* Shared memory changes while a copy-on-write writer works: its resident
+ * pages are copied (into scratch memory, not part of the image) while the
+ * program is stopped, and the writer saves the copy. */
+#define MAX_SNAPS 4096
+struct shared_snap {
+	uint64_t start, end;
+	char *copy;	     /* page i of the area at copy + i * 4096 */
+	unsigned char *vec; /* mincore at the copy: bit 0 set if the page was resident */
+};
+static struct shared_snap snaps[MAX_SNAPS];
+static int nsnaps;
+
+static const struct shared_snap *snap_of(const struct ckpt_area *a)
+{
+	for (int i = 0; i < nsnaps; i++)
+		if (snaps[i].start == a->start && snaps[i].end == a->end)
+			return &snaps[i];
+	return 0;
+}
+
+/* Where the bytes of the page at addr are read from. */
+static const void *source(const struct shared_snap *sn, uint64_t addr)
+{
+	return sn ? sn->copy + (addr - sn->start) : (const void *)(uintptr_t)addr;
+}
+
 /* Decide whether the page at addr is saved, from its pagemap entry. */
-static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int resident)
+static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int resident,
+		     const struct shared_snap *sn)
 {
 	switch (a->kind) {
 	case CKPT_AREA_ANON:
@@ -167,7 +194,7 @@ static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int 
 		/* a private copy (anonymous page) replaced the file's page */
 		return (pm & PM_SWAPPED) || ((pm & PM_PRESENT) && !(pm & PM_FILE));
 	case CKPT_AREA_SHARED_ANON:
-		return resident && !page_is_zero((const uint64_t *)(uintptr_t)addr);
+		return resident && !page_is_zero(source(sn, addr));
 	default:
 		return 0;
 	}
@@ -189,8 +216,11 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			str_copy(err, "cannot read /proc/self/pagemap", 64);
 			return -1;
 		}
-		if (a->kind == CKPT_AREA_SHARED_ANON &&
-		    raw_syscall3(SYS_mincore, base, n * CKPT_PAGE_SIZE, vec) != 0)
+		const struct shared_snap *sn = a->kind == CKPT_AREA_SHARED_ANON ? snap_of(a) : 0;
+		if (sn)
+			mem_copy(vec, sn->vec + first, n);
+		else if (a->kind == CKPT_AREA_SHARED_ANON &&
+			 raw_syscall3(SYS_mincore, base, n * CKPT_PAGE_SIZE, vec) != 0)
 			mem_zero(vec, n);
 		if (unreadable && !protected) {
 			int any = 0;
@@ -206,13 +236,13 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 		uint64_t run_start = 0, run_len = 0;
 		for (uint64_t i = 0; i <= n; i++) {
 			uint64_t addr = base + i * CKPT_PAGE_SIZE;
-			int want = i < n && want_page(a, pm[i], addr, vec[i] & 1);
+			int want = i < n && want_page(a, pm[i], addr, vec[i] & 1, sn);
 			if (want && run_len && run_len < CHUNK_PAGES) {
 				run_len++;
 				continue;
 			}
 			if (run_len) {
-				ckpt_writer_chunk(w, idx, run_start, (void *)(uintptr_t)run_start,
+				ckpt_writer_chunk(w, idx, run_start, source(sn, run_start),
 						  (uint32_t)run_len);
 				a->pages_saved += run_len;
 				run_len = 0;
@@ -228,6 +258,48 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	if (protected)
 		raw_syscall3(SYS_mprotect, a->start, a->end - a->start, a->prot);
 	return 0;
+}
+
+int memory_snapshot_shared(struct scratch *s)
+{
+	nsnaps = 0;
+	char *maps;
+	if (read_maps(s, &maps) <= 0)
+		return -1;
+	static char why[8];
+	for (char *p = maps; *p;) {
+		struct map_line m;
+		p = parse_line(p, &m);
+		struct ckpt_area a;
+		mem_zero(&a, sizeof a);
+		if (m.perms[3] != 's' || classify(&m, &a, why) != 0 || a.kind != CKPT_AREA_SHARED_ANON)
+			continue;
+		uint64_t len = a.end - a.start, npages = len / CKPT_PAGE_SIZE;
+		if (nsnaps == MAX_SNAPS || !(a.prot & PROT_READ))
+			return -1;
+		struct shared_snap *sn = &snaps[nsnaps];
+		sn->start = a.start;
+		sn->end = a.end;
+		sn->vec = scratch_alloc(s, npages);
+		sn->copy = scratch_alloc(s, len);
+		if (!sn->vec || !sn->copy)
+			return -1; /* too much shared memory: written while stopped */
+		if (raw_syscall3(SYS_mincore, a.start, len, sn->vec) != 0)
+			return -1;
+		/* only resident pages: reading a hole would allocate it */
+		for (uint64_t i = 0; i < npages; i++)
+			if (sn->vec[i] & 1)
+				mem_copy(sn->copy + i * CKPT_PAGE_SIZE,
+					 (const void *)(uintptr_t)(a.start + i * CKPT_PAGE_SIZE),
+					 CKPT_PAGE_SIZE);
+		nsnaps++;
+	}
+	return 0;
+}
+
+void memory_forget_snapshots(void)
+{
+	nsnaps = 0;
 }
 
 int memory_has_shared_anon(struct scratch *s)
