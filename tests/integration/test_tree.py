@@ -19,7 +19,8 @@ tree that runs on, and --stop-after-checkpoint stopping every process.
 """
 import pytest
 
-from conftest import PYDIR, Prog, c_prog, check_chain, py_prog, restart_context
+from conftest import (PYDIR, Prog, c_prog, check_chain, py_prog, require_python_modules,
+                      restart_context)
 
 
 def sh_prog(name, *args):
@@ -198,3 +199,10 @@ def test_supervised_until_the_last_process_ends(ck):
     assert rc == 3 and out[:len(first)] == first, run.report()
     assert not any(l.startswith("done") for l in out), \
         f"the daemon ran to its end despite --exit-with-main:\n{run.report()}"
+
+
+def test_torch_dataloader_workers(ck):
+    """A PyTorch DataLoader with two worker processes: batches in flight
+    through the workers' queues and shared memory at the checkpoint."""
+    require_python_modules("torch")
+    ck.cycle(py_prog("torch_loader", 60, 40), k_range=(3, 20))
