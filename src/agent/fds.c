@@ -1,6 +1,7 @@
 /* File descriptors: what each one is and how restart recreates it. Bytes
- * queued in a pipe whose both ends the process holds are drained, saved,
- * and written back at once, so the program sees no difference. Anything
+ * queued in pipes and sockets are copied without being removed (tee(2),
+ * MSG_PEEK), so the program sees no difference and the other processes
+ * holding them can be captured at the same time. Anything
  * that cannot be recreated is recorded as unsupported and named in the
  * checkpoint's warnings: restart puts /dev/null there. */
 #include <fcntl.h>
@@ -37,52 +38,8 @@ static int stdio_index(const struct stat *st)
 	return -1;
 }
 
-/* Both ends of the pipe open in this process? Returns the write end or -1. */
-static int pipe_writer(const struct fd_list *l, const int *fds, int nfds, uint64_t ino)
-{
-	for (int i = 0; i < nfds; i++) {
-		struct stat st;
-		if (raw_syscall2(SYS_fstat, fds[i], &st) != 0 || !S_ISFIFO(st.st_mode) ||
-		    st.st_ino != ino)
-			continue;
-		long fl = raw_syscall2(SYS_fcntl, fds[i], F_GETFL);
-		if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY)
-			return fds[i];
-	}
-	(void)l;
-	return -1;
-}
-
-/* Drain the bytes queued in a pipe, keep a copy, and put them back. */
-static void save_pipe_data(struct fd_list *l, struct ckpt_fd *f, int wfd)
-{
-	int queued = 0;
-	if (raw_syscall3(SYS_ioctl, f->fd, FIONREAD, &queued) != 0 || queued <= 0)
-		return;
-	if (l->data_len + (uint64_t)queued > FD_DATA_MAX) {
-		add_warning("pipe data too large to save on fd ", 0, 0);
-		return;
-	}
-	char *dst = l->data + l->data_len;
-	long got = raw_syscall3(SYS_read, f->fd, dst, queued);
-	if (got <= 0)
-		return;
-	long put = raw_syscall3(SYS_write, wfd, dst, got);
-	(void)put; /* the pipe had room for these bytes a moment ago */
-	f->data_off = l->data_len;
-	f->data_len = (uint64_t)got;
-	l->data_len += (uint64_t)got;
-}
-
-static int same_file(int a, int b)
-{
-	struct stat sa, sb;
-	return raw_syscall2(SYS_fstat, a, &sa) == 0 && raw_syscall2(SYS_fstat, b, &sb) == 0 &&
-	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-/* A pipe whose write end another process holds: the queued bytes are
- * copied with tee(2), which leaves them in the pipe. */
+/* The bytes queued in a pipe, copied with tee(2), which leaves them in
+ * the pipe: other processes holding it are captured at the same time. */
 static void peek_pipe_data(struct fd_list *l, struct ckpt_fd *f)
 {
 	int queued = 0;
@@ -156,40 +113,16 @@ static uint64_t unix_peer(uint64_t ino)
 	return peer;
 }
 
-static int fd_with_ino(const int *fds, int nfds, uint64_t ino)
+static int same_file(int a, int b)
 {
-	for (int i = 0; i < nfds; i++) {
-		struct stat st;
-		if (raw_syscall2(SYS_fstat, fds[i], &st) == 0 && st.st_ino == ino)
-			return fds[i];
-	}
-	return -1;
+	struct stat sa, sb;
+	return raw_syscall2(SYS_fstat, a, &sa) == 0 && raw_syscall2(SYS_fstat, b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Messages queued at one end of a socketpair: received (each with a
- * 4-byte length, so datagram boundaries survive) and sent again from the
- * other end, which puts them back in the same order. */
-static void save_socket_data(struct fd_list *l, struct ckpt_fd *f, int peer_fd)
-{
-	f->data_off = l->data_len;
-	for (;;) {
-		uint64_t room = FD_DATA_MAX - l->data_len;
-		if (room < 8)
-			break;
-		char *dst = l->data + l->data_len;
-		long n = raw_syscall6(SYS_recvfrom, f->fd, dst + 4, room - 4, MSG_DONTWAIT, 0, 0);
-		if (n <= 0)
-			break;
-		uint32_t len = (uint32_t)n;
-		mem_copy(dst, &len, 4);
-		raw_syscall6(SYS_sendto, peer_fd, dst + 4, n, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0);
-		l->data_len += 4 + (uint64_t)n;
-	}
-	f->data_len = l->data_len - f->data_off;
-}
-
-/* Messages queued at a socket whose other end another process holds:
- * read with MSG_PEEK from a moving peek offset, which leaves them queued. */
+/* Messages queued at a socket, read with MSG_PEEK from a moving peek
+ * offset, which leaves them queued (each behind a 4-byte length, so
+ * datagram boundaries survive). */
 static void peek_socket_data(struct fd_list *l, struct ckpt_fd *f)
 {
 	int off = 0;
@@ -274,8 +207,7 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	return 0;
 }
 
-static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb,
-			  const int *fds, int nfds)
+static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb)
 {
 	int domain = 0, type = 0;
 	int len = sizeof domain;
@@ -288,14 +220,12 @@ static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct sta
 	/* A connected Unix socket: its other end is here, in another process
 	 * of the computation (restart connects the two again), or outside it
 	 * (restart finds no partner and the program sees the peer gone). */
-	int peer_fd = fd_with_ino(fds, nfds, peer);
 	f->kind = CKPT_FD_SOCKPAIR;
 	f->pipe_id = sb->st_ino < peer ? sb->st_ino : peer;
 	f->aux = ((uint32_t)type << 1) | (sb->st_ino < peer ? 0u : 1u);
-	if (peer_fd >= 0)
-		save_socket_data(l, f, peer_fd);
-	else
-		peek_socket_data(l, f);
+	/* read without removing: other processes holding this socket are
+	 * captured at the same time */
+	peek_socket_data(l, f);
 	return 0;
 }
 
@@ -526,7 +456,7 @@ static void describe_unsupported(int fd, const char *link)
 		   ") cannot be restored and will be /dev/null after restart");
 }
 
-static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int *fds, int nfds)
+static void capture_one(struct fd_list *l, struct strtab *st, int fd)
 {
 	char link[4096], path[64] = "/proc/self/fd/";
 	str_append_u64(path, sizeof path, (uint64_t)fd);
@@ -569,14 +499,11 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd, const int 
 		f->kind = str_starts(link, "pipe:") ? CKPT_FD_PIPE : CKPT_FD_FIFO;
 		f->pipe_id = sb.st_ino;
 		f->aux = (f->open_flags & O_ACCMODE) == O_WRONLY;
-		if (!f->aux) {
-			int wfd = pipe_writer(l, fds, nfds, sb.st_ino);
-			if (wfd >= 0)
-				save_pipe_data(l, f, wfd);
-			else
-				peek_pipe_data(l, f);
-		}
-	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb, fds, nfds) == 0) &&
+		/* read without removing (tee): other processes holding this
+		 * pipe are captured at the same time */
+		if (!f->aux)
+			peek_pipe_data(l, f);
+	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb) == 0) &&
 		   !(str_starts(link, "anon_inode:") && capture_anon(l, f, link) == 0)) {
 		f->kind = CKPT_FD_UNSUPPORTED;
 		describe_unsupported(fd, link);
@@ -716,7 +643,7 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 	nlocks = 0;
 	for (int i = 0; i < n; i++)
 		if (fds[i] != w->fd)
-			capture_one(&l, st, fds[i], fds, n);
+			capture_one(&l, st, fds[i]);
 	ckpt_writer_begin_section(w, CKPT_SEC_FDS);
 	ckpt_writer_write(w, l.fds, l.n * sizeof(struct ckpt_fd));
 	ckpt_writer_end_section(w, l.n);

@@ -380,37 +380,41 @@ static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers,
 	return ckpt_line_end(l);
 }
 
-/* Capture the next suspended process; when all are captured, let every
- * process run on while the images are written. */
+/* Capture every suspended process (all at once: each stays stopped until
+ * all are captured, and pipes and sockets are read without taking their
+ * bytes, so captures do not disturb each other); when all are captured,
+ * let every process run on while the images are written. */
 static void capture_next(struct coord *c)
 {
-	struct conn *next = NULL;
 	char peers[3000] = "";
 	size_t n = 0;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
-		if (k->fd < 0 || !k->in_ckpt)
-			continue;
-		if (k->phase == CK_CAPTURING)
-			return; /* one at a time */
-		if (k->phase == CK_SUSPENDED && (!next || k->pid < next->pid))
-			next = k;
-		if (n < sizeof(peers) - 24)
+		if (k->fd >= 0 && k->in_ckpt && n < sizeof(peers) - 24)
 			n += (size_t)snprintf(peers + n, sizeof(peers) - n, "%s%lld", n ? "," : "",
 					      (long long)k->pid);
 	}
 	struct ckpt_line l;
-	if (next) {
-		if (capture_line(c, &l, peers, next->was_stopped) < 0) {
-			abandon(c, "too many processes for one protocol line");
-			return;
+	int busy = 0;
+	for (size_t i = 0; i < c->nconns && c->ck.active; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd < 0 || !k->in_ckpt)
+			continue;
+		if (k->phase == CK_SUSPENDED) {
+			if (capture_line(c, &l, peers, k->was_stopped) < 0) {
+				abandon(c, "too many processes for one protocol line");
+				return;
+			}
+			k->phase = CK_CAPTURING;
+			ckpt_log(c->o->coord_log, "CAPTURE gen=%llu -> pid %lld",
+				 (unsigned long long)c->ck.gen, (long long)k->pid);
+			conn_send(c, k, &l);
 		}
-		next->phase = CK_CAPTURING;
-		ckpt_log(c->o->coord_log, "CAPTURE gen=%llu -> pid %lld",
-			 (unsigned long long)c->ck.gen, (long long)next->pid);
-		conn_send(c, next, &l);
-		return;
+		if (k->phase == CK_CAPTURING)
+			busy = 1;
 	}
+	if (busy || !c->ck.active)
+		return;
 	c->ck.stage = STAGE_WRITE;
 	ckpt_line_begin(&l, "CONTINUE");
 	ckpt_line_u64(&l, "gen", c->ck.gen);
