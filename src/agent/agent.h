@@ -116,11 +116,10 @@ struct ckpt_writer;
 struct scratch;
 struct strtab;
 int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
-/* Shared memory whose content the image holds (not a file's): it changes
- * under a copy-on-write writer, so such a process is written while stopped. */
-int memory_has_shared_anon(struct scratch *s);
-/* Copy the resident pages of shared memory into scratch memory, for a
- * copy-on-write writer to save; -1 when that cannot be done (too much). */
+/* Shared memory whose content the image holds (not a file's) changes
+ * under a copy-on-write writer: copy its resident pages into scratch
+ * memory for the writer to save (0, also when there is none); -1 when
+ * that cannot be done (too much), and the process is written stopped. */
 int memory_snapshot_shared(struct scratch *s);
 void memory_forget_snapshots(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);

@@ -347,9 +347,7 @@ void capture_image(void *self_frame)
 		/* Shared memory changes under a copy-on-write writer while the
 		 * program runs on: its pages are copied now, while stopped (or,
 		 * when that cannot be done, the process is written stopped). */
-		memory_forget_snapshots();
-		int cow = agent.use_cow && (!memory_has_shared_anon(&s) ||
-					    memory_snapshot_shared(&s) == 0);
+		int cow = agent.use_cow && memory_snapshot_shared(&s) == 0;
 		if (!cow)
 			memory_forget_snapshots();
 		long pid = cow ? cow_fork() : -1;

@@ -302,24 +302,6 @@ void memory_forget_snapshots(void)
 	nsnaps = 0;
 }
 
-int memory_has_shared_anon(struct scratch *s)
-{
-	char *maps;
-	if (read_maps(s, &maps) <= 0)
-		return 1; /* cannot tell: be safe */
-	static char why[8];
-	for (char *p = maps; *p;) {
-		struct map_line m;
-		p = parse_line(p, &m);
-		struct ckpt_area a;
-		mem_zero(&a, sizeof a);
-		if (m.perms[3] == 's' && classify(&m, &a, why) == 0 &&
-		    a.kind == CKPT_AREA_SHARED_ANON)
-			return 1;
-	}
-	return 0;
-}
-
 long count_maps_lines(void)
 {
 	static char buf[65536];

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 static void join(struct coord *c, struct conn *k);
-static char proc_state_of(pid_t pid);
 static void commit(struct coord *c);
 static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers, int stopped);
 
@@ -307,20 +306,6 @@ void ckpt_start(struct coord *c, const char *why)
 		 (unsigned long long)gen, why, c->ck.stop ? ", stop=1" : "", n);
 }
 
-static char proc_state_of(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' ? paren[2] : 0;
-}
-
 /* A process joins the checkpoint: it is asked to stop its threads. */
 static void join(struct coord *c, struct conn *k)
 {
@@ -328,7 +313,7 @@ static void join(struct coord *c, struct conn *k)
 	for (int i = 0; i < c->ck.ncont; i++)
 		if (c->ck.cont[i] == k->peer_pid)
 			k->was_stopped = 1;
-	if (k->peer_pid > 0 && proc_state_of(k->peer_pid) == 'T' &&
+	if (k->peer_pid > 0 && tree_proc_state(k->peer_pid) == 'T' &&
 	    kill(k->peer_pid, SIGCONT) == 0) {
 		k->was_stopped = 1; /* see stopped_agent */
 		ckpt_log(c->o->coord_log, "pid %lld is stopped: continued for the checkpoint",
@@ -782,7 +767,7 @@ static int stopped_agent(struct coord *c, char *reason, size_t cap)
 		struct conn *k = c->conns[i];
 		if (k->fd < 0 || !k->in_ckpt || k->phase != CK_SUSPENDING || k->peer_pid <= 0)
 			continue;
-		char state = proc_state_of(k->peer_pid);
+		char state = tree_proc_state(k->peer_pid);
 		if (state == 'T' && kill(k->peer_pid, SIGCONT) == 0) {
 			k->was_stopped = 1;
 			ckpt_log(c->o->coord_log,

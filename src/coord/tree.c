@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char proc_state(pid_t pid)
+char tree_proc_state(pid_t pid)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -40,7 +40,7 @@ static int add_children(pid_t pid, struct tree_proc *out, int n, int cap)
 		int child;
 		while (n < cap && fscanf(f, "%d", &child) == 1) {
 			out[n].hpid = child;
-			out[n].state = proc_state(child);
+			out[n].state = tree_proc_state(child);
 			n++;
 		}
 		fclose(f);

@@ -16,6 +16,10 @@ struct tree_proc {
  * most cap). Processes that end meanwhile are simply missing. */
 int tree_list(pid_t init, struct tree_proc *out, int cap);
 
+/* The state letter of /proc/PID/stat ('T' stopped, 't' traced, 'Z'
+ * zombie...), 0 if the process is gone. */
+char tree_proc_state(pid_t pid);
+
 /* "host pid N (comm, exe)" for messages. */
 void tree_describe(pid_t hpid, char *out, size_t cap);
 
