@@ -607,6 +607,41 @@ class Ckpt:
         bg.kill()
         self.assert_gone(f"{T_GONE} s after SIGKILL of the process group of {bg.what()}")
 
+    def checkpoint_then_crash(self, prog, k_range=(3, 10)):
+        """start -> K lines -> checkpoint -> 2 more lines -> SIGKILL of the
+        group. Returns (rundir, first output, lines seen at the checkpoint)."""
+        run = self.start(prog)
+        run.wait_lines(self.rng.randint(*k_range))
+        rundir = self.rundir(proc=run)
+        seen = run.lines()
+        self.checkpoint(rundir)
+        run.wait_lines(run.lines() + 2)
+        self.crash(run)
+        return rundir, run.output(), seen
+
+    def twice_then_restart(self, prog):
+        """Two checkpoints, SIGKILL, restart: it resumes from the second
+        (latest) one, exactly."""
+        ref = self.reference(prog)
+        run = self.start(prog)
+        run.wait_lines(self.rng.randint(3, 12))
+        rundir = self.rundir(proc=run)
+        gen1 = self.checkpoint(rundir)
+        run.wait_lines(run.lines() + self.rng.randint(3, 12))
+        seen = run.lines()
+        gen2 = self.checkpoint(rundir)
+        assert gen2 > gen1, f"second checkpoint has generation {gen2}, the first {gen1}"
+        run.wait_lines(run.lines() + 2)
+        self.crash(run)
+        first = run.output()
+        out, rc, bg = self.restart(prog)
+        expected, ref_rc = ref.result()
+        check_chain(expected, [("first run", first, 0),
+                               (f"restart (latest checkpoint after {seen} lines)", out, seen)],
+                    context=restart_context(rc, bg, rundir))
+        assert rc == ref_rc, (f"ckpt restart exited with status {rc}, the uninterrupted program "
+                              f"with {ref_rc}")
+
     # the standard scenario
     def cycle(self, prog, k_range=(3, 20), more_lines=2, final_check=None, opts=()):
         """start -> wait K lines -> checkpoint -> run on -> SIGKILL -> restart."""

@@ -1,28 +1,10 @@
 """Several checkpoints and restarts in one run."""
-from conftest import T_RUN, c_prog, check_chain, restart_context, text_of
+from conftest import T_RUN, c_prog, check_chain, text_of
 
 
 def test_checkpoint_twice_then_restart(ck):
     """The restart resumes from the second (latest) checkpoint."""
-    prog = c_prog("threads", 96, 40)
-    ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 12))
-    rundir = ck.rundir(proc=run)
-    gen1 = ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + ck.rng.randint(3, 12))
-    seen = run.lines()
-    gen2 = ck.checkpoint(rundir)
-    assert gen2 > gen1, f"second checkpoint has generation {gen2}, the first {gen1}"
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
-    out, rc, bg = ck.restart(prog)
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0),
-                           (f"restart (latest checkpoint after {seen} lines)", out, seen)],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
+    ck.twice_then_restart(c_prog("threads", 96, 40))
 
 
 def test_restart_same_checkpoint_twice(ck):
@@ -31,14 +13,7 @@ def test_restart_same_checkpoint_twice(ck):
     from the same checkpoint: all resume at the same point."""
     prog = c_prog("counter", 80, 40)
     ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 20))
-    rundir = ck.rundir(proc=run)
-    seen = run.lines()
-    ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = ck.checkpoint_then_crash(prog, (3, 20))
 
     again = ck.restart_bg(prog)
     again.wait_lines(3)

@@ -624,14 +624,7 @@ def test_restart_checks_memory_limits(ck):
         pytest.skip("SKIPPED LOUDLY: prlimit (util-linux) is missing")
     prog = c_prog("bigmem", 120, 30, 96)
     ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 8))
-    rundir = ck.rundir(proc=run)
-    seen = run.lines()
-    ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = ck.checkpoint_then_crash(prog, (3, 8))
     before = snapshot(rundir / "images")
     for limit, name in (("--as", "RLIMIT_AS"), ("--data", "RLIMIT_DATA")):
         r = subprocess.run(["prlimit", f"{limit}={64 << 20}", ck.ckpt, "restart", "--interval", "0",
@@ -823,14 +816,7 @@ def test_two_restarts_at_once(ck):
     a one-line message naming the first, and nothing is harmed."""
     prog = c_prog("counter", 70, 30)
     ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 10))
-    rundir = ck.rundir(proc=run)
-    seen = run.lines()
-    ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = ck.checkpoint_then_crash(prog, (3, 10))
     a, b = ck.restart_bg(prog), ck.restart_bg(prog)
     rcs = [a.finish(T_RUN), b.finish(T_RUN)]
     ck.assert_gone("after both restarts")
@@ -853,14 +839,7 @@ def test_restart_checks_cpu_before_touching_anything(ck):
     exactly."""
     prog = c_prog("counter", 60, 30)
     ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 10))
-    rundir = ck.rundir(proc=run)
-    seen = run.lines()
-    ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = ck.checkpoint_then_crash(prog, (3, 10))
     img = rundir / "images" / "gen-000001" / "2.img"
     pristine = img.read_bytes()
     data = bytearray(pristine)

@@ -73,25 +73,7 @@ def test_restart(ck, spec):
 def test_checkpoint_twice_then_restart(ck):
     """Two checkpoints of a running pipeline; the restart resumes from the
     second (latest) one, with every stage and the queued records."""
-    prog = c_prog("pipeline3", 80, 40)
-    ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 12))
-    rundir = ck.rundir(proc=run)
-    gen1 = ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + ck.rng.randint(3, 12))
-    seen = run.lines()
-    gen2 = ck.checkpoint(rundir)
-    assert gen2 > gen1, f"second checkpoint has generation {gen2}, the first {gen1}"
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
-    out, rc, bg = ck.restart(prog)
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0),
-                           (f"restart (latest checkpoint after {seen} lines)", out, seen)],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc, f"ckpt restart exited with status {rc}, the uninterrupted program with {ref_rc}"
+    ck.twice_then_restart(c_prog("pipeline3", 80, 40))
 
 
 def test_checkpoint_restarted_tree_again(ck):

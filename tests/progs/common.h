@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline void die(const char *what)
 {
@@ -61,6 +62,50 @@ static inline uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 		h *= 0x100000001b3ull;
 	}
 	return h;
+}
+
+/* Read exactly n bytes: 1, or 0 at end of file before the first byte (a
+ * short record is an error). */
+static inline int read_record(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("read");
+		if (r == 0) {
+			if (got == 0)
+				return 0;
+			errno = EPIPE;
+			die("read: short record");
+		}
+		got += (size_t)r;
+	}
+	return 1;
+}
+
+/* Read exactly n bytes; end of file is an error. */
+static inline void read_full(int fd, void *buf, size_t n)
+{
+	if (!read_record(fd, buf, n)) {
+		errno = EPIPE;
+		die("read");
+	}
+}
+
+static inline void write_full(int fd, const void *buf, size_t n)
+{
+	size_t put = 0;
+	while (put < n) {
+		ssize_t r = write(fd, (const char *)buf + put, n - put);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("write");
+		put += (size_t)r;
+	}
 }
 
 static inline uint64_t xorshift64(uint64_t *s)

@@ -21,19 +21,6 @@ struct rec {
 	uint64_t hash;
 };
 
-static void write_full(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("write");
-		put += (size_t)r;
-	}
-}
-
 static void child(int fd, long steps, long sleep)
 {
 	uint64_t rng = 0x510e527fade682d1ull, h = FNV_INIT;

@@ -12,19 +12,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void write_full(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("write");
-		put += (size_t)r;
-	}
-}
-
 /* fork + exec argv; stdin_fd >= 0 becomes the child's stdin. */
 static pid_t spawn(char *const argv[], int stdin_fd, int close_fd)
 {

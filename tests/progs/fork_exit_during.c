@@ -13,35 +13,6 @@
 
 #define PER_STEP 4
 
-static void read_full(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			if (r == 0)
-				errno = EPIPE;
-			die("read");
-		}
-		got += (size_t)r;
-	}
-}
-
-static void write_full(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("write");
-		put += (size_t)r;
-	}
-}
-
 struct child {
 	pid_t pid;
 	int fd; /* read end of its pipe */

@@ -19,40 +19,6 @@ struct rec {
 	uint64_t tag; /* filter's running hash */
 };
 
-/* 1: a whole record, 0: end of file before its first byte */
-static int read_full(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("read");
-		if (r == 0) {
-			if (got == 0)
-				return 0;
-			errno = EPIPE;
-			die("read: short record");
-		}
-		got += (size_t)r;
-	}
-	return 1;
-}
-
-static void write_full(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("write");
-		put += (size_t)r;
-	}
-}
-
 static pid_t xwaitpid(pid_t pid, int *st)
 {
 	pid_t r;
@@ -102,7 +68,7 @@ static void filter(int in, int out, long sleep)
 	uint64_t h = FNV_INIT, prev = 0;
 	long n = 0;
 	struct rec r;
-	while (read_full(in, &r, sizeof r)) {
+	while (read_record(in, &r, sizeof r)) {
 		h = fnv1a(h, &r.val, sizeof r.val);
 		h = fnv1a(h, &prev, sizeof prev);
 		r.tag = h;
@@ -155,7 +121,7 @@ int main(int argc, char **argv)
 	uint64_t sum = FNV_INIT;
 	long got = 0;
 	struct rec r;
-	while (read_full(p2[0], &r, sizeof r)) {
+	while (read_record(p2[0], &r, sizeof r)) {
 		sum = fnv1a(sum, &r, sizeof r);
 		printf("step %llu val=%016llx tag=%016llx sum=%016llx\n", (unsigned long long)r.seq,
 		       (unsigned long long)r.val, (unsigned long long)r.tag,

@@ -20,48 +20,14 @@ struct msg {
 	uint64_t a, b, c;
 };
 
-/* 1: all n bytes, 0: end of stream before the first byte */
-static int read_full(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("read");
-		if (r == 0) {
-			if (got == 0)
-				return 0;
-			errno = EPIPE;
-			die("read: short message");
-		}
-		got += (size_t)r;
-	}
-	return 1;
-}
-
-static void write_full(int fd, const void *buf, size_t n)
-{
-	size_t put = 0;
-	while (put < n) {
-		ssize_t r = write(fd, (const char *)buf + put, n - put);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			die("write");
-		put += (size_t)r;
-	}
-}
-
 static void child(int fd)
 {
 	uint64_t h = FNV_INIT, count = 0;
 	for (;;) {
 		struct msg m[2];
-		int n = read_full(fd, &m[0], sizeof m[0]);
+		int n = read_record(fd, &m[0], sizeof m[0]);
 		if (n)
-			n += read_full(fd, &m[1], sizeof m[1]);
+			n += read_record(fd, &m[1], sizeof m[1]);
 		for (int i = 0; i < n; i++) {
 			h = fnv1a(h, &m[i], sizeof m[i]);
 			count++;
@@ -115,7 +81,7 @@ int main(int argc, char **argv)
 		die("shutdown");
 	for (long s = 0; s < steps; s++) {
 		struct msg r;
-		if (!read_full(sv[0], &r, sizeof r)) {
+		if (!read_record(sv[0], &r, sizeof r)) {
 			printf("step %ld: the child went away\n", s);
 			return 1;
 		}
@@ -134,7 +100,7 @@ int main(int argc, char **argv)
 			sleep_ms(sleep);
 	}
 	struct msg last;
-	if (!read_full(sv[0], &last, sizeof last)) {
+	if (!read_record(sv[0], &last, sizeof last)) {
 		printf("no summary from the child\n");
 		return 1;
 	}
