@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
 	build-essential binutils
 	python3 python3-pytest python3-numpy python3-scipy python3-torch
-	libzstd-dev clang libclang-rt-14-dev procps
+	libzstd-dev libxxhash-dev clang libclang-rt-14-dev procps
 )
 # For the Slurm tests (tests/integration/test_slurm.py), which start a
 # single-node Slurm of their own and need root: installed as root, only

@@ -291,6 +291,19 @@ static void on_capture(const char *line)
 	char comp[16] = "fast";
 	field(line, "compress", comp, sizeof comp);
 	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
+	/* incremental: hashes=1, and parent=N: the generation to compare with,
+	 * beside this one's directory */
+	agent.hash_pages = field(line, "hashes", opt, sizeof opt) == 0 && opt[0] == '1';
+	agent.parent_dir[0] = 0;
+	agent.parent_gen = 0;
+	if (agent.hash_pages && field(line, "parent", opt, sizeof opt) == 0)
+		agent.parent_gen = strtoull(opt, NULL, 10);
+	const char *slash = strrchr(agent.dir, '/');
+	if (agent.parent_gen && agent.parent_gen < agent.generation && slash)
+		snprintf(agent.parent_dir, sizeof agent.parent_dir, "%.*s/gen-%06llu",
+			 (int)(slash - agent.dir), agent.dir, (unsigned long long)agent.parent_gen);
+	else
+		agent.parent_gen = 0;
 	parse_peers(line);
 	parse_stdio(line);
 	/* stopped when the checkpoint began: a restart stops it again */
@@ -300,6 +313,7 @@ static void on_capture(const char *line)
 		agent.cow_dontfork = 0;
 		agent.errmsg[0] = 0;
 		agent.image_bytes = 0;
+		agent.pages_stored = agent.pages_referred = 0;
 		agent.restore_info.magic = 0;
 		/* Capture ourselves last: the handler writes the image. */
 		raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
@@ -352,10 +366,12 @@ static void on_continue(const char *line)
 	encode(enc, sizeof enc, agent.warnings);
 	snprintf(out, sizeof out,
 		 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d "
-		 "warn=%s\n",
+		 "pages_stored=%llu pages_referred=%llu warn=%s\n",
 		 (unsigned long long)agent.generation, (int)agent.pid,
 		 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
-		 ms_between(agent.stopped_ns, written_ns), keep_stopped, enc);
+		 ms_between(agent.stopped_ns, written_ns), keep_stopped,
+		 (unsigned long long)agent.pages_stored, (unsigned long long)agent.pages_referred,
+		 enc);
 	send_line(out);
 	if (keep_stopped)
 		wait_for_resume();

@@ -40,6 +40,7 @@ struct cow_result {
 	int32_t result;
 	int32_t dontfork;
 	uint64_t bytes;
+	uint64_t pages_stored, pages_referred;
 	char errmsg[AGENT_ERR_LEN];
 	char warnings[AGENT_ERR_LEN];
 };
@@ -81,6 +82,14 @@ struct agent_state {
 	long cow_maps_lines;	   /* mappings the program had at the fork */
 	uint64_t skip_lo, skip_hi; /* the shared page: not part of the image */
 
+	/* Incremental checkpoints (CAPTURE hashes=1 parent=DIR parent_gen=N):
+	 * hash every saved page; refer to the pages whose hash the parent
+	 * generation's image of this process recorded (incremental.c). */
+	int hash_pages;
+	char parent_dir[4200]; /* "" for a full image */
+	uint64_t parent_gen;
+	uint64_t pages_stored, pages_referred; /* of the last image */
+
 	/* The other processes of the computation (pids), from CAPTURE */
 	int peers[AGENT_MAX_PEERS];
 	int npeers;
@@ -121,6 +130,15 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
  * memory for the writer to save (0, also when there is none); -1 when
  * that cannot be done (too much), and the process is written stopped. */
 int memory_snapshot_shared(struct scratch *s);
+
+/* incremental.c: the parent image's page hashes (read-only, mapped from
+ * its PAGE_HASHES section) and the table of this image's. */
+void incr_begin(struct scratch *s); /* after every other scratch allocation */
+/* Returns 1 when the page at addr (its bytes at src) is unchanged since
+ * the parent image; records its hash for this image either way. */
+int incr_page(uint64_t addr, const void *src);
+void incr_write_hashes(struct ckpt_writer *w);
+void incr_end(void);
 void memory_forget_snapshots(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 

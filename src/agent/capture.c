@@ -235,6 +235,8 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	ckpt_writer_write(w, st->buf, st->used);
 	ckpt_writer_end_section(w, 0);
 	fill_header(&hdr, nthreads);
+	if (agent.pages_referred)
+		hdr.parent_generation = agent.parent_gen;
 	if (ckpt_writer_finish(w, &hdr) != 0) {
 		fail_errno("writing the image failed", -w->error);
 		/* How far it got: the .tmp file is gone by the time the
@@ -301,6 +303,8 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 	r->result = agent.result;
 	r->dontfork = agent.cow_dontfork;
 	r->bytes = agent.image_bytes;
+	r->pages_stored = agent.pages_stored;
+	r->pages_referred = agent.pages_referred;
 	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
 	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
 	for (;;)
@@ -401,6 +405,8 @@ void capture_wait_writer(void)
 	agent.result = c->result;
 	agent.cow_dontfork = c->dontfork;
 	agent.image_bytes = c->bytes;
+	agent.pages_stored = c->pages_stored;
+	agent.pages_referred = c->pages_referred;
 	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
 	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);
 	if (r < 0 || (status & 0x7f) != 0) {

@@ -161,7 +161,7 @@ static int page_is_zero(const uint64_t *p)
 #define MAX_SNAPS 4096
 struct shared_snap {
 	uint64_t start, end;
-	char *copy;	     /* page i of the area at copy + i * 4096 */
+	char *copy;	    /* page i of the area at copy + i * 4096 */
 	unsigned char *vec; /* mincore at the copy: bit 0 set if the page was resident */
 };
 static struct shared_snap snaps[MAX_SNAPS];
@@ -233,21 +233,33 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 				     a->prot | PROT_READ);
 			protected = 1;
 		}
+		/* runs of pages of one kind: stored, or referred to (unchanged
+		 * since the parent generation) */
+		enum { NONE, STORED, REFERRED } kind, run_kind = NONE;
 		uint64_t run_start = 0, run_len = 0;
 		for (uint64_t i = 0; i <= n; i++) {
 			uint64_t addr = base + i * CKPT_PAGE_SIZE;
-			int want = i < n && want_page(a, pm[i], addr, vec[i] & 1, sn);
-			if (want && run_len && run_len < CHUNK_PAGES) {
+			kind = NONE;
+			if (i < n && want_page(a, pm[i], addr, vec[i] & 1, sn))
+				kind = incr_page(addr, source(sn, addr)) ? REFERRED : STORED;
+			if (kind != NONE && kind == run_kind && run_len < CHUNK_PAGES) {
 				run_len++;
 				continue;
 			}
 			if (run_len) {
-				ckpt_writer_chunk(w, idx, run_start, source(sn, run_start),
-						  (uint32_t)run_len);
+				if (run_kind == STORED) {
+					ckpt_writer_chunk(w, idx, run_start, source(sn, run_start),
+							  (uint32_t)run_len);
+					agent.pages_stored += run_len;
+				} else {
+					ckpt_writer_ref(w, idx, run_start, (uint32_t)run_len);
+					agent.pages_referred += run_len;
+				}
 				a->pages_saved += run_len;
 				run_len = 0;
 			}
-			if (want) {
+			run_kind = kind;
+			if (kind != NONE) {
 				run_start = addr;
 				run_len = 1;
 			}
@@ -272,7 +284,8 @@ int memory_snapshot_shared(struct scratch *s)
 		p = parse_line(p, &m);
 		struct ckpt_area a;
 		mem_zero(&a, sizeof a);
-		if (m.perms[3] != 's' || classify(&m, &a, why) != 0 || a.kind != CKPT_AREA_SHARED_ANON)
+		if (m.perms[3] != 's' || classify(&m, &a, why) != 0 ||
+		    a.kind != CKPT_AREA_SHARED_ANON)
 			continue;
 		uint64_t len = a.end - a.start, npages = len / CKPT_PAGE_SIZE;
 		if (nsnaps == MAX_SNAPS || !(a.prot & PROT_READ))
@@ -355,11 +368,14 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		str_copy(err, "cannot open /proc/self/pagemap", 64);
 		return -1;
 	}
+	incr_begin(s);
 	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
 	for (uint32_t i = 0; i < n && !w->error; i++)
 		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, err) != 0)
 			break;
 	ckpt_writer_end_section(w, 0);
+	incr_write_hashes(w);
+	incr_end();
 	raw_syscall1(SYS_close, pagemap_fd);
 	if (err[0])
 		return -1;

@@ -44,6 +44,7 @@ enum opt {
 	OPT_CKPT_SIGNAL,
 	OPT_BEFORE_LIMIT,
 	OPT_COMPRESS,
+	OPT_FULL_EVERY,
 	OPT_NONE
 };
 
@@ -64,6 +65,7 @@ static enum opt value_option(const char *arg, const char **inline_value)
 	    {"--before-limit", OPT_BEFORE_LIMIT, 1},
 	    {"--keep", OPT_KEEP, 1},
 	    {"--compress", OPT_COMPRESS, 1},
+	    {"--full-every", OPT_FULL_EVERY, 1},
 	    {"--generation", OPT_GENERATION, 1},
 	};
 	*inline_value = NULL;
@@ -86,6 +88,7 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->interval_ms = -1;
 	o->keep = -1;
+	o->full_every = -1;
 	o->before_limit_ms = -1;
 	int i = 1;
 	while (i < argc) {
@@ -170,6 +173,18 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 				    "generations to keep, at least 1",
 				    value, arg);
 			o->keep = (int)k;
+			break;
+		}
+		case OPT_FULL_EVERY: {
+			char *end;
+			errno = 0;
+			long k = strtol(value, &end, 10);
+			if (errno || *end || end == value || k < 1 || k > FULL_EVERY_MAX)
+				return ckpt_fail(
+				    "bad value '%s' for %s: give N from 1 to %d (every Nth "
+				    "checkpoint is full, 1: every one)",
+				    value, arg, FULL_EVERY_MAX);
+			o->full_every = (int)k;
 			break;
 		}
 		case OPT_GENERATION: {

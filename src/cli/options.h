@@ -18,6 +18,7 @@ struct run_opts {
 	const char *python;   /* --python; NULL: python3 from PATH */
 	const char *dir;      /* --dir; NULL: the current directory */
 	int keep;	      /* --keep: complete generations kept; -1: not given */
+	int full_every;	      /* --full-every: a full image every N; -1: not given */
 	uint64_t generation;  /* restart --generation N; 0: the latest intact one */
 	int help;	      /* --help / -h was given */
 	/* Batch systems (docs/slurm.md). */
@@ -31,6 +32,10 @@ struct run_opts {
 
 #define DEFAULT_INTERVAL_MS 20000
 #define KEEP_MAX 1000000
+/* Incremental checkpoints: every DEFAULT_FULL_EVERY-th generation is full.
+ * Longer chains make restart read more files. */
+#define DEFAULT_FULL_EVERY 8
+#define FULL_EVERY_MAX 1000
 
 /* argv[0] is the command name ("start"). Returns 0, or -1 with a usage
  * message (unknown option, missing value...). A missing program is not

@@ -279,6 +279,7 @@ int start_run(const struct run_opts *opts, int afresh)
 	co.no_cow = o.no_cow;
 	co.exit_with_main = o.exit_with_main;
 	co.compress = o.compress ? o.compress : "fast";
+	co.full_every = o.full_every > 0 ? o.full_every : DEFAULT_FULL_EVERY;
 	co.restart_hint = hint;
 	co.command = command ? command : o.cmd[0];
 	co.next_gen = 1;

@@ -279,6 +279,10 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.bytes = 0;
 	c->ck.pause_ms = 0;
 	c->ck.stop = c->o->stop_after_checkpoint || c->stop_req == 1;
+	c->ck.hashes = c->o->full_every > 1;
+	c->ck.parent =
+	    c->ck.hashes && c->chain_gen && c->chain_len + 1 < c->o->full_every ? c->chain_gen : 0;
+	c->ck.pages_stored = c->ck.pages_referred = 0;
 	c->next_due = -1;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
@@ -345,6 +349,10 @@ static int capture_line(struct coord *c, struct ckpt_line *l, const char *peers,
 		ckpt_line_u64(l, "cow", 0);
 	if (c->o->compress)
 		ckpt_line_str(l, "compress", c->o->compress);
+	if (c->ck.hashes)
+		ckpt_line_u64(l, "hashes", 1);
+	if (c->ck.parent)
+		ckpt_line_u64(l, "parent", c->ck.parent);
 	if (*peers)
 		ckpt_line_str(l, "peers", peers);
 	if (stopped)
@@ -561,6 +569,14 @@ static void commit(struct coord *c)
 	rc |= kv_addf(&kv, "pause_ms", "%lld", (long long)c->ck.pause_ms);
 	rc |= kv_addf(&kv, "total_ms", "%lld", (long long)total);
 	rc |= kv_add(&kv, "ckpt_version", CKPT_VERSION);
+	/* An incremental generation needs its parent (and the parent's
+	 * parents) to be restored: pruning and verification follow this. */
+	int chain = c->ck.parent ? c->chain_len + 1 : 0;
+	if (c->ck.parent)
+		rc |= kv_addf(&kv, "parent", "%llu", (unsigned long long)c->ck.parent);
+	rc |= kv_addf(&kv, "chain", "%d", chain);
+	rc |= kv_addf(&kv, "pages_stored", "%llu", (unsigned long long)c->ck.pages_stored);
+	rc |= kv_addf(&kv, "pages_referred", "%llu", (unsigned long long)c->ck.pages_referred);
 	if (c->first_status >= 0)
 		rc |= kv_addf(&kv, "main_status", "%d", c->first_status);
 	if (root) {
@@ -578,10 +594,19 @@ static void commit(struct coord *c)
 		return;
 	}
 	kv_free(&kv);
+	char incr[160] = "";
+	if (c->ck.parent)
+		snprintf(incr, sizeof(incr),
+			 " (incremental on generation %llu: %llu pages stored, %llu unchanged "
+			 "referred to)",
+			 (unsigned long long)c->ck.parent, (unsigned long long)c->ck.pages_stored,
+			 (unsigned long long)c->ck.pages_referred);
 	ckpt_log(c->o->exec_log,
-		 "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total",
-		 (unsigned long long)gen, (unsigned long long)c->ck.bytes,
+		 "checkpoint generation %llu: %llu bytes%s, pause %lld ms, %lld ms total",
+		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, incr,
 		 (long long)c->ck.pause_ms, (long long)total);
+	c->chain_gen = gen;
+	c->chain_len = chain;
 	int pruned = gens_prune(c->o->imagesfd, c->o->keep > 0 ? c->o->keep : GENS_KEEP,
 				c->o->damaged, c->o->ndamaged);
 	if (pruned < 0)
@@ -691,6 +716,11 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 			c->killed_early = 1;
 	}
 	c->ck.bytes += (uint64_t)st.st_size;
+	uint64_t pages = 0;
+	if (ckpt_msg_get_u64(m, "pages_stored", &pages) == 0)
+		c->ck.pages_stored += pages;
+	if (ckpt_msg_get_u64(m, "pages_referred", &pages) == 0)
+		c->ck.pages_referred += pages;
 	if (pause > c->ck.pause_ms)
 		c->ck.pause_ms = pause;
 	if (--c->ck.npending == 0)

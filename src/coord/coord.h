@@ -46,6 +46,7 @@ struct coord_opts {
 	int no_cow;	       /* write the image while the program is stopped */
 	int exit_with_main;    /* end every process when the first one ends */
 	const char *compress;  /* none|fast|max */
+	int full_every;	       /* a full image every N generations (1: always) */
 	int checkpoint_signal; /* this signal to the supervisor: checkpoint now */
 	int64_t stop_at_mono;  /* --before-limit: checkpoint and stop at this
 				* CLOCK_MONOTONIC ms; 0: never */

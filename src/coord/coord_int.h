@@ -73,6 +73,11 @@ struct ckpt_state {
 	uint64_t bytes;
 	int64_t pause_ms; /* longest pause of any process */
 	int stop;	  /* sent with stop=1: the program ends after it */
+	/* incremental: pages are hashed; parent != 0: images may refer to
+	 * generation parent's */
+	int hashes;
+	uint64_t parent;
+	uint64_t pages_stored, pages_referred;
 	char dir[PATH_MAX];
 };
 
@@ -88,6 +93,10 @@ struct coord {
 	uint64_t last_gen;
 	int64_t last_time_ms, last_total_ms;
 	uint64_t last_bytes;
+	/* the chain of incremental generations this run committed: the last
+	 * one (0: none yet, so the next is full) and how many parents it has */
+	uint64_t chain_gen;
+	int chain_len;
 	/* the program */
 	int64_t main_pid; /* in its namespace; 0 until init reports it */
 	int main_status;  /* wait status from init; valid when main_exited */

@@ -213,6 +213,23 @@ int gens_abort(int imagesfd, uint64_t gen)
 	return rmtree_at(imagesfd, name);
 }
 
+uint64_t gens_parent(int imagesfd, uint64_t gen)
+{
+	int gfd = gens_open(imagesfd, gen);
+	if (gfd < 0)
+		return 0;
+	struct kvfile kv;
+	uint64_t parent = 0;
+	if (kv_read(&kv, gfd, GENS_MANIFEST) == 0) {
+		const char *p = kv_get(&kv, "parent");
+		if (p && *p >= '1' && *p <= '9')
+			parent = strtoull(p, NULL, 10);
+		kv_free(&kv);
+	}
+	close(gfd);
+	return parent < gen ? parent : 0;
+}
+
 int gens_prune(int imagesfd, int keep, const uint64_t *damaged, size_t ndamaged)
 {
 	struct gens_scan s;
@@ -230,8 +247,16 @@ int gens_prune(int imagesfd, int keep, const uint64_t *damaged, size_t ndamaged)
 			break;
 		}
 	}
+	/* Generations kept need the ones their incremental images refer to,
+	 * all the way down to a full one. */
+	uint64_t oldest = s.ncomplete ? s.complete[cut] : 0;
+	for (size_t i = cut; i < s.ncomplete; i++)
+		for (uint64_t p = gens_parent(imagesfd, s.complete[i]); p;
+		     p = gens_parent(imagesfd, p))
+			if (p < oldest)
+				oldest = p;
 	int removed = 0;
-	for (size_t i = 0; i < cut; i++) {
+	for (size_t i = 0; i < cut && s.complete[i] < oldest; i++) {
 		char name[64];
 		gens_name(name, sizeof(name), s.complete[i], 0);
 		if (rmtree_at(imagesfd, name) < 0) {

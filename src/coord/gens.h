@@ -48,10 +48,14 @@ int gens_commit(int imagesfd, uint64_t gen, const struct kvfile *manifest);
 int gens_abort(int imagesfd, uint64_t gen);
 /* Keep the keep newest complete generations that are not listed in
  * damaged (known to be damaged: they do not count), remove every complete
- * generation older than the oldest of those. Only called right after a
+ * generation older than the oldest of those and than the oldest one they
+ * refer to (their manifests' parent chains). Only called right after a
  * new generation is complete, so what remains always holds `keep` intact
  * ones once there are that many. Returns the number removed or -1. */
 int gens_prune(int imagesfd, int keep, const uint64_t *damaged, size_t ndamaged);
+/* The generation gen's images may refer to (its manifest's parent), 0 for
+ * a full generation or when it cannot be read. */
+uint64_t gens_parent(int imagesfd, uint64_t gen);
 
 /* Open images/gen-N (O_DIRECTORY) or -1. */
 int gens_open(int imagesfd, uint64_t gen);

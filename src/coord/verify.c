@@ -143,6 +143,16 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 	if (!g || strtoull(g, NULL, 10) != gen)
 		problem(v, out, GENS_MANIFEST, "says generation %s, the directory is %s",
 			g ? g : "(none)", gname);
+	const char *par = kv_get(&kv, "parent");
+	if (par) {
+		char *end;
+		errno = 0;
+		v->parent = strtoull(par, &end, 10);
+		if (errno || *end || v->parent == 0 || v->parent >= gen) {
+			problem(v, out, GENS_MANIFEST, "bad parent generation '%s'", par);
+			v->parent = 0;
+		}
+	}
 	const char *ms = kv_get(&kv, "main_status");
 	if (ms && *ms >= '0' && *ms <= '9')
 		v->first_status = atoi(ms);
@@ -192,5 +202,15 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 	}
 	kv_free(&kv);
 	close(gfd);
+	/* An incremental generation is only as sound as the pages it refers
+	 * to: its parents are verified too (quietly; the first problem is
+	 * named). */
+	if (v->parent) {
+		struct gen_verdict pv = {.decode = v->decode};
+		if (gens_verify(imagesfd, images_path, v->parent, NULL, &pv) != 0)
+			problem(v, out, "parent",
+				"generation %llu, whose pages this one refers to, is damaged: %s",
+				(unsigned long long)v->parent, pv.first);
+	}
 	return v->damaged ? 1 : 0;
 }

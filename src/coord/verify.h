@@ -19,9 +19,11 @@ struct gen_verdict {
 	int first_status;    /* wait status of the first program if it had ended
 				before the checkpoint (manifest main_status), else -1 */
 	int decode;	     /* in: decompress compressed chunks too (ckpt verify) */
+	uint64_t parent;     /* the generation this one builds on (0: full) */
 };
 
-/* Verify images/gen-N (complete generation). imagesfd is RUNDIR/images,
+/* Verify images/gen-N (complete generation), and the generations its
+ * incremental images refer to. imagesfd is RUNDIR/images,
  * images_path its path (for messages and for opening the images). Every
  * problem is also printed to out as "  <what>: <problem>" (out may be
  * NULL). Returns 0 when everything is sound, 1 when something is wrong

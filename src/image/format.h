@@ -10,9 +10,11 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 3
-/* Version 2 differs only in what a compressed chunk's crc covers (the
- * decoded pages); readers still accept it. */
+#define CKPT_FORMAT_VERSION 4
+/* Version 3 lacks reference chunks, PAGE_HASHES and parent_generation;
+ * version 2 also differs in what a compressed chunk's crc covers (the
+ * decoded pages). Readers accept both. */
+#define CKPT_FORMAT_VERSION_V3 3
 #define CKPT_FORMAT_VERSION_V2 2
 #define CKPT_PAGE_SIZE 4096u
 #define CKPT_MAX_SECTIONS 32
@@ -38,7 +40,11 @@ struct ckpt_image_header {
 	uint32_t cpuid_1_ecx;	    /* CPUID leaf 1 ECX / leaf 7 EBX: features */
 	uint32_t cpuid_7_ebx;	    /* the program may have dispatched on */
 	uint64_t image_size;	    /* total file size */
-	uint8_t reserved[120];
+	/* Incremental images: the generation whose image of the same name
+	 * holds the pages of this image's reference chunks; 0 for an image
+	 * that holds all of its pages. */
+	uint64_t parent_generation;
+	uint8_t reserved[112];
 	uint32_t flags;
 	uint32_t header_crc; /* crc32c of this header with header_crc = 0 */
 };
@@ -58,7 +64,9 @@ enum ckpt_section_type {
 	CKPT_SEC_ZOMBIES = 10,	 /* struct ckpt_zombie[count]: children not waited for */
 	CKPT_SEC_FD_SHARES = 11, /* struct ckpt_fd_share[count]: descriptions shared */
 	CKPT_SEC_LOCKS = 12,	 /* struct ckpt_lock[count]: file locks held */
-	CKPT_SEC_MAX_KNOWN = 12,
+	/* Optional: what the next incremental checkpoint compares with */
+	CKPT_SEC_PAGE_HASHES = 13, /* struct ckpt_page_hash[count], ascending addr */
+	CKPT_SEC_MAX_KNOWN = 13,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -297,12 +305,24 @@ struct ckpt_lock {
 #define CKPT_CHUNK_MAGIC 0x4b4e4843u  /* "CHNK" */
 #define CKPT_ZCHUNK_MAGIC 0x5a4e4843u /* "CHNZ" */
 #define CKPT_ZCHUNK_MAX_PAGES 4096u   /* a compressed chunk holds at most 16 MiB */
+/* A reference chunk (8-aligned, header only, crc over the header): its
+ * pages are those at the same addresses in the parent generation's image
+ * (header.parent_generation), which may refer further back. */
+#define CKPT_RCHUNK_MAGIC 0x524e4843u /* "CHNR" */
 struct ckpt_page_chunk {
 	uint32_t magic;
 	uint32_t area; /* index into AREAS */
 	uint64_t addr; /* first page; inside the area */
 	uint32_t npages;
 	uint32_t crc; /* crc32c of the header (crc = 0) and the data */
+};
+
+/* PAGE_HASHES: a 128-bit XXH3 hash of every page the image holds or
+ * refers to, so that the next checkpoint can refer to unchanged pages
+ * instead of storing them again. Not needed to restore. */
+struct ckpt_page_hash {
+	uint64_t addr;
+	uint64_t lo, hi;
 };
 
 #endif

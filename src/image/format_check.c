@@ -26,7 +26,8 @@ OFF(ckpt_image_header, xcr0, 168);
 OFF(ckpt_image_header, cpuid_1_ecx, 176);
 OFF(ckpt_image_header, cpuid_7_ebx, 180);
 OFF(ckpt_image_header, image_size, 184);
-OFF(ckpt_image_header, reserved, 192);
+OFF(ckpt_image_header, parent_generation, 192);
+OFF(ckpt_image_header, reserved, 200);
 OFF(ckpt_image_header, flags, 312);
 OFF(ckpt_image_header, header_crc, 316);
 
@@ -153,3 +154,8 @@ OFF(ckpt_page_chunk, area, 4);
 OFF(ckpt_page_chunk, addr, 8);
 OFF(ckpt_page_chunk, npages, 16);
 OFF(ckpt_page_chunk, crc, 20);
+
+SIZE(ckpt_page_hash, 24);
+OFF(ckpt_page_hash, addr, 0);
+OFF(ckpt_page_hash, lo, 8);
+OFF(ckpt_page_hash, hi, 16);

@@ -43,6 +43,7 @@
 
 #define HDR_SIZE ((uint64_t)sizeof(struct ckpt_image_header))
 #define CHUNK_HDR ((uint64_t)sizeof(struct ckpt_page_chunk))
+#define BOUNCE_SIZE ((uint64_t)CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE)
 
 static const char *const section_names[] = {
     [CKPT_SEC_PROCESS] = "PROCESS",
@@ -57,6 +58,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_ZOMBIES] = "ZOMBIES",
     [CKPT_SEC_FD_SHARES] = "FD_SHARES",
     [CKPT_SEC_LOCKS] = "LOCKS",
+    [CKPT_SEC_PAGE_HASHES] = "PAGE_HASHES",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -137,10 +139,12 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 		return fail(err, errlen, "not a ckpt image (bad magic)");
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
-	if (h->format_version != CKPT_FORMAT_VERSION && h->format_version != CKPT_FORMAT_VERSION_V2)
+	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V3 &&
+	    h->format_version != CKPT_FORMAT_VERSION_V2)
 		return fail(err, errlen,
 			    "image format version %u is not supported (this ckpt reads versions %u "
-			    "and %u)",
+			    "to %u)",
 			    h->format_version, CKPT_FORMAT_VERSION_V2, CKPT_FORMAT_VERSION);
 	if (h->header_size != HDR_SIZE)
 		return fail(err, errlen, "image header size is %u, expected %u", h->header_size,
@@ -157,6 +161,14 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	if (!has_nul(h->kernel_release, sizeof h->kernel_release) ||
 	    !has_nul(h->ckpt_version, sizeof h->ckpt_version))
 		return fail(err, errlen, "image header: version strings are not NUL-terminated");
+	if (h->format_version < CKPT_FORMAT_VERSION && h->parent_generation)
+		return fail(err, errlen, "image header: a parent generation in a version %u image",
+			    h->format_version);
+	if (h->parent_generation && h->parent_generation >= h->generation)
+		return fail(
+		    err, errlen,
+		    "image header: parent generation %llu is not older than generation %llu",
+		    (unsigned long long)h->parent_generation, (unsigned long long)h->generation);
 	if (h->image_size > img->file_size)
 		return fail(err, errlen,
 			    "image truncated: header says %llu bytes but the file has %llu",
@@ -589,6 +601,12 @@ struct ckpt_image *ckpt_image_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	img->fd = -1;
+	img->path = strdup(path);
+	if (!img->path) {
+		free(img);
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
 	if (open_fd(img, path, err, errlen) < 0 || check_header(img, err, errlen) < 0 ||
 	    load_all(img, err, errlen) < 0 || check_all(img, err, errlen) < 0) {
 		ckpt_image_close(img);
@@ -611,6 +629,8 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->locks);
 	free(img->strings);
 	free(img->fd_data);
+	free(img->refs);
+	free(img->path);
 	free(img);
 }
 
@@ -689,7 +709,8 @@ static int check_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t
 	const struct ckpt_area *a = c->area < img->nareas ? &img->areas[c->area] : NULL;
 	uint64_t len = (uint64_t)c->npages * CKPT_PAGE_SIZE;
 
-	if (c->magic != CKPT_CHUNK_MAGIC && c->magic != CKPT_ZCHUNK_MAGIC)
+	if (c->magic != CKPT_CHUNK_MAGIC && c->magic != CKPT_ZCHUNK_MAGIC &&
+	    c->magic != CKPT_RCHUNK_MAGIC)
 		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic",
 			    w->index, (unsigned long long)pos);
 	if (!a || c->area < w->area || (c->area == w->area && c->addr < w->prev_end))
@@ -844,17 +865,55 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 	return chunk_checked(w, &c, stored_crc ? crc : crc32c_update(crc, dst, len), want);
 }
 
-/* Next chunk header at or after pos: a compressed chunk sits at the next
- * 8-byte boundary, an uncompressed one where its data start 4096-aligned;
- * in between there are only zeros. Returns 1 for compressed. */
-static int next_chunk(struct walk *w, uint64_t pos, uint64_t end, uint64_t *at)
+/* A reference chunk at pos: a header only. Its pages come from the
+ * parent generation's image; the walk lists it in img->refs. */
+static int do_rchunk(struct walk *w, uint64_t pos, uint64_t *next)
+{
+	struct ckpt_image *img = w->img;
+	struct ckpt_page_chunk c;
+	uint64_t end = img->pages->offset + img->pages->length;
+
+	if (end - pos < CHUNK_HDR || read_at(img->fd, &c, CHUNK_HDR, pos) < 0)
+		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
+	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
+		return -1;
+	if (!img->hdr.parent_generation)
+		return fail(w->err, w->errlen,
+			    "page chunk %u refers to a parent generation, the image has none",
+			    w->index);
+	if (!CRC_OK(header_crc(&c), c.crc))
+		return fail(w->err, w->errlen,
+			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
+			    c.area, (unsigned long long)c.addr);
+	if (img->nrefs == img->caprefs) {
+		uint32_t cap = img->caprefs ? 2 * img->caprefs : 256;
+		struct ckpt_page_chunk *r = realloc(img->refs, cap * sizeof *r);
+		if (!r)
+			return fail(w->err, w->errlen, "out of memory");
+		img->refs = r;
+		img->caprefs = cap;
+	}
+	img->refs[img->nrefs++] = c;
+	w->prev_end = c.addr + (uint64_t)c.npages * CKPT_PAGE_SIZE;
+	w->area_pages += c.npages;
+	*next = pos + CHUNK_HDR;
+	return 0;
+}
+
+/* Next chunk header at or after pos: a compressed or reference chunk sits
+ * at the next 8-byte boundary, an uncompressed one where its data start
+ * 4096-aligned; in between there are only zeros. Returns the magic of an
+ * 8-aligned chunk, 0 for the raw rule. */
+static uint32_t next_chunk(struct walk *w, uint64_t pos, uint64_t end, uint64_t *at)
 {
 	uint64_t at8 = (pos + 7) & ~7ull;
 	uint32_t magic = 0;
+	int refs = w->img->hdr.format_version >= CKPT_FORMAT_VERSION;
 	if (at8 + 4 <= end && read_at(w->img->fd, &magic, 4, at8) == 0 &&
-	    magic == CKPT_ZCHUNK_MAGIC && zero_at(w->img->fd, at8 - pos, pos)) {
+	    (magic == CKPT_ZCHUNK_MAGIC || (refs && magic == CKPT_RCHUNK_MAGIC)) &&
+	    zero_at(w->img->fd, at8 - pos, pos)) {
 		*at = at8;
-		return 1;
+		return magic;
 	}
 	*at = chunk_pos(pos);
 	return 0;
@@ -865,10 +924,13 @@ static int walk_pages(struct walk *w, ckpt_chunk_dest_fn dest, void *arg)
 	const struct ckpt_section *s = w->img->pages;
 	uint64_t pos = s->offset, end = s->offset + s->length;
 
+	w->img->nrefs = 0;
 	while (pos < end) {
 		uint64_t at;
-		if (next_chunk(w, pos, end, &at)) {
-			if (do_zchunk(w, at, dest, arg, &pos) < 0)
+		uint32_t magic = next_chunk(w, pos, end, &at);
+		if (magic) {
+			if ((magic == CKPT_RCHUNK_MAGIC ? do_rchunk(w, at, &pos)
+							: do_zchunk(w, at, dest, arg, &pos)) < 0)
 				return -1;
 			w->index++;
 			continue;
@@ -895,6 +957,7 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 {
 	struct walk w = {.img = img, .err = err, .errlen = errlen};
 
+	img->nrefs = 0;
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	int r = walk_pages(&w, dest, arg);
@@ -912,6 +975,7 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 struct par {
 	struct walk *w;
 	ckpt_chunk_dest_fn dest;
+	ckpt_chunk_got_fn got; /* bounced reading: chunks go through a buffer */
 	void *arg;
 	_Atomic uint32_t next;
 	_Atomic int failed;
@@ -928,13 +992,44 @@ static void par_fail(struct par *p, const char *fmt, const struct chunk_job *j, 
 	pthread_mutex_unlock(&p->lock);
 }
 
-static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DCtx **dctx)
+static int par_check(struct par *p, const struct chunk_job *j, char *dst, char **zin,
+		     ZSTD_DCtx **dctx);
+
+/* One chunk: into its destination, or (bounced reading) into the thread's
+ * buffer, handed to got once checked. */
+static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DCtx **dctx,
+		   char **bounce)
 {
-	struct ckpt_image *img = p->w->img;
-	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	char *dst = p->dest(p->arg, &j->c);
 	if (!dst)
 		return 0; /* not wanted (its layout was checked) */
+	if (!p->got)
+		return par_check(p, j, dst, zin, dctx);
+	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
+	/* chunks are at most 16 MiB (compressed) or, as written, 1 MiB (raw);
+	 * a raw chunk of a foreign writer may be larger */
+	char *buf = *bounce;
+	if (len > BOUNCE_SIZE)
+		buf = malloc(len);
+	else if (!buf)
+		buf = *bounce = malloc(BOUNCE_SIZE);
+	if (!buf)
+		return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", j,
+				"out of memory"),
+		       -1;
+	int r = par_check(p, j, buf, zin, dctx);
+	if (r == 0)
+		p->got(p->arg, &j->c, buf);
+	if (buf != *bounce)
+		free(buf);
+	return r;
+}
+
+static int par_check(struct par *p, const struct chunk_job *j, char *dst, char **zin,
+		     ZSTD_DCtx **dctx)
+{
+	struct ckpt_image *img = p->w->img;
+	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	uint32_t crc = header_crc(&j->c);
 	if (!j->zlen) {
 		if (read_at(img->fd, dst, len, j->data) < 0)
@@ -985,31 +1080,33 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 static void *par_worker(void *arg)
 {
 	struct par *p = arg;
-	char *zin = NULL;
+	char *zin = NULL, *bounce = NULL;
 	ZSTD_DCtx *dctx = NULL;
 	for (;;) {
 		uint32_t i = atomic_fetch_add(&p->next, 1);
 		if (i >= p->w->njobs || atomic_load(&p->failed))
 			break;
-		if (par_one(p, &p->w->jobs[i], &zin, &dctx) < 0)
+		if (par_one(p, &p->w->jobs[i], &zin, &dctx, &bounce) < 0)
 			break;
 	}
 	free(zin);
+	free(bounce);
 	ZSTD_freeDCtx(dctx);
 	return NULL;
 }
 
-int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,
-				   int nthreads, char *err, size_t errlen)
+static int read_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, ckpt_chunk_got_fn got,
+			 void *arg, int nthreads, char *err, size_t errlen)
 {
 	struct walk w = {.img = img, .err = err, .errlen = errlen, .listing = 1};
+	img->nrefs = 0;
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	if (walk_pages(&w, NULL, NULL) < 0) {
 		free(w.jobs);
 		return -1;
 	}
-	struct par p = {.w = &w, .dest = dest, .arg = arg};
+	struct par p = {.w = &w, .dest = dest, .got = got, .arg = arg};
 	pthread_mutex_init(&p.lock, NULL);
 	if (nthreads > 16)
 		nthreads = 16;
@@ -1026,10 +1123,69 @@ int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn de
 	return atomic_load(&p.failed) ? -1 : 0;
 }
 
+/* PAGE_HASHES is not needed to restore, but the next incremental
+ * checkpoint trusts it: its checksum, size and order are checked with the
+ * pages. */
+static int check_hashes(struct ckpt_image *img, char *err, size_t errlen)
+{
+	const struct ckpt_section *s = find_section(img, CKPT_SEC_PAGE_HASHES);
+	if (!s)
+		return 0;
+	const uint64_t rec = sizeof(struct ckpt_page_hash);
+	if (s->length != (uint64_t)s->count * rec)
+		return fail(err, errlen, "section PAGE_HASHES: %llu bytes for %u records",
+			    (unsigned long long)s->length, s->count);
+	static const uint64_t per_read = 4096 * rec;
+	struct ckpt_page_hash *buf = malloc(per_read);
+	if (!buf)
+		return fail(err, errlen, "out of memory");
+	uint32_t crc = 0;
+	uint64_t prev = 0;
+	int first = 1;
+	for (uint64_t done = 0; done < s->length;) {
+		uint64_t n = s->length - done < per_read ? s->length - done : per_read;
+		if (read_at(img->fd, buf, n, s->offset + done) < 0) {
+			free(buf);
+			return fail(err, errlen, "cannot read section PAGE_HASHES");
+		}
+		crc = crc32c_update(crc, buf, n);
+		for (uint64_t i = 0; i < n / rec; i++) {
+			if ((!first && buf[i].addr <= prev) || buf[i].addr % CKPT_PAGE_SIZE) {
+				free(buf);
+				return fail(err, errlen,
+					    "section PAGE_HASHES: addresses out of order");
+			}
+			prev = buf[i].addr;
+			first = 0;
+		}
+		done += n;
+	}
+	free(buf);
+	if (!CRC_OK(crc, s->crc))
+		return fail(err, errlen, "checksum mismatch in section PAGE_HASHES");
+	return 0;
+}
+
+int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,
+				   int nthreads, char *err, size_t errlen)
+{
+	return read_parallel(img, dest, NULL, arg, nthreads, err, errlen);
+}
+
+int ckpt_image_read_pages_bounced(struct ckpt_image *img, ckpt_chunk_dest_fn want,
+				  ckpt_chunk_got_fn got, void *arg, int nthreads, char *err,
+				  size_t errlen)
+{
+	return read_parallel(img, want, got, arg, nthreads, err, errlen);
+}
+
 int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t errlen)
 {
 	struct walk w = {.img = img, .err = err, .errlen = errlen, .stored_only = !decode};
 
+	if (check_hashes(img, err, errlen) < 0)
+		return -1;
+	img->nrefs = 0;
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	int r = walk_pages(&w, NULL, NULL);

@@ -11,6 +11,7 @@
 #include "image/format.h"
 
 struct ckpt_image {
+	char *path; /* as opened */
 	int fd;
 	uint64_t file_size;
 	struct ckpt_image_header hdr;
@@ -36,6 +37,10 @@ struct ckpt_image {
 	struct ckpt_lock *locks;
 	uint32_t nlocks;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
+	/* Reference chunks met by the last walk over the pages, in file
+	 * order: pages to be taken from the parent generation's image. */
+	struct ckpt_page_chunk *refs;
+	uint32_t nrefs, caprefs;
 };
 
 /* Open and verify everything but the page data: header, format version,
@@ -48,6 +53,9 @@ void ckpt_image_close(struct ckpt_image *img);
 
 /* String at offset off of STRINGS ("" for 0 or out of range). */
 const char *ckpt_image_string(const struct ckpt_image *img, uint32_t off);
+
+/* Reference chunks (format 4) are not delivered: every walk lists them in
+ * img->refs, and the caller takes their pages from the parent image. */
 
 /* Walk the page chunks in file order. For each chunk, dest(arg, chunk)
  * returns where its npages*4096 bytes should be read to (NULL: read into
@@ -62,6 +70,16 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
  * must not return NULL for a chunk it wants checked. */
 int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,
 				   int nthreads, char *err, size_t errlen);
+
+/* Bounced reading, for chunks that are only partly wanted: want(arg,
+ * chunk) returns non-NULL for a chunk to read; its pages are read into a
+ * buffer of the reading thread, checked, and handed to got(arg, chunk,
+ * pages), which may be called by several threads at once. */
+typedef void (*ckpt_chunk_got_fn)(void *arg, const struct ckpt_page_chunk *chunk,
+				  const char *pages);
+int ckpt_image_read_pages_bounced(struct ckpt_image *img, ckpt_chunk_dest_fn want,
+				  ckpt_chunk_got_fn got, void *arg, int nthreads, char *err,
+				  size_t errlen);
 
 /* Name of a section type for messages: "PROCESS", "AREAS"..., "UNKNOWN". */
 const char *ckpt_section_name(uint32_t type);

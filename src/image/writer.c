@@ -357,6 +357,23 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 	emit_raw(w, area, addr, data, npages);
 }
 
+void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
+{
+	if (w->error)
+		return;
+	if (!w->open || w->open->type != CKPT_SEC_PAGES) {
+		fail(w, EINVAL);
+		return;
+	}
+	flush_jobs(w); /* chunks are written in their order */
+	align(w, 8);
+	struct ckpt_page_chunk c = {
+	    .magic = CKPT_RCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
+	c.crc = crc32c_update(0, &c, sizeof c);
+	emit(w, &c, sizeof c);
+	w->open->count++;
+}
+
 int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)
 {
 	if (w->open)

@@ -90,6 +90,10 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count);
  * For PAGES, end_section's count is ignored: the chunks are counted. */
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		       uint32_t npages);
+/* Reference chunk: npages pages at addr are those of the parent
+ * generation's image (docs/image-format.md); written in order with the
+ * other chunks, header only. */
+void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages);
 /* Writes the section table and the header (completing hdr's table,
  * size and checksum fields), then fsyncs. Returns 0 or -1 (w->error set). */
 int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr);

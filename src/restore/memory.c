@@ -8,6 +8,8 @@
  * move them with mremap: no second copy. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -202,6 +204,175 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 			__atomic_fetch_or(&bits[i / 8], (uint8_t)(1u << (i % 8)), __ATOMIC_RELAXED);
 	}
 	return (void *)(uintptr_t)(pa->staging + (chunk->addr - a->start));
+}
+
+/* ---- incremental images: pages taken from parent generations ----
+ * The image's reference chunks name pages whose bytes are those the parent
+ * generation's image of the same name restores at the same address. The
+ * parent is read for the chunks that hold any of them (through a bounce
+ * buffer: a chunk of the parent may hold pages this image stores itself),
+ * and what the parent refers to in turn is looked for in its parent, down
+ * to a full image. Every page referred to must be found. */
+struct ref_ctx {
+	struct stage_ctx *stage;
+	struct ckpt_page_chunk *want; /* pages still to find, ascending, area = this image's */
+	uint32_t nwant;
+	_Atomic uint64_t found;
+};
+
+/* First wanted range that ends after addr. */
+static uint32_t want_from(const struct ref_ctx *r, uint64_t addr)
+{
+	uint32_t lo = 0, hi = r->nwant;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (r->want[mid].addr + (uint64_t)r->want[mid].npages * PAGE <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void *ref_wanted(void *arg, const struct ckpt_page_chunk *c)
+{
+	struct ref_ctx *r = arg;
+	uint32_t i = want_from(r, c->addr);
+	return i < r->nwant && r->want[i].addr < c->addr + (uint64_t)c->npages * PAGE ? r : NULL;
+}
+
+static void ref_got(void *arg, const struct ckpt_page_chunk *c, const char *pages)
+{
+	struct ref_ctx *r = arg;
+	uint64_t cend = c->addr + (uint64_t)c->npages * PAGE;
+	for (uint32_t i = want_from(r, c->addr); i < r->nwant && r->want[i].addr < cend; i++) {
+		const struct ckpt_page_chunk *w = &r->want[i];
+		uint64_t from = w->addr > c->addr ? w->addr : c->addr;
+		uint64_t to = w->addr + (uint64_t)w->npages * PAGE;
+		if (to > cend)
+			to = cend;
+		struct ckpt_page_chunk part = {
+		    .area = w->area, .addr = from, .npages = (uint32_t)((to - from) / PAGE)};
+		char *dst = chunk_dest(r->stage, &part);
+		if (dst)
+			memcpy(dst, pages + (from - c->addr), to - from);
+		atomic_fetch_add(&r->found, part.npages);
+	}
+}
+
+static int by_addr(const void *a, const void *b)
+{
+	const struct ckpt_page_chunk *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* want ∩ refs (both ascending, not overlapping within themselves), with
+ * want's area indices. Returns the count, -1 when out of memory. */
+static long intersect(const struct ckpt_page_chunk *want, uint32_t nwant,
+		      const struct ckpt_page_chunk *refs, uint32_t nrefs,
+		      struct ckpt_page_chunk **out)
+{
+	struct ckpt_page_chunk *res = malloc((size_t)(nwant + nrefs + 1) * sizeof *res);
+	if (!res)
+		return -1;
+	uint32_t i = 0, k = 0, n = 0;
+	while (i < nwant && k < nrefs) {
+		uint64_t wend = want[i].addr + (uint64_t)want[i].npages * PAGE;
+		uint64_t rend = refs[k].addr + (uint64_t)refs[k].npages * PAGE;
+		uint64_t from = want[i].addr > refs[k].addr ? want[i].addr : refs[k].addr;
+		uint64_t to = wend < rend ? wend : rend;
+		if (from < to)
+			res[n++] =
+			    (struct ckpt_page_chunk){.area = want[i].area,
+						     .addr = from,
+						     .npages = (uint32_t)((to - from) / PAGE)};
+		if (wend <= rend)
+			i++;
+		else
+			k++;
+	}
+	*out = res;
+	return n;
+}
+
+static uint64_t count_pages(const struct ckpt_page_chunk *c, uint32_t n)
+{
+	uint64_t t = 0;
+	for (uint32_t i = 0; i < n; i++)
+		t += c[i].npages;
+	return t;
+}
+
+/* images/gen-N/NAME -> images/gen-<parent>/NAME */
+static int parent_path(const char *path, uint64_t parent, char *out, size_t cap)
+{
+	const char *name = strrchr(path, '/');
+	if (!name)
+		return -1;
+	const char *gdir = name;
+	while (gdir > path && gdir[-1] != '/')
+		gdir--;
+	int n = snprintf(out, cap, "%.*sgen-%06llu%s", (int)(gdir - path), path,
+			 (unsigned long long)parent, name);
+	return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+static int resolve_refs(struct ckpt_image *img, struct stage_ctx *sc, int threads)
+{
+	if (!img->nrefs)
+		return 0;
+	struct ref_ctx r = {.stage = sc};
+	r.want = malloc(img->nrefs * sizeof *r.want);
+	if (!r.want)
+		return fail("out of memory");
+	memcpy(r.want, img->refs, img->nrefs * sizeof *r.want);
+	r.nwant = img->nrefs;
+	qsort(r.want, r.nwant, sizeof *r.want, by_addr);
+	char path[4400], child_path[4400], err[512];
+	snprintf(path, sizeof path, "%s", img->path);
+	uint64_t parent = img->hdr.parent_generation, child = img->hdr.generation;
+	while (r.nwant) {
+		snprintf(child_path, sizeof child_path, "%s", path);
+		if (!parent || parent >= child ||
+		    parent_path(child_path, parent, path, sizeof path) < 0) {
+			free(r.want);
+			return fail("%s refers to pages of a parent generation it does not name",
+				    img->path);
+		}
+		struct ckpt_image *p = ckpt_image_open(path, err, sizeof err);
+		if (!p) {
+			free(r.want);
+			return fail("generation %llu refers to pages in %s, which cannot be "
+				    "used: %s",
+				    (unsigned long long)img->hdr.generation, path, err);
+		}
+		uint64_t wanted = count_pages(r.want, r.nwant);
+		atomic_store(&r.found, 0);
+		struct ckpt_page_chunk *next = NULL;
+		long nnext = -1;
+		if (ckpt_image_read_pages_bounced(p, ref_wanted, ref_got, &r, threads, err,
+						  sizeof err) == 0) {
+			qsort(p->refs, p->nrefs, sizeof *p->refs, by_addr);
+			nnext = intersect(r.want, r.nwant, p->refs, p->nrefs, &next);
+		}
+		uint64_t further = nnext > 0 ? count_pages(next, (uint32_t)nnext) : 0;
+		int lacking = nnext >= 0 && atomic_load(&r.found) + further != wanted;
+		child = p->hdr.generation;
+		parent = p->hdr.parent_generation;
+		ckpt_image_close(p);
+		free(r.want);
+		if (nnext < 0 || lacking) {
+			free(next);
+			if (nnext < 0)
+				return fail("%s: %s", path, err);
+			return fail("%s lacks pages that generation %llu refers to", path,
+				    (unsigned long long)img->hdr.generation);
+		}
+		r.want = next;
+		r.nwant = (uint32_t)nnext;
+	}
+	free(r.want);
+	return 0;
 }
 
 static uint32_t op_of(const struct ckpt_area *a)
@@ -443,6 +614,8 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 		fail("%s", err);
 		goto fail;
 	}
+	if (resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
+		goto fail;
 	for (uint32_t i = 0; i < img->nareas; i++) {
 		if (img->areas[i].kind == CKPT_AREA_SHARED_ANON && by_index[i].staging) {
 			munmap((void *)(uintptr_t)by_index[i].staging,

@@ -46,6 +46,8 @@ enum variant {
 	V_FD_DATA_RANGE,
 	V_PROCESS_SIZE,
 	V_PAGES_SAVED,
+	V_REFS,		  /* chunk 2 is a reference to the parent, with PAGE_HASHES */
+	V_REFS_NO_PARENT, /* the same in an image that names no parent */
 	V_NVARIANTS
 };
 
@@ -226,6 +228,8 @@ static void make_program(struct program *pg, enum variant v)
 		pg->areas[1].pages_saved = 2;
 	if (v == V_SMALL)
 		pg->areas[0].pages_saved = 1;
+	if (v == V_REFS)
+		pg->hdr.parent_generation = 2;
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
@@ -248,9 +252,20 @@ static void write_pages(struct ckpt_writer *w, const struct program *pg, enum va
 		for (uint32_t p = 0; p < c->npages; p++)
 			page_pattern(data + p * CKPT_PAGE_SIZE, addr + p * CKPT_PAGE_SIZE);
 		uint32_t area = v == V_CHUNK_AREA_INDEX && i == 3 ? 17 : c->area;
-		ckpt_writer_chunk(w, area, addr, data, c->npages);
+		if ((v == V_REFS || v == V_REFS_NO_PARENT) && i == 2)
+			ckpt_writer_ref(w, area, addr, c->npages);
+		else
+			ckpt_writer_chunk(w, area, addr, data, c->npages);
 	}
 	ckpt_writer_end_section(w, 0);
+	if (v == V_REFS || v == V_REFS_NO_PARENT) {
+		struct ckpt_page_hash h[NCHUNKS];
+		for (size_t i = 0; i < NCHUNKS; i++)
+			h[i] = (struct ckpt_page_hash){chunk_addr(pg, &chunks[i], v), i, ~i};
+		ckpt_writer_begin_section(w, CKPT_SEC_PAGE_HASHES);
+		ckpt_writer_write(w, h, sizeof h);
+		ckpt_writer_end_section(w, NCHUNKS);
+	}
 }
 
 static void section(struct ckpt_writer *w, uint32_t type, const void *p, size_t len, uint32_t count)
@@ -685,7 +700,7 @@ static void test_header_checks(const char *path)
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
 	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
-	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 and 3"), "message: %s", err);
+	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 to 4"), "message: %s", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
@@ -717,6 +732,54 @@ static void test_bad_records(const char *path)
 	}
 	CHECK(create_image(path, V_SMALL, 4096) == 0 && verify(path, err, sizeof err) == 0,
 	      "small image: %s", err);
+}
+
+/* Reference chunks: listed in img->refs by every walk, not delivered; the
+ * other chunks read as usual; every byte flip is noticed; an image that
+ * names no parent may not hold them. */
+static void test_refs(const char *path)
+{
+	char err[256];
+	size_t len;
+	CHECK(create_image(path, V_REFS, 4096) == 0, "write image with a reference");
+	CHECK(verify(path, err, sizeof err) == 0, "image with a reference: %s", err);
+	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img != NULL, "open: %s", err);
+	if (img) {
+		struct pages_seen seen;
+		memset(&seen, 0, sizeof seen);
+		CHECK(ckpt_image_read_pages_parallel(img, chunk_dest, &seen, 2, err, sizeof err) ==
+			  0,
+		      "read: %s", err);
+		CHECK(seen.n == NCHUNKS - 1, "%u chunks delivered, expected %u", seen.n,
+		      (unsigned)NCHUNKS - 1);
+		CHECK(img->nrefs == 1 && img->refs[0].area == 1 &&
+			  img->refs[0].addr == img->areas[1].start + 5 * CKPT_PAGE_SIZE &&
+			  img->refs[0].npages == 1,
+		      "reference chunk not listed (%u refs)", img->nrefs);
+		CHECK(img->hdr.parent_generation == 2, "parent generation %llu",
+		      (unsigned long long)img->hdr.parent_generation);
+		ckpt_image_close(img);
+	}
+	char *p = slurp(path, &len);
+	int fd = open(path, O_RDWR);
+	unsigned accepted = 0;
+	for (size_t off = 0; p && off < len; off++) {
+		for (unsigned mask = 1; mask <= 0x80; mask <<= 1) {
+			char c = (char)(p[off] ^ mask);
+			CHECK(pwrite(fd, &c, 1, (off_t)off) == 1, "pwrite");
+			if (verify(path, err, sizeof err) == 0 && accepted++ < 10)
+				CHECK(0, "image with a reference: flip 0x%02x at byte %zu accepted",
+				      mask, off);
+		}
+		CHECK(pwrite(fd, &p[off], 1, (off_t)off) == 1, "pwrite");
+	}
+	CHECK(accepted == 0, "%u bit flips accepted", accepted);
+	close(fd);
+	free(p);
+	CHECK(create_image(path, V_REFS_NO_PARENT, 4096) == 0, "write");
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "parent"),
+	      "a reference in an image without a parent: '%s'", err);
 }
 
 static void test_writer_misuse(const char *path)
@@ -780,6 +843,7 @@ int main(int argc, char **argv)
 	test_header_checks(path);
 	test_bad_records(path);
 	test_writer_misuse(path);
+	test_refs(path);
 
 	unlink(path);
 	rmdir(dir);

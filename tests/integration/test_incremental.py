@@ -1,0 +1,159 @@
+"""Incremental checkpoints (--full-every N): a generation stores only the
+pages that changed since the one before and refers to it for the rest.
+Restart follows the chain down to a full image, --keep keeps what the kept
+generations refer to, and verification and fallback treat a generation
+whose parent is damaged as damaged."""
+import re
+from pathlib import Path
+
+from conftest import T_RUN, Bg, c_prog, check_chain, restart_context, tail, text_of
+from test_reliability import (ancestors, assert_verify_ok, damage_image, generations,
+                              one_line_error, verify)
+
+
+def manifest(rundir, gen):
+    text = (Path(rundir) / "images" / f"gen-{gen:06d}" / "manifest").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def checkpoints(ck, run, rundir, n):
+    """n checkpoints at random points; returns the lines seen at each."""
+    seen = []
+    for _ in range(n):
+        run.wait_lines(run.lines() + ck.rng.randint(2, 6))
+        seen.append(run.lines())
+        ck.checkpoint(rundir)
+    return seen
+
+
+def test_chain_restart_exact(ck):
+    """--full-every 3: generations 1 (full), 2 and 3 (incremental), 4
+    (full), 5 (incremental). The memory changes in every way (pages
+    rewritten, remapped, zeroed, written back); restart from the newest
+    incremental resumes exactly; the incremental images are a small part
+    of a full one."""
+    prog = c_prog("incr_mem", 400, 40, 24)
+    ref = ck.reference(prog)
+    run = ck.start(prog, opts=["--full-every", "3", "--keep", "5"])
+    run.wait_lines(ck.rng.randint(2, 8))
+    rundir = ck.rundir(proc=run)
+    seen = checkpoints(ck, run, rundir, 5)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+
+    parents = {g: manifest(rundir, g).get("parent") for g in range(1, 6)}
+    assert parents == {1: None, 2: "1", 3: "2", 4: None, 5: "4"}, parents
+    size = {g: (rundir / "images" / f"gen-{g:06d}" / "2.img").stat().st_size for g in range(1, 6)}
+    for g in (2, 3, 5):
+        assert size[g] * 3 < size[1], f"incremental generation {g} is not small: {size}"
+        m = manifest(rundir, g)
+        assert int(m["pages_referred"]) > 2 * int(m["pages_stored"]), m
+    ex = text_of(rundir / "execution.log")
+    assert re.search(r"checkpoint generation 5: \d+ bytes \(incremental on generation 4: "
+                     r"\d+ pages stored, \d+ unchanged referred to\)", ex), tail(ex)
+    assert_verify_ok(ck, rundir, "after a chain of checkpoints")
+
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart from generation 5", out, seen[4])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
+def test_restart_from_middle_of_chain(ck):
+    """restart --generation 3 (incremental on 2, on 1) resumes exactly
+    where generation 3 was taken, and the restarted run's first checkpoint
+    is full."""
+    prog = c_prog("incr_mem", 400, 40, 16)
+    ref = ck.reference(prog)
+    run = ck.start(prog, opts=["--full-every", "4", "--keep", "4"])
+    run.wait_lines(ck.rng.randint(2, 8))
+    rundir = ck.rundir(proc=run)
+    seen = checkpoints(ck, run, rundir, 4)
+    ck.crash(run)
+    first = run.output()
+    assert manifest(rundir, 3).get("parent") == "2" and manifest(rundir, 4).get("parent") == "3"
+    bg = Bg(ck.argv("restart", prog, 0, ["--generation", "3"]), ck.work, ck.env, "restart-gen3")
+    bg.wait_lines(3)
+    assert ck.checkpoint(rundir) == 5
+    assert "parent" not in manifest(rundir, 5), "the first checkpoint after a restart must be full"
+    rc = bg.finish(T_RUN)
+    expected, ref_rc = ref.result()
+    s = check_chain(expected, [("first run", first, 0), ("restart --generation 3", bg.output(), seen[2])],
+                    context=restart_context(rc, bg, rundir))
+    assert s[1] < seen[3], f"restart --generation 3 resumed at line {s[1] + 1}, after checkpoint 4"
+    assert rc == ref_rc
+
+
+def test_keep_holds_what_chains_need(ck):
+    """--keep 1 --full-every 3: a kept incremental generation keeps its
+    parents; once a full one is complete, the old chain goes."""
+    prog = c_prog("incr_mem", 400, 30, 8)
+    run = ck.start(prog, opts=["--full-every", "3", "--keep", "1"])
+    run.wait_lines(3)
+    rundir = ck.rundir(proc=run)
+    want = {1: [1], 2: [1, 2], 3: [1, 2, 3], 4: [4], 5: [4, 5]}
+    for g in range(1, 6):
+        run.wait_lines(run.lines() + 2)
+        assert ck.checkpoint(rundir) == g
+        kept = [int(n.split("-")[1]) for n in generations(rundir) if not n.endswith(".partial")]
+        assert kept == want[g], f"after checkpoint {g}: {kept} kept, expected {want[g]}"
+    assert ancestors(rundir, 5) == [4]
+    ck.crash(run)
+
+
+def test_damaged_parent_falls_back(ck):
+    """--full-every 2 --keep 4: 1 full, 2 on 1, 3 full, 4 on 3. Generation
+    3 damaged: verify calls 4 damaged too (naming its parent), restart
+    falls back past 4 and 3 to 2, which resumes exactly."""
+    prog = c_prog("incr_mem", 300, 40, 8)
+    ref = ck.reference(prog)
+    run = ck.start(prog, opts=["--full-every", "2", "--keep", "4"])
+    run.wait_lines(ck.rng.randint(2, 6))
+    rundir = ck.rundir(proc=run)
+    seen = checkpoints(ck, run, rundir, 4)
+    ck.crash(run)
+    first = run.output()
+    damage_image(rundir / "images" / "gen-000003" / "2.img", "flip-pages")
+    r = verify(ck, rundir)
+    one_line_error(r, "verify with a damaged parent")
+    assert re.search(r"generation 4 \(latest\): DAMAGED", r.stdout), r.stdout
+    assert re.search(r"parent: generation 3, whose pages this one refers to, is damaged", r.stdout), \
+        r.stdout
+    assert "generation 2: OK" in r.stdout, r.stdout
+    out, rc, bg = ck.restart(prog)
+    msg = bg.stderr()
+    assert "generation 4 is damaged" in msg and "generation 3 is damaged" in msg, msg
+    expected, ref_rc = ref.result()
+    s = check_chain(expected, [("first run", first, 0), ("restart after fallback", out, seen[1])],
+                    context=restart_context(rc, bg, rundir))
+    assert s[1] < seen[2], f"resumed at line {s[1] + 1}: not from generation 2"
+    assert rc == ref_rc
+
+
+def test_missing_parent_image_is_refused(ck):
+    """A parent generation removed by hand: the incremental generation is
+    reported damaged (not restored into a wrong program)."""
+    prog = c_prog("incr_mem", 300, 40, 8)
+    run = ck.start(prog, opts=["--full-every", "5", "--keep", "5"])
+    run.wait_lines(3)
+    rundir = ck.rundir(proc=run)
+    checkpoints(ck, run, rundir, 2)
+    ck.crash(run)
+    (rundir / "images" / "gen-000001" / "2.img").unlink()
+    r = verify(ck, rundir)
+    assert r.returncode == 1 and re.search(r"generation 2 \(latest\): DAMAGED", r.stdout), r.stdout
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "restart with the parent image gone")
+    assert "damaged" in err, err
+    ck.assert_gone("after the refused restart")
+
+
+def test_full_every_bad_values(ck):
+    prog = c_prog("counter", 5, 10)
+    for bad in ("0", "-1", "x", "1001", ""):
+        r = ck.cmd("start", "--full-every", bad, "--dir", ck.runs, *prog.argv)
+        err = one_line_error(r, f"--full-every {bad!r}")
+        assert "--full-every" in err, err
+    assert not list(Path(ck.runs).iterdir()), "a refused start left a run directory"
