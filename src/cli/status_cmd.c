@@ -94,6 +94,63 @@ static void print_last(uint64_t gen, int64_t time_ms, uint64_t bytes, int64_t ms
 	printf("last checkpoint: %s, %s, %lld ms\n", when, size, (long long)ms);
 }
 
+/* What the manifest of generation gen says beyond time and size: the
+ * program's pause, whether it is incremental, and what all generations
+ * kept take on disk. */
+static void print_details(int dfd, uint64_t gen)
+{
+	int imfd = openat(dfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (imfd < 0)
+		return;
+	int gfd = gen ? gens_open(imfd, gen) : -1;
+	struct kvfile kv;
+	if (gfd >= 0 && kv_read(&kv, gfd, GENS_MANIFEST) == 0) {
+		const char *pause = kv_get(&kv, "pause_ms"), *parent = kv_get(&kv, "parent");
+		const char *stored = kv_get(&kv, "pages_stored");
+		const char *referred = kv_get(&kv, "pages_referred");
+		if (pause)
+			printf("program paused:  %s ms\n", pause);
+		if (parent)
+			printf("kind:            incremental on generation %s (depth %s): %s pages "
+			       "stored, %s unchanged referred to\n",
+			       parent, kv_get(&kv, "chain") ? kv_get(&kv, "chain") : "?",
+			       stored ? stored : "?", referred ? referred : "?");
+		else
+			printf("kind:            full\n");
+		kv_free(&kv);
+	}
+	if (gfd >= 0)
+		close(gfd);
+	struct gens_scan s;
+	if (gens_scan(imfd, &s) == 0) {
+		uint64_t total = 0;
+		for (size_t i = 0; i < s.ncomplete; i++) {
+			char name[64];
+			gens_name(name, sizeof(name), s.complete[i], 0);
+			int g = openat(imfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			DIR *d = g >= 0 ? fdopendir(g) : NULL;
+			if (!d) {
+				if (g >= 0)
+					close(g);
+				continue;
+			}
+			struct dirent *e;
+			struct stat st;
+			while ((e = readdir(d)))
+				if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				    S_ISREG(st.st_mode))
+					total += (uint64_t)st.st_size;
+			closedir(d);
+		}
+		char size[32];
+		human_size(size, sizeof(size), total);
+		printf("on disk:         %zu generation%s, %s\n", s.ncomplete,
+		       s.ncomplete == 1 ? "" : "s", size);
+		gens_scan_free(&s);
+	}
+	close(imfd);
+}
+
 static uint64_t field_u64(const struct ckpt_msg *m, const char *key)
 {
 	uint64_t v = 0;
@@ -108,7 +165,7 @@ static int64_t field_i64(const struct ckpt_msg *m, const char *key)
 	return v;
 }
 
-static void print_live(const struct ckpt_msg *m)
+static void print_live(const struct ckpt_msg *m, int dfd)
 {
 	const char *state = ckpt_msg_get(m, "state");
 	printf("state:           %s (supervisor pid %lld)\n", state ? state : "?",
@@ -124,6 +181,7 @@ static void print_live(const struct ckpt_msg *m)
 		       (unsigned long long)field_u64(m, "restored_from"));
 	print_last(field_u64(m, "gen"), field_i64(m, "last_time"), field_u64(m, "last_bytes"),
 		   field_i64(m, "last_ms"));
+	print_details(dfd, field_u64(m, "gen"));
 	if (ckpt_msg_get(m, "checkpointing_gen"))
 		printf("in progress:     generation %s\n", ckpt_msg_get(m, "checkpointing_gen"));
 	int64_t interval = field_i64(m, "interval_ms"), due = field_i64(m, "next_due");
@@ -198,6 +256,7 @@ static void print_offline(int dfd, const struct run_config *cfg)
 	if (imfd >= 0)
 		close(imfd);
 	print_last(gen, time_ms, bytes, ms);
+	print_details(dfd, gen);
 	print_last_event(dfd);
 	if (held != 1 && gen) {
 		char *hint = restart_hint(cfg->id, cfg->dir, cfg->cmd, cfg->ncmd);
@@ -245,7 +304,7 @@ int cmd_status(int argc, char **argv)
 	struct ckpt_msg reply;
 	if (fd >= 0 && client_request(fd, "STATUS", &reply, STATUS_TIMEOUT_MS) == 0 &&
 	    ckpt_msg_is(&reply, "OK")) {
-		print_live(&reply);
+		print_live(&reply, dfd);
 	} else {
 		if (fd >= 0)
 			printf("supervisor:      %s\n", ckpt_error());

@@ -53,6 +53,9 @@ def test_chain_restart_exact(ck):
     assert re.search(r"checkpoint generation 5: \d+ bytes \(incremental on generation 4: "
                      r"\d+ pages stored, \d+ unchanged referred to\)", ex), tail(ex)
     assert_verify_ok(ck, rundir, "after a chain of checkpoints")
+    st = ck.cmd("status", rundir).stdout
+    assert re.search(r"kind: +incremental on generation 4 \(depth 1\): \d+ pages stored", st), st
+    assert re.search(r"on disk: +5 generations, [\d.]+ MiB", st) and "program paused:" in st, st
 
     out, rc, bg = ck.restart(prog)
     expected, ref_rc = ref.result()
