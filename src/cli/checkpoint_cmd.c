@@ -5,12 +5,18 @@
 #include "coord/client.h"
 #include "coord/err.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "coord/gens.h"
+#include "coord/log.h"
 
 /* Open RUNDIR as given; -1 with a message when it is not a run dir. */
 int open_rundir_arg(const char *path)
@@ -23,6 +29,57 @@ int open_rundir_arg(const char *path)
 		return ckpt_fail("%s is not a ckpt run directory (it has no config)", path);
 	}
 	return fd;
+}
+
+/* Progress on a terminal: the bytes the images being written hold so
+ * far, read from the partial generation directory. */
+struct progress {
+	int imagesfd;
+	int64_t t0;
+	int shown;
+};
+
+static uint64_t partial_bytes(int imagesfd)
+{
+	uint64_t total = 0;
+	int fd = dup(imagesfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n < 8 || strcmp(e->d_name + n - 8, ".partial") != 0)
+			continue;
+		int g = openat(imagesfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *gd = g >= 0 ? fdopendir(g) : NULL;
+		if (!gd) {
+			if (g >= 0)
+				close(g);
+			continue;
+		}
+		struct dirent *f;
+		struct stat st;
+		while ((f = readdir(gd)))
+			if (fstatat(dirfd(gd), f->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode))
+				total += (uint64_t)st.st_size;
+		closedir(gd);
+	}
+	closedir(d);
+	return total;
+}
+
+static void show_progress(void *arg)
+{
+	struct progress *p = arg;
+	double mib = (double)partial_bytes(p->imagesfd) / (1 << 20);
+	double s = (double)(ckpt_mono_ms() - p->t0) / 1000;
+	fprintf(stderr, "\rckpt: checkpoint in progress, %.1f MiB written, %.1f s ", mib, s);
+	p->shown = 1;
 }
 
 int cmd_checkpoint(int argc, char **argv)
@@ -63,11 +120,21 @@ int cmd_checkpoint(int argc, char **argv)
 		close(dfd);
 		return report_error(1);
 	}
+	struct progress prog = {-1, ckpt_mono_ms(), 0};
+	if (isatty(STDERR_FILENO))
+		prog.imagesfd = openat(dfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	close(dfd);
 	struct ckpt_msg reply;
 	/* No time limit here: the supervisor abandons a checkpoint that
 	 * takes too long and answers ERR. */
-	if (client_request(fd, "CHECKPOINT", &reply, -1) < 0) {
+	int r = prog.imagesfd >= 0 ? client_request_ticking(fd, "CHECKPOINT", &reply, -1,
+							    show_progress, &prog, 500)
+				   : client_request(fd, "CHECKPOINT", &reply, -1);
+	if (prog.shown)
+		fprintf(stderr, "\r\033[K");
+	if (prog.imagesfd >= 0)
+		close(prog.imagesfd);
+	if (r < 0) {
 		close(fd);
 		return report_error(1);
 	}

@@ -46,6 +46,12 @@ int client_connect(int dirfd)
 
 int client_request(int fd, const char *verb, struct ckpt_msg *reply, int timeout_ms)
 {
+	return client_request_ticking(fd, verb, reply, timeout_ms, NULL, NULL, 0);
+}
+
+int client_request_ticking(int fd, const char *verb, struct ckpt_msg *reply, int timeout_ms,
+			   void (*tick)(void *), void *arg, int tick_ms)
+{
 	char req[64];
 	size_t n = (size_t)snprintf(req, sizeof(req), "%s\n", verb);
 	if (write_all(fd, req, n) < 0)
@@ -74,14 +80,19 @@ int client_request(int fd, const char *verb, struct ckpt_msg *reply, int timeout
 						 timeout_ms);
 			wait = (int)left;
 		}
+		if (tick && (wait < 0 || wait > tick_ms))
+			wait = tick_ms;
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int pr = poll(&p, 1, wait);
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr < 0)
 			return ckpt_fail_errno("poll");
-		if (pr == 0)
+		if (pr == 0) {
+			if (tick)
+				tick(arg);
 			continue; /* the deadline check above reports it */
+		}
 		size_t room;
 		char *dst = ckpt_linebuf_space(&lb, &room);
 		ssize_t got = read(fd, dst, room);

@@ -13,5 +13,8 @@ int client_connect(int dirfd);
  * at most timeout_ms (-1: no limit). Returns 0 with the reply parsed
  * (OK or ERR), or -1 with a message (timeout, connection closed...). */
 int client_request(int fd, const char *verb, struct ckpt_msg *reply, int timeout_ms);
+/* The same, calling tick(arg) every tick_ms while it waits. */
+int client_request_ticking(int fd, const char *verb, struct ckpt_msg *reply, int timeout_ms,
+			   void (*tick)(void *), void *arg, int tick_ms);
 
 #endif
