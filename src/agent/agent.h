@@ -133,7 +133,7 @@ int memory_snapshot_shared(struct scratch *s);
 
 /* incremental.c: the parent image's page hashes (read-only, mapped from
  * its PAGE_HASHES section) and the table of this image's. */
-void incr_begin(struct scratch *s); /* after every other scratch allocation */
+void incr_begin(uint64_t max_pages); /* at most max_pages pages are hashed */
 /* Returns 1 when the page at addr (its bytes at src) is unchanged since
  * the parent image; records its hash for this image either way. */
 int incr_page(uint64_t addr, const void *src);

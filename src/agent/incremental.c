@@ -36,10 +36,13 @@ static struct {
 	uint64_t nparent, cursor;
 	void *map;
 	size_t map_len;
-	/* this image's table; NULL once it overflowed (then no table is
-	 * written and the next checkpoint of this process is full) */
+	/* this image's table, in a mapping of its own (address space only
+	 * until used); NULL once it overflowed (then no table is written and
+	 * the next checkpoint of this process is full) */
 	struct ckpt_page_hash *table;
 	uint64_t n, cap;
+	void *table_map;
+	size_t table_len;
 } incr;
 
 static int read_exact(long fd, void *buf, size_t len, uint64_t off)
@@ -98,16 +101,26 @@ out:
 	raw_syscall1(SYS_close, fd);
 }
 
-void incr_begin(struct scratch *s)
+void incr_begin(uint64_t max_pages)
 {
 	mem_zero(&incr, sizeof incr);
 	agent.pages_stored = agent.pages_referred = 0;
 	if (!agent.hash_pages)
 		return;
-	/* the rest of the scratch memory (address space only until used) */
-	size_t room = (s->size - s->used) & ~(size_t)15;
-	incr.table = scratch_alloc(s, room);
-	incr.cap = incr.table ? room / sizeof *incr.table : 0;
+	/* Not from the scratch arena: the compressors' contexts take their
+	 * memory from it as they go. */
+	if (max_pages > UINT32_MAX)
+		max_pages = UINT32_MAX;
+	size_t len = (size_t)(max_pages ? max_pages : 1) * sizeof *incr.table;
+	len = (len + CKPT_PAGE_SIZE - 1) & ~(size_t)(CKPT_PAGE_SIZE - 1);
+	long m = raw_syscall6(SYS_mmap, 0, len, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m >= 0 || m < -4095) {
+		incr.table_map = (void *)m;
+		incr.table_len = len;
+		incr.table = incr.table_map;
+		incr.cap = max_pages;
+	}
 	if (agent.parent_dir[0])
 		open_parent();
 }
@@ -142,5 +155,7 @@ void incr_end(void)
 {
 	if (incr.map)
 		raw_syscall2(SYS_munmap, incr.map, incr.map_len);
+	if (incr.table_map)
+		raw_syscall2(SYS_munmap, incr.table_map, incr.table_len);
 	mem_zero(&incr, sizeof incr);
 }

@@ -368,7 +368,12 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		str_copy(err, "cannot open /proc/self/pagemap", 64);
 		return -1;
 	}
-	incr_begin(s);
+	uint64_t max_pages = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (areas[i].kind == CKPT_AREA_ANON || areas[i].kind == CKPT_AREA_FILE_PRIVATE ||
+		    areas[i].kind == CKPT_AREA_SHARED_ANON)
+			max_pages += (areas[i].end - areas[i].start) / CKPT_PAGE_SIZE;
+	incr_begin(max_pages);
 	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
 	for (uint32_t i = 0; i < n && !w->error; i++)
 		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, err) != 0)

@@ -106,6 +106,39 @@ static int64_t check_image(int gfd, const char *dirpath, const char *name, uint6
 	return bad ? -1 : (int64_t)st.st_size;
 }
 
+/* Verdicts on parent generations, so that verifying every generation of
+ * a chain (ckpt verify, restart's fallback) reads each parent once. */
+#define PARENT_CACHE 64
+static struct {
+	char path[4096];
+	uint64_t gen;
+	int decode, damaged;
+	char first[sizeof(((struct gen_verdict *)0)->first)];
+} parent_cache[PARENT_CACHE];
+static unsigned parent_cached;
+
+static int verify_parent(int imagesfd, const char *images_path, uint64_t gen, int decode,
+			 char *first, size_t cap)
+{
+	unsigned n = parent_cached < PARENT_CACHE ? parent_cached : PARENT_CACHE;
+	for (unsigned i = 0; i < n; i++)
+		if (parent_cache[i].gen == gen && parent_cache[i].decode >= decode &&
+		    !strcmp(parent_cache[i].path, images_path)) {
+			snprintf(first, cap, "%s", parent_cache[i].first);
+			return parent_cache[i].damaged;
+		}
+	struct gen_verdict pv = {.decode = decode};
+	int bad = gens_verify(imagesfd, images_path, gen, NULL, &pv) != 0;
+	snprintf(first, cap, "%s", pv.first);
+	unsigned slot = parent_cached++ % PARENT_CACHE;
+	snprintf(parent_cache[slot].path, sizeof(parent_cache[slot].path), "%s", images_path);
+	parent_cache[slot].gen = gen;
+	parent_cache[slot].decode = decode;
+	parent_cache[slot].damaged = bad;
+	snprintf(parent_cache[slot].first, sizeof(parent_cache[slot].first), "%s", pv.first);
+	return bad;
+}
+
 static int listed(const struct kvfile *kv, const char *name)
 {
 	for (size_t i = 0; i < kv->count; i++)
@@ -206,11 +239,11 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 	 * to: its parents are verified too (quietly; the first problem is
 	 * named). */
 	if (v->parent) {
-		struct gen_verdict pv = {.decode = v->decode};
-		if (gens_verify(imagesfd, images_path, v->parent, NULL, &pv) != 0)
+		char why[sizeof(v->first)];
+		if (verify_parent(imagesfd, images_path, v->parent, v->decode, why, sizeof(why)))
 			problem(v, out, "parent",
 				"generation %llu, whose pages this one refers to, is damaged: %s",
-				(unsigned long long)v->parent, pv.first);
+				(unsigned long long)v->parent, why);
 	}
 	return v->damaged ? 1 : 0;
 }
