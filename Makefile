@@ -15,7 +15,7 @@ CFLAGS_SAN := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)
 # Source sets: every .c in a folder belongs to its component.
 COMMON_SRCS := $(wildcard src/common/*.c)
 IMAGE_SRCS := $(wildcard src/image/*.c)
-CLI_SRCS := $(wildcard src/cli/*.c src/coord/*.c)
+CLI_SRCS := $(wildcard src/cli/*.c src/coord/*.c src/gpu/*.c)
 AGENT_SRCS := $(wildcard src/agent/*.c)
 PREPARE_SRCS := $(wildcard src/restore/*.c)
 FINAL_SRCS := $(wildcard src/restore/final/*.c)
@@ -38,7 +38,7 @@ all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS)
 # The command line tool and coordinator.
 $(CKPT): $(call obj,cli,$(CLI_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_SAN) -o $@ $^ -lzstd
+	$(CC) $(CFLAGS_SAN) -o $@ $^ -lzstd -ldl
 
 $(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
