@@ -204,6 +204,7 @@ static void abandon(struct coord *c, const char *reason)
 	uint64_t gen = c->ck.gen;
 	char msg[1200];
 	resume_stopped(c);
+	gpuckpt_give_back(c, "after the failed checkpoint");
 	if (c->killed_early && !c->stopping) {
 		/* The program is gone already: say so, and fail the exit. */
 		c->stopping = 1;
@@ -296,6 +297,13 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.ncont = 0;
 	c->ck.norphans = 0;
 	c->ck.ndone = 0;
+	/* CUDA processes first, while every thread runs: the driver needs
+	 * its own thread in the process (docs/gpu.md). */
+	char gpu_why[1200];
+	if (gpuckpt_before(c, gpu_why, sizeof(gpu_why)) < 0) {
+		abandon(c, gpu_why);
+		return;
+	}
 	int n = 0;
 	for (size_t i = 0; i < c->nconns; i++)
 		if (c->conns[i]->fd >= 0 && c->conns[i]->role == ROLE_AGENT) {
@@ -416,6 +424,10 @@ static void capture_next(struct coord *c)
 	}
 	ckpt_log(c->o->coord_log, "CONTINUE gen=%llu -> %d process(es)",
 		 (unsigned long long)c->ck.gen, c->ck.npending);
+	/* The threads run again (unless stop=1: the program ends, and an
+	 * abandoned generation gives the GPU back then). */
+	if (!c->ck.stop)
+		gpuckpt_give_back(c, "after the capture");
 }
 
 /* Are all processes of the computation stopped? Every descendant of init
@@ -569,6 +581,7 @@ static void commit(struct coord *c)
 	}
 	for (int i = 0; i < c->ck.ndone; i++)
 		rc |= kv_addf(&kv, "image", "%lld.img", (long long)c->ck.done[i]);
+	rc |= gpuckpt_manifest(c, &kv);
 	if (rc || !root || gens_commit(c->o->imagesfd, gen, &kv) < 0) {
 		char reason[1024];
 		snprintf(reason, sizeof(reason), "cannot complete it: %s",
@@ -578,10 +591,12 @@ static void commit(struct coord *c)
 		return;
 	}
 	kv_free(&kv);
+	char gpu[200];
+	gpuckpt_summary(&c->ck.gpu, gpu, sizeof(gpu));
 	ckpt_log(c->o->exec_log,
-		 "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total",
+		 "checkpoint generation %llu: %llu bytes, pause %lld ms, %lld ms total%s",
 		 (unsigned long long)gen, (unsigned long long)c->ck.bytes,
-		 (long long)c->ck.pause_ms, (long long)total);
+		 (long long)c->ck.pause_ms, (long long)total, gpu);
 	int pruned = gens_prune(c->o->imagesfd, c->o->keep > 0 ? c->o->keep : GENS_KEEP,
 				c->o->damaged, c->o->ndamaged);
 	if (pruned < 0)
@@ -593,6 +608,7 @@ static void commit(struct coord *c)
 	c->last_time_ms = now;
 	c->last_bytes = c->ck.bytes;
 	c->last_total_ms = total;
+	c->last_gpu = c->ck.gpu;
 
 	struct ckpt_line l;
 	ckpt_line_begin(&l, "OK");
