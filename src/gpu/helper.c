@@ -115,8 +115,14 @@ static int checkpoint_one(struct gpu_job *job, const struct gpu_driver *d, struc
 	t = now_ms();
 	r = d->checkpoint((int)p->pid, &ca);
 	p->checkpoint_ms = now_ms() - t;
-	if (r != GPU_CUDA_SUCCESS)
+	if (r != GPU_CUDA_SUCCESS) {
+		/* it may have got as far as CHECKPOINTED: undo what it is in */
+		int now = -1;
+		if (d->get_state((int)p->pid, &now) == GPU_CUDA_SUCCESS &&
+		    now == GPU_STATE_CHECKPOINTED)
+			p->checkpointed = 1;
 		return call_failed(job, d, p, "cuCheckpointProcessCheckpoint", r);
+	}
 	p->checkpointed = 1;
 	if (d->get_restore_tid && d->get_restore_tid((int)p->pid, &p->restore_tid) != 0)
 		p->restore_tid = 0;
@@ -143,7 +149,20 @@ static int child_run(struct gpu_job *job)
 {
 	struct gpu_driver d;
 	if (gpu_driver_load(&d) < 0) {
-		snprintf(job->err, sizeof(job->err), "%s", ckpt_error());
+		/* name who needs the driver: the first process, and how many more */
+		char name[128] = "", use[128] = "", more[48] = "";
+		if (job->n > 0) {
+			who(&job->procs[0], name, sizeof(name));
+			gpu_describe_use(job->procs[0].uses, use, sizeof(use));
+		}
+		if (job->n > 1)
+			snprintf(more, sizeof(more), " and %d more process(es)", job->n - 1);
+		if (job->op == GPU_OP_CHECKPOINT)
+			snprintf(job->err, sizeof(job->err),
+				 "%s uses the GPU (%s)%s, but its GPU state cannot be saved: %s",
+				 name, use, more, ckpt_error());
+		else
+			snprintf(job->err, sizeof(job->err), "%s", ckpt_error());
 		return -1;
 	}
 	int rc = 0;
