@@ -29,11 +29,13 @@ TEST_PROG_SRCS := $(wildcard tests/progs/*.c)
 TEST_PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(TEST_PROG_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+# A stand-in for NVIDIA's libcuda.so.1 (tests/integration/test_gpu.py).
+FAKE_CUDA := $(BUILD)/tests/fake-cuda/libcuda.so.1
 
 obj = $(patsubst %.c,$(BUILD)/obj/$(1)/%.o,$(2))
 
 .PHONY: all clean check check-unit check-integration demo deps install fuzz fuzz-smoke bench sanitize
-all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS)
+all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS) $(FAKE_CUDA)
 
 # The command line tool and coordinator.
 $(CKPT): $(call obj,cli,$(CLI_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS))
@@ -82,7 +84,11 @@ $(BUILD)/obj/restore/blob.o: src/restore/blob.S $(FINAL_BIN)
 # Test programs and unit tests.
 $(BUILD)/tests/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -mavx2 -o $@ $< -lpthread -lm
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -mavx2 -o $@ $< -lpthread -lm -ldl
+$(FAKE_CUDA): tests/gpu/fake_libcuda.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -shared -fPIC -fvisibility=hidden \
+		-Wl,-soname,libcuda.so.1 -o $@ $<
 $(BUILD)/tests/unit/%: tests/unit/%.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_SAN) -o $@ $< $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/coord/proto.c) -lzstd
