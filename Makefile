@@ -34,7 +34,7 @@ FAKE_CUDA := $(BUILD)/tests/fake-cuda/libcuda.so.1
 
 obj = $(patsubst %.c,$(BUILD)/obj/$(1)/%.o,$(2))
 
-.PHONY: all clean check check-unit check-integration demo deps install fuzz fuzz-smoke bench sanitize
+.PHONY: all clean check check-unit check-integration check-gpu demo deps install fuzz fuzz-smoke bench sanitize
 all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS) $(FAKE_CUDA)
 
 # The command line tool and coordinator.
@@ -146,6 +146,14 @@ check-unit: $(UNITS)
 
 check-integration: all
 	/usr/bin/python3 -m pytest -v -x tests/integration $(PYTEST_ARGS)
+
+# Checks that need a real NVIDIA GPU and PyTorch (docs/gpu.md). They use
+# the build as it is (build/ may be copied to a GPU machine without a
+# compiler, pytest or a package manager: no dependency on all or deps) and
+# skip, saying why, without a GPU. GPU_PYTHON is the interpreter with torch.
+GPU_PYTHON ?= python3
+check-gpu:
+	CKPT_GPU_PYTHON=$(GPU_PYTHON) $(GPU_PYTHON) tests/gpu_real/check_gpu.py
 
 sanitize:
 	$(MAKE) BUILD=build-san SAN=address,undefined build-san/bin/ckpt $(patsubst $(BUILD)/%,build-san/%,$(UNITS))
