@@ -500,6 +500,10 @@ static void advance(struct coord *c)
 			c->ck.deadline = soon;
 		return;
 	}
+	if (gpuckpt_check_stopped(c, why, sizeof(why)) < 0) {
+		abandon(c, why);
+		return;
+	}
 	c->ck.stage = STAGE_CAPTURE;
 	capture_next(c);
 }

@@ -159,6 +159,10 @@ void ckpt_on_agent_ready(struct coord *c);
  * (docs/gpu.md). Before SUSPEND: lock and checkpoint every CUDA process;
  * 0, or -1 with the reason in why (everything locked was given back). */
 int gpuckpt_before(struct coord *c, char *why, size_t cap);
+/* Every process is stopped: none may still hold a GPU device (one that
+ * started using the GPU after gpuckpt_before, or a device the driver did
+ * not release). 0, or -1 with the reason. */
+int gpuckpt_check_stopped(struct coord *c, char *why, size_t cap);
 /* After CONTINUE, and when a checkpoint is abandoned: Restore and Unlock
  * what gpuckpt_before took (nothing when nothing is held). */
 void gpuckpt_give_back(struct coord *c, const char *when);

@@ -122,6 +122,28 @@ int gpuckpt_before(struct coord *c, char *why, size_t cap)
 	return 0;
 }
 
+int gpuckpt_check_stopped(struct coord *c, char *why, size_t cap)
+{
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd < 0 || k->role != ROLE_AGENT || !k->in_ckpt || k->peer_pid <= 0)
+			continue;
+		int uses = gpu_detect(k->peer_pid);
+		if (!(uses & GPU_USE_DEVICE))
+			continue;
+		char use[128];
+		gpu_describe_use(uses, use, sizeof(use));
+		snprintf(
+		    why, cap,
+		    "GPU: pid %lld (%.200s) still has %s when stopped (it started using the GPU "
+		    "during the checkpoint, or the driver did not release the device): its GPU "
+		    "state would be missing from the image",
+		    (long long)k->pid, k->cmd, use);
+		return -1;
+	}
+	return 0;
+}
+
 void gpuckpt_give_back(struct coord *c, const char *when)
 {
 	struct gpu_job *job = c->gpu_job;

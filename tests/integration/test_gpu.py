@@ -3,6 +3,7 @@ records the driver's checkpoint calls ckpt makes, in order, with the pid
 it was given and who that pid is inside the program's namespace. The
 test program (tests/progs/cuda_counter.c) loads the fake, so ckpt sees a
 CUDA process. What a real GPU must confirm is in docs/gpu.md."""
+import contextlib
 import ctypes
 import os
 import re
@@ -158,18 +159,35 @@ def test_gpu_libcuda_without_cuda_state(ck, gpu):
     assert "gpu_" not in text_of(rundir / "images" / "latest" / "manifest")
 
 
-def test_gpu_device_open_without_cuda_state(ck, gpu):
-    """A /dev/nvidia* descriptor with no CUDA state the driver can save:
-    refused, never imaged as a CPU process. Needs a file in /dev (root)."""
+@contextlib.contextmanager
+def nvidia_file():
+    """A stand-in /dev/nvidia* file (a regular file), removed afterwards."""
     if os.geteuid() != 0:
         pytest.skip("SKIPPED LOUDLY: needs root to create a stand-in /dev/nvidia* file")
     dev = Path(f"/dev/nvidia-ckpt-test-{os.getpid()}")
     try:
         dev.write_bytes(b"")
         dev.chmod(0o666)
+        yield dev
+    finally:
+        dev.unlink(missing_ok=True)
+
+
+def test_gpu_device_open_without_cuda_state(ck, gpu):
+    """A /dev/nvidia* descriptor with no CUDA state the driver can save:
+    refused, never imaged as a CPU process."""
+    with nvidia_file() as dev:
         ck.env["CKPT_FAKE_CUDA_STATE"] = "none"
         failed_checkpoint(ck, c_prog("cuda_counter", 40, 30, "nolib", dev),
                           r"pid 2 .*has /dev/nvidia\* open but the NVIDIA driver reports no CUDA "
                           r"state")
-    finally:
-        dev.unlink(missing_ok=True)
+
+
+def test_gpu_device_not_released(ck, gpu):
+    """A device still open once every thread is stopped (the fake driver
+    never closes it): the checkpoint fails and the GPU is given back."""
+    with nvidia_file() as dev:
+        failed_checkpoint(ck, c_prog("cuda_counter", 40, 30, "lib", dev),
+                          r"GPU: pid 2 .*still has .*/dev/nvidia\* open when stopped")
+    assert [c[0] for c in calls(gpu)] == ["state", "lock", "checkpoint", "restore", "unlock"], \
+        calls(gpu)
