@@ -217,7 +217,10 @@ static void abandon(struct coord *c, const char *reason)
 	}
 	char why[1100], storage[400];
 	explain_errno(reason, why, sizeof(why));
-	storage_note(c, storage, sizeof(storage));
+	/* a GPU refusal (gpuckpt.c) has nothing to do with storage */
+	storage[0] = '\0';
+	if (strncmp(reason, "GPU: ", 5) != 0)
+		storage_note(c, storage, sizeof(storage));
 	snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s", (unsigned long long)gen,
 		 why);
 	int removed = gens_abort(c->o->imagesfd, gen) == 0;
