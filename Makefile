@@ -15,7 +15,7 @@ CFLAGS_SAN := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)
 # Source sets: every .c in a folder belongs to its component.
 COMMON_SRCS := $(wildcard src/common/*.c)
 IMAGE_SRCS := $(wildcard src/image/*.c)
-CLI_SRCS := $(wildcard src/cli/*.c src/coord/*.c)
+CLI_SRCS := $(wildcard src/cli/*.c src/coord/*.c src/gpu/*.c)
 AGENT_SRCS := $(wildcard src/agent/*.c)
 PREPARE_SRCS := $(wildcard src/restore/*.c)
 FINAL_SRCS := $(wildcard src/restore/final/*.c)
@@ -29,16 +29,18 @@ TEST_PROG_SRCS := $(wildcard tests/progs/*.c)
 TEST_PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(TEST_PROG_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+# A stand-in for NVIDIA's libcuda.so.1 (tests/integration/test_gpu.py).
+FAKE_CUDA := $(BUILD)/tests/fake-cuda/libcuda.so.1
 
 obj = $(patsubst %.c,$(BUILD)/obj/$(1)/%.o,$(2))
 
-.PHONY: all clean check check-unit check-integration demo deps install fuzz fuzz-smoke bench sanitize
-all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS)
+.PHONY: all clean check check-unit check-integration check-gpu demo deps install fuzz fuzz-smoke bench sanitize
+all: $(CKPT) $(AGENT) $(RESTORE) $(TEST_PROGS) $(UNITS) $(FAKE_CUDA)
 
 # The command line tool and coordinator.
 $(CKPT): $(call obj,cli,$(CLI_SRCS) $(IMAGE_SRCS) $(COMMON_SRCS))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_SAN) -o $@ $^ -lzstd
+	$(CC) $(CFLAGS_SAN) -o $@ $^ -lzstd -ldl
 
 $(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
@@ -82,7 +84,11 @@ $(BUILD)/obj/restore/blob.o: src/restore/blob.S $(FINAL_BIN)
 # Test programs and unit tests.
 $(BUILD)/tests/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -mavx2 -o $@ $< -lpthread -lm
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -mavx2 -o $@ $< -lpthread -lm -ldl
+$(FAKE_CUDA): tests/gpu/fake_libcuda.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -shared -fPIC -fvisibility=hidden \
+		-Wl,-soname,libcuda.so.1 -o $@ $<
 $(BUILD)/tests/unit/%: tests/unit/%.c $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS_SAN) -o $@ $< $(IMAGE_SRCS) $(COMMON_SRCS) $(wildcard src/coord/proto.c) -lzstd
@@ -140,6 +146,14 @@ check-unit: $(UNITS)
 
 check-integration: all
 	/usr/bin/python3 -m pytest -v -x tests/integration $(PYTEST_ARGS)
+
+# Checks that need a real NVIDIA GPU and PyTorch (docs/gpu.md). They use
+# the build as it is (build/ may be copied to a GPU machine without a
+# compiler, pytest or a package manager: no dependency on all or deps) and
+# skip, saying why, without a GPU. GPU_PYTHON is the interpreter with torch.
+GPU_PYTHON ?= python3
+check-gpu:
+	CKPT_GPU_PYTHON=$(GPU_PYTHON) $(GPU_PYTHON) tests/gpu_real/check_gpu.py
 
 sanitize:
 	$(MAKE) BUILD=build-san SAN=address,undefined build-san/bin/ckpt $(patsubst $(BUILD)/%,build-san/%,$(UNITS))

@@ -644,6 +644,24 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 	for (int i = 0; i < n; i++)
 		if (fds[i] != w->fd)
 			capture_one(&l, st, fds[i]);
+	/* A GPU device still open now means the driver did not take the
+	 * process's GPU state into its memory (docs/gpu.md): an image without
+	 * it would restart into a broken program. */
+	for (uint32_t i = 0; i < l.n; i++) {
+		const char *path = st->buf + l.fds[i].path_str;
+		if (l.fds[i].path_str && str_starts(path, "/dev/nvidia")) {
+			char num[24] = "";
+			str_append_u64(num, sizeof num, (uint64_t)l.fds[i].fd);
+			err[0] = 0;
+			str_append(err, 512, "GPU: fd ");
+			str_append(err, 512, num);
+			str_append(err, 512, " (");
+			str_append(err, 200, path);
+			str_append(err, 512, ") is still open when stopped: the GPU state is not in "
+					     "host memory, so it would be missing from the image");
+			return -1;
+		}
+	}
 	ckpt_writer_begin_section(w, CKPT_SEC_FDS);
 	ckpt_writer_write(w, l.fds, l.n * sizeof(struct ckpt_fd));
 	ckpt_writer_end_section(w, l.n);

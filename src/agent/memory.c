@@ -355,6 +355,15 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		if ((m.start >= skip_lo && m.end <= skip_hi) ||
 		    (m.start >= agent.skip_lo && m.end <= agent.skip_hi))
 			continue; /* our own scratch memory, the writer's result page */
+		if (str_starts(m.path, "/dev/nvidia")) {
+			/* see fds_capture: GPU state not in host memory */
+			err[0] = 0;
+			str_append(err, 512, "GPU: ");
+			str_append(err, 200, m.path);
+			str_append(err, 512, " is still mapped when stopped: the GPU state is not "
+					     "in host memory, so it would be missing from the image");
+			return -1;
+		}
 		struct ckpt_area *a = &areas[n];
 		mem_zero(a, sizeof *a);
 		if (classify(&m, a, err) != 0)

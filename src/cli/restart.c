@@ -10,6 +10,7 @@
 #include "cli/supervise.h"
 #include "coord/err.h"
 #include "coord/gens.h"
+#include "coord/gpunode.h"
 #include "coord/kvfile.h"
 #include "coord/verify.h"
 #include "image/compat.h"
@@ -75,6 +76,24 @@ static void load_last(struct coord_opts *co, uint64_t gen)
 		kv_free(&kv);
 	}
 	close(gfd);
+}
+
+/* The generation's GPU processes, checked against this node. */
+static int gpu_check(struct coord_opts *co, uint64_t gen)
+{
+	int gfd = gens_open(co->imagesfd, gen);
+	if (gfd < 0)
+		return ckpt_fail_errno("cannot open its directory");
+	struct kvfile kv;
+	int rc = kv_read(&kv, gfd, GENS_MANIFEST);
+	close(gfd);
+	if (rc < 0)
+		return -1;
+	int64_t *pids;
+	rc = gpunode_check(&kv, &pids, &co->ngpu_pids);
+	co->gpu_pids = pids;
+	kv_free(&kv);
+	return rc;
 }
 
 int cmd_restart(int argc, char **argv)
@@ -247,6 +266,13 @@ int restart_run(const struct run_opts *opts)
 			session_pid = img->tree.sid;
 	}
 	ckpt_image_close(img);
+	/* Processes checkpointed with their GPU state need a GPU like the one
+	 * they had (docs/gpu.md). */
+	if (gpu_check(&co, gen) < 0) {
+		ckpt_fail("cannot restart %s from generation %llu on this node: %s", rundir,
+			  (unsigned long long)gen, ckpt_error());
+		return report_error(EXIT_USAGE);
+	}
 
 	/* Checks passed: from here the run directory is ours to use. */
 	char token[64];

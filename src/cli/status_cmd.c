@@ -151,6 +151,16 @@ static void print_details(int dfd, uint64_t gen)
 	close(imfd);
 }
 
+/* The GPU part of the last checkpoint (docs/gpu.md). */
+static void print_gpu(int64_t n, int64_t lock, int64_t ckpt, int64_t restore, int64_t unlock)
+{
+	if (n > 0)
+		printf("gpu:             %lld process(es): lock %lld ms, device-to-host %lld ms, "
+		       "restore %lld ms, unlock %lld ms\n",
+		       (long long)n, (long long)lock, (long long)ckpt, (long long)restore,
+		       (long long)unlock);
+}
+
 static uint64_t field_u64(const struct ckpt_msg *m, const char *key)
 {
 	uint64_t v = 0;
@@ -182,6 +192,9 @@ static void print_live(const struct ckpt_msg *m, int dfd)
 	print_last(field_u64(m, "gen"), field_i64(m, "last_time"), field_u64(m, "last_bytes"),
 		   field_i64(m, "last_ms"));
 	print_details(dfd, field_u64(m, "gen"));
+	print_gpu(field_i64(m, "gpu_processes"), field_i64(m, "gpu_lock_ms"),
+		  field_i64(m, "gpu_checkpoint_ms"), field_i64(m, "gpu_restore_ms"),
+		  field_i64(m, "gpu_unlock_ms"));
 	if (ckpt_msg_get(m, "checkpointing_gen"))
 		printf("in progress:     generation %s\n", ckpt_msg_get(m, "checkpointing_gen"));
 	int64_t interval = field_i64(m, "interval_ms"), due = field_i64(m, "next_due");
@@ -236,6 +249,9 @@ static void print_offline(int dfd, const struct run_config *cfg)
 	uint64_t gen = 0;
 	int64_t time_ms = 0, ms = 0;
 	uint64_t bytes = 0;
+	int64_t gpu[5] = {0};
+	static const char *gpu_keys[5] = {"gpu_processes", "gpu_lock_ms", "gpu_checkpoint_ms",
+					  "gpu_restore_ms", "gpu_unlock_ms"};
 	int imfd = openat(dfd, GENS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (imfd >= 0 && gens_latest(imfd, &gen) == 1) {
 		int gfd = gens_open(imfd, gen);
@@ -248,6 +264,9 @@ static void print_offline(int dfd, const struct run_config *cfg)
 				bytes = strtoull(v, NULL, 10);
 			if ((v = kv_get(&kv, "total_ms")))
 				ms = atoll(v);
+			for (int i = 0; i < 5; i++)
+				if ((v = kv_get(&kv, gpu_keys[i])))
+					gpu[i] = atoll(v);
 			kv_free(&kv);
 		}
 		if (gfd >= 0)
@@ -257,6 +276,7 @@ static void print_offline(int dfd, const struct run_config *cfg)
 		close(imfd);
 	print_last(gen, time_ms, bytes, ms);
 	print_details(dfd, gen);
+	print_gpu(gpu[0], gpu[1], gpu[2], gpu[3], gpu[4]);
 	print_last_event(dfd);
 	if (held != 1 && gen) {
 		char *hint = restart_hint(cfg->id, cfg->dir, cfg->cmd, cfg->ncmd);

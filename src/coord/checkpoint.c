@@ -204,6 +204,7 @@ static void abandon(struct coord *c, const char *reason)
 	uint64_t gen = c->ck.gen;
 	char msg[1200];
 	resume_stopped(c);
+	gpuckpt_give_back(c, "after the failed checkpoint");
 	if (c->killed_early && !c->stopping) {
 		/* The program is gone already: say so, and fail the exit. */
 		c->stopping = 1;
@@ -216,7 +217,10 @@ static void abandon(struct coord *c, const char *reason)
 	}
 	char why[1100], storage[400];
 	explain_errno(reason, why, sizeof(why));
-	storage_note(c, storage, sizeof(storage));
+	/* a GPU refusal (gpuckpt.c) has nothing to do with storage */
+	storage[0] = '\0';
+	if (strncmp(reason, "GPU: ", 5) != 0)
+		storage_note(c, storage, sizeof(storage));
 	snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s", (unsigned long long)gen,
 		 why);
 	int removed = gens_abort(c->o->imagesfd, gen) == 0;
@@ -300,6 +304,13 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.ncont = 0;
 	c->ck.norphans = 0;
 	c->ck.ndone = 0;
+	/* CUDA processes first, while every thread runs: the driver needs
+	 * its own thread in the process (docs/gpu.md). */
+	char gpu_why[1200];
+	if (gpuckpt_before(c, gpu_why, sizeof(gpu_why)) < 0) {
+		abandon(c, gpu_why);
+		return;
+	}
 	int n = 0;
 	for (size_t i = 0; i < c->nconns; i++)
 		if (c->conns[i]->fd >= 0 && c->conns[i]->role == ROLE_AGENT) {
@@ -424,6 +435,10 @@ static void capture_next(struct coord *c)
 	}
 	ckpt_log(c->o->coord_log, "CONTINUE gen=%llu -> %d process(es)",
 		 (unsigned long long)c->ck.gen, c->ck.npending);
+	/* The threads run again (unless stop=1: the program ends, and an
+	 * abandoned generation gives the GPU back then). */
+	if (!c->ck.stop)
+		gpuckpt_give_back(c, "after the capture");
 }
 
 /* Are all processes of the computation stopped? Every descendant of init
@@ -585,6 +600,7 @@ static void commit(struct coord *c)
 	}
 	for (int i = 0; i < c->ck.ndone; i++)
 		rc |= kv_addf(&kv, "image", "%lld.img", (long long)c->ck.done[i]);
+	rc |= gpuckpt_manifest(c, &kv);
 	if (rc || !root || gens_commit(c->o->imagesfd, gen, &kv) < 0) {
 		char reason[1024];
 		snprintf(reason, sizeof(reason), "cannot complete it: %s",
@@ -601,10 +617,12 @@ static void commit(struct coord *c)
 			 "referred to)",
 			 (unsigned long long)c->ck.parent, (unsigned long long)c->ck.pages_stored,
 			 (unsigned long long)c->ck.pages_referred);
+	char gpu[200];
+	gpuckpt_summary(&c->ck.gpu, gpu, sizeof(gpu));
 	ckpt_log(c->o->exec_log,
-		 "checkpoint generation %llu: %llu bytes%s, pause %lld ms, %lld ms total",
+		 "checkpoint generation %llu: %llu bytes%s, pause %lld ms, %lld ms total%s",
 		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, incr,
-		 (long long)c->ck.pause_ms, (long long)total);
+		 (long long)c->ck.pause_ms, (long long)total, gpu);
 	c->chain_gen = gen;
 	c->chain_len = chain;
 	int pruned = gens_prune(c->o->imagesfd, c->o->keep > 0 ? c->o->keep : GENS_KEEP,
@@ -618,6 +636,7 @@ static void commit(struct coord *c)
 	c->last_time_ms = now;
 	c->last_bytes = c->ck.bytes;
 	c->last_total_ms = total;
+	c->last_gpu = c->ck.gpu;
 
 	struct ckpt_line l;
 	ckpt_line_begin(&l, "OK");

@@ -245,6 +245,8 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	/* Compared with main_pid at the end: this HELLO may be read before
 	 * init's report of the pid. */
 	if (restored) {
+		/* the restart is done for it once its GPU state is back */
+		gpuckpt_on_restored(c);
 		c->restored_pid = pid;
 		ckpt_log(c->o->exec_log,
 			 "restored from generation %llu: pid %lld (%s) is running again",
@@ -283,6 +285,13 @@ static void on_status(struct coord *c, struct conn *k)
 	ckpt_line_u64(&l, "restored_from", c->o->restored_gen);
 	if (c->ck.active)
 		ckpt_line_u64(&l, "checkpointing_gen", c->ck.gen);
+	if (c->last_gpu.n) {
+		ckpt_line_i64(&l, "gpu_processes", c->last_gpu.n);
+		ckpt_line_i64(&l, "gpu_lock_ms", (int64_t)(c->last_gpu.lock_ms + 0.5));
+		ckpt_line_i64(&l, "gpu_checkpoint_ms", (int64_t)(c->last_gpu.checkpoint_ms + 0.5));
+		ckpt_line_i64(&l, "gpu_restore_ms", (int64_t)(c->last_gpu.restore_ms + 0.5));
+		ckpt_line_i64(&l, "gpu_unlock_ms", (int64_t)(c->last_gpu.unlock_ms + 0.5));
+	}
 	if (ckpt_line_end(&l) == 0)
 		conn_send(c, k, &l);
 }
@@ -721,6 +730,7 @@ int coord_run(const struct coord_opts *o)
 		free(c->conns[i]);
 	}
 	free(c->conns);
+	free(c->gpu_job);
 	if (c->out_fd >= 0)
 		close(c->out_fd);
 	if (c->err_fd >= 0)

@@ -67,6 +67,10 @@ struct coord_opts {
 	int64_t last_time_ms;
 	uint64_t last_bytes;
 	int64_t last_total_ms;
+	/* Restart: pids (in the program's namespace) whose GPU state was
+	 * saved through the CUDA driver in restored_gen (docs/gpu.md). */
+	const int64_t *gpu_pids;
+	size_t ngpu_pids;
 	struct ckpt_log *exec_log, *coord_log;
 	int app_log_fd;
 	int listen_fd;

@@ -8,6 +8,7 @@
 
 #include "coord/coord.h"
 #include "coord/proto.h"
+#include "gpu/helper.h"
 
 enum conn_role { ROLE_NEW, ROLE_AGENT, ROLE_CLIENT };
 
@@ -79,6 +80,13 @@ struct ckpt_state {
 	uint64_t parent;
 	uint64_t pages_stored, pages_referred;
 	char dir[PATH_MAX];
+	/* CUDA processes whose GPU state the driver saved for this
+	 * checkpoint (gpuckpt.c); held: not yet given back (Restore/Unlock) */
+	struct gpu_stats {
+		int n;
+		double lock_ms, checkpoint_ms, restore_ms, unlock_ms;
+	} gpu;
+	int gpu_held;
 };
 
 struct coord {
@@ -97,6 +105,13 @@ struct coord {
 	 * one (0: none yet, so the next is full) and how many parents it has */
 	uint64_t chain_gen;
 	int chain_len;
+	struct gpu_stats last_gpu;
+	/* GPU (gpuckpt.c): the processes of the running checkpoint, the
+	 * model and memory of this node's first GPU (found once), and at
+	 * restart whether the restored processes got their GPU state back */
+	struct gpu_job *gpu_job;
+	struct gpu_info gpu_info;
+	int gpu_restored;
 	/* the program */
 	int64_t main_pid; /* in its namespace; 0 until init reports it */
 	int main_status;  /* wait status from init; valid when main_exited */
@@ -148,6 +163,22 @@ void ckpt_request_stop(struct coord *c, const char *why);
 void ckpt_on_signal(struct coord *c, const char *why);
 /* An agent connected: a stop asked for before it could be served. */
 void ckpt_on_agent_ready(struct coord *c);
+
+/* gpuckpt.c: the CUDA driver's checkpoint calls around a checkpoint
+ * (docs/gpu.md). Before SUSPEND: lock and checkpoint every CUDA process;
+ * 0, or -1 with the reason in why (everything locked was given back). */
+int gpuckpt_before(struct coord *c, char *why, size_t cap);
+/* After CONTINUE, and when a checkpoint is abandoned: Restore and Unlock
+ * what gpuckpt_before took (nothing when nothing is held). */
+void gpuckpt_give_back(struct coord *c, const char *when);
+/* The generation's manifest entries; 0 or -1 (out of memory). */
+struct kvfile;
+int gpuckpt_manifest(struct coord *c, struct kvfile *kv);
+/* " GPU: ..." for the line logging a completed checkpoint ("" without). */
+void gpuckpt_summary(const struct gpu_stats *g, char *out, size_t cap);
+/* Restart: an agent said HELLO restored=; once every process that was
+ * checkpointed with CUDA state runs again, Restore and Unlock them. */
+void gpuckpt_on_restored(struct coord *c);
 
 /* tee.c */
 /* Copy what is readable on *fd to the terminal (*term) and
