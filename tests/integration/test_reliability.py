@@ -25,6 +25,9 @@ from conftest import (PROGS, T_CHECKPOINT, T_RUN, Bg, assert_unharmed, c_prog, c
 from test_cli import program_pids
 
 LONG = os.environ.get("CKPT_LONG_TESTS") == "1"
+# Fault injection aimed at the bytes of a second image needs it as large as
+# the first: an incremental one is written too quickly to be hit.
+FULL_IMAGES = ["--full-every", "1"]
 
 
 # ----------------------------------------------------------------- helpers
@@ -369,7 +372,7 @@ def test_enospc_during_checkpoint(ck, mounts):
     mounts.tmpfs(small, "24m")
     prog = c_prog("bigmem", 160, 30, 6)
     ref = ck.reference(prog)
-    run = ck.start(prog, dir=small)
+    run = ck.start(prog, dir=small, opts=FULL_IMAGES)
     run.wait_lines(ck.rng.randint(3, 8))
     rundir = ck.rundir(within=small, proc=run)
     assert ck.checkpoint(rundir) == 1
@@ -451,7 +454,7 @@ def kill_during_checkpoint(ck, prog, delay=None):
     generation, verify passes, restart resumes from the last complete
     generation exactly."""
     ref = ck.reference(prog)
-    run = ck.start(prog)
+    run = ck.start(prog, opts=FULL_IMAGES)
     run.wait_lines(ck.rng.randint(3, 8))
     rundir = ck.rundir(proc=run)
     assert ck.checkpoint(rundir) == 1
@@ -750,7 +753,7 @@ def kill_writer_at(ck, prog, fraction):
     partial generation goes, the program runs on untouched, the next
     checkpoint works and a restart from it resumes exactly."""
     ref = ck.reference(prog)
-    run = ck.start(prog)
+    run = ck.start(prog, opts=FULL_IMAGES)
     run.wait_lines(ck.rng.randint(3, 8))
     rundir = ck.rundir(proc=run)
     assert ck.checkpoint(rundir) == 1
