@@ -173,6 +173,7 @@ static void after_restore(void)
 		agent.stdio_ino[fd] = agent.restore_info.stdio_ino[fd];
 	}
 	agent.restore_info.magic = 0;
+	track_forget_restored();
 	/* a restart without pid namespaces gives new ids */
 	agent.pid = (pid_t)syscall(SYS_getpid);
 	agent.agent_tid = (pid_t)syscall(SYS_gettid);
@@ -207,6 +208,11 @@ static void on_suspend(const char *line)
 	agent.result = 0;
 	agent.errmsg[0] = 0;
 	agent.warnings[0] = 0;
+	/* incremental checkpoints: protect new memory before the stop (it
+	 * costs time, not pause) */
+	char opt[8];
+	if (field(line, "track", opt, sizeof opt) == 0 && opt[0] == '1')
+		track_arm();
 	agent.stop_ns = now_ns();
 	if (suspend_all_threads() != 0) {
 		send_fail(agent.errmsg);
@@ -287,6 +293,8 @@ static void on_capture(const char *line)
 	    !(field(line, "cow", opt, sizeof opt) == 0 && opt[0] == '0') && !agent.stop_after;
 	if (agent.cow_unusable)
 		agent.use_cow = 0;
+	agent.capture_ns = now_ns();
+	agent.fork_ns = agent.forked_ns = agent.track_ns = 0;
 	/* compress=none|fast|max (default fast) */
 	char comp[16] = "fast";
 	field(line, "compress", comp, sizeof comp);
@@ -313,7 +321,7 @@ static void on_capture(const char *line)
 		agent.cow_dontfork = 0;
 		agent.errmsg[0] = 0;
 		agent.image_bytes = 0;
-		agent.pages_stored = agent.pages_referred = 0;
+		agent.pages_stored = agent.pages_referred = agent.pages_proven = 0;
 		agent.restore_info.magic = 0;
 		/* Capture ourselves last: the handler writes the image. */
 		raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
@@ -337,6 +345,7 @@ static void on_capture(const char *line)
 		return;
 	}
 	phase = PHASE_CAPTURED;
+	agent.captured_ns = now_ns();
 	char out[128];
 	snprintf(out, sizeof out, "CAPTURED gen=%llu pid=%d\n",
 		 (unsigned long long)agent.generation, (int)agent.pid);
@@ -354,6 +363,8 @@ static void on_continue(const char *line)
 	if (!keep_stopped)
 		resume_all_threads();
 	agent.resumed_ns = now_ns();
+	if (agent.hash_pages && !keep_stopped)
+		track_reprotect();
 	capture_wait_writer(); /* copy-on-write: the program runs meanwhile */
 	uint64_t written_ns = now_ns();
 	if (agent.result != 0) {
@@ -366,12 +377,17 @@ static void on_continue(const char *line)
 	encode(enc, sizeof enc, agent.warnings);
 	snprintf(out, sizeof out,
 		 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d "
-		 "pages_stored=%llu pages_referred=%llu warn=%s\n",
+		 "stop_ms=%.3f capture_ms=%.3f fork_ms=%.3f track_ms=%.3f "
+		 "pages_stored=%llu pages_referred=%llu pages_proven=%llu warn=%s\n",
 		 (unsigned long long)agent.generation, (int)agent.pid,
 		 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
 		 ms_between(agent.stopped_ns, written_ns), keep_stopped,
+		 ms_between(agent.stop_ns, agent.stopped_ns),
+		 ms_between(agent.capture_ns, agent.captured_ns),
+		 agent.forked_ns ? ms_between(agent.fork_ns, agent.forked_ns) : 0.0,
+		 (double)agent.track_ns / 1e6,
 		 (unsigned long long)agent.pages_stored, (unsigned long long)agent.pages_referred,
-		 enc);
+		 (unsigned long long)agent.pages_proven, enc);
 	send_line(out);
 	if (keep_stopped)
 		wait_for_resume();
@@ -506,6 +522,7 @@ static void at_fork_child(void)
 	agent.nslots = 0;
 	agent.writer_pid = 0;
 	agent.cow = 0;
+	track_forget(); /* its userfaultfd would act on the parent's memory */
 	phase = PHASE_IDLE;
 	start_agent_thread();
 }

@@ -40,7 +40,7 @@ struct cow_result {
 	int32_t result;
 	int32_t dontfork;
 	uint64_t bytes;
-	uint64_t pages_stored, pages_referred;
+	uint64_t pages_stored, pages_referred, pages_proven;
 	char errmsg[AGENT_ERR_LEN];
 	char warnings[AGENT_ERR_LEN];
 };
@@ -71,6 +71,8 @@ struct agent_state {
 	char warnings[AGENT_ERR_LEN];
 	uint64_t image_bytes;
 	uint64_t stop_ns, stopped_ns, resumed_ns; /* timeline of the last checkpoint */
+	uint64_t capture_ns, fork_ns, forked_ns, captured_ns; /* within CAPTURE */
+	uint64_t track_ns;				      /* of it, reading written pages */
 
 	/* Copy-on-write writing (on unless the request says cow=0). */
 	int use_cow;
@@ -89,6 +91,7 @@ struct agent_state {
 	char parent_dir[4200]; /* "" for a full image */
 	uint64_t parent_gen;
 	uint64_t pages_stored, pages_referred; /* of the last image */
+	uint64_t pages_proven; /* of those referred, known unchanged without reading */
 
 	/* The other processes of the computation (pids), from CAPTURE */
 	int peers[AGENT_MAX_PEERS];
@@ -139,6 +142,21 @@ void incr_begin(uint64_t max_pages); /* at most max_pages pages are hashed */
 int incr_page(uint64_t addr, const void *src);
 void incr_write_hashes(struct ckpt_writer *w);
 void incr_end(void);
+/* The page at addr is known unchanged since the parent image (track.c):
+ * refers to it with the parent's hash if the parent recorded one (1),
+ * else 0 (the page must then be read). */
+int incr_page_unchanged(uint64_t addr);
+
+/* track.c: which pages were written since the last checkpoint, from
+ * userfaultfd write-protection and PAGEMAP_SCAN, where the kernel has them */
+void track_arm(void);		       /* at SUSPEND, program running */
+void track_collect(struct scratch *s); /* at the capture, stopped, before the fork */
+void track_reprotect(void);	       /* after the capture, program running */
+int track_unchanged(uint64_t addr);    /* in the writer, ascending addresses */
+void track_done(void);
+int track_fd(void);		    /* its userfaultfd, -1 if none (not imaged) */
+void track_forget(void);	    /* in a forked child */
+void track_forget_restored(void); /* after a restart */
 void memory_forget_snapshots(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 

@@ -305,6 +305,7 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 	r->bytes = agent.image_bytes;
 	r->pages_stored = agent.pages_stored;
 	r->pages_referred = agent.pages_referred;
+	r->pages_proven = agent.pages_proven;
 	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
 	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
 	for (;;)
@@ -348,12 +349,19 @@ void capture_image(void *self_frame)
 		set_error(err, 0, 0);
 	} else {
 		write_small_sections(&w, &proc, nthreads);
+		/* which pages were written since the last capture (read and
+		 * protected again now, while stopped) */
+		uint64_t t0 = now_ns();
+		if (agent.hash_pages)
+			track_collect(&s);
+		agent.track_ns = now_ns() - t0;
 		/* Shared memory changes under a copy-on-write writer while the
 		 * program runs on: its pages are copied now, while stopped (or,
 		 * when that cannot be done, the process is written stopped). */
 		int cow = agent.use_cow && memory_snapshot_shared(&s) == 0;
 		if (!cow)
 			memory_forget_snapshots();
+		agent.fork_ns = now_ns();
 		long pid = cow ? cow_fork() : -1;
 		if (pid == 0) {
 			agent.skip_lo = (uint64_t)(uintptr_t)agent.cow;
@@ -367,6 +375,7 @@ void capture_image(void *self_frame)
 			cow_child_exit();
 		}
 		if (pid > 0) {
+			agent.forked_ns = now_ns();
 			int maps_ok = cow_parent_check_maps(pid);
 			agent.writer_pid = (int)pid;
 			raw_syscall1(SYS_close, fd);
@@ -407,6 +416,7 @@ void capture_wait_writer(void)
 	agent.image_bytes = c->bytes;
 	agent.pages_stored = c->pages_stored;
 	agent.pages_referred = c->pages_referred;
+	agent.pages_proven = c->pages_proven;
 	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
 	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);
 	if (r < 0 || (status & 0x7f) != 0) {

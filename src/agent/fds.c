@@ -642,7 +642,7 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 	}
 	nlocks = 0;
 	for (int i = 0; i < n; i++)
-		if (fds[i] != w->fd)
+		if (fds[i] != w->fd && fds[i] != track_fd())
 			capture_one(&l, st, fds[i]);
 	/* A GPU device still open now means the driver did not take the
 	 * process's GPU state into its memory (docs/gpu.md): an image without

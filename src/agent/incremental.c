@@ -104,7 +104,7 @@ out:
 void incr_begin(uint64_t max_pages)
 {
 	mem_zero(&incr, sizeof incr);
-	agent.pages_stored = agent.pages_referred = 0;
+	agent.pages_stored = agent.pages_referred = agent.pages_proven = 0;
 	if (!agent.hash_pages)
 		return;
 	/* Not from the scratch arena: the compressors' contexts take their
@@ -140,6 +140,23 @@ int incr_page(uint64_t addr, const void *src)
 		incr.cursor++;
 	return incr.cursor < incr.nparent && incr.parent[incr.cursor].addr == addr &&
 	       incr.parent[incr.cursor].lo == h.low64 && incr.parent[incr.cursor].hi == h.high64;
+}
+
+int incr_page_unchanged(uint64_t addr)
+{
+	if (!agent.hash_pages || !incr.nparent)
+		return 0;
+	while (incr.cursor < incr.nparent && incr.parent[incr.cursor].addr < addr)
+		incr.cursor++;
+	if (incr.cursor == incr.nparent || incr.parent[incr.cursor].addr != addr)
+		return 0;
+	if (incr.table) {
+		if (incr.n < incr.cap)
+			incr.table[incr.n++] = incr.parent[incr.cursor];
+		else
+			incr.table = 0;
+	}
+	return 1;
 }
 
 void incr_write_hashes(struct ckpt_writer *w)

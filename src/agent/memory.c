@@ -240,7 +240,13 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 		for (uint64_t i = 0; i <= n; i++) {
 			uint64_t addr = base + i * CKPT_PAGE_SIZE;
 			kind = NONE;
-			if (i < n && want_page(a, pm[i], addr, vec[i] & 1, sn))
+			/* a page proven unchanged is referred to without reading it */
+			if (i < n && a->kind == CKPT_AREA_ANON && (pm[i] & (PM_PRESENT | PM_SWAPPED)) &&
+			    track_unchanged(addr) && incr_page_unchanged(addr)) {
+				kind = REFERRED;
+				agent.pages_proven++;
+			}
+			else if (i < n && want_page(a, pm[i], addr, vec[i] & 1, sn))
 				kind = incr_page(addr, source(sn, addr)) ? REFERRED : STORED;
 			if (kind != NONE && kind == run_kind && run_len < CHUNK_PAGES) {
 				run_len++;
@@ -390,6 +396,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	ckpt_writer_end_section(w, 0);
 	incr_write_hashes(w);
 	incr_end();
+	track_done();
 	raw_syscall1(SYS_close, pagemap_fd);
 	if (err[0])
 		return -1;

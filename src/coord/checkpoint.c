@@ -286,7 +286,7 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.hashes = c->o->full_every > 1;
 	c->ck.parent =
 	    c->ck.hashes && c->chain_gen && c->chain_len + 1 < c->o->full_every ? c->chain_gen : 0;
-	c->ck.pages_stored = c->ck.pages_referred = 0;
+	c->ck.pages_stored = c->ck.pages_referred = c->ck.pages_proven = 0;
 	c->next_due = -1;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
@@ -337,6 +337,8 @@ static void join(struct coord *c, struct conn *k)
 	struct ckpt_line l;
 	ckpt_line_begin(&l, "SUSPEND");
 	ckpt_line_u64(&l, "gen", c->ck.gen);
+	if (c->ck.hashes)
+		ckpt_line_u64(&l, "track", 1);
 	ckpt_line_end(&l);
 	k->in_ckpt = 1;
 	k->phase = CK_SUSPENDING;
@@ -592,6 +594,7 @@ static void commit(struct coord *c)
 	rc |= kv_addf(&kv, "chain", "%d", chain);
 	rc |= kv_addf(&kv, "pages_stored", "%llu", (unsigned long long)c->ck.pages_stored);
 	rc |= kv_addf(&kv, "pages_referred", "%llu", (unsigned long long)c->ck.pages_referred);
+	rc |= kv_addf(&kv, "pages_proven", "%llu", (unsigned long long)c->ck.pages_proven);
 	if (c->first_status >= 0)
 		rc |= kv_addf(&kv, "main_status", "%d", c->first_status);
 	if (root) {
@@ -610,13 +613,14 @@ static void commit(struct coord *c)
 		return;
 	}
 	kv_free(&kv);
-	char incr[160] = "";
+	char incr[200] = "";
 	if (c->ck.parent)
 		snprintf(incr, sizeof(incr),
 			 " (incremental on generation %llu: %llu pages stored, %llu unchanged "
-			 "referred to)",
+			 "referred to, %llu of them known unchanged without reading)",
 			 (unsigned long long)c->ck.parent, (unsigned long long)c->ck.pages_stored,
-			 (unsigned long long)c->ck.pages_referred);
+			 (unsigned long long)c->ck.pages_referred,
+			 (unsigned long long)c->ck.pages_proven);
 	char gpu[200];
 	gpuckpt_summary(&c->ck.gpu, gpu, sizeof(gpu));
 	ckpt_log(c->o->exec_log,
@@ -690,6 +694,15 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 		return;
 	}
 	int64_t pause = get_ms(m, "pause_ms");
+	/* where the pause went, for whoever looks into a slow one */
+	const char *f[] = {"pause_ms", "stop_ms", "capture_ms", "fork_ms", "track_ms", "write_ms"};
+	const char *v[6];
+	for (int i = 0; i < 6; i++)
+		v[i] = ckpt_msg_get(m, f[i]) ? ckpt_msg_get(m, f[i]) : "?";
+	ckpt_log(c->o->coord_log,
+		 "pid %lld: paused %s ms (threads stopped in %s ms, captured in %s ms of which "
+		 "%s ms copy-on-write fork, %s ms finding written pages); image written in %s ms",
+		 (long long)agent->pid, v[0], v[1], v[2], v[3], v[4], v[5]);
 	char want[64], reason[512];
 	snprintf(want, sizeof(want), "%lld.img", (long long)agent->pid);
 	/* file= is optional; when given it must be the protocol's name. */
@@ -740,6 +753,8 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 		c->ck.pages_stored += pages;
 	if (ckpt_msg_get_u64(m, "pages_referred", &pages) == 0)
 		c->ck.pages_referred += pages;
+	if (ckpt_msg_get_u64(m, "pages_proven", &pages) == 0)
+		c->ck.pages_proven += pages;
 	if (pause > c->ck.pause_ms)
 		c->ck.pause_ms = pause;
 	if (--c->ck.npending == 0)

@@ -78,7 +78,7 @@ struct ckpt_state {
 	 * generation parent's */
 	int hashes;
 	uint64_t parent;
-	uint64_t pages_stored, pages_referred;
+	uint64_t pages_stored, pages_referred, pages_proven;
 	char dir[PATH_MAX];
 	/* CUDA processes whose GPU state the driver saved for this
 	 * checkpoint (gpuckpt.c); held: not yet given back (Restore/Unlock) */

@@ -2,8 +2,9 @@
  * in every way an incremental checkpoint must follow: about 1% of the
  * pages rewritten, a megabyte unmapped and mapped again at the same
  * address with new contents, pages given back with MADV_DONTNEED (zero
- * again), a page written back to what it held earlier. Each step prints a
- * digest of every byte. */
+ * again), a page written back to what it held earlier, a page written by
+ * the kernel (read() from a pipe), and 64 KiB moved away and back with
+ * mremap. Each step prints a digest of every byte. */
 #include "common.h"
 #include <sys/mman.h>
 
@@ -39,6 +40,12 @@ int main(int argc, char **argv)
 
 	uint64_t saved_page[PAGE / 8];
 	memcpy(saved_page, mem, PAGE);
+	int pfd[2];
+	if (pipe(pfd))
+		die("pipe");
+	char *spare = mmap(NULL, 1u << 16, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (spare == MAP_FAILED)
+		die("mmap spare");
 	for (long s = 0; s < steps; s++) {
 		for (size_t k = 0; k < pages / 100 + 1; k++) {
 			uint64_t x = xorshift64(&seed);
@@ -56,6 +63,25 @@ int main(int argc, char **argv)
 		if (s % 4 == 2 &&
 		    madvise((char *)mem + (size_t)(s % mib) * PAGE * 3, 8 * PAGE, MADV_DONTNEED))
 			die("madvise");
+		/* written by the kernel, not by an instruction of ours */
+		char msg[64];
+		int len = snprintf(msg, sizeof msg, "step %ld from the pipe", s);
+		if (write(pfd[1], msg, (size_t)len) != len ||
+		    read(pfd[0], (char *)mem + (size_t)(s % (long)pages) * PAGE + 100, (size_t)len) !=
+			len)
+			die("pipe");
+		if (s % 5 == 3) {
+			/* 64 KiB moved away and back: same contents, same place */
+			char *at = (char *)mem + (size_t)(s % (mib / 2)) * (1u << 20);
+			if (mremap(at, 1u << 16, 1u << 16, MREMAP_MAYMOVE | MREMAP_FIXED, spare) != spare ||
+			    mremap(spare, 1u << 16, 1u << 16, MREMAP_MAYMOVE | MREMAP_FIXED, at) != at)
+				die("mremap");
+			at[17] ^= 1;
+			spare = mmap(spare, 1u << 16, PROT_NONE,
+				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+			if (spare == MAP_FAILED)
+				die("mmap spare");
+		}
 		/* the first page goes back and forth between two contents */
 		if (s % 2)
 			memcpy(mem, saved_page, PAGE);

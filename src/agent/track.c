@@ -1,0 +1,358 @@
+/* Which pages were written since the last checkpoint, without looking at
+ * them: userfaultfd write-protection in asynchronous mode (the kernel
+ * marks a page written and lets the write through, no fault reaches us)
+ * and PAGEMAP_SCAN to read and reset those marks (Linux 6.7+). Where this
+ * is missing, or for memory it does not cover, the image writer hashes
+ * every page instead (incremental.c): tracking only spares it the pages it
+ * can prove unchanged, so that it need not read them at all (reading a
+ * page costs microseconds in some VMs).
+ *
+ * A page is proven unchanged when its mapping was write-protected before
+ * the previous checkpoint's capture, has stayed registered since (a
+ * mapping replaced or moved loses its registration, and the scan says
+ * so), the previous capture was of the generation this image refers to,
+ * and the scan does not report it written. Mappings registered since the
+ * last capture ("fresh") prove nothing yet.
+ *
+ * Timeline: at SUSPEND (program running) new mappings are registered and
+ * protected; at the capture (program stopped) each mapping is scanned for
+ * written pages, which is cheap; protecting those pages again costs
+ * microseconds each, so it is done once the program runs again, and the
+ * pages found then (written before the capture, or in between) count as
+ * written at the next checkpoint too. The copy-on-write writer consults
+ * the result, which lies in scratch memory it inherited. */
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+
+/* Kernel interfaces newer than Debian 12's headers (linux/fs.h and
+ * linux/userfaultfd.h of Linux 6.7). */
+#define TRK_FEATURE_WP_ASYNC (1ull << 15)
+#define TRK_USER_MODE_ONLY 1 /* userfaultfd(2) flag: needed without privileges */
+struct trk_region {
+	uint64_t start, end, categories;
+};
+struct trk_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define TRK_PAGEMAP_SCAN _IOWR('f', 16, struct trk_scan_arg)
+#define TRK_PAGE_IS_WRITTEN (1ull << 1)
+#define TRK_SCAN_WP_MATCHING (1ull << 0)
+#define TRK_SCAN_CHECK_WPASYNC (1ull << 1)
+
+#define MAX_FRESH 4096
+#define MAX_SPANS 65536
+#define MAX_WRITTEN (1u << 20)
+
+struct span {
+	uint64_t start, end;
+};
+
+static struct {
+	int uffd;	   /* -1: not set up (or not available: broken = 1) */
+	int broken;	   /* the kernel or the rules refuse: hash everything */
+	uint64_t base_gen; /* generation of the last capture that scanned */
+	struct span fresh[MAX_FRESH];
+	int nfresh, fresh_overflow;
+	/* pages protected again after the last capture: written since the
+	 * capture before it, or just after it (ascending) */
+	struct span again[MAX_SPANS];
+	uint32_t nagain;
+} trk = {.uffd = -1};
+
+/* The capture's result, in scratch memory (read by the writer). */
+static struct {
+	int valid;
+	struct span *tracked; /* ascending: mappings scanned, not fresh */
+	uint32_t ntracked;
+	struct trk_region *written; /* ascending */
+	uint32_t nwritten;
+	struct span *again; /* trk.again as it was at the capture */
+	uint32_t nagain;
+	uint32_t t_cur, w_cur, a_cur; /* cursors: pages are asked in ascending order */
+} res;
+
+/* /proc/self/maps, for the steps taken while the program runs (too many
+ * mappings to fit make tracking give up, never fail) */
+static char maps[4u << 20];
+
+int track_fd(void)
+{
+	return trk.uffd;
+}
+
+void track_forget(void)
+{
+	/* after fork (the descriptor acts on the parent's memory: close it
+	 * unused) or restart (the restored descriptor is not ours) */
+	if (trk.uffd >= 0)
+		raw_syscall1(SYS_close, trk.uffd);
+	trk.uffd = -1;
+	trk.base_gen = 0;
+	trk.nfresh = 0;
+	trk.fresh_overflow = 0;
+	trk.nagain = 0;
+	res.valid = 0;
+}
+
+void track_forget_restored(void)
+{
+	trk.uffd = -1; /* a number from before the restart, not ours now */
+	track_forget();
+}
+
+static int setup(void)
+{
+	if (trk.uffd >= 0)
+		return 0;
+	if (trk.broken)
+		return -1;
+	long fd = raw_syscall1(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | TRK_USER_MODE_ONLY);
+	struct uffdio_api api = {.api = UFFD_API, .features = TRK_FEATURE_WP_ASYNC};
+	if (fd < 0 || raw_syscall3(SYS_ioctl, fd, UFFDIO_API, &api) != 0) {
+		if (fd >= 0)
+			raw_syscall1(SYS_close, fd);
+		trk.broken = 1;
+		return -1;
+	}
+	trk.uffd = (int)fd;
+	return 0;
+}
+
+static long scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
+		 struct trk_region *vec, uint64_t vec_len, uint64_t *walk_end)
+{
+	struct trk_scan_arg a = {.size = sizeof a,
+				 .flags = flags,
+				 .start = start,
+				 .end = end,
+				 .vec = (uint64_t)(uintptr_t)vec,
+				 .vec_len = vec_len,
+				 .category_mask = TRK_PAGE_IS_WRITTEN,
+				 .return_mask = TRK_PAGE_IS_WRITTEN};
+	long r = raw_syscall3(SYS_ioctl, pagemap_fd, TRK_PAGEMAP_SCAN, &a);
+	if (walk_end)
+		*walk_end = a.walk_end;
+	return r;
+}
+
+/* The mappings tracking covers: private, anonymous, writable. */
+static int trackable(const char *line_perms, uint64_t ino, const char *path)
+{
+	return line_perms[1] == 'w' && line_perms[3] == 'p' && ino == 0 &&
+	       !str_starts(path, "[anon:ckpt") && !str_eq(path, "[vsyscall]");
+}
+
+/* Calls fn for every trackable mapping of /proc/self/maps. */
+static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, void *), void *arg)
+{
+	long n = read_file("/proc/self/maps", buf, cap);
+	if (n <= 0 || (size_t)n >= cap)
+		return -1;
+	for (const char *p = buf; *p;) {
+		uint64_t start = scan_hex(&p);
+		p++;
+		uint64_t end = scan_hex(&p);
+		p++;
+		char perms[5] = {p[0], p[1], p[2], p[3], 0};
+		p += 5;
+		scan_hex(&p); /* offset */
+		p++;
+		scan_hex(&p); /* major */
+		p++;
+		scan_hex(&p); /* minor */
+		p++;
+		uint64_t ino = 0;
+		for (; *p >= '0' && *p <= '9'; p++)
+			ino = ino * 10 + (uint64_t)(*p - '0');
+		while (*p == ' ')
+			p++;
+		const char *path = p;
+		while (*p && *p != '\n')
+			p++;
+		char save = *p;
+		*(char *)p = 0;
+		if (trackable(perms, ino, path))
+			fn(start, end, arg);
+		*(char *)p = save;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
+static void arm_one(uint64_t start, uint64_t end, void *arg)
+{
+	int pagemap_fd = *(int *)arg;
+	/* already registered and protected: nothing to do */
+	if (scan(pagemap_fd, start, end, TRK_SCAN_CHECK_WPASYNC, 0, 0, 0) >= 0)
+		return;
+	struct uffdio_register reg = {.range = {start, end - start},
+				      .mode = UFFDIO_REGISTER_MODE_WP};
+	if (raw_syscall3(SYS_ioctl, trk.uffd, UFFDIO_REGISTER, &reg) != 0)
+		return; /* not allowed for this mapping: it stays hashed */
+	if (trk.nfresh == MAX_FRESH) {
+		trk.fresh_overflow = 1;
+	} else {
+		trk.fresh[trk.nfresh++] = (struct span){start, end};
+	}
+	/* protect every page; what was written since reads as written */
+	scan(pagemap_fd, start, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC, 0, 0, 0);
+}
+
+void track_arm(void)
+{
+	if (setup() != 0)
+		return;
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	int pagemap_fd = (int)fd;
+	if (each_mapping(maps, sizeof maps, arm_one, &pagemap_fd) != 0)
+		trk.fresh_overflow = 1; /* could not see every mapping */
+	raw_syscall1(SYS_close, fd);
+}
+
+struct collect {
+	int pagemap_fd;
+	int failed;
+};
+
+static int in_fresh(uint64_t start, uint64_t end)
+{
+	for (int i = 0; i < trk.nfresh; i++)
+		if (trk.fresh[i].start < end && start < trk.fresh[i].end)
+			return 1;
+	return 0;
+}
+
+static void collect_one(uint64_t start, uint64_t end, void *arg)
+{
+	struct collect *c = arg;
+	uint32_t first = res.nwritten;
+	for (uint64_t at = start; at < end;) {
+		uint64_t walk_end = end;
+		long r = scan(c->pagemap_fd, at, end, TRK_SCAN_CHECK_WPASYNC, res.written + res.nwritten,
+			      MAX_WRITTEN - res.nwritten, &walk_end);
+		if (r < 0) {
+			/* not registered (new, replaced, moved): all of it counts
+			 * as written this time */
+			res.nwritten = first;
+			return;
+		}
+		res.nwritten += (uint32_t)r;
+		if (walk_end <= at || (walk_end < end && res.nwritten == MAX_WRITTEN)) {
+			res.nwritten = first;
+			c->failed = 1;
+			return;
+		}
+		at = walk_end;
+	}
+	if (in_fresh(start, end))
+		return;
+	if (res.ntracked == MAX_SPANS) {
+		c->failed = 1;
+		return;
+	}
+	res.tracked[res.ntracked++] = (struct span){start, end};
+}
+
+void track_collect(struct scratch *s)
+{
+	res.valid = 0;
+	if (trk.uffd < 0)
+		return;
+	uint64_t base = trk.base_gen;
+	int trusted = base && base == agent.parent_gen && !trk.fresh_overflow;
+	res.tracked = scratch_alloc(s, MAX_SPANS * sizeof *res.tracked);
+	res.written = scratch_alloc(s, MAX_WRITTEN * sizeof *res.written);
+	char *smaps = scratch_alloc(s, 16u << 20);
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	trk.base_gen = 0;
+	if (!res.tracked || !res.written || !smaps || fd < 0) {
+		if (fd >= 0)
+			raw_syscall1(SYS_close, fd);
+		return;
+	}
+	res.ntracked = res.nwritten = res.t_cur = res.w_cur = res.a_cur = 0;
+	res.again = trk.again;
+	res.nagain = trk.nagain;
+	struct collect c = {(int)fd, 0};
+	int ok = each_mapping(smaps, 16u << 20, collect_one, &c) == 0 && !c.failed;
+	raw_syscall1(SYS_close, fd);
+	/* this capture is the new baseline, whether or not it could be used */
+	trk.nfresh = 0;
+	trk.fresh_overflow = 0;
+	if (!ok)
+		return;
+	trk.base_gen = agent.generation;
+	res.valid = trusted;
+}
+
+int track_unchanged(uint64_t addr)
+{
+	if (!res.valid)
+		return 0;
+	while (res.t_cur < res.ntracked && res.tracked[res.t_cur].end <= addr)
+		res.t_cur++;
+	if (res.t_cur == res.ntracked || res.tracked[res.t_cur].start > addr)
+		return 0;
+	while (res.w_cur < res.nwritten && res.written[res.w_cur].end <= addr)
+		res.w_cur++;
+	if (res.w_cur < res.nwritten && res.written[res.w_cur].start <= addr)
+		return 0;
+	while (res.a_cur < res.nagain && res.again[res.a_cur].end <= addr)
+		res.a_cur++;
+	return !(res.a_cur < res.nagain && res.again[res.a_cur].start <= addr);
+}
+
+static void reprotect_one(uint64_t start, uint64_t end, void *arg)
+{
+	int pagemap_fd = *(int *)arg;
+	static struct trk_region out[4096];
+	for (uint64_t at = start; at < end;) {
+		uint64_t walk_end = end;
+		long r = scan(pagemap_fd, at, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC, out,
+			      4096, &walk_end);
+		if (r < 0)
+			return; /* not registered: the next scan says so */
+		for (long i = 0; i < r; i++) {
+			if (trk.nagain == MAX_SPANS) {
+				trk.base_gen = 0; /* too scattered to remember */
+				return;
+			}
+			trk.again[trk.nagain++] = (struct span){out[i].start, out[i].end};
+		}
+		if (walk_end <= at)
+			return;
+		at = walk_end;
+	}
+}
+
+void track_reprotect(void)
+{
+	/* only after a capture that became the baseline */
+	if (trk.uffd < 0 || trk.base_gen != agent.generation)
+		return;
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		trk.base_gen = 0;
+		return;
+	}
+	int pagemap_fd = (int)fd;
+	trk.nagain = 0;
+	if (each_mapping(maps, sizeof maps, reprotect_one, &pagemap_fd) != 0)
+		trk.base_gen = 0;
+	raw_syscall1(SYS_close, fd);
+}
+
+void track_done(void)
+{
+	res.valid = 0;
+}
