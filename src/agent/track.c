@@ -224,11 +224,28 @@ struct collect {
 	int failed;
 };
 
-static int in_fresh(uint64_t start, uint64_t end)
+/* [start, end) less the fresh ranges (registered when they merged with
+ * it, they prove nothing yet) goes into the tracked list. */
+static int add_tracked(uint64_t start, uint64_t end)
 {
-	for (int i = 0; i < trk.nfresh; i++)
-		if (trk.fresh[i].start < end && start < trk.fresh[i].end)
-			return 1;
+	uint64_t cur = start;
+	while (cur < end) {
+		/* the fresh range that starts first among those ending after cur */
+		const struct span *f = 0;
+		for (int i = 0; i < trk.nfresh; i++)
+			if (trk.fresh[i].end > cur && trk.fresh[i].start < end &&
+			    (!f || trk.fresh[i].start < f->start))
+				f = &trk.fresh[i];
+		uint64_t stop = f && f->start > cur ? f->start : f ? cur : end;
+		if (stop > cur) {
+			if (res.ntracked == MAX_SPANS)
+				return -1;
+			res.tracked[res.ntracked++] = (struct span){cur, stop};
+		}
+		if (!f)
+			break;
+		cur = f->end > cur ? f->end : cur;
+	}
 	return 0;
 }
 
@@ -254,13 +271,8 @@ static void collect_one(uint64_t start, uint64_t end, void *arg)
 		}
 		at = walk_end;
 	}
-	if (in_fresh(start, end))
-		return;
-	if (res.ntracked == MAX_SPANS) {
+	if (add_tracked(start, end) != 0)
 		c->failed = 1;
-		return;
-	}
-	res.tracked[res.ntracked++] = (struct span){start, end};
 }
 
 void track_collect(struct scratch *s)

@@ -60,11 +60,12 @@ def test_chain_restart_exact(ck):
     assert re.search(r"checkpoint generation 5: \d+ bytes \(incremental on generation 4: "
                      r"\d+ pages stored, \d+ unchanged referred to, \d+ of them known unchanged "
                      r"without reading\)", ex), tail(ex)
-    # generation 3's parent was armed before generation 2 was captured:
-    # most of its unchanged pages are known so without being read
-    m = manifest(rundir, 3)
+    # write tracking was armed at the first checkpoint: from the second
+    # on, unchanged pages are known so without being read
     if kernel_tracks_writes():
-        assert int(m["pages_proven"]) > int(m["pages_referred"]) // 2, m
+        for g in (2, 3, 5):
+            m = manifest(rundir, g)
+            assert int(m["pages_proven"]) > 0, (g, m)
     else:
         print(f"NOTE: kernel {os.uname().release} lacks PAGEMAP_SCAN: every page was hashed")
     assert_verify_ok(ck, rundir, "after a chain of checkpoints")
