@@ -1003,7 +1003,7 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	char *dst = p->dest(p->arg, &j->c);
 	if (!dst)
 		return 0; /* not wanted (its layout was checked) */
-	if (!p->got)
+	if (!p->got || dst != CKPT_CHUNK_BOUNCE)
 		return par_check(p, j, dst, zin, dctx);
 	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	/* chunks are at most 16 MiB (compressed) or, as written, 1 MiB (raw);

@@ -72,9 +72,12 @@ int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn de
 				   int nthreads, char *err, size_t errlen);
 
 /* Bounced reading, for chunks that are only partly wanted: want(arg,
- * chunk) returns non-NULL for a chunk to read; its pages are read into a
- * buffer of the reading thread, checked, and handed to got(arg, chunk,
- * pages), which may be called by several threads at once. */
+ * chunk) returns NULL for a chunk to skip, a destination for one wanted
+ * whole (read there, as without bouncing), or CKPT_CHUNK_BOUNCE for one
+ * whose pages are read into a buffer of the reading thread, checked, and
+ * handed to got(arg, chunk, pages), which several threads may call at
+ * once. */
+#define CKPT_CHUNK_BOUNCE ((void *)1)
 typedef void (*ckpt_chunk_got_fn)(void *arg, const struct ckpt_page_chunk *chunk,
 				  const char *pages);
 int ckpt_image_read_pages_bounced(struct ckpt_image *img, ckpt_chunk_dest_fn want,

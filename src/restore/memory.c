@@ -237,8 +237,22 @@ static uint32_t want_from(const struct ref_ctx *r, uint64_t addr)
 static void *ref_wanted(void *arg, const struct ckpt_page_chunk *c)
 {
 	struct ref_ctx *r = arg;
+	uint64_t cend = c->addr + (uint64_t)c->npages * PAGE;
 	uint32_t i = want_from(r, c->addr);
-	return i < r->nwant && r->want[i].addr < c->addr + (uint64_t)c->npages * PAGE ? r : NULL;
+	if (i == r->nwant || r->want[i].addr >= cend)
+		return NULL;
+	const struct ckpt_page_chunk *w = &r->want[i];
+	if (w->addr <= c->addr && w->addr + (uint64_t)w->npages * PAGE >= cend) {
+		/* wanted whole (the usual case): straight into staging */
+		struct ckpt_page_chunk part = {.area = w->area, .addr = c->addr,
+					       .npages = c->npages};
+		char *dst = chunk_dest(r->stage, &part);
+		if (dst) {
+			atomic_fetch_add(&r->found, c->npages);
+			return dst;
+		}
+	}
+	return CKPT_CHUNK_BOUNCE;
 }
 
 static void ref_got(void *arg, const struct ckpt_page_chunk *c, const char *pages)
