@@ -82,16 +82,33 @@ static struct {
  * mappings to fit make tracking give up, never fail) */
 static char maps[4u << 20];
 
+/* The program may have closed our descriptor (daemons close them all) and
+ * got its number back for something else: use it, or close it, only while
+ * it is still a userfaultfd. */
+static int still_ours(void)
+{
+	if (trk.uffd < 0)
+		return 0;
+	char path[40] = "/proc/self/fd/", link[64];
+	str_append_u64(path, sizeof path, (uint64_t)trk.uffd);
+	long n = raw_readlink(path, link, sizeof link);
+	if (n > 0 && str_eq(link, "anon_inode:[userfaultfd]"))
+		return 1;
+	trk.uffd = -1;
+	trk.base_gen = 0;
+	return 0;
+}
+
 int track_fd(void)
 {
-	return trk.uffd;
+	return still_ours() ? trk.uffd : -1;
 }
 
 void track_forget(void)
 {
 	/* after fork (the descriptor acts on the parent's memory: close it
 	 * unused) or restart (the restored descriptor is not ours) */
-	if (trk.uffd >= 0)
+	if (still_ours())
 		raw_syscall1(SYS_close, trk.uffd);
 	trk.uffd = -1;
 	trk.base_gen = 0;
@@ -109,7 +126,7 @@ void track_forget_restored(void)
 
 static int setup(void)
 {
-	if (trk.uffd >= 0)
+	if (still_ours())
 		return 0;
 	if (trk.broken)
 		return -1;
@@ -120,6 +137,12 @@ static int setup(void)
 			raw_syscall1(SYS_close, fd);
 		trk.broken = 1;
 		return -1;
+	}
+	/* out of the way of the program's own numbers */
+	long high = raw_syscall3(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 900);
+	if (high >= 0) {
+		raw_syscall1(SYS_close, fd);
+		fd = high;
 	}
 	trk.uffd = (int)fd;
 	return 0;
@@ -278,7 +301,7 @@ static void collect_one(uint64_t start, uint64_t end, void *arg)
 void track_collect(struct scratch *s)
 {
 	res.valid = 0;
-	if (trk.uffd < 0)
+	if (!still_ours())
 		return;
 	uint64_t base = trk.base_gen;
 	int trusted = base && base == agent.parent_gen && !trk.fresh_overflow;
@@ -350,7 +373,7 @@ static void reprotect_one(uint64_t start, uint64_t end, void *arg)
 void track_reprotect(void)
 {
 	/* only after a capture that became the baseline */
-	if (trk.uffd < 0 || trk.base_gen != agent.generation)
+	if (!still_ours() || trk.base_gen != agent.generation)
 		return;
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0) {

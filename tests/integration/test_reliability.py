@@ -710,6 +710,12 @@ def test_soak_checkpoint_every_second(ck, seconds):
     run = ck.start(prog, interval=1)
     run.wait_lines(20)
     rundir = ck.rundir(proc=run)
+    # the first checkpoint opens what the agent keeps for the next ones
+    # (its write-tracking descriptor): the baseline comes after it
+    deadline = time.monotonic() + 30
+    while "checkpoint generation 1:" not in text_of(rundir / "execution.log"):
+        assert time.monotonic() < deadline, tail(text_of(rundir / "execution.log"))
+        time.sleep(0.05)
     pid = program_pids(ck.tag, prog.argv[0])[0]
     sup0, prog0 = _fds_and_rss(run.proc.pid), _fds_and_rss(pid)
     time.sleep(seconds)
