@@ -158,6 +158,12 @@ static void wait_for_resume(void)
 	resume_all_threads();
 }
 
+/* While the checkpoint thread connects, its descriptors are not yet
+ * where at_fork_child can close them, and while it tracks writes (the
+ * program running) it has /proc files open: a fork waits for it, or the
+ * child would inherit them, and its image with them. */
+static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static double ms_between(uint64_t a, uint64_t b)
 {
 	return b > a ? (double)(b - a) / 1e6 : 0.0;
@@ -211,8 +217,11 @@ static void on_suspend(const char *line)
 	/* incremental checkpoints: protect new memory before the stop (it
 	 * costs time, not pause) */
 	char opt[8];
-	if (field(line, "track", opt, sizeof opt) == 0 && opt[0] == '1')
+	if (field(line, "track", opt, sizeof opt) == 0 && opt[0] == '1') {
+		pthread_mutex_lock(&connect_lock);
 		track_arm();
+		pthread_mutex_unlock(&connect_lock);
+	}
 	agent.stop_ns = now_ns();
 	if (suspend_all_threads() != 0) {
 		send_fail(agent.errmsg);
@@ -363,8 +372,11 @@ static void on_continue(const char *line)
 	if (!keep_stopped)
 		resume_all_threads();
 	agent.resumed_ns = now_ns();
-	if (agent.hash_pages && !keep_stopped)
+	if (agent.hash_pages && !keep_stopped) {
+		pthread_mutex_lock(&connect_lock);
 		track_reprotect();
+		pthread_mutex_unlock(&connect_lock);
+	}
 	capture_wait_writer(); /* copy-on-write: the program runs meanwhile */
 	uint64_t written_ns = now_ns();
 	if (agent.result != 0) {
@@ -415,9 +427,6 @@ static void on_line(const char *line)
 		on_resume(line);
 }
 
-/* While the checkpoint thread connects, its descriptors are not yet
- * where at_fork_child can close them: a fork waits for it. */
-static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void at_fork_prepare(void)
 {
