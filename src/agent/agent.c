@@ -397,9 +397,9 @@ static void on_continue(const char *line)
 		 ms_between(agent.stop_ns, agent.stopped_ns),
 		 ms_between(agent.capture_ns, agent.captured_ns),
 		 agent.forked_ns ? ms_between(agent.fork_ns, agent.forked_ns) : 0.0,
-		 (double)agent.track_ns / 1e6,
-		 (unsigned long long)agent.pages_stored, (unsigned long long)agent.pages_referred,
-		 (unsigned long long)agent.pages_proven, enc);
+		 (double)agent.track_ns / 1e6, (unsigned long long)agent.pages_stored,
+		 (unsigned long long)agent.pages_referred, (unsigned long long)agent.pages_proven,
+		 enc);
 	send_line(out);
 	if (keep_stopped)
 		wait_for_resume();
@@ -426,7 +426,6 @@ static void on_line(const char *line)
 	else if (strncmp(line, "RESUME ", 7) == 0)
 		on_resume(line);
 }
-
 
 static void at_fork_prepare(void)
 {

@@ -657,8 +657,9 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 			str_append(err, 512, num);
 			str_append(err, 512, " (");
 			str_append(err, 200, path);
-			str_append(err, 512, ") is still open when stopped: the GPU state is not in "
-					     "host memory, so it would be missing from the image");
+			str_append(err, 512,
+				   ") is still open when stopped: the GPU state is not in "
+				   "host memory, so it would be missing from the image");
 			return -1;
 		}
 	}

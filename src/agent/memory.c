@@ -241,12 +241,12 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			uint64_t addr = base + i * CKPT_PAGE_SIZE;
 			kind = NONE;
 			/* a page proven unchanged is referred to without reading it */
-			if (i < n && a->kind == CKPT_AREA_ANON && (pm[i] & (PM_PRESENT | PM_SWAPPED)) &&
-			    track_unchanged(addr) && incr_page_unchanged(addr)) {
+			if (i < n && a->kind == CKPT_AREA_ANON &&
+			    (pm[i] & (PM_PRESENT | PM_SWAPPED)) && track_unchanged(addr) &&
+			    incr_page_unchanged(addr)) {
 				kind = REFERRED;
 				agent.pages_proven++;
-			}
-			else if (i < n && want_page(a, pm[i], addr, vec[i] & 1, sn))
+			} else if (i < n && want_page(a, pm[i], addr, vec[i] & 1, sn))
 				kind = incr_page(addr, source(sn, addr)) ? REFERRED : STORED;
 			if (kind != NONE && kind == run_kind && run_len < CHUNK_PAGES) {
 				run_len++;
@@ -366,8 +366,9 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 			err[0] = 0;
 			str_append(err, 512, "GPU: ");
 			str_append(err, 200, m.path);
-			str_append(err, 512, " is still mapped when stopped: the GPU state is not "
-					     "in host memory, so it would be missing from the image");
+			str_append(err, 512,
+				   " is still mapped when stopped: the GPU state is not "
+				   "in host memory, so it would be missing from the image");
 			return -1;
 		}
 		struct ckpt_area *a = &areas[n];

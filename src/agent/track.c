@@ -278,8 +278,8 @@ static void collect_one(uint64_t start, uint64_t end, void *arg)
 	uint32_t first = res.nwritten;
 	for (uint64_t at = start; at < end;) {
 		uint64_t walk_end = end;
-		long r = scan(c->pagemap_fd, at, end, TRK_SCAN_CHECK_WPASYNC, res.written + res.nwritten,
-			      MAX_WRITTEN - res.nwritten, &walk_end);
+		long r = scan(c->pagemap_fd, at, end, TRK_SCAN_CHECK_WPASYNC,
+			      res.written + res.nwritten, MAX_WRITTEN - res.nwritten, &walk_end);
 		if (r < 0) {
 			/* not registered (new, replaced, moved): all of it counts
 			 * as written this time */
@@ -353,8 +353,8 @@ static void reprotect_one(uint64_t start, uint64_t end, void *arg)
 	static struct trk_region out[4096];
 	for (uint64_t at = start; at < end;) {
 		uint64_t walk_end = end;
-		long r = scan(pagemap_fd, at, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC, out,
-			      4096, &walk_end);
+		long r = scan(pagemap_fd, at, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC,
+			      out, 4096, &walk_end);
 		if (r < 0)
 			return; /* not registered: the next scan says so */
 		for (long i = 0; i < r; i++) {

@@ -54,7 +54,8 @@ static uint64_t partial_bytes(int imagesfd)
 		size_t n = strlen(e->d_name);
 		if (n < 8 || strcmp(e->d_name + n - 8, ".partial") != 0)
 			continue;
-		int g = openat(imagesfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int g =
+		    openat(imagesfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		DIR *gd = g >= 0 ? fdopendir(g) : NULL;
 		if (!gd) {
 			if (g >= 0)

@@ -244,8 +244,8 @@ static void *ref_wanted(void *arg, const struct ckpt_page_chunk *c)
 	const struct ckpt_page_chunk *w = &r->want[i];
 	if (w->addr <= c->addr && w->addr + (uint64_t)w->npages * PAGE >= cend) {
 		/* wanted whole (the usual case): straight into staging */
-		struct ckpt_page_chunk part = {.area = w->area, .addr = c->addr,
-					       .npages = c->npages};
+		struct ckpt_page_chunk part = {
+		    .area = w->area, .addr = c->addr, .npages = c->npages};
 		char *dst = chunk_dest(r->stage, &part);
 		if (dst) {
 			atomic_fetch_add(&r->found, c->npages);
