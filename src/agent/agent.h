@@ -188,6 +188,10 @@ struct strtab {
 uint32_t strtab_add(struct strtab *t, const char *s);
 
 uint64_t now_ns(void);
+/* A bare thread (raw clone, no libc thread state) running fn(arg) on the
+ * stack below stack_top; *tid is set, and cleared by the kernel when the
+ * thread exits. fn must not return. Returns the tid or a -errno. */
+long raw_thread_start(char *stack_top, _Atomic int32_t *tid, void (*fn)(void *), void *arg);
 size_t str_len(const char *s);
 char *str_copy(char *dst, const char *src, size_t cap);	  /* returns end of dst */
 char *str_append(char *dst, size_t cap, const char *src); /* appends, returns dst */

@@ -83,9 +83,9 @@ static void run_jobs(struct zpool *p, ZSTD_CCtx *cctx)
 	}
 }
 
-__attribute__((noreturn, used)) void zworker_main(struct zworker *w);
-__attribute__((noreturn, used)) void zworker_main(struct zworker *w)
+static __attribute__((noreturn)) void zworker_main(void *arg)
 {
+	struct zworker *w = arg;
 	struct zpool *p = w->pool;
 	uint32_t seen = atomic_load(&p->gen);
 	for (;;) {
@@ -102,36 +102,13 @@ __attribute__((noreturn, used)) void zworker_main(struct zworker *w)
 	}
 }
 
-static long spawn(struct zworker *w)
-{
-	long ret;
-	register long r10 __asm__("r10") = (long)&w->tid; /* child_tid */
-	register long r8 __asm__("r8") = 0;		  /* tls: unchanged */
-	register uint64_t r12 __asm__("r12") = (uint64_t)w;
-	char *stack_top = w->stack + WORKER_STACK - 64;
-	long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-		     CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;
-	__asm__ volatile("syscall\n\t"
-			 "test %%rax, %%rax\n\t"
-			 "jnz 1f\n\t"
-			 "mov %%r12, %%rdi\n\t"
-			 "and $-16, %%rsp\n\t"
-			 "call zworker_main\n\t"
-			 "ud2\n"
-			 "1:"
-			 : "=a"(ret)
-			 : "a"(SYS_clone), "D"(flags), "S"(stack_top), "d"(&w->tid), "r"(r10),
-			   "r"(r8), "r"(r12)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
 static void start_workers(struct zpool *p)
 {
 	p->started = 1;
 	int n = 0;
 	for (int i = 0; i < p->nworkers; i++)
-		if (spawn(&p->w[i]) > 0)
+		if (raw_thread_start(p->w[i].stack + WORKER_STACK - 64, &p->w[i].tid, zworker_main,
+				     &p->w[i]) > 0)
 			n++;
 		else
 			break;

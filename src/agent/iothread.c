@@ -56,9 +56,9 @@ static void write_job(struct io_thread *t)
 	}
 }
 
-__attribute__((noreturn, used)) void io_thread_main(struct io_thread *t);
-__attribute__((noreturn, used)) void io_thread_main(struct io_thread *t)
+static __attribute__((noreturn)) void io_thread_main(void *arg)
 {
+	struct io_thread *t = arg;
 	for (;;) {
 		uint32_t st = atomic_load(&t->state);
 		if (st == IO_WORK) {
@@ -95,29 +95,6 @@ static int io_wait(void *ctx)
 	return t->err;
 }
 
-static long spawn(struct io_thread *t, char *stack_top)
-{
-	long ret;
-	register long r10 __asm__("r10") = (long)&t->tid; /* child_tid */
-	register long r8 __asm__("r8") = 0;		  /* tls: unchanged */
-	register uint64_t r12 __asm__("r12") = (uint64_t)t;
-	long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
-		     CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;
-	__asm__ volatile("syscall\n\t"
-			 "test %%rax, %%rax\n\t"
-			 "jnz 1f\n\t"
-			 "mov %%r12, %%rdi\n\t"
-			 "and $-16, %%rsp\n\t"
-			 "call io_thread_main\n\t"
-			 "ud2\n"
-			 "1:"
-			 : "=a"(ret)
-			 : "a"(SYS_clone), "D"(flags), "S"(stack_top), "d"(&t->tid), "r"(r10),
-			   "r"(r8), "r"(r12)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
 struct io_thread *io_thread_start(struct scratch *s, int fd)
 {
 	struct io_thread *t = scratch_alloc(s, sizeof *t);
@@ -129,7 +106,7 @@ struct io_thread *io_thread_start(struct scratch *s, int fd)
 	t->ops.submit = io_submit;
 	t->ops.wait = io_wait;
 	t->ops.ctx = t;
-	if (spawn(t, stack + IO_STACK - 64) < 0)
+	if (raw_thread_start(stack + IO_STACK - 64, &t->tid, io_thread_main, t) < 0)
 		return 0;
 	return t;
 }

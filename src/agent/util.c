@@ -1,6 +1,7 @@
 /* Helpers for code that runs while the program's threads are stopped: no
  * malloc, no stdio, no errno (see agent.h). */
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -272,4 +273,30 @@ void add_warning(const char *a, const char *b, const char *c)
 		str_append(w, sizeof agent.warnings, b);
 	if (c)
 		str_append(w, sizeof agent.warnings, c);
+}
+
+long raw_thread_start(char *stack_top, _Atomic int32_t *tid, void (*fn)(void *), void *arg)
+{
+	long ret;
+	register long r10 __asm__("r10") = (long)tid; /* child_tid */
+	register long r8 __asm__("r8") = 0;	      /* tls: unchanged */
+	register void *r12 __asm__("r12") = arg;
+	register void (*r13)(void *) __asm__("r13") = fn;
+	long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+		     CLONE_SYSVSEM | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;
+	/* the child starts on the new stack with the caller's registers:
+	 * r12 and r13 survive the system call */
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 "mov %%r12, %%rdi\n\t"
+			 "and $-16, %%rsp\n\t"
+			 "call *%%r13\n\t"
+			 "ud2\n"
+			 "1:"
+			 : "=a"(ret)
+			 : "a"(SYS_clone), "D"(flags), "S"(stack_top), "d"(tid), "r"(r10), "r"(r8),
+			   "r"(r12), "r"(r13)
+			 : "rcx", "r11", "memory");
+	return ret;
 }
