@@ -1,6 +1,7 @@
 #include "coord/kvfile.h"
 
 #include "coord/err.h"
+#include "coord/fsutil.h"
 #include "coord/proto.h"
 
 #include <errno.h>
@@ -72,20 +73,6 @@ const char *kv_get(const struct kvfile *kv, const char *key)
 		if (strcmp(kv->entries[i].key, key) == 0)
 			return kv->entries[i].value;
 	return NULL;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 int kv_write(const struct kvfile *kv, int dirfd, const char *name, const char *header, int mode)

@@ -2,6 +2,7 @@
 #include "gpu/helper.h"
 
 #include "coord/err.h"
+#include "coord/fsutil.h"
 #include "gpu/cuda.h"
 #include "gpu/detect.h"
 
@@ -201,21 +202,6 @@ static int child_run(struct gpu_job *job)
 	return rc;
 }
 
-static int write_all_fd(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Reads exactly len bytes before the deadline (monotonic ms). */
 static int read_until(int fd, void *buf, size_t len, double deadline)
 {
@@ -261,7 +247,7 @@ int gpu_run(struct gpu_job *job)
 	if (pid == 0) {
 		close(p[0]);
 		int rc = child_run(job);
-		_exit(write_all_fd(p[1], job, sizeof(*job)) < 0 ? 3 : rc < 0 ? 1 : 0);
+		_exit(write_all(p[1], job, sizeof(*job)) < 0 ? 3 : rc < 0 ? 1 : 0);
 	}
 	close(p[1]);
 	int r = read_until(p[0], &result, sizeof(result), now_ms() + GPU_HELPER_TIMEOUT_MS);
