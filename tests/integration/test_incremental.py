@@ -7,7 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from conftest import T_RUN, Bg, c_prog, check_chain, restart_context, tail, text_of
+from conftest import (T_RUN, Bg, assert_unharmed, c_prog, check_chain, restart_context, snapshot,
+                      tail, text_of)
 from test_reliability import (ancestors, assert_verify_ok, damage_image, generations,
                               one_line_error, verify)
 
@@ -33,6 +34,20 @@ def checkpoints(ck, run, rundir, n):
     return seen
 
 
+def chain_then_crash(ck, prog, opts, n, first=(2, 8), more=0):
+    """start with opts -> n checkpoints at random points -> `more` lines
+    -> SIGKILL of the group. Returns (rundir, first output, lines seen at
+    each checkpoint)."""
+    run = ck.start(prog, opts=opts)
+    run.wait_lines(ck.rng.randint(*first))
+    rundir = ck.rundir(proc=run)
+    seen = checkpoints(ck, run, rundir, n)
+    if more:
+        run.wait_lines(run.lines() + more)
+    ck.crash(run)
+    return rundir, run.output(), seen
+
+
 def test_chain_restart_exact(ck):
     """--full-every 3: generations 1 (full), 2 and 3 (incremental), 4
     (full), 5 (incremental). The memory changes in every way (pages
@@ -41,13 +56,8 @@ def test_chain_restart_exact(ck):
     of a full one."""
     prog = c_prog("incr_mem", 400, 40, 24)
     ref = ck.reference(prog)
-    run = ck.start(prog, opts=["--full-every", "3", "--keep", "5"])
-    run.wait_lines(ck.rng.randint(2, 8))
-    rundir = ck.rundir(proc=run)
-    seen = checkpoints(ck, run, rundir, 5)
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "3", "--keep", "5"], 5,
+                                           more=2)
 
     parents = {g: manifest(rundir, g).get("parent") for g in range(1, 6)}
     assert parents == {1: None, 2: "1", 3: "2", 4: None, 5: "4"}, parents
@@ -86,12 +96,7 @@ def test_restart_from_middle_of_chain(ck):
     is full."""
     prog = c_prog("incr_mem", 400, 40, 16)
     ref = ck.reference(prog)
-    run = ck.start(prog, opts=["--full-every", "4", "--keep", "4"])
-    run.wait_lines(ck.rng.randint(2, 8))
-    rundir = ck.rundir(proc=run)
-    seen = checkpoints(ck, run, rundir, 4)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "4", "--keep", "4"], 4)
     assert manifest(rundir, 3).get("parent") == "2" and manifest(rundir, 4).get("parent") == "3"
     bg = Bg(ck.argv("restart", prog, 0, ["--generation", "3"]), ck.work, ck.env, "restart-gen3")
     bg.wait_lines(3)
@@ -128,12 +133,8 @@ def test_damaged_parent_falls_back(ck):
     falls back past 4 and 3 to 2, which resumes exactly."""
     prog = c_prog("incr_mem", 300, 40, 8)
     ref = ck.reference(prog)
-    run = ck.start(prog, opts=["--full-every", "2", "--keep", "4"])
-    run.wait_lines(ck.rng.randint(2, 6))
-    rundir = ck.rundir(proc=run)
-    seen = checkpoints(ck, run, rundir, 4)
-    ck.crash(run)
-    first = run.output()
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "2", "--keep", "4"], 4,
+                                           first=(2, 6))
     damage_image(rundir / "images" / "gen-000003" / "2.img", "flip-pages")
     r = verify(ck, rundir)
     one_line_error(r, "verify with a damaged parent")
@@ -155,18 +156,17 @@ def test_missing_parent_image_is_refused(ck):
     """A parent generation removed by hand: the incremental generation is
     reported damaged (not restored into a wrong program)."""
     prog = c_prog("incr_mem", 300, 40, 8)
-    run = ck.start(prog, opts=["--full-every", "5", "--keep", "5"])
-    run.wait_lines(3)
-    rundir = ck.rundir(proc=run)
-    checkpoints(ck, run, rundir, 2)
-    ck.crash(run)
+    rundir, _, _ = chain_then_crash(ck, prog, ["--full-every", "5", "--keep", "5"], 2,
+                                    first=(3, 3))
     (rundir / "images" / "gen-000001" / "2.img").unlink()
+    before = snapshot(rundir)
     r = verify(ck, rundir)
     assert r.returncode == 1 and re.search(r"generation 2 \(latest\): DAMAGED", r.stdout), r.stdout
     r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
     err = one_line_error(r, "restart with the parent image gone")
     assert "damaged" in err, err
     ck.assert_gone("after the refused restart")
+    assert_unharmed(before, snapshot(rundir), "verify and a refused restart")
 
 
 def test_full_every_bad_values(ck):
