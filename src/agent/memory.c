@@ -18,6 +18,10 @@
 #define PM_FILE (1ull << 61)
 #define BATCH_PAGES 16384u
 #define CHUNK_PAGES CKPT_CHUNK_PAGES_MAX
+/* Agent-only area flag, cleared before AREAS is written: private memory
+ * backed by a file that restart cannot map again, so every page that is
+ * not zero is saved, whether the program touched it or not. */
+#define AREA_WHOLE_FILE (1u << 31)
 
 struct map_line {
 	uint64_t start, end, offset, ino;
@@ -78,6 +82,26 @@ static long read_maps(struct scratch *s, char **out)
 	return n;
 }
 
+/* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img".
+ * Its generation may be removed by --keep later, so its pages are saved
+ * like anonymous memory. */
+static int is_image_file(const char *path)
+{
+	const char *slash = 0, *prev = 0;
+	for (const char *p = path; *p; p++)
+		if (*p == '/') {
+			prev = slash;
+			slash = p;
+		}
+	if (!prev || !str_starts(prev + 1, "gen-") || !str_ends(path, ".img") ||
+	    slash[1] < '0' || slash[1] > '9')
+		return 0;
+	for (const char *p = slash + 1; *p != '.'; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
+}
+
 static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 {
 	int shared = m->perms[3] == 's';
@@ -132,9 +156,11 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	}
 	a->kind = CKPT_AREA_FILE_PRIVATE;
 	struct stat st;
-	if (deleted || raw_syscall2(SYS_stat, path, &st) != 0 || st.st_ino != m->ino) {
+	if (deleted || is_image_file(path) || raw_syscall2(SYS_stat, path, &st) != 0 ||
+	    st.st_ino != m->ino) {
 		/* the file is gone or replaced: keep every page */
 		a->kind = CKPT_AREA_ANON;
+		a->flags |= AREA_WHOLE_FILE;
 		(void)why;
 		return 0;
 	}
@@ -187,7 +213,8 @@ static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int 
 {
 	switch (a->kind) {
 	case CKPT_AREA_ANON:
-		if (!(pm & (PM_PRESENT | PM_SWAPPED)))
+		/* a page of a file not yet touched holds the file's bytes */
+		if (!(pm & (PM_PRESENT | PM_SWAPPED)) && !(a->flags & AREA_WHOLE_FILE))
 			return 0;
 		return !page_is_zero((const uint64_t *)(uintptr_t)addr);
 	case CKPT_AREA_FILE_PRIVATE:
@@ -225,7 +252,8 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 		if (unreadable && !protected) {
 			int any = 0;
 			for (uint64_t i = 0; i < n && !any; i++)
-				any = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
+				any = (pm[i] & (PM_PRESENT | PM_SWAPPED)) ||
+				      (a->flags & AREA_WHOLE_FILE);
 			if (!any)
 				continue;
 			/* pages exist under PROT_NONE: read them anyway */
@@ -401,6 +429,8 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	raw_syscall1(SYS_close, pagemap_fd);
 	if (err[0])
 		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		areas[i].flags &= ~AREA_WHOLE_FILE;
 	ckpt_writer_begin_section(w, CKPT_SEC_AREAS);
 	ckpt_writer_write(w, areas, n * sizeof *areas);
 	ckpt_writer_end_section(w, n);

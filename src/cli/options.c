@@ -118,6 +118,14 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 			i++;
 			continue;
 		}
+		if (strcmp(arg, "--lazy") == 0) {
+			if (strcmp(argv[0], "restart") != 0 && strcmp(argv[0], "run") != 0)
+				return ckpt_fail("--lazy is an option of ckpt restart and ckpt run "
+						 "only (it applies when a run is resumed)");
+			o->lazy = 1;
+			i++;
+			continue;
+		}
 		if (strcmp(arg, "--requeue") == 0) {
 			o->requeue = 1;
 			i++;

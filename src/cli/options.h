@@ -20,6 +20,7 @@ struct run_opts {
 	int keep;	      /* --keep: complete generations kept; -1: not given */
 	int full_every;	      /* --full-every: a full image every N; -1: not given */
 	uint64_t generation;  /* restart --generation N; 0: the latest intact one */
+	int lazy;	      /* restart --lazy: map uncompressed pages, verify meanwhile */
 	int help;	      /* --help / -h was given */
 	/* Batch systems (docs/slurm.md). */
 	int checkpoint_signal;	 /* --checkpoint-signal; 0: not given (SIGUSR1) */

@@ -14,6 +14,7 @@
 #include "coord/kvfile.h"
 #include "coord/verify.h"
 #include "image/compat.h"
+#include "image/reader.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,7 +210,8 @@ int restart_run(const struct run_opts *opts)
 	char images_path[4200];
 	snprintf(images_path, sizeof(images_path), "%s/%s", rundir, GENS_DIR);
 	uint64_t gen = 0;
-	struct gen_verdict v = {.decode = 0};
+	/* --lazy: the layout now, every checksum while the program runs */
+	struct gen_verdict v = {.decode = o.lazy ? CKPT_CHECK_LAYOUT : 0};
 	for (size_t i = 0; i < ncand && !gen; i++) {
 		if (gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) == 0 &&
 		    v.root_pid >= 2) {
@@ -317,16 +319,21 @@ int restart_run(const struct run_opts *opts)
 	char *command = shell_join(cfg.cmd, cfg.ncmd);
 	co.command = command ? command : cfg.cmd[0];
 	co.restored_gen = gen;
+	co.lazy = o.lazy;
 	co.first_status = v.first_status;
 	load_last(&co, gen);
 	char interval[64];
 	describe_interval(interval, sizeof(interval), co.interval_ms);
 	ckpt_log(&exec_log,
-		 "ckpt %s: restart from generation %llu (%s/%s, pid %d, verified) of %s; "
+		 "ckpt %s: restart from generation %llu (%s/%s, pid %d, %s) of %s; "
 		 "%s%s, keeping %d",
-		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid, co.command,
+		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid,
+		 o.lazy ? "lazy: its layout checked, its pages verified while the program runs"
+			: "verified",
+		 co.command,
 		 interval, o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
-	char *rargv[] = {restorer, image, NULL};
+	char lazy_flag[] = "--lazy";
+	char *rargv[] = {restorer, o.lazy ? lazy_flag : image, o.lazy ? image : NULL, NULL};
 	struct supervise_args sa = {
 	    .lockfd = lockfd,
 	    .exec_path = restorer,

@@ -265,6 +265,8 @@ void ckpt_start(struct coord *c, const char *why)
 		not_started(c, why, msg);
 		return;
 	}
+	if (lazy_verify_defer(c, why))
+		return;
 	uint64_t gen = c->next_gen++;
 	if (gens_begin(c->o->imagesfd, gen) < 0) {
 		snprintf(msg, sizeof(msg), "checkpoint generation %llu failed: %s",

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,6 +572,12 @@ static void record_finished(struct coord *c, int code)
 static int exit_code(struct coord *c)
 {
 	char what[128];
+	if (c->lazy_damaged) {
+		ckpt_log(c->o->exec_log,
+			 "exit: the program was killed (its lazily restored generation is damaged); "
+			 "ckpt exits with status 1");
+		return 1;
+	}
 	int asked = c->stop_req != 0; /* SIGTERM or --before-limit */
 	if (c->stop_failed) {
 		int code = asked ? CKPT_EXIT_STOP_FAILED : 1;
@@ -658,9 +665,12 @@ int coord_run(const struct coord_opts *o)
 	c->err_fd = o->err_fd;
 	c->term_out = c->term_err = 1;
 	c->stop_at = o->stop_at_mono;
+	c->verify_fd = -1;
 	ckpt_linebuf_init(&c->report);
 	/* The interval counts from the start, then from each checkpoint's end. */
 	c->next_due = o->interval_ms > 0 ? ckpt_mono_ms() + o->interval_ms : -1;
+	if (o->lazy)
+		lazy_verify_begin(c);
 
 	struct pollfd *pfd = NULL;
 	size_t pcap = 0;
@@ -668,7 +678,7 @@ int coord_run(const struct coord_opts *o)
 		int program_gone = c->init_reaped && c->report_fd < 0;
 		if (program_gone && c->out_fd < 0 && c->err_fd < 0)
 			break;
-		size_t need = 5 + c->nconns;
+		size_t need = 6 + c->nconns;
 		if (need > pcap) {
 			struct pollfd *n = reallocarray(pfd, need, sizeof(*pfd));
 			if (!n) {
@@ -684,6 +694,7 @@ int coord_run(const struct coord_opts *o)
 		pfd[np++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
 		pfd[np++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN};
 		pfd[np++] = (struct pollfd){.fd = o->listen_fd, .events = POLLIN};
+		pfd[np++] = (struct pollfd){.fd = c->verify_fd, .events = POLLIN};
 		for (size_t i = 0; i < c->nconns; i++)
 			pfd[np++] = (struct pollfd){
 			    .fd = c->conns[i]->fd,
@@ -704,9 +715,11 @@ int coord_run(const struct coord_opts *o)
 				tee_output(c, &c->err_fd, 2, &c->term_err);
 			if (pfd[4].revents)
 				accept_conns(c);
+			if (c->verify_fd >= 0 && pfd[5].revents)
+				lazy_verify_end(c);
 			/* Connections accepted just now are not in pfd yet. */
-			for (size_t i = 5; i < np; i++) {
-				struct conn *k = c->conns[i - 5];
+			for (size_t i = 6; i < np; i++) {
+				struct conn *k = c->conns[i - 6];
 				if (k->fd < 0 || !pfd[i].revents)
 					continue;
 				if (pfd[i].revents & POLLOUT)
@@ -731,6 +744,12 @@ int coord_run(const struct coord_opts *o)
 	}
 	free(c->conns);
 	free(c->gpu_job);
+	if (c->verify_pid > 0) {
+		kill(c->verify_pid, SIGKILL);
+		waitpid(c->verify_pid, NULL, 0);
+	}
+	if (c->verify_fd >= 0)
+		close(c->verify_fd);
 	if (c->out_fd >= 0)
 		close(c->out_fd);
 	if (c->err_fd >= 0)

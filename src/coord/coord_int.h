@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "coord/coord.h"
 #include "coord/proto.h"
@@ -134,6 +135,13 @@ struct coord {
 	int64_t restored_pid; /* pid of the last HELLO with restored= (0: none) */
 	int init_status;
 	int report_fd, cmd_fd;
+	/* lazy restart (lazyverify.c): the child verifying restored_gen,
+	 * the pipe of its verdict, and what waits for it */
+	pid_t verify_pid;
+	int verify_fd;
+	int64_t verify_t0;
+	int ckpt_deferred; /* a checkpoint was asked for meanwhile */
+	int lazy_damaged;  /* it found damage: the program was killed */
 	struct ckpt_linebuf report;
 	int out_fd, err_fd;
 	int term_out, term_err; /* our stdout/stderr still take the tee */
@@ -144,6 +152,15 @@ void conn_send(struct coord *c, struct conn *k, const struct ckpt_line *l);
 void conn_reply_err(struct coord *c, struct conn *k, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 struct conn *coord_root_agent(struct coord *c);
+
+/* lazyverify.c */
+/* Start verifying the lazily restored generation in a child. */
+void lazy_verify_begin(struct coord *c);
+/* The child's verdict is readable: take it (kills the program on damage). */
+void lazy_verify_end(struct coord *c);
+/* A checkpoint must wait for the verification: 1 (it is started when the
+ * verdict is good), or 0 to go on. */
+int lazy_verify_defer(struct coord *c, const char *why);
 
 /* checkpoint.c */
 /* Start a checkpoint (timer or request) unless one is running. */

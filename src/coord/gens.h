@@ -16,6 +16,9 @@
 #define GENS_DIR "images"
 #define GENS_KEEP 2 /* complete generations kept */
 #define GENS_MANIFEST "manifest"
+/* Beside the manifest of a generation found damaged while a program
+ * restored lazily from it ran: one line saying what was found. */
+#define GENS_DAMAGED "damaged"
 
 /* "gen-000042" or "gen-000042.partial" */
 void gens_name(char *buf, size_t len, uint64_t gen, int partial);

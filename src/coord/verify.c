@@ -162,6 +162,15 @@ int gens_verify(int imagesfd, const char *images_path, uint64_t gen, FILE *out,
 		problem(v, out, gname, "cannot open it: %s", strerror(errno));
 		return 1;
 	}
+	char mark[1400];
+	int mfd = openat(gfd, GENS_DAMAGED, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (mfd >= 0) {
+		ssize_t n = read(mfd, mark, sizeof(mark) - 1);
+		close(mfd);
+		mark[n > 0 ? n : 0] = '\0';
+		mark[strcspn(mark, "\n")] = '\0';
+		problem(v, out, GENS_DAMAGED, "%s", mark[0] ? mark : "marked damaged");
+	}
 	struct kvfile kv;
 	if (kv_read(&kv, gfd, GENS_MANIFEST) < 0) {
 		if (errno == ENOENT)

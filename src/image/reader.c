@@ -975,6 +975,7 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 struct par {
 	struct walk *w;
 	ckpt_chunk_dest_fn dest;
+	ckpt_chunk_map_fn map; /* lazy restart: raw chunks the caller maps itself */
 	ckpt_chunk_got_fn got; /* bounced reading: chunks go through a buffer */
 	void *arg;
 	_Atomic uint32_t next;
@@ -1000,6 +1001,8 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DCtx **dctx,
 		   char **bounce)
 {
+	if (!j->c.magic)
+		return 0; /* taken by map: the caller maps its pages from the file */
 	char *dst = p->dest(p->arg, &j->c);
 	if (!dst)
 		return 0; /* not wanted (its layout was checked) */
@@ -1095,8 +1098,8 @@ static void *par_worker(void *arg)
 	return NULL;
 }
 
-static int read_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, ckpt_chunk_got_fn got,
-			 void *arg, int nthreads, char *err, size_t errlen)
+static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chunk_dest_fn dest,
+			 ckpt_chunk_got_fn got, void *arg, int nthreads, char *err, size_t errlen)
 {
 	struct walk w = {.img = img, .err = err, .errlen = errlen, .listing = 1};
 	img->nrefs = 0;
@@ -1106,7 +1109,11 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, ckpt_c
 		free(w.jobs);
 		return -1;
 	}
-	struct par p = {.w = &w, .dest = dest, .got = got, .arg = arg};
+	/* offered in file order, from this thread, before any data is read */
+	for (uint32_t i = 0; map && i < w.njobs; i++)
+		if (!w.jobs[i].zlen && map(arg, &w.jobs[i].c, w.jobs[i].data))
+			w.jobs[i].c.magic = 0;
+	struct par p = {.w = &w, .dest = dest, .map = map, .got = got, .arg = arg};
 	pthread_mutex_init(&p.lock, NULL);
 	if (nthreads > 16)
 		nthreads = 16;
@@ -1169,26 +1176,38 @@ static int check_hashes(struct ckpt_image *img, char *err, size_t errlen)
 int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,
 				   int nthreads, char *err, size_t errlen)
 {
-	return read_parallel(img, dest, NULL, arg, nthreads, err, errlen);
+	return read_parallel(img, NULL, dest, NULL, arg, nthreads, err, errlen);
 }
 
 int ckpt_image_read_pages_bounced(struct ckpt_image *img, ckpt_chunk_dest_fn want,
 				  ckpt_chunk_got_fn got, void *arg, int nthreads, char *err,
 				  size_t errlen)
 {
-	return read_parallel(img, want, got, arg, nthreads, err, errlen);
+	return read_parallel(img, NULL, want, got, arg, nthreads, err, errlen);
+}
+
+int ckpt_image_read_pages_mapped(struct ckpt_image *img, ckpt_chunk_map_fn map,
+				 ckpt_chunk_dest_fn want, ckpt_chunk_got_fn got, void *arg,
+				 int nthreads, char *err, size_t errlen)
+{
+	return read_parallel(img, map, want, got, arg, nthreads, err, errlen);
 }
 
 int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t errlen)
 {
-	struct walk w = {.img = img, .err = err, .errlen = errlen, .stored_only = !decode};
+	struct walk w = {.img = img,
+			 .err = err,
+			 .errlen = errlen,
+			 .stored_only = !decode,
+			 .listing = decode == CKPT_CHECK_LAYOUT};
 
-	if (check_hashes(img, err, errlen) < 0)
+	if (decode != CKPT_CHECK_LAYOUT && check_hashes(img, err, errlen) < 0)
 		return -1;
 	img->nrefs = 0;
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	int r = walk_pages(&w, NULL, NULL);
+	free(w.jobs);
 	free(w.scratch);
 	free(w.zin);
 	free(w.zout);

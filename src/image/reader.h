@@ -84,6 +84,17 @@ int ckpt_image_read_pages_bounced(struct ckpt_image *img, ckpt_chunk_dest_fn wan
 				  ckpt_chunk_got_fn got, void *arg, int nthreads, char *err,
 				  size_t errlen);
 
+/* Lazy restart: map(arg, chunk, offset) is offered each uncompressed
+ * chunk (its pages lie at offset in the file, 4096-aligned), in file
+ * order and before anything is read; returning 1 takes the chunk: the
+ * caller maps its pages from the file, and it is neither read nor
+ * checked here. The rest is read as by ckpt_image_read_pages_bounced
+ * (got may be NULL when want never bounces). */
+typedef int (*ckpt_chunk_map_fn)(void *arg, const struct ckpt_page_chunk *chunk, uint64_t offset);
+int ckpt_image_read_pages_mapped(struct ckpt_image *img, ckpt_chunk_map_fn map,
+				 ckpt_chunk_dest_fn want, ckpt_chunk_got_fn got, void *arg,
+				 int nthreads, char *err, size_t errlen);
+
 /* Name of a section type for messages: "PROCESS", "AREAS"..., "UNKNOWN". */
 const char *ckpt_section_name(uint32_t type);
 
@@ -91,7 +102,10 @@ const char *ckpt_section_name(uint32_t type);
  * chunks are decompressed too (their frames' own checksums checked);
  * otherwise, for version 3 images, the checksum of their stored bytes is
  * enough: those are the bytes that were written, so they decode as they
- * did (several times faster). */
+ * did (several times faster). CKPT_CHECK_LAYOUT: only the chunk headers
+ * and their layout, no page data and no PAGE_HASHES (what a lazy restart
+ * checks before it starts; the rest is checked while the program runs). */
+#define CKPT_CHECK_LAYOUT (-1)
 int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t errlen);
 
 /* Full verification: ckpt_image_open + every chunk's checksum, decoded. */

@@ -89,8 +89,13 @@ static __attribute__((noreturn)) void become(int self, struct fd_context *c)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "--lazy")) {
+		restore_lazy = 1;
+		argv++;
+		argc--;
+	}
 	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(stderr, "usage: ckpt-restore IMAGE (started by ckpt restart)\n");
+		fprintf(stderr, "usage: ckpt-restore [--lazy] IMAGE (started by ckpt restart)\n");
 		return 2;
 	}
 	/* one descriptor per mapped file may exceed the soft limit; the

@@ -187,7 +187,65 @@ static void shm_close_unused(const struct plan *p)
 struct stage_ctx {
 	const struct ckpt_image *img;
 	struct plan_area *areas; /* indexed like img->areas */
+	struct plan *plan;
+	struct fd_context *fdc;
 };
+
+/* ---- lazy restart ----
+ * An uncompressed chunk's pages lie 4096-aligned in the image file: for a
+ * private anonymous area (moved into place whole) they are not read but
+ * mapped from the file, MAP_PRIVATE, over the area once it is in place.
+ * The program runs at once and the kernel reads each page when it is
+ * first touched. The pieces follow the areas in the plan. */
+int restore_lazy;
+
+static struct plan_area *pieces;
+static uint32_t npieces, cappieces;
+
+/* The image's descriptor for mapping, opened on first use (the reader's
+ * own is closed before the hand-over); the final stage closes it. */
+static int lazy_fd(struct stage_ctx *s, const char *path, int *fd)
+{
+	if (*fd >= 0)
+		return *fd;
+	if (s->plan->nclose == PLAN_MAX_CLOSE)
+		return -1;
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0 || (f = fd_private(s->fdc, f)) < 0)
+		return -1;
+	s->plan->close_fds[s->plan->nclose++] = f;
+	return *fd = f;
+}
+
+static int add_piece(uint64_t start, uint64_t end, int fd, uint64_t offset, uint32_t prot)
+{
+	if (npieces == cappieces) {
+		uint32_t cap = cappieces ? 2 * cappieces : 1024;
+		struct plan_area *np = realloc(pieces, cap * sizeof *np);
+		if (!np)
+			return -1;
+		pieces = np;
+		cappieces = cap;
+	}
+	pieces[npieces++] = (struct plan_area){
+	    .start = start, .end = end, .file_offset = offset, .op = PLAN_FILE, .prot = prot, .fd = fd};
+	return 0;
+}
+
+struct own_lazy {
+	struct stage_ctx *stage;
+	int fd;
+};
+
+static int own_chunk_map(void *arg, const struct ckpt_page_chunk *c, uint64_t offset)
+{
+	struct own_lazy *l = arg;
+	const struct plan_area *pa = &l->stage->areas[c->area];
+	if (pa->op != PLAN_MOVE || lazy_fd(l->stage, l->stage->img->path, &l->fd) < 0)
+		return 0; /* read as usual */
+	return add_piece(c->addr, c->addr + (uint64_t)c->npages * PAGE, l->fd, offset, pa->prot) ==
+	       0;
+}
 
 static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 {
@@ -206,6 +264,11 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 	return (void *)(uintptr_t)(pa->staging + (chunk->addr - a->start));
 }
 
+static void *own_chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
+{
+	return chunk_dest(((struct own_lazy *)arg)->stage, chunk);
+}
+
 /* ---- incremental images: pages taken from parent generations ----
  * The image's reference chunks name pages whose bytes are those the parent
  * generation's image of the same name restores at the same address. The
@@ -215,6 +278,8 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
  * to a full image. Every page referred to must be found. */
 struct ref_ctx {
 	struct stage_ctx *stage;
+	const char *path; /* the parent image being read */
+	int fd;		  /* its descriptor for lazy mapping, -1 until needed */
 	struct ckpt_page_chunk *want; /* pages still to find, ascending, area = this image's */
 	uint32_t nwant;
 	_Atomic uint64_t found;
@@ -272,6 +337,37 @@ static void ref_got(void *arg, const struct ckpt_page_chunk *c, const char *page
 			memcpy(dst, pages + (from - c->addr), to - from);
 		atomic_fetch_add(&r->found, part.npages);
 	}
+}
+
+/* Lazy restart: a parent's uncompressed chunk is mapped for every
+ * wanted part of it, when all of them lie in areas moved into place. */
+static int ref_map(void *arg, const struct ckpt_page_chunk *c, uint64_t offset)
+{
+	struct ref_ctx *r = arg;
+	uint64_t cend = c->addr + (uint64_t)c->npages * PAGE;
+	uint32_t first = want_from(r, c->addr), i;
+	for (i = first; i < r->nwant && r->want[i].addr < cend; i++)
+		if (r->stage->areas[r->want[i].area].op != PLAN_MOVE)
+			return 0;
+	if (i == first || lazy_fd(r->stage, r->path, &r->fd) < 0)
+		return 0;
+	uint32_t added = npieces;
+	uint64_t pages = 0;
+	for (i = first; i < r->nwant && r->want[i].addr < cend; i++) {
+		const struct ckpt_page_chunk *w = &r->want[i];
+		uint64_t from = w->addr > c->addr ? w->addr : c->addr;
+		uint64_t to = w->addr + (uint64_t)w->npages * PAGE;
+		if (to > cend)
+			to = cend;
+		if (add_piece(from, to, r->fd, offset + (from - c->addr),
+			      r->stage->areas[w->area].prot) != 0) {
+			npieces = added; /* read it instead */
+			return 0;
+		}
+		pages += (to - from) / PAGE;
+	}
+	atomic_fetch_add(&r->found, pages);
+	return 1;
 }
 
 static int by_addr(const void *a, const void *b)
@@ -362,10 +458,12 @@ static int resolve_refs(struct ckpt_image *img, struct stage_ctx *sc, int thread
 		}
 		uint64_t wanted = count_pages(r.want, r.nwant);
 		atomic_store(&r.found, 0);
+		r.path = path;
+		r.fd = -1;
 		struct ckpt_page_chunk *next = NULL;
 		long nnext = -1;
-		if (ckpt_image_read_pages_bounced(p, ref_wanted, ref_got, &r, threads, err,
-						  sizeof err) == 0) {
+		if (ckpt_image_read_pages_mapped(p, restore_lazy ? ref_map : NULL, ref_wanted,
+						 ref_got, &r, threads, err, sizeof err) == 0) {
 			qsort(p->refs, p->nrefs, sizeof *p->refs, by_addr);
 			nnext = intersect(r.want, r.nwant, p->refs, p->nrefs, &next);
 		}
@@ -409,8 +507,12 @@ static uint32_t op_of(const struct ckpt_area *a)
 
 /* Sizes of the blob region's parts. */
 struct layout {
-	uint64_t code, plan, stacks, slot, staging, total;
+	uint64_t code, plan, stacks, slot, pieces, staging, total;
 };
+
+/* Address space set aside for the plan's areas when lazily mapped chunks
+ * are added to them (only what is used is ever touched). */
+#define LAZY_PLAN_SPACE (256ull << 20)
 
 static struct layout measure(const struct ckpt_image *img, const struct live_map *live, int nlive)
 {
@@ -429,7 +531,8 @@ static struct layout measure(const struct ckpt_image *img, const struct live_map
 	for (uint32_t i = 0; i < img->nareas; i++)
 		if (staged(&img->areas[i]))
 			l.staging += img->areas[i].end - img->areas[i].start + PAGE + HUGE;
-	l.total = l.code + l.plan + l.stacks + l.slot + l.staging;
+	l.pieces = restore_lazy ? LAZY_PLAN_SPACE : 0;
+	l.total = l.code + l.plan + l.stacks + l.slot + l.pieces + l.staging;
 	return l;
 }
 
@@ -548,9 +651,33 @@ static int file_fd(struct plan *p, struct fd_context *c, struct file_table *ft,
 	return fd;
 }
 
+/* Lazy restart: the plan's areas, then the pieces mapped from image
+ * files, in the space set aside for them. */
+static int append_pieces(struct plan *p, uint64_t at)
+{
+	uint64_t n = (uint64_t)p->nareas + npieces;
+	if (!npieces)
+		return 0;
+	if (n * sizeof(struct plan_area) > LAZY_PLAN_SPACE)
+		return fail("too many lazily mapped chunks (%u)", npieces);
+	if (map_rw(at, round_up(n * sizeof(struct plan_area))) != 0)
+		return -1;
+	prctl(0x53564d41 /* PR_SET_VMA */, 0 /* ANON_NAME */, at,
+	      round_up(n * sizeof(struct plan_area)), "ckpt-restorer");
+	struct plan_area *all = (struct plan_area *)(uintptr_t)at;
+	memcpy(all, p->areas, p->nareas * sizeof *all);
+	memcpy(all + p->nareas, pieces, npieces * sizeof *all);
+	p->areas = all;
+	p->nareas = (uint32_t)n;
+	free(pieces);
+	pieces = NULL;
+	npieces = cappieces = 0;
+	return 0;
+}
+
 /* Areas in the plan, their files opened, their pages staged. */
 static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context *c,
-		      uint64_t staging, uint64_t bitmaps)
+		      uint64_t staging, uint64_t bitmaps, uint64_t pieces_at)
 {
 	uint32_t n = 0;
 	struct plan_area *by_index = calloc(img->nareas + 1, sizeof *by_index);
@@ -619,12 +746,14 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			}
 		}
 	}
-	struct stage_ctx sc = {img, by_index};
+	struct stage_ctx sc = {img, by_index, p, c};
+	struct own_lazy own = {&sc, -1};
 	char err[512];
 	/* decompressing is the slow part of a restart: one thread per CPU */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (ckpt_image_read_pages_parallel(img, chunk_dest, &sc, cpus > 0 ? (int)cpus : 1, err,
-					   sizeof err) != 0) {
+	if (ckpt_image_read_pages_mapped(img, restore_lazy ? own_chunk_map : NULL, own_chunk_dest,
+					 NULL, &own, cpus > 0 ? (int)cpus : 1, err,
+					 sizeof err) != 0) {
 		fail("%s", err);
 		goto fail;
 	}
@@ -641,6 +770,8 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 	}
 	p->nareas = n;
 	shm_close_unused(p);
+	if (append_pieces(p, pieces_at) != 0)
+		goto fail;
 	free(by_index);
 	free(ft.names);
 	free(ft.fds);
@@ -662,9 +793,10 @@ struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 	uint64_t at = reserve_region(img, live, nlive, l.total);
 	if (!at)
 		return NULL;
-	/* code | plan | stacks | vDSO slot | staging */
+	/* code | plan | stacks | vDSO slot | lazy pieces | staging */
 	uint64_t code = at, plan_at = code + l.code, stacks = plan_at + l.plan;
-	uint64_t slot = stacks + l.stacks, staging = slot + l.slot;
+	uint64_t slot = stacks + l.stacks, pieces_at = slot + l.slot,
+		 staging = pieces_at + l.pieces;
 	if (map_rw(code, l.code + l.plan + l.stacks) != 0)
 		return NULL;
 	memcpy((void *)code, final_blob_start, (size_t)(final_blob_end - final_blob_start));
@@ -689,7 +821,7 @@ struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 		return NULL;
 	plan_process(p, img, c);
 	uint64_t bitmaps = (uint64_t)(uintptr_t)(p->threads + img->nthreads);
-	if (plan_areas(p, img, c, staging, bitmaps) != 0)
+	if (plan_areas(p, img, c, staging, bitmaps, pieces_at) != 0)
 		return NULL;
 	return p;
 }

@@ -67,6 +67,9 @@ int fd_private(struct fd_context *c, int fd); /* move fd above the program's */
 
 /* memory.c: the blob region, staging, the plan */
 struct plan *plan_build(struct ckpt_image *img, struct fd_context *c);
+/* ckpt-restore --lazy: uncompressed chunks of private memory are mapped
+ * from the image files instead of read (docs/design.md, lazy restart). */
+extern int restore_lazy;
 
 /* attrs.c: cwd, umask, rlimits */
 int attrs_restore(const struct ckpt_image *img);

@@ -540,13 +540,13 @@ class Ckpt:
         return Bg(self.argv("start", prog, interval, opts, dir), self.work, self.env,
                   self._name("start"), self.user)
 
-    def restart_bg(self, prog, interval=0, dir=None):
-        return Bg(self.argv("restart", prog, interval, (), dir), self.work, self.env,
+    def restart_bg(self, prog, interval=0, dir=None, opts=()):
+        return Bg(self.argv("restart", prog, interval, opts, dir), self.work, self.env,
                   self._name("restart"), self.user)
 
-    def restart(self, prog, interval=0, dir=None, timeout=T_RUN):
+    def restart(self, prog, interval=0, dir=None, timeout=T_RUN, opts=()):
         """Runs `ckpt restart` to completion; returns (stdout, status, Bg)."""
-        bg = self.restart_bg(prog, interval, dir)
+        bg = self.restart_bg(prog, interval, dir, opts)
         rc = bg.finish(timeout)
         self.assert_gone(f"after {bg.what()} exited")
         return bg.output(), rc, bg

@@ -1,0 +1,147 @@
+"""Lazy restart (ckpt restart --lazy): uncompressed pages are mapped from
+the images instead of read before the program runs; the images are
+verified while it runs, checkpoints wait for that, and a damaged image
+found meanwhile stops the run and marks its generation. Every restarted
+run's output is compared exactly with an uninterrupted run's."""
+import re
+import struct
+import time
+from pathlib import Path
+
+from conftest import (T_QUICK, assert_unharmed, c_prog, check_chain, restart_context, snapshot,
+                      tagged_pids, tail, text_of)
+from test_incremental import chain_then_crash, manifest
+from test_reliability import one_line_error, sections, verify
+
+NONE = ["--compress", "none"]
+
+
+def mapped_images(ck):
+    """Image files mapped by the test's live processes (/proc/PID/maps)."""
+    found = set()
+    for pid in tagged_pids(ck.tag):
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        found.update(re.findall(r"(gen-\d{6}/\d+\.img)", maps))
+    return found
+
+
+def lazy_restart(ck, prog, opts=()):
+    """restart --lazy to its end, noting which images the restored program
+    maps soon after it runs. Returns (output, status, images mapped, Bg)."""
+    bg = ck.restart_bg(prog, opts=["--lazy", *opts])
+    bg.wait_lines(1)
+    maps = mapped_images(ck)
+    rc = bg.finish()
+    ck.assert_gone(f"after {bg.what()} exited")
+    return bg.output(), rc, maps, bg
+
+
+def test_lazy_restart_exact(ck):
+    """An uncompressed image: the restored program runs with its memory
+    mapped from the image, goes on exactly, and execution.log says the
+    generation was verified while it ran."""
+    prog = c_prog("bigmem", 60, 40, 48)
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, NONE, 1)
+    out, rc, maps, bg = lazy_restart(ck, prog)
+    assert "gen-000001/2.img" in maps, f"the restored program maps no image: {maps}"
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart --lazy", out, seen[0])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+    ex = text_of(rundir / "execution.log")
+    assert "lazy: its layout checked" in ex and \
+        re.search(r"lazy restart: generation 1 verified while the program ran", ex), tail(ex)
+
+
+def test_lazy_memory_saved_when_its_generation_goes(ck):
+    """restart --lazy --keep 1, then a checkpoint: the generation the
+    memory is mapped from is removed, so the new image must hold those
+    pages itself; a crash and a plain restart from it resume exactly."""
+    prog = c_prog("bigmem", 80, 40, 32)
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, NONE, 1)
+    bg = ck.restart_bg(prog, opts=["--lazy", "--keep", "1"])
+    bg.wait_lines(seen[0] + ck.rng.randint(2, 5))
+    assert "gen-000001/2.img" in mapped_images(ck)
+    seen2 = bg.lines()
+    assert ck.checkpoint(rundir) == 2
+    assert not (rundir / "images" / "gen-000001").exists(), "--keep 1 kept generation 1"
+    bg.wait_lines(bg.lines() + 2)
+    ck.crash(bg)
+    out, rc, bg2 = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart --lazy", bg.output(), seen[0]),
+                           ("restart from generation 2", out, seen2 + seen[0])],
+                context=restart_context(rc, bg2, rundir))
+    assert rc == ref_rc
+
+
+def test_lazy_incremental_compressed(ck):
+    """The default compression and an incremental generation: random pages
+    (stored uncompressed) are mapped from the parent generation's image,
+    the rest is read; the run resumes exactly."""
+    prog = c_prog("bigmem", 80, 40, 32)
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "4"], 2)
+    assert manifest(rundir, 2).get("parent") == "1"
+    out, rc, maps, bg = lazy_restart(ck, prog)
+    assert "gen-000001/2.img" in maps, f"no page mapped from the parent generation: {maps}"
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart --lazy", out, seen[1])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
+def largest_raw_chunk(data):
+    """(offset, length) of the data of the largest uncompressed page chunk
+    (docs/image-format.md: a 24-byte header, data 4096-aligned)."""
+    _, off, length = sections(data)["PAGES"]
+    pos, end, best = off, off + length, (0, 0)
+    while pos < end:
+        at = pos + (4096 - (pos + 24) % 4096) % 4096
+        magic, _, _, npages, _ = struct.unpack_from("<IIQII", data, at)
+        assert magic == 0x4b4e4843, f"not an uncompressed chunk at byte {at}"
+        if npages * 4096 > best[1]:
+            best = (at + 24, npages * 4096)
+        pos = at + 24 + npages * 4096
+    return best
+
+
+def test_lazy_damage_found_while_running(ck):
+    """A bit flipped in the page data of an uncompressed image passes the
+    layout check of restart --lazy; the verification that runs meanwhile
+    finds it: the program is killed, ckpt exits 1 naming the generation,
+    the generation is kept and marked damaged (ckpt verify says so) and
+    nothing else in the run directory changes."""
+    prog = c_prog("bigmem", 400, 40, 48)
+    rundir, first, seen = chain_then_crash(ck, prog, NONE, 1)
+    img = rundir / "images" / "gen-000001" / "2.img"
+    data = bytearray(img.read_bytes())
+    at, length = largest_raw_chunk(data)
+    data[at + length // 2] ^= 0x10
+    img.write_bytes(data)
+    before = snapshot(rundir / "images")
+    out, rc, bg = ck.restart(prog, opts=["--lazy"])
+    assert rc == 1, f"restart --lazy of a damaged image exited {rc}\n{bg.report()}"
+    assert re.search(r"generation 1, restored lazily, is damaged \(.*checksum mismatch", bg.stderr()), \
+        bg.stderr()
+    mark = rundir / "images" / "gen-000001" / "damaged"
+    assert "checksum mismatch" in mark.read_text()
+    after = snapshot(rundir / "images")
+    after.pop("gen-000001/damaged", None)
+    assert_unharmed(before, after, "after the lazy restart found damage")
+    r = verify(ck, rundir)
+    assert r.returncode != 0 and "damaged" in r.stdout, r.stdout
+    r = ck.cmd("restart", "--dir", str(ck.runs), *prog.opts, *prog.argv, timeout=T_QUICK * 4)
+    assert "damaged" in one_line_error(r, "restart of a generation marked damaged")
+
+
+def test_lazy_is_a_restart_option(ck):
+    prog = c_prog("counter", 5, 10)
+    r = ck.cmd("start", "--lazy", "--dir", str(ck.runs), *prog.argv)
+    assert "--lazy" in one_line_error(r, "ckpt start --lazy") and r.returncode == 2
+    assert not any(ck.runs.iterdir()), "ckpt start --lazy made a run directory"
