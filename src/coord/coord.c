@@ -252,6 +252,9 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 		ckpt_log(c->o->exec_log,
 			 "restored from generation %llu: pid %lld (%s) is running again",
 			 (unsigned long long)restored, (long long)pid, k->cmd);
+		/* not before: the restorer reads the images too */
+		if (c->o->lazy && !c->verify_t0)
+			lazy_verify_begin(c);
 	}
 	ckpt_on_agent_ready(c);
 }
@@ -669,8 +672,6 @@ int coord_run(const struct coord_opts *o)
 	ckpt_linebuf_init(&c->report);
 	/* The interval counts from the start, then from each checkpoint's end. */
 	c->next_due = o->interval_ms > 0 ? ckpt_mono_ms() + o->interval_ms : -1;
-	if (o->lazy)
-		lazy_verify_begin(c);
 
 	struct pollfd *pfd = NULL;
 	size_t pcap = 0;

@@ -8,8 +8,10 @@ import struct
 import time
 from pathlib import Path
 
-from conftest import (T_QUICK, assert_unharmed, c_prog, check_chain, restart_context, snapshot,
-                      tagged_pids, tail, text_of)
+import pytest
+
+from conftest import (T_QUICK, assert_unharmed, c_prog, check_chain, py_prog,
+                      require_python_modules, restart_context, snapshot, tagged_pids, tail, text_of)
 from test_incremental import chain_then_crash, manifest
 from test_reliability import one_line_error, sections, verify
 
@@ -55,6 +57,32 @@ def test_lazy_restart_exact(ck):
     ex = text_of(rundir / "execution.log")
     assert "lazy: its layout checked" in ex and \
         re.search(r"lazy restart: generation 1 verified while the program ran", ex), tail(ex)
+
+
+# program, modules it needs, options of start
+PROGRAMS = [
+    ("threads", lambda: c_prog("threads", 60, 40), (), NONE),
+    ("numpy_matrix.py", lambda: py_prog("numpy_matrix", 40, 60), ("numpy",), NONE),
+    ("torch_train.py", lambda: py_prog("torch_train", 40, 60), ("torch",), NONE),
+    ("mp_pool.py", lambda: py_prog("mp_pool", 50, 30), (), NONE),
+]
+
+
+@pytest.mark.parametrize("spec", PROGRAMS, ids=lambda s: s[0])
+def test_lazy_programs(ck, spec):
+    """Threads, OpenBLAS, torch and a process tree, each restored lazily
+    from uncompressed images: exact output."""
+    _, make, mods, opts = spec
+    require_python_modules(*mods)
+    prog = make()
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, opts, 1, first=(3, 12))
+    out, rc, maps, bg = lazy_restart(ck, prog)
+    assert maps, "the restored program maps no image"
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart --lazy", out, seen[0])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
 
 
 def test_lazy_memory_saved_when_its_generation_goes(ck):
