@@ -212,9 +212,15 @@ int restart_run(const struct run_opts *opts)
 	uint64_t gen = 0;
 	/* --lazy: the layout now, every checksum while the program runs */
 	struct gen_verdict v = {.decode = o.lazy ? CKPT_CHECK_LAYOUT : 0};
+	int tty = isatty(STDERR_FILENO);
 	for (size_t i = 0; i < ncand && !gen; i++) {
-		if (gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) == 0 &&
-		    v.root_pid >= 2) {
+		if (tty)
+			fprintf(stderr, "\rckpt: verifying generation %llu ",
+				(unsigned long long)cand[i]);
+		int bad = gens_verify(co.imagesfd, images_path, cand[i], NULL, &v) != 0;
+		if (tty)
+			fprintf(stderr, "\r\033[K");
+		if (!bad && v.root_pid >= 2) {
 			gen = cand[i];
 			break;
 		}

@@ -186,9 +186,14 @@ static void print_live(const struct ckpt_msg *m, int dfd)
 	if (ckpt_msg_get(m, "agents"))
 		printf("processes:       %llu with the checkpoint agent\n",
 		       (unsigned long long)field_u64(m, "agents"));
+	const char *lazy = ckpt_msg_get(m, "lazy");
 	if (field_u64(m, "restored_from"))
-		printf("restarted from:  generation %llu\n",
-		       (unsigned long long)field_u64(m, "restored_from"));
+		printf("restarted from:  generation %llu%s%s%s\n",
+		       (unsigned long long)field_u64(m, "restored_from"), lazy ? " (lazily: " : "",
+		       !lazy			       ? ""
+		       : !strcmp(lazy, "verifying") ? "its pages are being verified, checkpoints wait"
+						     : lazy,
+		       lazy ? ")" : "");
 	print_last(field_u64(m, "gen"), field_i64(m, "last_time"), field_u64(m, "last_bytes"),
 		   field_i64(m, "last_ms"));
 	print_details(dfd, field_u64(m, "gen"));

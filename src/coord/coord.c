@@ -248,6 +248,7 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 	if (restored) {
 		/* the restart is done for it once its GPU state is back */
 		gpuckpt_on_restored(c);
+		restore_progress_end(c);
 		c->restored_pid = pid;
 		ckpt_log(c->o->exec_log,
 			 "restored from generation %llu: pid %lld (%s) is running again",
@@ -287,6 +288,11 @@ static void on_status(struct coord *c, struct conn *k)
 	ckpt_line_i64(&l, "supervisor_pid", getpid());
 	ckpt_line_i64(&l, "agents", agents);
 	ckpt_line_u64(&l, "restored_from", c->o->restored_gen);
+	if (c->o->lazy)
+		ckpt_line_str(&l, "lazy", c->lazy_damaged ? "damaged"
+					  : c->verify_pid ? "verifying"
+					  : c->verify_t0	? "verified"
+								: "restoring");
 	if (c->ck.active)
 		ckpt_line_u64(&l, "checkpointing_gen", c->ck.gen);
 	if (c->last_gpu.n) {
@@ -536,6 +542,8 @@ static int compute_timeout(struct coord *c)
 		when = c->next_due;
 	if (c->stop_at > 0 && (when < 0 || c->stop_at < when))
 		when = c->stop_at;
+	if (c->progress_next >= 0 && (when < 0 || c->progress_next < when))
+		when = c->progress_next;
 	if (when < 0)
 		return -1;
 	return when <= now ? 0 : (int)(when - now > 3600000 ? 3600000 : when - now);
@@ -544,6 +552,7 @@ static int compute_timeout(struct coord *c)
 static void run_timers(struct coord *c)
 {
 	int64_t now = ckpt_mono_ms();
+	restore_progress_tick(c);
 	if (c->ck.active && now >= c->ck.deadline)
 		ckpt_on_timeout(c);
 	if (!c->ck.active && c->next_due >= 0 && now >= c->next_due)
@@ -669,6 +678,7 @@ int coord_run(const struct coord_opts *o)
 	c->term_out = c->term_err = 1;
 	c->stop_at = o->stop_at_mono;
 	c->verify_fd = -1;
+	restore_progress_begin(c);
 	ckpt_linebuf_init(&c->report);
 	/* The interval counts from the start, then from each checkpoint's end. */
 	c->next_due = o->interval_ms > 0 ? ckpt_mono_ms() + o->interval_ms : -1;
@@ -735,6 +745,7 @@ int coord_run(const struct coord_opts *o)
 			break;
 	}
 	free(pfd);
+	restore_progress_end(c);
 	/* Last replies (errors for waiting clients) are best effort. */
 	for (size_t i = 0; i < c->nconns; i++) {
 		conn_flush(c, c->conns[i]);

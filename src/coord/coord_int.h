@@ -142,6 +142,9 @@ struct coord {
 	int64_t verify_t0;
 	int ckpt_deferred; /* a checkpoint was asked for meanwhile */
 	int lazy_damaged;  /* it found damage: the program was killed */
+	/* restart on a terminal (progress.c): next redraw (-1: none) */
+	int64_t progress_next, progress_t0;
+	int progress_shown;
 	struct ckpt_linebuf report;
 	int out_fd, err_fd;
 	int term_out, term_err; /* our stdout/stderr still take the tee */
@@ -161,6 +164,11 @@ void lazy_verify_end(struct coord *c);
 /* A checkpoint must wait for the verification: 1 (it is started when the
  * verdict is good), or 0 to go on. */
 int lazy_verify_defer(struct coord *c, const char *why);
+
+/* progress.c: what restart has read, on a terminal, until the program runs */
+void restore_progress_begin(struct coord *c);
+void restore_progress_tick(struct coord *c);
+void restore_progress_end(struct coord *c);
 
 /* checkpoint.c */
 /* Start a checkpoint (timer or request) unless one is running. */

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@ void lazy_verify_begin(struct coord *c)
 	c->verify_t0 = ckpt_mono_ms();
 	if (pipe2(p, O_CLOEXEC) == 0 && (pid = fork()) == 0) {
 		char line[1400];
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* the supervisor's, not a leftover */
 		close(p[0]);
 		verdict(c->o, line, sizeof(line));
 		_exit(write_all(p[1], line, strlen(line)) < 0 ? 1 : 0);
@@ -99,6 +101,15 @@ void lazy_verify_end(struct coord *c)
 	while (waitpid(c->verify_pid, &status, 0) < 0 && errno == EINTR)
 		;
 	c->verify_pid = 0;
+	if (strncmp(buf, "ok ", 3) && strncmp(buf, "damaged ", 8)) {
+		/* the child died without a verdict: that says nothing about
+		 * the images, so verify them here */
+		ckpt_log(c->o->exec_log,
+			 "lazy restart: the verification of generation %llu ended without a "
+			 "verdict (status %d); verifying it now",
+			 (unsigned long long)c->o->restored_gen, status);
+		verdict(c->o, buf, sizeof(buf));
+	}
 	lazy_verify_take(c, buf);
 }
 
@@ -119,7 +130,7 @@ static void lazy_verify_take(struct coord *c, char *buf)
 		}
 		return;
 	}
-	const char *why = !strncmp(buf, "damaged ", 8) ? buf + 8 : "the verification did not finish";
+	const char *why = buf + 8;
 	c->lazy_damaged = 1;
 	mark_damaged(c, why);
 	ckpt_log(c->o->exec_log,

@@ -34,6 +34,7 @@ void tee_output(struct coord *c, int *fd, int termfd, int *term)
 	}
 	if (!*term)
 		return;
+	restore_progress_end(c); /* the restorer's message, or the program's first line */
 	if (write_all(termfd, buf, (size_t)n) == 0)
 		return;
 	*term = 0;

@@ -1113,8 +1113,6 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 	for (uint32_t i = 0; map && i < w.njobs; i++)
 		if (!w.jobs[i].zlen && map(arg, &w.jobs[i].c, w.jobs[i].data))
 			w.jobs[i].c.magic = 0;
-	if (map)
-		map(arg, NULL, 0);
 	struct par p = {.w = &w, .dest = dest, .map = map, .got = got, .arg = arg};
 	pthread_mutex_init(&p.lock, NULL);
 	if (nthreads > 16)

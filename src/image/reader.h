@@ -88,8 +88,7 @@ int ckpt_image_read_pages_bounced(struct ckpt_image *img, ckpt_chunk_dest_fn wan
  * chunk (its pages lie at offset in the file, 4096-aligned), in file
  * order and before anything is read; returning 1 takes the chunk: the
  * caller maps its pages from the file, and it is neither read nor
- * checked here. Once every chunk was offered, map is called with chunk
- * NULL (the caller may prepare its destinations). The rest is read as by ckpt_image_read_pages_bounced
+ * checked here. The rest is read as by ckpt_image_read_pages_bounced
  * (got may be NULL when want never bounces). */
 typedef int (*ckpt_chunk_map_fn)(void *arg, const struct ckpt_page_chunk *chunk, uint64_t offset);
 int ckpt_image_read_pages_mapped(struct ckpt_image *img, ckpt_chunk_map_fn map,

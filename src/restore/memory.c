@@ -235,34 +235,14 @@ static int add_piece(uint64_t start, uint64_t end, int fd, uint64_t offset, uint
 struct own_lazy {
 	struct stage_ctx *stage;
 	int fd;
-	uint8_t *lazy_areas; /* by area: some chunk is mapped (NULL: no memory) */
 };
-
-/* Staging in huge pages (see plan_areas) for areas read whole; one
- * with chunks mapped lazily gets only scattered pages written, each of
- * which would fault a whole huge page in. */
-static void stage_huge(const struct ckpt_image *img, const struct plan_area *pa,
-		       const uint8_t *lazy)
-{
-	for (uint32_t i = 0; i < img->nareas; i++)
-		if (pa[i].staging && pa[i].op != PLAN_FILE_SHARED && !(lazy && lazy[i]) &&
-		    pa[i].end - pa[i].start >= HUGE)
-			madvise((void *)(uintptr_t)pa[i].staging, pa[i].end - pa[i].start,
-				MADV_HUGEPAGE);
-}
 
 static int own_chunk_map(void *arg, const struct ckpt_page_chunk *c, uint64_t offset)
 {
 	struct own_lazy *l = arg;
-	if (!c) {
-		stage_huge(l->stage->img, l->stage->areas, l->lazy_areas);
-		return 0;
-	}
 	const struct plan_area *pa = &l->stage->areas[c->area];
-	if (pa->op != PLAN_MOVE || !l->lazy_areas ||
-	    lazy_fd(l->stage, l->stage->img->path, &l->fd) < 0)
+	if (pa->op != PLAN_MOVE || lazy_fd(l->stage, l->stage->img->path, &l->fd) < 0)
 		return 0; /* read as usual */
-	l->lazy_areas[c->area] = 1;
 	return add_piece(c->addr, c->addr + (uint64_t)c->npages * PAGE, l->fd, offset, pa->prot) ==
 	       0;
 }
@@ -364,8 +344,6 @@ static void ref_got(void *arg, const struct ckpt_page_chunk *c, const char *page
 static int ref_map(void *arg, const struct ckpt_page_chunk *c, uint64_t offset)
 {
 	struct ref_ctx *r = arg;
-	if (!c)
-		return 0;
 	uint64_t cend = c->addr + (uint64_t)c->npages * PAGE;
 	uint32_t first = want_from(r, c->addr), i;
 	for (i = first; i < r->nwant && r->want[i].addr < cend; i++)
@@ -758,7 +736,7 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			pa->staging = staging;
 			if (map_rw(staging, a->end - a->start) != 0)
 				goto fail;
-			if (!restore_lazy && a->end - a->start >= HUGE)
+			if (a->end - a->start >= HUGE)
 				madvise((void *)(uintptr_t)staging, a->end - a->start,
 					MADV_HUGEPAGE);
 			staging += a->end - a->start + PAGE;
@@ -769,18 +747,16 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 		}
 	}
 	struct stage_ctx sc = {img, by_index, p, c};
-	struct own_lazy own = {&sc, -1, restore_lazy ? calloc(img->nareas + 1, 1) : NULL};
+	struct own_lazy own = {&sc, -1};
 	char err[512];
 	/* decompressing is the slow part of a restart: one thread per CPU */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ckpt_image_read_pages_mapped(img, restore_lazy ? own_chunk_map : NULL, own_chunk_dest,
 					 NULL, &own, cpus > 0 ? (int)cpus : 1, err,
 					 sizeof err) != 0) {
-		free(own.lazy_areas);
 		fail("%s", err);
 		goto fail;
 	}
-	free(own.lazy_areas);
 	if (resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
 		goto fail;
 	for (uint32_t i = 0; i < img->nareas; i++) {

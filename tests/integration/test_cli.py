@@ -156,3 +156,46 @@ def test_status(ck):
         for p in pids:
             os.kill(p, signal.SIGCONT)
     ck.crash(run)
+
+
+def run_on_terminal(argv, env, cwd, timeout=60):
+    """argv with a pseudo-terminal as stdin/stdout/stderr: (status, output)."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_restart_progress_on_a_terminal(ck):
+    """On a terminal, restart says which generation it verifies and, while
+    the restorer works, how much it has read; both lines are erased
+    before the program's output goes on."""
+    prog = c_prog("bigmem", 30, 30, 64)
+    ck.checkpoint_then_crash(prog)
+    rc, out = run_on_terminal(ck.argv("restart", prog), dict(ck.env, CKPT_PROGRESS_AFTER_MS="0"),
+                              ck.work)
+    ck.assert_gone("after the restart on a terminal")
+    assert rc == 0, out[-2000:]
+    assert "\rckpt: verifying generation 1 \r\x1b[K" in out, out[:500]
+    m = re.search(r"\rckpt: restoring generation 1, ([\d.]+) MiB read, [\d.]+ s \r\x1b\[K", out)
+    assert m, out[:800]
+    assert "done steps=30" in out

@@ -95,6 +95,9 @@ def test_lazy_memory_saved_when_its_generation_goes(ck):
     bg = ck.restart_bg(prog, opts=["--lazy", "--keep", "1"])
     bg.wait_lines(seen[0] + ck.rng.randint(2, 5))
     assert "gen-000001/2.img" in mapped_images(ck)
+    st = ck.cmd("status", rundir).stdout
+    assert re.search(r"restarted from: +generation 1 \(lazily: (verified|its pages are being "
+                     r"verified, checkpoints wait)\)", st), st
     seen2 = bg.lines()
     assert ck.checkpoint(rundir) == 2
     assert not (rundir / "images" / "gen-000001").exists(), "--keep 1 kept generation 1"
