@@ -176,3 +176,26 @@ def test_lazy_is_a_restart_option(ck):
     r = ck.cmd("start", "--lazy", "--dir", str(ck.runs), *prog.argv)
     assert "--lazy" in one_line_error(r, "ckpt start --lazy") and r.returncode == 2
     assert not any(ck.runs.iterdir()), "ckpt start --lazy made a run directory"
+
+
+def test_run_lazy_resumes_lazily(ck):
+    """ckpt run --lazy: a first run starts the program (--lazy has nothing
+    to do then), the second resumes it lazily, exactly."""
+    from conftest import Bg
+    prog = c_prog("bigmem", 60, 40, 32)
+    ref = ck.reference(prog)
+    run = Bg(ck.argv("run", prog, 0, ["--lazy", *NONE]), ck.work, ck.env, "run-1")
+    run.wait_lines(ck.rng.randint(3, 10))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    again = Bg(ck.argv("run", prog, 0, ["--lazy"]), ck.work, ck.env, "run-2")
+    rc = again.finish()
+    ck.assert_gone(f"after {again.what()} exited")
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", run.output(), 0), ("ckpt run --lazy", again.output(), seen)],
+                context=restart_context(rc, again, rundir))
+    assert rc == ref_rc
+    assert "lazy: its layout checked" in text_of(rundir / "execution.log")
