@@ -19,7 +19,7 @@
 #define BATCH_PAGES 16384u
 #define CHUNK_PAGES CKPT_CHUNK_PAGES_MAX
 /* Agent-only area flag, cleared before AREAS is written: private memory
- * backed by a file that restart cannot map again, so every page that is
+ * mapped from a checkpoint image (is_image_file), so every page that is
  * not zero is saved, whether the program touched it or not. */
 #define AREA_WHOLE_FILE (1u << 31)
 
@@ -82,21 +82,25 @@ static long read_maps(struct scratch *s, char **out)
 	return n;
 }
 
-/* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img".
- * Its generation may be removed by --keep later, so its pages are saved
- * like anonymous memory. */
+/* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img",
+ * " (deleted)" once --keep removed its generation. Its pages are saved
+ * like anonymous memory, untouched ones included (they are the image's:
+ * a lazy restart maps only ranges inside the file, so reading them
+ * cannot run past its end). */
 static int is_image_file(const char *path)
 {
-	const char *slash = 0, *prev = 0;
-	for (const char *p = path; *p; p++)
+	const char *slash = 0, *prev = 0, *end = path;
+	for (const char *p = path; *p; p++, end = p)
 		if (*p == '/') {
 			prev = slash;
 			slash = p;
 		}
-	if (!prev || !str_starts(prev + 1, "gen-") || !str_ends(path, ".img") ||
-	    slash[1] < '0' || slash[1] > '9')
+	if (str_ends(path, " (deleted)"))
+		end -= 10;
+	if (!prev || !str_starts(prev + 1, "gen-") || end - slash < 6 ||
+	    !str_starts(end - 4, ".img") || slash[1] < '0' || slash[1] > '9')
 		return 0;
-	for (const char *p = slash + 1; *p != '.'; p++)
+	for (const char *p = slash + 1; p < end - 4; p++)
 		if (*p < '0' || *p > '9')
 			return 0;
 	return 1;
@@ -156,11 +160,14 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	}
 	a->kind = CKPT_AREA_FILE_PRIVATE;
 	struct stat st;
-	if (deleted || is_image_file(path) || raw_syscall2(SYS_stat, path, &st) != 0 ||
-	    st.st_ino != m->ino) {
-		/* the file is gone or replaced: keep every page */
+	if (is_image_file(path)) {
 		a->kind = CKPT_AREA_ANON;
 		a->flags |= AREA_WHOLE_FILE;
+		return 0;
+	}
+	if (deleted || raw_syscall2(SYS_stat, path, &st) != 0 || st.st_ino != m->ino) {
+		/* the file is gone or replaced: keep every page it gave */
+		a->kind = CKPT_AREA_ANON;
 		(void)why;
 		return 0;
 	}

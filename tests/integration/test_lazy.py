@@ -86,9 +86,10 @@ def test_lazy_programs(ck, spec):
 
 
 def test_lazy_memory_saved_when_its_generation_goes(ck):
-    """restart --lazy --keep 1, then a checkpoint: the generation the
-    memory is mapped from is removed, so the new image must hold those
-    pages itself; a crash and a plain restart from it resume exactly."""
+    """restart --lazy --keep 1, then two checkpoints: the generation the
+    memory is mapped from is removed after the first, so the new images
+    must hold those pages themselves (the second sees the image deleted);
+    a crash and a plain restart from the last resume exactly."""
     prog = c_prog("bigmem", 80, 40, 32)
     ref = ck.reference(prog)
     rundir, first, seen = chain_then_crash(ck, prog, NONE, 1)
@@ -98,15 +99,19 @@ def test_lazy_memory_saved_when_its_generation_goes(ck):
     st = ck.cmd("status", rundir).stdout
     assert re.search(r"restarted from: +generation 1 \(lazily: (verified|its pages are being "
                      r"verified, checkpoints wait)\)", st), st
-    seen2 = bg.lines()
     assert ck.checkpoint(rundir) == 2
     assert not (rundir / "images" / "gen-000001").exists(), "--keep 1 kept generation 1"
+    # the image is still mapped, now deleted: a second checkpoint must
+    # recognize it too
+    bg.wait_lines(bg.lines() + 2)
+    seen3 = bg.lines()
+    assert ck.checkpoint(rundir) == 3
     bg.wait_lines(bg.lines() + 2)
     ck.crash(bg)
     out, rc, bg2 = ck.restart(prog)
     expected, ref_rc = ref.result()
     check_chain(expected, [("first run", first, 0), ("restart --lazy", bg.output(), seen[0]),
-                           ("restart from generation 2", out, seen2 + seen[0])],
+                           ("restart from generation 3", out, seen3 + seen[0])],
                 context=restart_context(rc, bg2, rundir))
     assert rc == ref_rc
 
