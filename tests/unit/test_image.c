@@ -782,6 +782,88 @@ static void test_refs(const char *path)
 	      "a reference in an image without a parent: '%s'", err);
 }
 
+/* Lazy restart's reading: the map hook is offered every uncompressed
+ * chunk with the file offset of its pages (4096-aligned, holding exactly
+ * those pages); chunks it takes are not delivered, the rest are. The
+ * layout check alone passes a flipped data byte, not a flipped header. */
+struct mapped_seen {
+	struct pages_seen pages;
+	int fd;
+	unsigned offered, taken;
+	uint64_t data_off; /* of a taken chunk */
+};
+
+static int take_odd(void *arg, const struct ckpt_page_chunk *c, uint64_t off)
+{
+	struct mapped_seen *m = arg;
+	unsigned char got[CKPT_PAGE_SIZE], want[CKPT_PAGE_SIZE];
+	CHECK(off % CKPT_PAGE_SIZE == 0, "offered chunk at unaligned offset %llu",
+	      (unsigned long long)off);
+	for (uint32_t p = 0; p < c->npages; p++) {
+		page_pattern(want, c->addr + p * CKPT_PAGE_SIZE);
+		CHECK(pread(m->fd, got, sizeof got, (off_t)(off + p * CKPT_PAGE_SIZE)) ==
+			      sizeof got &&
+			  !memcmp(got, want, sizeof got),
+		      "offered chunk at 0x%llx: the file at %llu does not hold its page %u",
+		      (unsigned long long)c->addr, (unsigned long long)off, p);
+	}
+	if (m->offered++ % 2 == 0)
+		return 0;
+	m->taken++;
+	m->data_off = off;
+	return 1;
+}
+
+static void *mapped_dest(void *arg, const struct ckpt_page_chunk *c)
+{
+	return chunk_dest(&((struct mapped_seen *)arg)->pages, c);
+}
+
+static void test_mapped_and_layout(const char *path)
+{
+	char err[256];
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img != NULL, "open: %s", err);
+	if (!img)
+		return;
+	static struct mapped_seen m;
+	memset(&m, 0, sizeof m);
+	m.fd = open(path, O_RDONLY);
+	CHECK(ckpt_image_read_pages_mapped(img, take_odd, mapped_dest, NULL, &m, 2, err,
+					   sizeof err) == 0,
+	      "read mapped: %s", err);
+	CHECK(m.offered == NCHUNKS && m.taken == NCHUNKS / 2, "%u offered, %u taken", m.offered,
+	      m.taken);
+	CHECK(m.pages.n == NCHUNKS - m.taken, "%u chunks delivered", m.pages.n);
+	CHECK(ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) == 0, "layout: %s",
+	      err);
+	ckpt_image_close(img);
+	close(m.fd);
+
+	int fd = open(path, O_RDWR);
+	char b, orig;
+	CHECK(pread(fd, &orig, 1, (off_t)m.data_off + 100) == 1, "read data byte");
+	b = (char)(orig ^ 0x04);
+	CHECK(pwrite(fd, &b, 1, (off_t)m.data_off + 100) == 1, "flip data byte");
+	img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) == 0,
+	      "a flipped data byte fails the layout check: %s", err);
+	if (img)
+		ckpt_image_close(img);
+	CHECK(ckpt_image_verify(path, err, sizeof err) < 0, "a flipped data byte passes verify");
+	CHECK(pwrite(fd, &orig, 1, (off_t)m.data_off + 100) == 1, "restore data byte");
+	CHECK(pread(fd, &orig, 1, (off_t)m.data_off - 24) == 1, "read magic");
+	b = (char)(orig ^ 0x01);
+	CHECK(pwrite(fd, &b, 1, (off_t)m.data_off - 24) == 1, "flip magic");
+	img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) < 0,
+	      "a chunk header with a bad magic passes the layout check");
+	if (img)
+		ckpt_image_close(img);
+	close(fd);
+}
+
 static void test_writer_misuse(const char *path)
 {
 	char buf[64];
@@ -844,6 +926,7 @@ int main(int argc, char **argv)
 	test_bad_records(path);
 	test_writer_misuse(path);
 	test_refs(path);
+	test_mapped_and_layout(path);
 
 	unlink(path);
 	rmdir(dir);
