@@ -36,6 +36,21 @@ static void use_strings(const struct ckpt_image *img)
 		abort();
 }
 
+static int take_every_other(void *arg, const struct ckpt_page_chunk *c, uint64_t off)
+{
+	unsigned *n = arg;
+	(void)c;
+	(void)off;
+	return (*n)++ % 2;
+}
+
+static void *skip_dest(void *arg, const struct ckpt_page_chunk *c)
+{
+	(void)arg;
+	(void)c;
+	return NULL; /* not wanted: only the listing and the offers run */
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int fd = -1;
@@ -59,6 +74,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (d.buf)
 		ckpt_image_read_pages(img, chunk_dest, &d, err, sizeof err);
 	free(d.buf);
+	/* a lazy restart's checks: the layout alone, then the chunks
+	 * offered for mapping (every other one taken) */
+	ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err);
+	static unsigned offered;
+	ckpt_image_read_pages_mapped(img, take_every_other, skip_dest, NULL, &offered, 1, err,
+				     sizeof err);
 	ckpt_image_close(img);
 	return 0;
 }
