@@ -975,7 +975,6 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 struct par {
 	struct walk *w;
 	ckpt_chunk_dest_fn dest;
-	ckpt_chunk_map_fn map; /* lazy restart: raw chunks the caller maps itself */
 	ckpt_chunk_got_fn got; /* bounced reading: chunks go through a buffer */
 	void *arg;
 	_Atomic uint32_t next;
@@ -1113,7 +1112,7 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 	for (uint32_t i = 0; map && i < w.njobs; i++)
 		if (!w.jobs[i].zlen && map(arg, &w.jobs[i].c, w.jobs[i].data))
 			w.jobs[i].c.magic = 0;
-	struct par p = {.w = &w, .dest = dest, .map = map, .got = got, .arg = arg};
+	struct par p = {.w = &w, .dest = dest, .got = got, .arg = arg};
 	pthread_mutex_init(&p.lock, NULL);
 	if (nthreads > 16)
 		nthreads = 16;
