@@ -4,6 +4,7 @@
  * mappings that the program changed (the rest is mapped again from the
  * file); resident pages of shared anonymous memory. /proc/self/pagemap
  * tells which pages exist and which are still the file's. */
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -19,9 +20,13 @@
 #define BATCH_PAGES 16384u
 #define CHUNK_PAGES CKPT_CHUNK_PAGES_MAX
 /* Agent-only area flag, cleared before AREAS is written: private memory
- * mapped from a checkpoint image (is_image_file), so every page that is
- * not zero is saved, whether the program touched it or not. */
-#define AREA_WHOLE_FILE (1u << 31)
+ * mapped from a file that restart cannot map again (deleted, replaced,
+ * or a checkpoint image: is_image_file), saved like anonymous memory with
+ * the pages the program has not touched yet (see populate_file_pages). */
+#define AREA_FILE_GONE (1u << 31)
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 
 struct map_line {
 	uint64_t start, end, offset, ino;
@@ -82,11 +87,9 @@ static long read_maps(struct scratch *s, char **out)
 	return n;
 }
 
-/* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img",
- * " (deleted)" once --keep removed its generation. Its pages are saved
- * like anonymous memory, untouched ones included (they are the image's:
- * a lazy restart maps only ranges inside the file, so reading them
- * cannot run past its end). */
+/* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img".
+ * Its generation may be removed by --keep later, so its pages are saved
+ * like those of a deleted file. */
 static int is_image_file(const char *path)
 {
 	const char *slash = 0, *prev = 0, *end = path;
@@ -95,8 +98,6 @@ static int is_image_file(const char *path)
 			prev = slash;
 			slash = p;
 		}
-	if (str_ends(path, " (deleted)"))
-		end -= 10;
 	if (!prev || !str_starts(prev + 1, "gen-") || end - slash < 6 ||
 	    !str_starts(end - 4, ".img") || slash[1] < '0' || slash[1] > '9')
 		return 0;
@@ -160,14 +161,11 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	}
 	a->kind = CKPT_AREA_FILE_PRIVATE;
 	struct stat st;
-	if (is_image_file(path)) {
+	if (deleted || is_image_file(path) || raw_syscall2(SYS_stat, path, &st) != 0 ||
+	    st.st_ino != m->ino) {
+		/* the file is gone or replaced: keep every page it gives */
 		a->kind = CKPT_AREA_ANON;
-		a->flags |= AREA_WHOLE_FILE;
-		return 0;
-	}
-	if (deleted || raw_syscall2(SYS_stat, path, &st) != 0 || st.st_ino != m->ino) {
-		/* the file is gone or replaced: keep every page it gave */
-		a->kind = CKPT_AREA_ANON;
+		a->flags |= AREA_FILE_GONE;
 		(void)why;
 		return 0;
 	}
@@ -220,8 +218,7 @@ static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int 
 {
 	switch (a->kind) {
 	case CKPT_AREA_ANON:
-		/* a page of a file not yet touched holds the file's bytes */
-		if (!(pm & (PM_PRESENT | PM_SWAPPED)) && !(a->flags & AREA_WHOLE_FILE))
+		if (!(pm & (PM_PRESENT | PM_SWAPPED)))
 			return 0;
 		return !page_is_zero((const uint64_t *)(uintptr_t)addr);
 	case CKPT_AREA_FILE_PRIVATE:
@@ -234,6 +231,32 @@ static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int 
 	}
 }
 
+/* Pages of a file gone from its path that the program has not touched,
+ * or that were reclaimed, hold the file's bytes, which restart cannot map
+ * again: they are faulted in (readable, without being read) so that
+ * pagemap shows them present and they are saved. Pages wholly past the
+ * file's end cannot be: the longest prefix that can is found by halving
+ * (it runs in the copy-on-write child, or in the stopped program, where
+ * it only maps page cache pages). */
+static void populate_file_pages(const struct ckpt_area *a)
+{
+	if (!(a->flags & AREA_FILE_GONE) || !(a->prot & PROT_READ))
+		return;
+	uint64_t n = (a->end - a->start) / CKPT_PAGE_SIZE;
+	long r = raw_syscall3(SYS_madvise, a->start, n * CKPT_PAGE_SIZE, MADV_POPULATE_READ);
+	if (r != -EFAULT)
+		return; /* done, or a kernel without it (EINVAL): as before */
+	uint64_t good = 0, bad = n;
+	while (bad - good > 1) {
+		uint64_t mid = good + (bad - good) / 2;
+		if (raw_syscall3(SYS_madvise, a->start, mid * CKPT_PAGE_SIZE,
+				 MADV_POPULATE_READ) == 0)
+			good = mid;
+		else
+			bad = mid;
+	}
+}
+
 /* Save the wanted pages of one area as chunks of consecutive pages. */
 static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, int pagemap_fd,
 		     uint64_t *pm, unsigned char *vec, char *err)
@@ -241,6 +264,7 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	uint64_t npages = (a->end - a->start) / CKPT_PAGE_SIZE;
 	int unreadable = !(a->prot & PROT_READ);
 	int protected = 0;
+	populate_file_pages(a);
 	for (uint64_t first = 0; first < npages; first += BATCH_PAGES) {
 		uint64_t n = npages - first < BATCH_PAGES ? npages - first : BATCH_PAGES;
 		uint64_t base = a->start + first * CKPT_PAGE_SIZE;
@@ -259,8 +283,7 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 		if (unreadable && !protected) {
 			int any = 0;
 			for (uint64_t i = 0; i < n && !any; i++)
-				any = (pm[i] & (PM_PRESENT | PM_SWAPPED)) ||
-				      (a->flags & AREA_WHOLE_FILE);
+				any = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
 			if (!any)
 				continue;
 			/* pages exist under PROT_NONE: read them anyway */
@@ -437,7 +460,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	if (err[0])
 		return -1;
 	for (uint32_t i = 0; i < n; i++)
-		areas[i].flags &= ~AREA_WHOLE_FILE;
+		areas[i].flags &= ~AREA_FILE_GONE;
 	ckpt_writer_begin_section(w, CKPT_SEC_AREAS);
 	ckpt_writer_write(w, areas, n * sizeof *areas);
 	ckpt_writer_end_section(w, n);

@@ -76,6 +76,14 @@ def test_deleted_temporary_file(ck):
     ck.cycle(py_prog("tempfile_rw", 60, 40))
 
 
+def test_deleted_mapped_file(ck):
+    """A file mapped privately, then deleted: pages the program had not
+    touched at the checkpoint come back with the file's bytes (the image
+    holds them), and the page past the end of the file, which cannot be
+    read, does not break the checkpoint."""
+    ck.cycle(c_prog("deleted_map", 60, 40), k_range=(3, 20))
+
+
 @pytest.mark.parametrize("name", ["pipe_reader", "malloc_heavy"])
 def test_without_namespaces(ck, name):
     """Where user namespaces are disabled (forced here with
