@@ -52,23 +52,8 @@ static uint64_t partial_bytes(int imagesfd)
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		size_t n = strlen(e->d_name);
-		if (n < 8 || strcmp(e->d_name + n - 8, ".partial") != 0)
-			continue;
-		int g =
-		    openat(imagesfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		DIR *gd = g >= 0 ? fdopendir(g) : NULL;
-		if (!gd) {
-			if (g >= 0)
-				close(g);
-			continue;
-		}
-		struct dirent *f;
-		struct stat st;
-		while ((f = readdir(gd)))
-			if (fstatat(dirfd(gd), f->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    S_ISREG(st.st_mode))
-				total += (uint64_t)st.st_size;
-		closedir(gd);
+		if (n >= 8 && strcmp(e->d_name + n - 8, ".partial") == 0)
+			total += gens_dir_bytes(imagesfd, e->d_name);
 	}
 	closedir(d);
 	return total;

@@ -127,20 +127,7 @@ static void print_details(int dfd, uint64_t gen)
 		for (size_t i = 0; i < s.ncomplete; i++) {
 			char name[64];
 			gens_name(name, sizeof(name), s.complete[i], 0);
-			int g = openat(imfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			DIR *d = g >= 0 ? fdopendir(g) : NULL;
-			if (!d) {
-				if (g >= 0)
-					close(g);
-				continue;
-			}
-			struct dirent *e;
-			struct stat st;
-			while ((e = readdir(d)))
-				if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-				    S_ISREG(st.st_mode))
-					total += (uint64_t)st.st_size;
-			closedir(d);
+			total += gens_dir_bytes(imfd, name);
 		}
 		char size[32];
 		human_size(size, sizeof(size), total);
@@ -190,9 +177,10 @@ static void print_live(const struct ckpt_msg *m, int dfd)
 	if (field_u64(m, "restored_from"))
 		printf("restarted from:  generation %llu%s%s%s\n",
 		       (unsigned long long)field_u64(m, "restored_from"), lazy ? " (lazily: " : "",
-		       !lazy			       ? ""
-		       : !strcmp(lazy, "verifying") ? "its pages are being verified, checkpoints wait"
-						     : lazy,
+		       !lazy ? ""
+		       : !strcmp(lazy, "verifying")
+			   ? "its pages are being verified, checkpoints wait"
+			   : lazy,
 		       lazy ? ")" : "");
 	print_last(field_u64(m, "gen"), field_i64(m, "last_time"), field_u64(m, "last_bytes"),
 		   field_i64(m, "last_ms"));

@@ -176,6 +176,26 @@ int gens_open(int imagesfd, uint64_t gen)
 	return fd;
 }
 
+uint64_t gens_dir_bytes(int imagesfd, const char *name)
+{
+	int g = openat(imagesfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = g >= 0 ? fdopendir(g) : NULL;
+	if (!d) {
+		if (g >= 0)
+			close(g);
+		return 0;
+	}
+	uint64_t total = 0;
+	struct dirent *e;
+	struct stat st;
+	while ((e = readdir(d)))
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			total += (uint64_t)st.st_size;
+	closedir(d);
+	return total;
+}
+
 int gens_commit(int imagesfd, uint64_t gen, const struct kvfile *manifest)
 {
 	char partial[64], final[64];

@@ -62,6 +62,9 @@ uint64_t gens_parent(int imagesfd, uint64_t gen);
 
 /* Open images/gen-N (O_DIRECTORY) or -1. */
 int gens_open(int imagesfd, uint64_t gen);
+/* Bytes of the regular files in images/NAME (a generation's directory,
+ * complete or partial); 0 if it cannot be read. */
+uint64_t gens_dir_bytes(int imagesfd, const char *name);
 /* The root process image of a complete generation: the manifest's
  * root_image, or the only *.img file when there is no manifest. Writes
  * the file name into name. */
