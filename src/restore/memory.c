@@ -189,6 +189,7 @@ struct stage_ctx {
 	struct plan_area *areas; /* indexed like img->areas */
 	struct plan *plan;
 	struct fd_context *fdc;
+	int image_fd; /* img mapped by lazy pieces, -1 until needed (lazy_fd) */
 };
 
 /* ---- lazy restart ----
@@ -227,24 +228,23 @@ static int add_piece(uint64_t start, uint64_t end, int fd, uint64_t offset, uint
 		pieces = np;
 		cappieces = cap;
 	}
-	pieces[npieces++] = (struct plan_area){
-	    .start = start, .end = end, .file_offset = offset, .op = PLAN_FILE, .prot = prot, .fd = fd};
+	pieces[npieces++] = (struct plan_area){.start = start,
+					       .end = end,
+					       .file_offset = offset,
+					       .op = PLAN_FILE,
+					       .prot = prot,
+					       .fd = fd};
 	return 0;
 }
 
-struct own_lazy {
-	struct stage_ctx *stage;
-	int fd;
-};
-
 static int own_chunk_map(void *arg, const struct ckpt_page_chunk *c, uint64_t offset)
 {
-	struct own_lazy *l = arg;
-	const struct plan_area *pa = &l->stage->areas[c->area];
-	if (pa->op != PLAN_MOVE || lazy_fd(l->stage, l->stage->img->path, &l->fd) < 0)
+	struct stage_ctx *s = arg;
+	const struct plan_area *pa = &s->areas[c->area];
+	if (pa->op != PLAN_MOVE || lazy_fd(s, s->img->path, &s->image_fd) < 0)
 		return 0; /* read as usual */
-	return add_piece(c->addr, c->addr + (uint64_t)c->npages * PAGE, l->fd, offset, pa->prot) ==
-	       0;
+	return add_piece(c->addr, c->addr + (uint64_t)c->npages * PAGE, s->image_fd, offset,
+			 pa->prot) == 0;
 }
 
 static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
@@ -264,11 +264,6 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 	return (void *)(uintptr_t)(pa->staging + (chunk->addr - a->start));
 }
 
-static void *own_chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
-{
-	return chunk_dest(((struct own_lazy *)arg)->stage, chunk);
-}
-
 /* ---- incremental images: pages taken from parent generations ----
  * The image's reference chunks name pages whose bytes are those the parent
  * generation's image of the same name restores at the same address. The
@@ -278,8 +273,8 @@ static void *own_chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
  * to a full image. Every page referred to must be found. */
 struct ref_ctx {
 	struct stage_ctx *stage;
-	const char *path; /* the parent image being read */
-	int fd;		  /* its descriptor for lazy mapping, -1 until needed */
+	const char *path;	      /* the parent image being read */
+	int fd;			      /* its descriptor for lazy mapping, -1 until needed */
 	struct ckpt_page_chunk *want; /* pages still to find, ascending, area = this image's */
 	uint32_t nwant;
 	_Atomic uint64_t found;
@@ -345,22 +340,21 @@ static int ref_map(void *arg, const struct ckpt_page_chunk *c, uint64_t offset)
 {
 	struct ref_ctx *r = arg;
 	uint64_t cend = c->addr + (uint64_t)c->npages * PAGE;
-	uint32_t first = want_from(r, c->addr), i;
-	for (i = first; i < r->nwant && r->want[i].addr < cend; i++)
-		if (r->stage->areas[r->want[i].area].op != PLAN_MOVE)
-			return 0;
-	if (i == first || lazy_fd(r->stage, r->path, &r->fd) < 0)
+	uint32_t first = want_from(r, c->addr);
+	if (first == r->nwant || r->want[first].addr >= cend ||
+	    lazy_fd(r->stage, r->path, &r->fd) < 0)
 		return 0;
 	uint32_t added = npieces;
 	uint64_t pages = 0;
-	for (i = first; i < r->nwant && r->want[i].addr < cend; i++) {
+	for (uint32_t i = first; i < r->nwant && r->want[i].addr < cend; i++) {
 		const struct ckpt_page_chunk *w = &r->want[i];
+		const struct plan_area *pa = &r->stage->areas[w->area];
 		uint64_t from = w->addr > c->addr ? w->addr : c->addr;
 		uint64_t to = w->addr + (uint64_t)w->npages * PAGE;
 		if (to > cend)
 			to = cend;
-		if (add_piece(from, to, r->fd, offset + (from - c->addr),
-			      r->stage->areas[w->area].prot) != 0) {
+		if (pa->op != PLAN_MOVE ||
+		    add_piece(from, to, r->fd, offset + (from - c->addr), pa->prot) != 0) {
 			npieces = added; /* read it instead */
 			return 0;
 		}
@@ -746,14 +740,12 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			}
 		}
 	}
-	struct stage_ctx sc = {img, by_index, p, c};
-	struct own_lazy own = {&sc, -1};
+	struct stage_ctx sc = {img, by_index, p, c, -1};
 	char err[512];
 	/* decompressing is the slow part of a restart: one thread per CPU */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (ckpt_image_read_pages_mapped(img, restore_lazy ? own_chunk_map : NULL, own_chunk_dest,
-					 NULL, &own, cpus > 0 ? (int)cpus : 1, err,
-					 sizeof err) != 0) {
+	if (ckpt_image_read_pages_mapped(img, restore_lazy ? own_chunk_map : NULL, chunk_dest, NULL,
+					 &sc, cpus > 0 ? (int)cpus : 1, err, sizeof err) != 0) {
 		fail("%s", err);
 		goto fail;
 	}
