@@ -259,6 +259,15 @@ def checkpoint(rundir, gen, lines):
     return out
 
 
+def spawn(argv, err, env):
+    """A ckpt command in a session of its own (killed as a group), its
+    stdout read by Lines, its stderr into the file err."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                         start_new_session=True, env=env)
+    live_groups.add(p.pid)
+    return p
+
+
 def restart_once(d, case, env, opts, lo, original):
     """ckpt restart (with opts) of the run in d, caches dropped, to the
     program's first output line; killed then. Returns (seconds, check)."""
@@ -268,9 +277,7 @@ def restart_once(d, case, env, opts, lo, original):
     argv = [str(CKPT), "restart", "--interval", "0", "--dir", str(d), *opts, *case.opts,
             *case.argv]
     t0 = now()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                         start_new_session=True, env=env)
-    live_groups.add(p.pid)
+    p = spawn(argv, err, env)
     try:
         lines = Lines(p)
         try:
@@ -305,9 +312,7 @@ def run_once(case, variant, idx, feats, src):
 
     err = open(d / "start.stderr", "wb")
     argv = [str(CKPT), "start", "--interval", "0", "--dir", str(d), *vopts, *case.opts, *case.argv]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                         start_new_session=True, env=env)
-    live_groups.add(p.pid)
+    p = spawn(argv, err, env)
     try:
         lines = Lines(p)
         try:

@@ -5,7 +5,6 @@ found meanwhile stops the run and marks its generation. Every restarted
 run's output is compared exactly with an uninterrupted run's."""
 import re
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from conftest import (T_QUICK, assert_unharmed, c_prog, check_chain, py_prog,
                       require_python_modules, restart_context, snapshot, tagged_pids, tail, text_of)
 from test_incremental import chain_then_crash, manifest
 from test_reliability import one_line_error, sections, verify
+from test_run import run_bg
 
 NONE = ["--compress", "none"]
 
@@ -30,30 +30,31 @@ def mapped_images(ck):
     return found
 
 
-def lazy_restart(ck, prog, opts=()):
-    """restart --lazy to its end, noting which images the restored program
-    maps soon after it runs. Returns (output, status, images mapped, Bg)."""
-    bg = ck.restart_bg(prog, opts=["--lazy", *opts])
+def lazy_cycle(ck, prog, opts, n, first=(2, 8)):
+    """start with opts -> n checkpoints -> SIGKILL -> restart --lazy of
+    the last one to its end, its output compared exactly with an
+    uninterrupted run's. Returns (rundir, images mapped by the restored
+    program)."""
+    ref = ck.reference(prog)
+    rundir, out1, seen = chain_then_crash(ck, prog, opts, n, first=first)
+    bg = ck.restart_bg(prog, opts=["--lazy"])
     bg.wait_lines(1)
-    maps = mapped_images(ck)
+    maps = mapped_images(ck)  # soon after it runs
     rc = bg.finish()
     ck.assert_gone(f"after {bg.what()} exited")
-    return bg.output(), rc, maps, bg
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", out1, 0), ("restart --lazy", bg.output(), seen[-1])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+    return rundir, maps
 
 
 def test_lazy_restart_exact(ck):
     """An uncompressed image: the restored program runs with its memory
     mapped from the image, goes on exactly, and execution.log says the
     generation was verified while it ran."""
-    prog = c_prog("bigmem", 60, 40, 48)
-    ref = ck.reference(prog)
-    rundir, first, seen = chain_then_crash(ck, prog, NONE, 1)
-    out, rc, maps, bg = lazy_restart(ck, prog)
+    rundir, maps = lazy_cycle(ck, c_prog("bigmem", 60, 40, 48), NONE, 1)
     assert "gen-000001/2.img" in maps, f"the restored program maps no image: {maps}"
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart --lazy", out, seen[0])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
     ex = text_of(rundir / "execution.log")
     assert "lazy: its layout checked" in ex and \
         re.search(r"lazy restart: generation 1 verified while the program ran", ex), tail(ex)
@@ -74,15 +75,8 @@ def test_lazy_programs(ck, spec):
     from uncompressed images: exact output."""
     _, make, mods, opts = spec
     require_python_modules(*mods)
-    prog = make()
-    ref = ck.reference(prog)
-    rundir, first, seen = chain_then_crash(ck, prog, opts, 1, first=(3, 12))
-    out, rc, maps, bg = lazy_restart(ck, prog)
+    _, maps = lazy_cycle(ck, make(), opts, 1, first=(3, 12))
     assert maps, "the restored program maps no image"
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart --lazy", out, seen[0])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
 
 
 def test_lazy_memory_saved_when_its_generation_goes(ck):
@@ -120,16 +114,9 @@ def test_lazy_incremental_compressed(ck):
     """The default compression and an incremental generation: random pages
     (stored uncompressed) are mapped from the parent generation's image,
     the rest is read; the run resumes exactly."""
-    prog = c_prog("bigmem", 80, 40, 32)
-    ref = ck.reference(prog)
-    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "4"], 2)
+    rundir, maps = lazy_cycle(ck, c_prog("bigmem", 80, 40, 32), ["--full-every", "4"], 2)
     assert manifest(rundir, 2).get("parent") == "1"
-    out, rc, maps, bg = lazy_restart(ck, prog)
     assert "gen-000001/2.img" in maps, f"no page mapped from the parent generation: {maps}"
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart --lazy", out, seen[1])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
 
 
 def largest_raw_chunk(data):
@@ -186,17 +173,16 @@ def test_lazy_is_a_restart_option(ck):
 def test_run_lazy_resumes_lazily(ck):
     """ckpt run --lazy: a first run starts the program (--lazy has nothing
     to do then), the second resumes it lazily, exactly."""
-    from conftest import Bg
     prog = c_prog("bigmem", 60, 40, 32)
     ref = ck.reference(prog)
-    run = Bg(ck.argv("run", prog, 0, ["--lazy", *NONE]), ck.work, ck.env, "run-1")
+    run = run_bg(ck, prog, ["--lazy", *NONE])
     run.wait_lines(ck.rng.randint(3, 10))
     rundir = ck.rundir(proc=run)
     seen = run.lines()
     ck.checkpoint(rundir)
     run.wait_lines(run.lines() + 2)
     ck.crash(run)
-    again = Bg(ck.argv("run", prog, 0, ["--lazy"]), ck.work, ck.env, "run-2")
+    again = run_bg(ck, prog, ["--lazy"])
     rc = again.finish()
     ck.assert_gone(f"after {again.what()} exited")
     expected, ref_rc = ref.result()
