@@ -70,7 +70,7 @@ struct agent_state {
 	char errmsg[AGENT_ERR_LEN];
 	char warnings[AGENT_ERR_LEN];
 	uint64_t image_bytes;
-	uint64_t stop_ns, stopped_ns, resumed_ns; /* timeline of the last checkpoint */
+	uint64_t stop_ns, stopped_ns, resumed_ns;	      /* timeline of the last checkpoint */
 	uint64_t capture_ns, fork_ns, forked_ns, captured_ns; /* within CAPTURE */
 	uint64_t track_ns;				      /* of it, reading written pages */
 
@@ -154,8 +154,8 @@ void track_collect(struct scratch *s); /* at the capture, stopped, before the fo
 void track_reprotect(void);	       /* after the capture, program running */
 int track_unchanged(uint64_t addr);    /* in the writer, ascending addresses */
 void track_done(void);
-int track_fd(void);		    /* its userfaultfd, -1 if none (not imaged) */
-void track_forget(void);	    /* in a forked child */
+int track_fd(void);		  /* its userfaultfd, -1 if none (not imaged) */
+void track_forget(void);	  /* in a forked child */
 void track_forget_restored(void); /* after a restart */
 void memory_forget_snapshots(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);

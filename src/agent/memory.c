@@ -249,8 +249,8 @@ static void populate_file_pages(const struct ckpt_area *a)
 	uint64_t good = 0, bad = n;
 	while (bad - good > 1) {
 		uint64_t mid = good + (bad - good) / 2;
-		if (raw_syscall3(SYS_madvise, a->start, mid * CKPT_PAGE_SIZE,
-				 MADV_POPULATE_READ) == 0)
+		if (raw_syscall3(SYS_madvise, a->start, mid * CKPT_PAGE_SIZE, MADV_POPULATE_READ) ==
+		    0)
 			good = mid;
 		else
 			bad = mid;

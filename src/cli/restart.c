@@ -336,8 +336,7 @@ int restart_run(const struct run_opts *opts)
 		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid,
 		 o.lazy ? "lazy: its layout checked, its pages verified while the program runs"
 			: "verified",
-		 co.command,
-		 interval, o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
+		 co.command, interval, o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
 	char lazy_flag[] = "--lazy";
 	char *rargv[] = {restorer, o.lazy ? lazy_flag : image, o.lazy ? image : NULL, NULL};
 	struct supervise_args sa = {

@@ -289,10 +289,11 @@ static void on_status(struct coord *c, struct conn *k)
 	ckpt_line_i64(&l, "agents", agents);
 	ckpt_line_u64(&l, "restored_from", c->o->restored_gen);
 	if (c->o->lazy)
-		ckpt_line_str(&l, "lazy", c->lazy_damaged ? "damaged"
-					  : c->verify_pid ? "verifying"
-					  : c->verify_t0	? "verified"
-								: "restoring");
+		ckpt_line_str(&l, "lazy",
+			      c->lazy_damaged ? "damaged"
+			      : c->verify_pid ? "verifying"
+			      : c->verify_t0  ? "verified"
+					      : "restoring");
 	if (c->ck.active)
 		ckpt_line_u64(&l, "checkpointing_gen", c->ck.gen);
 	if (c->last_gpu.n) {
@@ -585,9 +586,10 @@ static int exit_code(struct coord *c)
 {
 	char what[128];
 	if (c->lazy_damaged) {
-		ckpt_log(c->o->exec_log,
-			 "exit: the program was killed (its lazily restored generation is damaged); "
-			 "ckpt exits with status 1");
+		ckpt_log(
+		    c->o->exec_log,
+		    "exit: the program was killed (its lazily restored generation is damaged); "
+		    "ckpt exits with status 1");
 		return 1;
 	}
 	int asked = c->stop_req != 0; /* SIGTERM or --before-limit */

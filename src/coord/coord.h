@@ -59,9 +59,9 @@ struct coord_opts {
 	const char *command;	  /* the command line, for messages */
 	uint64_t next_gen;	  /* first generation number to use */
 	uint64_t restored_gen;	  /* 0 at start; the generation restarted from */
-	int lazy; /* restart --lazy: restored_gen's pages are verified while it runs */
-	int first_status;	  /* the first program's wait status when it ended
-				     before restored_gen was taken, else -1 */
+	int lazy;	  /* restart --lazy: restored_gen's pages are verified while it runs */
+	int first_status; /* the first program's wait status when it ended
+			     before restored_gen was taken, else -1 */
 	/* What status shows before this run's first checkpoint (from the
 	 * manifest of restored_gen at restart). */
 	uint64_t last_gen;

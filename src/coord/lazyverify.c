@@ -74,11 +74,11 @@ static void mark_damaged(struct coord *c, const char *why)
 	int gfd = gens_open(c->o->imagesfd, c->o->restored_gen);
 	char ts[32], text[1600];
 	ckpt_format_time(ts, sizeof(ts), ckpt_now_ms());
-	int n = snprintf(text, sizeof(text), "found damaged at %s by a lazy restart's verification: %s\n",
-			 ts, why);
-	int fd = gfd >= 0 ? openat(gfd, GENS_DAMAGED, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				   0600)
-			  : -1;
+	int n = snprintf(text, sizeof(text),
+			 "found damaged at %s by a lazy restart's verification: %s\n", ts, why);
+	int fd = gfd >= 0
+		     ? openat(gfd, GENS_DAMAGED, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+		     : -1;
 	if (fd < 0 || write_all(fd, text, (size_t)n) < 0 || fsync(fd) < 0)
 		ckpt_log(c->o->exec_log, "cannot mark generation %llu damaged: %s",
 			 (unsigned long long)c->o->restored_gen, strerror(errno));

@@ -36,8 +36,8 @@ int main(int argc, char **argv)
 		write_full(fd, block, n);
 		done += n;
 	}
-	unsigned char *map = mmap(NULL, (FILE_PAGES + 2) * PAGE, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE, fd, 0);
+	unsigned char *map =
+	    mmap(NULL, (FILE_PAGES + 2) * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED)
 		die("mmap");
 	close(fd);

@@ -67,14 +67,16 @@ int main(int argc, char **argv)
 		char msg[64];
 		int len = snprintf(msg, sizeof msg, "step %ld from the pipe", s);
 		if (write(pfd[1], msg, (size_t)len) != len ||
-		    read(pfd[0], (char *)mem + (size_t)(s % (long)pages) * PAGE + 100, (size_t)len) !=
-			len)
+		    read(pfd[0], (char *)mem + (size_t)(s % (long)pages) * PAGE + 100,
+			 (size_t)len) != len)
 			die("pipe");
 		if (s % 5 == 3) {
 			/* 64 KiB moved away and back: same contents, same place */
 			char *at = (char *)mem + (size_t)(s % (mib / 2)) * (1u << 20);
-			if (mremap(at, 1u << 16, 1u << 16, MREMAP_MAYMOVE | MREMAP_FIXED, spare) != spare ||
-			    mremap(spare, 1u << 16, 1u << 16, MREMAP_MAYMOVE | MREMAP_FIXED, at) != at)
+			if (mremap(at, 1u << 16, 1u << 16, MREMAP_MAYMOVE | MREMAP_FIXED, spare) !=
+				spare ||
+			    mremap(spare, 1u << 16, 1u << 16, MREMAP_MAYMOVE | MREMAP_FIXED, at) !=
+				at)
 				die("mremap");
 			at[17] ^= 1;
 			spare = mmap(spare, 1u << 16, PROT_NONE,
