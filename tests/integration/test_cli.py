@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import (CKPT, PROGS, PYDIR, PYTHON, ROOT, T_QUICK, c_prog, run_cmd, tagged_pids,
-                      text_of)
+from conftest import (CKPT, PROGS, PYDIR, PYTHON, ROOT, T_QUICK, c_prog, check_chain, run_cmd,
+                      tagged_pids, tail, text_of)
 
 
 def makefile_version():
@@ -190,12 +190,20 @@ def test_restart_progress_on_a_terminal(ck):
     the restorer works, how much it has read; both lines are erased
     before the program's output goes on."""
     prog = c_prog("bigmem", 30, 30, 64)
-    ck.checkpoint_then_crash(prog)
+    ref = ck.reference(prog)
+    rundir, first, seen = ck.checkpoint_then_crash(prog)
     rc, out = run_on_terminal(ck.argv("restart", prog), dict(ck.env, CKPT_PROGRESS_AFTER_MS="0"),
                               ck.work)
     ck.assert_gone("after the restart on a terminal")
-    assert rc == 0, out[-2000:]
     assert "\rckpt: verifying generation 1 \r\x1b[K" in out, out[:500]
-    m = re.search(r"\rckpt: restoring generation 1, ([\d.]+) MiB read, [\d.]+ s \r\x1b\[K", out)
-    assert m, out[:800]
-    assert "done steps=30" in out
+    progress = r"\rckpt: restoring generation 1, [\d.]+ MiB read, [\d.]+ s \r\x1b\[K"
+    assert re.search(progress, out), out[:800]
+    # without the erased lines, the program's output (the terminal's \r\n
+    # as \n) goes on exactly
+    program = re.sub(progress, "", out.replace("\rckpt: verifying generation 1 \r\x1b[K", ""))
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0),
+                           ("restart on a terminal", program.replace("\r\n", "\n"), seen)],
+                context=f"ckpt restart on a terminal exited with status {rc}\n--- execution.log:\n"
+                f"{tail(text_of(rundir / 'execution.log'), 8)}")
+    assert rc == ref_rc, out[-2000:]
