@@ -903,6 +903,54 @@ static int write_seeds(const char *dir)
 	return 0;
 }
 
+/* The interleaved checksum against the byte-at-a-time reference: every
+ * length around the block sizes, at every alignment, and in pieces. */
+static void test_crc32c(void)
+{
+	CHECK(crc32c_update(0, "123456789", 9) == 0xe3069283u, "check value");
+	CHECK(crc32c_bytewise(0, "123456789", 9) == 0xe3069283u, "check value (bytewise)");
+	size_t size = 3 * 8192 * 3 + 4096;
+	unsigned char *buf = malloc(size);
+	CHECK(buf != NULL, "malloc");
+	if (!buf)
+		return;
+	uint64_t x = 12345;
+	for (size_t i = 0; i < size; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		buf[i] = (unsigned char)(x >> 56);
+	}
+	static const size_t around[] = {0,
+					1,
+					7,
+					8,
+					9,
+					255,
+					256,
+					767,
+					768,
+					769,
+					3 * 256 + 8,
+					4096,
+					24575,
+					24576,
+					24577,
+					24576 + 768,
+					2 * 24576 + 767,
+					3 * 8192 * 3};
+	for (size_t k = 0; k < sizeof around / sizeof around[0]; k++)
+		for (size_t off = 0; off < 9; off++) {
+			size_t len = around[k];
+			uint32_t want = crc32c_bytewise(0x1234u, buf + off, len);
+			CHECK(crc32c_update(0x1234u, buf + off, len) == want, "len %zu off %zu",
+			      len, off);
+			size_t half = len / 3;
+			uint32_t parts = crc32c_update(crc32c_update(0x1234u, buf + off, half),
+						       buf + off + half, len - half);
+			CHECK(parts == want, "len %zu off %zu in two pieces", len, off);
+		}
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
@@ -912,6 +960,7 @@ int main(int argc, char **argv)
 		return perror("mkdtemp"), 1;
 	snprintf(path, sizeof path, "%s/image", dir);
 
+	test_crc32c();
 	test_roundtrip(path);
 	test_buffer_sizes(path);
 	test_truncation(path);
