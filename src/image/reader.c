@@ -1027,6 +1027,13 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	return r;
 }
 
+/* Advice only: a failure changes nothing but speed. */
+static void drop_read(const struct ckpt_image *img, uint64_t offset, uint64_t len)
+{
+	if (img->drop_after_read)
+		(void)posix_fadvise(img->fd, (off_t)offset, (off_t)len, POSIX_FADV_DONTNEED);
+}
+
 static int par_check(struct par *p, const struct chunk_job *j, char *dst, char **zin,
 		     ZSTD_DCtx **dctx)
 {
@@ -1039,6 +1046,7 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 					j, ""),
 			       -1;
 		crc = crc32c_update(crc, dst, len);
+		drop_read(img, j->data, len);
 	} else {
 		size_t cap = ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE);
 		if ((!*zin && !(*zin = malloc(cap))) || (!*dctx && !(*dctx = ZSTD_createDCtx())))
@@ -1060,6 +1068,7 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 						j, ""),
 				       -1;
 		}
+		drop_read(img, j->data, j->zlen);
 		size_t got = ZSTD_decompressDCtx(*dctx, dst, len, *zin, j->zlen);
 		if (ZSTD_isError(got) || got != len)
 			return par_fail(

@@ -450,6 +450,7 @@ static int resolve_refs(struct ckpt_image *img, struct stage_ctx *sc, int thread
 				    "used: %s",
 				    (unsigned long long)img->hdr.generation, path, err);
 		}
+		p->drop_after_read = 1;
 		uint64_t wanted = count_pages(r.want, r.nwant);
 		atomic_store(&r.found, 0);
 		r.path = path;

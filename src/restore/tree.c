@@ -60,6 +60,7 @@ int tree_load(const char *root_image)
 			closedir(d);
 			return fail("%s: %s", path, err);
 		}
+		img->drop_after_read = 1;
 		struct tree_proc *p = &tree.procs[tree.n++];
 		p->img = img;
 		p->pid = img->hdr.pid;
