@@ -167,7 +167,11 @@ $(BUILD)/bench/hold: bench/hold.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
 
-bench: all $(BUILD)/bench/hold
+$(BUILD)/bench/memcost: bench/memcost.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 $(WARN) -o $@ $<
+
+bench: all $(BUILD)/bench/hold $(BUILD)/bench/memcost
 	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 install: all

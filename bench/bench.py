@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CKPT = Path(os.environ.get("CKPT") or ROOT / "build/bin/ckpt")
 HOLD = ROOT / "build/bench/hold"
+MEMCOST = ROOT / "build/bench/memcost"
 HOLD_TORCH = ROOT / "bench/hold_torch.py"
 PYTHON = "/usr/bin/python3"
 MiB = 1 << 20
@@ -523,6 +524,18 @@ def machine_lines():
     return out
 
 
+def memory_costs():
+    """The machine's own cost of touching memory (bench/memcost.c), which
+    bounds a copy-on-write checkpoint (every page read in a fork()ed
+    child) and a restart (every page faulted in fresh)."""
+    r = subprocess.run([str(MEMCOST), "256"], capture_output=True, text=True)
+    got = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
+    if r.returncode != 0 or not {"fresh", "child_read", "parent_read"} <= got.keys():
+        return f"memory costs: memcost failed: {(r.stderr or r.stdout).strip()[-200:]}"
+    return (f"memory costs (bench/memcost, 4 KiB pages, s/GiB): fresh memory faulted in {got['fresh']}, "
+            f"first read in a fork()ed child {got['child_read']}, read by the parent {got['parent_read']}")
+
+
 def detect():
     h = subprocess.run([str(CKPT), "start", "--help"], capture_output=True, text=True)
     hr = subprocess.run([str(CKPT), "restart", "--help"], capture_output=True, text=True)
@@ -558,9 +571,10 @@ def main():
     ap.add_argument("--out", default=None, help="report file (default bench/results/DATE.txt)")
     ARGS = ap.parse_args()
     ARGS.drop_caches = can_drop_caches()
-    for f in (CKPT, HOLD):
+    for f in (CKPT, HOLD, MEMCOST):
         if not f.exists():
-            sys.exit(f"bench: {f} is missing: run `make all build/bench/hold` (or bench/run.sh)")
+            sys.exit(f"bench: {f} is missing: run `make all build/bench/hold build/bench/memcost` "
+                     "(or bench/run.sh)")
 
     feats = detect()
     cases = [Case("hold", int(s), ARGS.step_ms) for s in ARGS.sizes.split(",") if s.strip()]
@@ -595,6 +609,7 @@ def main():
          f"lazy restart {'yes' if feats['lazy'] else 'n/a'}")
     emit(f"variants run: {', '.join(have)}"
          + (f"; n/a in this build: {', '.join(missing)}" if missing else ""))
+    emit(memory_costs())
     emit(f"runs per case: {ARGS.runs}; caches dropped before cold reads and restarts: "
          f"{'yes' if ARGS.drop_caches else 'NO (not root): cold figures are warm'}")
     emit("")

@@ -5,5 +5,5 @@
 # CKPT=/path/to/bin/ckpt measures that ckpt instead of this tree's build.
 set -e
 cd "$(dirname "$0")/.."
-if [ -n "$CKPT" ]; then make -s build/bench/hold; else make -s all build/bench/hold; fi
+if [ -n "$CKPT" ]; then make -s build/bench/hold build/bench/memcost; else make -s all build/bench/hold build/bench/memcost; fi
 exec /usr/bin/python3 bench/bench.py "$@"
