@@ -127,7 +127,10 @@ long count_maps_lines(void); /* memory.c */
 struct ckpt_writer;
 struct scratch;
 struct strtab;
-int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+/* cow_child: running in the copy-on-write child, which reads pages
+ * through /proc/self/mem rather than in place (memory.c, window_fill). */
+int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int cow_child,
+		   char *err);
 /* Shared memory whose content the image holds (not a file's) changes
  * under a copy-on-write writer: copy its resident pages into scratch
  * memory for the writer to save (0, also when there is none); -1 when

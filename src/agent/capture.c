@@ -210,7 +210,7 @@ static void fail_errno(const char *what, long err)
 /* Memory, strings, header, rename: the part of the image that the
  * copy-on-write writer does after the program has been resumed. */
 static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int nthreads,
-			 const char *tmp, const char *final)
+			 int cow_child, const char *tmp, const char *final)
 {
 	static struct ckpt_image_header hdr;
 	static char err[512];
@@ -221,7 +221,7 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	struct io_thread *io = spare ? io_thread_start(s, w->fd) : 0;
 	if (io)
 		ckpt_writer_set_io(w, io_thread_ops(io), spare);
-	int r = memory_capture(w, s, st, err);
+	int r = memory_capture(w, s, st, cow_child, err);
 	compress_stop(); /* the last batch was written when PAGES ended */
 	if (io) {
 		ckpt_writer_flush_io(w);
@@ -367,7 +367,7 @@ void capture_image(void *self_frame)
 			agent.skip_lo = (uint64_t)(uintptr_t)agent.cow;
 			agent.skip_hi = agent.skip_lo + sizeof(struct cow_result);
 			if (cow_child_check_maps())
-				finish_image(&w, &s, &st, nthreads, tmp, final);
+				finish_image(&w, &s, &st, nthreads, 1, tmp, final);
 			else
 				set_error("memory not inherited by fork", 0, 0);
 			if (agent.result != 0)
@@ -391,7 +391,7 @@ void capture_image(void *self_frame)
 			}
 			return;
 		}
-		finish_image(&w, &s, &st, nthreads, tmp, final);
+		finish_image(&w, &s, &st, nthreads, 0, tmp, final);
 	}
 	raw_syscall1(SYS_close, fd);
 	if (agent.result != 0)

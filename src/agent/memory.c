@@ -212,23 +212,28 @@ static const void *source(const struct shared_snap *sn, uint64_t addr)
 	return sn ? sn->copy + (addr - sn->start) : (const void *)(uintptr_t)addr;
 }
 
-/* Decide whether the page at addr is saved, from its pagemap entry. */
-static int want_page(const struct ckpt_area *a, uint64_t pm, uint64_t addr, int resident,
-		     const struct shared_snap *sn)
+/* Whether the page may be saved, from its pagemap entry (or, for shared
+ * memory, residency), before its bytes are looked at. */
+static int candidate(const struct ckpt_area *a, uint64_t pm, int resident)
 {
 	switch (a->kind) {
 	case CKPT_AREA_ANON:
-		if (!(pm & (PM_PRESENT | PM_SWAPPED)))
-			return 0;
-		return !page_is_zero((const uint64_t *)(uintptr_t)addr);
+		return (pm & (PM_PRESENT | PM_SWAPPED)) != 0;
 	case CKPT_AREA_FILE_PRIVATE:
 		/* a private copy (anonymous page) replaced the file's page */
 		return (pm & PM_SWAPPED) || ((pm & PM_PRESENT) && !(pm & PM_FILE));
 	case CKPT_AREA_SHARED_ANON:
-		return resident && !page_is_zero(source(sn, addr));
+		return resident;
 	default:
 		return 0;
 	}
+}
+
+/* Decide whether a candidate page is saved, its bytes being at data: a
+ * zero page of memory that is not a file's is not. */
+static int want_page(const struct ckpt_area *a, const void *data)
+{
+	return a->kind == CKPT_AREA_FILE_PRIVATE || !page_is_zero(data);
 }
 
 /* Pages of a file gone from its path that the program has not touched,
@@ -257,9 +262,81 @@ static void populate_file_pages(const struct ckpt_area *a)
 	}
 }
 
-/* Save the wanted pages of one area as chunks of consecutive pages. */
+/* In the copy-on-write child, the first access to a page through the
+ * program's mapping costs microseconds in some VMs (bench/memcost: 1.2 s
+ * per GiB in the reference VM), while pread from /proc/self/mem, which
+ * goes through the kernel's own mapping of memory, reads the same pages
+ * at 0.2 s per GiB. So the child reads the candidate pages of each window
+ * of WINDOW_PAGES into a buffer and looks at the copy: they are its own
+ * pages, the snapshot, which nothing changes. A window that cannot be read
+ * so is read in place, as the program itself (--no-cow) always does. */
+#define WINDOW_PAGES CHUNK_PAGES
+enum { PAGE_IN_PLACE, PAGE_IN_BUFFER, PAGE_TRACKED };
+struct window {
+	int mem_fd; /* /proc/self/mem, or -1: every page is read in place */
+	char *buf;  /* WINDOW_PAGES pages */
+	unsigned char state[WINDOW_PAGES];
+};
+
+/* Fill the window of the n pages at base: pages proven unchanged by write
+ * tracking are not read (their bytes are not needed), the other
+ * candidates are, in runs. */
+static void window_fill(struct window *win, const struct ckpt_area *a, const struct shared_snap *sn,
+			uint64_t base, const uint64_t *pm, const unsigned char *vec, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		int tracked = a->kind == CKPT_AREA_ANON && (pm[i] & (PM_PRESENT | PM_SWAPPED)) &&
+			      track_unchanged(base + i * CKPT_PAGE_SIZE);
+		win->state[i] = tracked ? PAGE_TRACKED : PAGE_IN_PLACE;
+	}
+	if (win->mem_fd < 0)
+		return;
+	for (uint64_t i = 0; i < n;) {
+		if (win->state[i] == PAGE_TRACKED || !candidate(a, pm[i], vec[i] & 1)) {
+			i++;
+			continue;
+		}
+		uint64_t j = i + 1;
+		while (j < n && win->state[j] != PAGE_TRACKED && candidate(a, pm[j], vec[j] & 1))
+			j++;
+		uint64_t len = (j - i) * CKPT_PAGE_SIZE;
+		uint64_t from = (uint64_t)(uintptr_t)source(sn, base + i * CKPT_PAGE_SIZE);
+		if (raw_syscall4(SYS_pread64, win->mem_fd, win->buf + i * CKPT_PAGE_SIZE, len,
+				 from) == (long)len)
+			for (uint64_t k = i; k < j; k++)
+				win->state[k] = PAGE_IN_BUFFER;
+		i = j;
+	}
+}
+
+/* A run of consecutive pages of one kind, which becomes one chunk. */
+enum { NONE, STORED, REFERRED };
+struct run {
+	int kind;
+	uint64_t start, len;
+	const char *data; /* the bytes of a STORED run */
+};
+
+static void end_run(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, struct run *r)
+{
+	if (r->len) {
+		if (r->kind == STORED) {
+			ckpt_writer_chunk(w, idx, r->start, r->data, (uint32_t)r->len);
+			agent.pages_stored += r->len;
+		} else {
+			ckpt_writer_ref(w, idx, r->start, (uint32_t)r->len);
+			agent.pages_referred += r->len;
+		}
+		a->pages_saved += r->len;
+	}
+	r->kind = NONE;
+	r->len = 0;
+}
+
+/* Save the wanted pages of one area as chunks of consecutive pages:
+ * stored, or referred to (unchanged since the parent generation). */
 static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, int pagemap_fd,
-		     uint64_t *pm, unsigned char *vec, char *err)
+		     uint64_t *pm, unsigned char *vec, struct window *win, char *err)
 {
 	uint64_t npages = (a->end - a->start) / CKPT_PAGE_SIZE;
 	int unreadable = !(a->prot & PROT_READ);
@@ -280,6 +357,8 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 		else if (a->kind == CKPT_AREA_SHARED_ANON &&
 			 raw_syscall3(SYS_mincore, base, n * CKPT_PAGE_SIZE, vec) != 0)
 			mem_zero(vec, n);
+		if (a->kind != CKPT_AREA_SHARED_ANON)
+			mem_zero(vec, n);
 		if (unreadable && !protected) {
 			int any = 0;
 			for (uint64_t i = 0; i < n && !any; i++)
@@ -291,43 +370,34 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 				     a->prot | PROT_READ);
 			protected = 1;
 		}
-		/* runs of pages of one kind: stored, or referred to (unchanged
-		 * since the parent generation) */
-		enum { NONE, STORED, REFERRED } kind, run_kind = NONE;
-		uint64_t run_start = 0, run_len = 0;
-		for (uint64_t i = 0; i <= n; i++) {
-			uint64_t addr = base + i * CKPT_PAGE_SIZE;
-			kind = NONE;
+		struct run run = {NONE, 0, 0, 0};
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t addr = base + i * CKPT_PAGE_SIZE, k = i % WINDOW_PAGES;
+			if (k == 0) {
+				/* a run's bytes are in its window's buffer */
+				end_run(w, idx, a, &run);
+				uint64_t left = n - i < WINDOW_PAGES ? n - i : WINDOW_PAGES;
+				window_fill(win, a, sn, addr, pm + i, vec + i, left);
+			}
+			const char *data = win->state[k] == PAGE_IN_BUFFER
+					       ? win->buf + k * CKPT_PAGE_SIZE
+					       : (const char *)source(sn, addr);
+			int kind = NONE;
 			/* a page proven unchanged is referred to without reading it */
-			if (i < n && a->kind == CKPT_AREA_ANON &&
-			    (pm[i] & (PM_PRESENT | PM_SWAPPED)) && track_unchanged(addr) &&
-			    incr_page_unchanged(addr)) {
+			if (win->state[k] == PAGE_TRACKED && incr_page_unchanged(addr)) {
 				kind = REFERRED;
 				agent.pages_proven++;
-			} else if (i < n && want_page(a, pm[i], addr, vec[i] & 1, sn))
-				kind = incr_page(addr, source(sn, addr)) ? REFERRED : STORED;
-			if (kind != NONE && kind == run_kind && run_len < CHUNK_PAGES) {
-				run_len++;
+			} else if (candidate(a, pm[i], vec[i] & 1) && want_page(a, data))
+				kind = incr_page(addr, data) ? REFERRED : STORED;
+			if (kind != NONE && kind == run.kind && run.len < CHUNK_PAGES) {
+				run.len++;
 				continue;
 			}
-			if (run_len) {
-				if (run_kind == STORED) {
-					ckpt_writer_chunk(w, idx, run_start, source(sn, run_start),
-							  (uint32_t)run_len);
-					agent.pages_stored += run_len;
-				} else {
-					ckpt_writer_ref(w, idx, run_start, (uint32_t)run_len);
-					agent.pages_referred += run_len;
-				}
-				a->pages_saved += run_len;
-				run_len = 0;
-			}
-			run_kind = kind;
-			if (kind != NONE) {
-				run_start = addr;
-				run_len = 1;
-			}
+			end_run(w, idx, a, &run);
+			if (kind != NONE)
+				run = (struct run){kind, addr, 1, data};
 		}
+		end_run(w, idx, a, &run);
 		if (w->error)
 			break;
 	}
@@ -393,7 +463,8 @@ long count_maps_lines(void)
 	return lines;
 }
 
-int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
+int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int cow_child,
+		   char *err)
 {
 	char *maps;
 	long len = read_maps(s, &maps);
@@ -442,6 +513,12 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		str_copy(err, "cannot open /proc/self/pagemap", 64);
 		return -1;
 	}
+	struct window win = {.mem_fd = -1};
+	if (cow_child && (win.buf = scratch_alloc(s, WINDOW_PAGES * CKPT_PAGE_SIZE)) != 0)
+		win.mem_fd = (int)raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/mem",
+					       O_RDONLY | O_CLOEXEC, 0);
+	if (win.mem_fd < -1)
+		win.mem_fd = -1; /* no /proc/self/mem: read in place */
 	uint64_t max_pages = 0;
 	for (uint32_t i = 0; i < n; i++)
 		if (areas[i].kind == CKPT_AREA_ANON || areas[i].kind == CKPT_AREA_FILE_PRIVATE ||
@@ -450,13 +527,15 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	incr_begin(max_pages);
 	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
 	for (uint32_t i = 0; i < n && !w->error; i++)
-		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, err) != 0)
+		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, &win, err) != 0)
 			break;
 	ckpt_writer_end_section(w, 0);
 	incr_write_hashes(w);
 	incr_end();
 	track_done();
 	raw_syscall1(SYS_close, pagemap_fd);
+	if (win.mem_fd >= 0)
+		raw_syscall1(SYS_close, win.mem_fd);
 	if (err[0])
 		return -1;
 	for (uint32_t i = 0; i < n; i++)
