@@ -42,8 +42,15 @@ struct zworker {
 struct zpool {
 	_Atomic uint32_t gen; /* futex: bumped for each batch, and to quit */
 	_Atomic int quit;
-	struct ckpt_zjob *jobs;
-	_Atomic int n, next, done;
+	/* The batch being compressed. ticket holds its number (high 32 bits)
+	 * and the next job to take (low 32 bits): a thread takes job i of
+	 * batch b only by moving the ticket from (b, i) to (b, i + 1), so a
+	 * thread still busy with a finished batch can never take a job of the
+	 * next one, nor one twice. Batches alternate between two slots. */
+	_Atomic uint64_t ticket;
+	struct ckpt_zjob *jobs[2];
+	_Atomic int n[2], done[2];
+	uint32_t batch; /* the writer's count of batches started */
 	_Atomic uint32_t done_futex;
 	ZSTD_CCtx *cctx; /* the writing thread's */
 	int nworkers, started;
@@ -73,13 +80,19 @@ static void compress_one(ZSTD_CCtx *cctx, struct ckpt_zjob *j)
 /* Take jobs until none is left; the last one done wakes the writer. */
 static void run_jobs(struct zpool *p, ZSTD_CCtx *cctx)
 {
-	int i;
-	while ((i = atomic_fetch_add(&p->next, 1)) < atomic_load(&p->n)) {
-		compress_one(cctx, &p->jobs[i]);
-		if (atomic_fetch_add(&p->done, 1) + 1 == atomic_load(&p->n)) {
+	uint64_t t = atomic_load(&p->ticket);
+	for (;;) {
+		int slot = (int)(t >> 32) & 1, i = (int)(uint32_t)t;
+		if (i >= atomic_load(&p->n[slot]))
+			return;
+		if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1))
+			continue; /* t now holds the ticket as it is */
+		compress_one(cctx, &p->jobs[slot][i]);
+		if (atomic_fetch_add(&p->done[slot], 1) + 1 == atomic_load(&p->n[slot])) {
 			atomic_fetch_add(&p->done_futex, 1);
 			futex_wake(&p->done_futex);
 		}
+		t = atomic_load(&p->ticket);
 	}
 }
 
@@ -115,20 +128,24 @@ static void start_workers(struct zpool *p)
 	p->nworkers = n; /* fewer threads: the rest is done by those there are */
 }
 
+/* A batch: the workers are woken, the writing thread takes jobs too, then
+ * waits until the last one is done. */
 static void compress_batch(void *ctx, struct ckpt_zjob *jobs, int n)
 {
 	struct zpool *p = ctx;
 	if (!p->started)
 		start_workers(p);
-	p->jobs = jobs;
-	atomic_store(&p->n, n);
-	atomic_store(&p->done, 0);
-	atomic_store(&p->next, 0);
+	uint32_t b = ++p->batch;
+	int slot = (int)(b & 1);
+	p->jobs[slot] = jobs;
+	atomic_store(&p->n[slot], n);
+	atomic_store(&p->done[slot], 0);
 	uint32_t seen = atomic_load(&p->done_futex);
+	atomic_store(&p->ticket, (uint64_t)b << 32); /* publishes the batch */
 	atomic_fetch_add(&p->gen, 1);
 	futex_wake(&p->gen);
 	run_jobs(p, p->cctx);
-	while (atomic_load(&p->done) < n) {
+	while (atomic_load(&p->done[slot]) < n) {
 		futex_wait(&p->done_futex, seen);
 		seen = atomic_load(&p->done_futex);
 	}
