@@ -36,11 +36,8 @@ static int64_t vdso_clock(clockid_t id)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 
 	int64_t prev_mono = vdso_clock(CLOCK_MONOTONIC);
 	long failures = 0;

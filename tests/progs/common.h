@@ -42,6 +42,17 @@ static inline void setup_stdout(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
+/* The arguments of a program that takes exactly STEPS SLEEP_MS, and its
+ * stdout set up: the start of most programs' main. */
+static inline void steps_and_sleep(int argc, char **argv, long *steps, long *sleep)
+{
+	if (argc != 3)
+		usage_exit(argv[0], NULL);
+	*steps = parse_num(argv[1], argv[0], NULL);
+	*sleep = parse_num(argv[2], argv[0], NULL);
+	setup_stdout();
+}
+
 /* Sleep ms milliseconds, resuming after EINTR with the time left. */
 static inline void sleep_ms(long ms)
 {

@@ -41,11 +41,8 @@ static void child(int fd, long steps, long sleep)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 	fflush(stdout);
 
 	int p[2];

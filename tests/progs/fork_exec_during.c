@@ -48,11 +48,8 @@ static int reap(pid_t pid)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 
 	uint64_t h = FNV_INIT, rng = 0x3c6ef372fe94f82bull;
 	for (long s = 0; s < steps; s++) {

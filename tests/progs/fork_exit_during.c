@@ -59,11 +59,8 @@ static uint64_t collect(struct child c, int *code)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 
 	uint64_t h = FNV_INIT, rng = 0xbb67ae8584caa73bull;
 	long ms = sleep / PER_STEP, forks = 0;

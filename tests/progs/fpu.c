@@ -37,11 +37,8 @@ static unsigned x87_control(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 	if (!__builtin_cpu_supports("avx2")) {
 		printf("avx2 not supported by this cpu\n");
 		return 3;

@@ -57,11 +57,8 @@ static size_t pick_size(uint64_t r)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 	/* A fixed threshold: big blocks always use mmap, and glibc does not
 	 * adapt it as they are freed. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);

@@ -48,11 +48,8 @@ static void *reader(void *arg)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 
 	if (pipe(msg_pipe) || pipe(backlog_pipe) || socketpair(AF_UNIX, SOCK_STREAM, 0, acks))
 		die("pipe");

@@ -50,11 +50,8 @@ static struct msg make(uint64_t seq, uint64_t *rng)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3)
-		usage_exit(argv[0], NULL);
-	long steps = parse_num(argv[1], argv[0], NULL);
-	long sleep = parse_num(argv[2], argv[0], NULL);
-	setup_stdout();
+	long steps, sleep;
+	steps_and_sleep(argc, argv, &steps, &sleep);
 	fflush(stdout);
 
 	int sv[2];
