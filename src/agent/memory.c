@@ -357,8 +357,6 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 		else if (a->kind == CKPT_AREA_SHARED_ANON &&
 			 raw_syscall3(SYS_mincore, base, n * CKPT_PAGE_SIZE, vec) != 0)
 			mem_zero(vec, n);
-		if (a->kind != CKPT_AREA_SHARED_ANON)
-			mem_zero(vec, n);
 		if (unreadable && !protected) {
 			int any = 0;
 			for (uint64_t i = 0; i < n && !any; i++)
