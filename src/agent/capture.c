@@ -17,7 +17,7 @@
 #include "image/writer.h"
 
 #define SCRATCH_SIZE (1ull << 30) /* address space only: MAP_NORESERVE */
-#define WRITE_BUF_SIZE (4u << 20)
+#define WRITE_BUF_SIZE (1u << 20)
 #define STRTAB_SIZE (16u << 20)
 
 static void fill_cpu_features(struct ckpt_image_header *h)
