@@ -15,7 +15,20 @@
 
 #include "common/crc32c.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static const char zeros[CKPT_PAGE_SIZE];
+
+#define ZSTD_FRAME_MAGIC 0xFD2FB528u
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
 
 static void fail(struct ckpt_writer *w, int err)
 {
@@ -116,6 +129,7 @@ void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size)
 	w->fd = fd;
 	w->buf = buf;
 	w->buf_size = buf ? buf_size : 0;
+	w->stored_max_pages = CKPT_WRITER_STORED_MAX_PAGES;
 	/* placeholder for the header, written for real by ckpt_writer_finish */
 	emit_zeros(w, sizeof(struct ckpt_image_header));
 }
@@ -183,18 +197,21 @@ static void pwrite_all(struct ckpt_writer *w, const void *data, size_t len, uint
 	write_at(w, data, len, off);
 }
 
-/* Chunk data go through the buffer and are checksummed there: the pages
- * may be live memory that changes while it is written (the writing
- * thread's own stack and data), so the checksum must cover the copy that
- * reaches the file, not the source. The header, written first with crc 0,
- * is patched in the buffer if it is still there, else pwritten. */
-static void chunk_copy(struct ckpt_writer *w, struct ckpt_page_chunk *c, const char *data,
-		       size_t len)
+/* Appends data through the buffer, continuing the checksum crc (and the
+ * zstd content hash xh, if any) over the copy there: the pages may be live
+ * memory that changes while it is written (the writing thread's own stack
+ * and data), so the checksums must cover the bytes that reach the file,
+ * not the source. Without a buffer the source must be stable. */
+static uint32_t copy_through(struct ckpt_writer *w, const char *data, size_t len, uint32_t crc,
+			     XXH64_state_t *xh)
 {
-	uint64_t hpos = w->offset;
-	uint32_t crc = crc32c_update(0, c, sizeof *c);
-
-	emit(w, c, sizeof *c);
+	if (!w->buf_size) {
+		crc = crc32c_update(crc, data, len);
+		if (xh)
+			XXH64_update(xh, data, len);
+		emit(w, data, len);
+		return crc;
+	}
 	while (len && !w->error) {
 		if (w->buf_used == w->buf_size)
 			flush(w);
@@ -202,12 +219,20 @@ static void chunk_copy(struct ckpt_writer *w, struct ckpt_page_chunk *c, const c
 		char *at = w->buf + w->buf_used;
 		memcpy(at, data, n);
 		crc = crc32c_update(crc, at, n);
+		if (xh)
+			XXH64_update(xh, at, n);
 		w->buf_used += n;
 		w->offset += n;
 		data += n;
 		len -= n;
 	}
-	c->crc = crc;
+	return crc;
+}
+
+/* The chunk header at hpos, written first with crc 0, gets its crc: in
+ * the buffer if it is still there, else in the file. */
+static void patch_header(struct ckpt_writer *w, const struct ckpt_page_chunk *c, uint64_t hpos)
+{
 	uint64_t buf_start = w->offset - w->buf_used;
 	if (hpos >= buf_start)
 		memcpy(w->buf + (hpos - buf_start), c, sizeof *c);
@@ -261,26 +286,71 @@ static void emit_compressed(struct ckpt_writer *w, uint32_t area, uint64_t addr,
 	w->open->count++;
 }
 
+/* A short run stored as a compressed chunk whose zstd frame holds raw
+ * blocks (nothing compressed): it needs no padding, where a raw chunk of
+ * one page needs up to 4 KiB of it, and an incremental image is mostly
+ * isolated pages. Frame: magic, descriptor (4-byte content size, single
+ * segment, content checksum), content size, blocks of at most 128 KiB
+ * each after a 3-byte header, the low 32 bits of the content's XXH64. */
+static void emit_stored(struct ckpt_writer *w, uint32_t area, uint64_t addr, const char *data,
+			uint32_t npages)
+{
+	enum { BLOCK = 128u << 10 };
+	uint32_t len = npages * CKPT_PAGE_SIZE, nblocks = (len + BLOCK - 1) / BLOCK;
+	align(w, 8);
+	uint64_t hpos = w->offset;
+	struct ckpt_page_chunk c = {
+	    .magic = CKPT_ZCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
+	unsigned char head[8 + 9];
+	put_le32(head, 4 + 1 + 4 + 3 * nblocks + len + 4); /* zlen */
+	put_le32(head + 4, 0);
+	put_le32(head + 8, ZSTD_FRAME_MAGIC);
+	head[12] = 0xA4;
+	put_le32(head + 13, len);
+	emit(w, &c, sizeof c);
+	emit(w, head, sizeof head);
+	uint32_t crc = crc32c_update(crc32c_update(0, &c, sizeof c), head, sizeof head);
+	XXH64_state_t xh;
+	XXH64_reset(&xh, 0);
+	for (uint32_t done = 0; done < len;) {
+		uint32_t n = len - done < BLOCK ? len - done : BLOCK;
+		uint32_t bh = n << 3 | (done + n == len); /* raw block, last flag */
+		unsigned char b[3] = {(unsigned char)bh, (unsigned char)(bh >> 8),
+				      (unsigned char)(bh >> 16)};
+		emit(w, b, sizeof b);
+		crc = crc32c_update(crc, b, sizeof b);
+		crc = copy_through(w, data + done, n, crc, &xh);
+		done += n;
+	}
+	unsigned char sum[4];
+	put_le32(sum, (uint32_t)XXH64_digest(&xh));
+	emit(w, sum, sizeof sum);
+	c.crc = crc32c_update(crc, sum, sizeof sum);
+	patch_header(w, &c, hpos);
+	w->open->count++;
+}
+
 /* Zero padding goes before each chunk header so that the chunk's data
  * start on a 4096-byte boundary of the file: a reader may then mmap the
  * pages instead of copying them. Readers rely on this rule to find the
- * next chunk (docs/image-format.md). */
+ * next chunk (docs/image-format.md). Runs too short to gain from mapping
+ * are stored unpadded instead (emit_stored). */
 static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		     uint32_t npages)
 {
+	if (npages <= w->stored_max_pages) {
+		emit_stored(w, area, addr, data, npages);
+		return;
+	}
 	uint64_t hsize = sizeof(struct ckpt_page_chunk);
 	emit_zeros(w, (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
+	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
-	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
-	if (w->buf_size) {
-		chunk_copy(w, &c, data, len);
-	} else {
-		/* no buffer to copy through: the source must be stable */
-		c.crc = crc32c_update(crc32c_update(0, &c, sizeof c), data, len);
-		emit(w, &c, sizeof c);
-		emit(w, data, len);
-	}
+	emit(w, &c, sizeof c);
+	c.crc = copy_through(w, data, (size_t)npages * CKPT_PAGE_SIZE,
+			     crc32c_update(0, &c, sizeof c), NULL);
+	patch_header(w, &c, hpos);
 	w->open->count++;
 }
 

@@ -56,7 +56,14 @@ struct ckpt_writer {
 	const struct ckpt_writer_io *io;
 	char *io_spare; /* the other buffer, same size as buf */
 	int io_busy;
+	/* runs of at most this many pages (not compressed) are written as
+	 * stored zstd frames instead of padded raw chunks; 0: never */
+	uint32_t stored_max_pages;
 };
+
+/* Below this many pages, mapping a raw chunk from the image at a lazy
+ * restart saves less than its padding costs. */
+#define CKPT_WRITER_STORED_MAX_PAGES 16u
 
 void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size);
 

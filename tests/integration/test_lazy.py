@@ -75,8 +75,12 @@ def test_lazy_programs(ck, spec):
     from uncompressed images: exact output."""
     _, make, mods, opts = spec
     require_python_modules(*mods)
-    _, maps = lazy_cycle(ck, make(), opts, 1, first=(3, 12))
-    assert maps, "the restored program maps no image"
+    rundir, maps = lazy_cycle(ck, make(), opts, 1, first=(3, 12))
+    # runs of up to 16 pages are stored unpadded and read, not mapped: a
+    # program whose memory is all in such runs maps nothing
+    mappable = [img for img in rundir.glob("images/gen-*/*.img")
+                if largest_raw_chunk(img.read_bytes())[1]]
+    assert maps or not mappable, f"the restored program maps no image of {mappable}"
 
 
 def test_lazy_memory_saved_when_its_generation_goes(ck):
@@ -121,10 +125,17 @@ def test_lazy_incremental_compressed(ck):
 
 def largest_raw_chunk(data):
     """(offset, length) of the data of the largest uncompressed page chunk
-    (docs/image-format.md: a 24-byte header, data 4096-aligned)."""
+    (docs/image-format.md: a 24-byte header, data 4096-aligned; short runs
+    are compressed chunks of stored blocks, at the next 8-byte boundary)."""
     _, off, length = sections(data)["PAGES"]
     pos, end, best = off, off + length, (0, 0)
     while pos < end:
+        at8 = (pos + 7) & ~7
+        magic, = struct.unpack_from("<I", data, at8)
+        if magic == 0x5a4e4843:  # "CHNZ": header, length, reserved, frame
+            zlen, = struct.unpack_from("<I", data, at8 + 24)
+            pos = at8 + 32 + zlen
+            continue
         at = pos + (4096 - (pos + 24) % 4096) % 4096
         magic, _, _, npages, _ = struct.unpack_from("<IIQII", data, at)
         assert magic == 0x4b4e4843, f"not an uncompressed chunk at byte {at}"

@@ -276,8 +276,10 @@ static void section(struct ckpt_writer *w, uint32_t type, const void *p, size_t 
 }
 
 /* With compressed set, page chunks are written as the agent writes them
- * by default: zstd frames with a content checksum. */
-static int compressed;
+ * by default: zstd frames with a content checksum. With stored set, short
+ * uncompressed runs (all of this image's) are written as zstd frames of
+ * raw blocks, as the agent does; otherwise as padded raw chunks. */
+static int compressed, stored;
 
 static size_t zstd_chunk(void *ctx, void *dst, size_t cap, const void *src, size_t len)
 {
@@ -331,6 +333,8 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 
 	make_program(&pg, v);
 	ckpt_writer_init(&w, fd, buf_size ? buf : NULL, buf_size);
+	if (!stored)
+		w.stored_max_pages = 0;
 	if (compressed == 1)
 		use_zstd(&w);
 	else if (compressed == 2)
@@ -435,11 +439,12 @@ static void check_alignment(const char *path)
 		if (s[i].type != CKPT_SEC_PAGES)
 			continue;
 		uint32_t magic;
+		int framed = compressed || stored;
 		uint64_t first =
-		    compressed ? s[i].offset : (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
-		uint32_t want = compressed ? CKPT_ZCHUNK_MAGIC : CKPT_CHUNK_MAGIC;
+		    framed ? s[i].offset : (s[i].offset + 24 + 4095) / 4096 * 4096 - 24;
+		uint32_t want = framed ? CKPT_ZCHUNK_MAGIC : CKPT_CHUNK_MAGIC;
 		CHECK(pread(fd, &magic, 4, (off_t)first) == 4 && magic == want,
-		      "first chunk header (%s) at %llu", compressed ? "compressed" : "raw",
+		      "first chunk header (%s) at %llu", framed ? "compressed" : "raw",
 		      (unsigned long long)first);
 	}
 	close(fd);
@@ -894,6 +899,12 @@ static int write_seeds(const char *dir)
 	snprintf(path, sizeof path, "%s/small.img", dir);
 	if (create_image(path, V_SMALL, 4096) < 0)
 		return perror(path), 1;
+	stored = 1;
+	snprintf(path, sizeof path, "%s/stored.img", dir);
+	int s = create_image(path, V_GOOD, 4096);
+	stored = 0;
+	if (s < 0)
+		return perror(path), 1;
 	compressed = 1;
 	snprintf(path, sizeof path, "%s/zstd.img", dir);
 	int r = create_image(path, V_GOOD, 4096);
@@ -951,6 +962,52 @@ static void test_crc32c(void)
 	free(buf);
 }
 
+/* Stored frames: every chunk of the (uncompressed) image is one, right
+ * after the previous chunk (no padding), and libzstd itself decodes each
+ * frame, content checksum included, to the chunk's pages. */
+static void test_stored_frames(const char *path)
+{
+	size_t len;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	unsigned char *p = (unsigned char *)slurp(path, &len);
+	struct ckpt_image_header h;
+	memcpy(&h, p, sizeof h);
+	const struct ckpt_section *tbl = (const struct ckpt_section *)(p + h.section_table_offset),
+				  *pages = NULL;
+	for (uint32_t i = 0; i < h.section_count; i++)
+		if (tbl[i].type == CKPT_SEC_PAGES)
+			pages = &tbl[i];
+	static unsigned char out[CKPT_PAGE_SIZE * 4], want[CKPT_PAGE_SIZE];
+	unsigned n = 0;
+	for (uint64_t pos = pages->offset; pos < pages->offset + pages->length; n++) {
+		struct ckpt_page_chunk c;
+		uint32_t zl;
+		memcpy(&c, p + pos, sizeof c);
+		memcpy(&zl, p + pos + sizeof c, 4);
+		size_t size = c.npages * CKPT_PAGE_SIZE;
+		CHECK(c.magic == CKPT_ZCHUNK_MAGIC && size <= sizeof out &&
+			  zl == size + 4 + 1 + 4 + 3 + 4,
+		      "chunk %u: magic 0x%x, %u pages in %u bytes", n, c.magic, c.npages, zl);
+		const unsigned char *frame = p + pos + sizeof c + 8;
+		CHECK(ZSTD_getFrameContentSize(frame, zl) == size, "chunk %u content size", n);
+		CHECK(ZSTD_decompress(out, sizeof out, frame, zl) == size, "chunk %u decodes", n);
+		for (uint32_t i = 0; i < c.npages && size <= sizeof out; i++) {
+			page_pattern(want, c.addr + i * CKPT_PAGE_SIZE);
+			CHECK(!memcmp(out + i * CKPT_PAGE_SIZE, want, sizeof want),
+			      "chunk %u page %u", n, i);
+		}
+		/* a wrong content checksum is zstd's error too */
+		unsigned char *sum = p + pos + sizeof c + 8 + zl - 4;
+		sum[0] ^= 1;
+		CHECK(ZSTD_isError(ZSTD_decompress(out, sizeof out, frame, zl)),
+		      "chunk %u: bad content checksum decoded", n);
+		sum[0] ^= 1;
+		pos = (pos + sizeof c + 8 + zl + 7) & ~7ull;
+	}
+	CHECK(n == NCHUNKS, "%u chunks", n);
+	free(p);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
@@ -965,6 +1022,13 @@ int main(int argc, char **argv)
 	test_buffer_sizes(path);
 	test_truncation(path);
 	test_byte_flips(path);
+	stored = 1;
+	test_roundtrip(path);
+	test_buffer_sizes(path);
+	test_truncation(path);
+	test_byte_flips(path);
+	test_stored_frames(path);
+	stored = 0;
 	compressed = 1;
 	test_roundtrip(path);
 	test_byte_flips(path);
