@@ -137,18 +137,21 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
  * that cannot be done (too much), and the process is written stopped. */
 int memory_snapshot_shared(struct scratch *s);
 
-/* incremental.c: the parent image's page hashes (read-only, mapped from
- * its PAGE_HASHES section) and the table of this image's. */
-void incr_begin(uint64_t max_pages); /* at most max_pages pages are hashed */
-/* Returns 1 when the page at addr (its bytes at src) is unchanged since
- * the parent image; records its hash for this image either way. */
+/* incremental.c: what the parent image holds (read-only, mapped from its
+ * PAGE_HASHES and PAGE_RUNS sections) and what this image holds. Pages
+ * are given in ascending address order, each once. */
+void incr_begin(uint64_t max_pages); /* at most max_pages pages are saved */
+/* The page at addr (its bytes at src) is saved: returns 1 when it is
+ * unchanged since the parent image (to be referred to), else 0 (to be
+ * stored). Records it for this image, with its hash unless write tracking
+ * covers it from this checkpoint on. */
 int incr_page(uint64_t addr, const void *src);
+/* The page at addr is known unchanged since the parent image (track.c):
+ * 1 when the parent holds it (it is recorded and referred to), else 0
+ * (the page must then be read). */
+int incr_page_unchanged(uint64_t addr);
 void incr_write_hashes(struct ckpt_writer *w);
 void incr_end(void);
-/* The page at addr is known unchanged since the parent image (track.c):
- * refers to it with the parent's hash if the parent recorded one (1),
- * else 0 (the page must then be read). */
-int incr_page_unchanged(uint64_t addr);
 
 /* track.c: which pages were written since the last checkpoint, from
  * userfaultfd write-protection and PAGEMAP_SCAN, where the kernel has them */
@@ -156,6 +159,9 @@ void track_arm(void);		       /* at SUSPEND, program running */
 void track_collect(struct scratch *s); /* at the capture, stopped, before the fork */
 void track_reprotect(void);	       /* after the capture, program running */
 int track_unchanged(uint64_t addr);    /* in the writer, ascending addresses */
+/* the page's mapping is tracked from this capture on (in the writer,
+ * ascending addresses) */
+int track_covers(uint64_t addr);
 void track_done(void);
 int track_fd(void);		  /* its userfaultfd, -1 if none (not imaged) */
 void track_forget(void);	  /* in a forked child */

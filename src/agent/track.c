@@ -71,6 +71,12 @@ static struct {
 	int valid;
 	struct span *tracked; /* ascending: mappings scanned, not fresh */
 	uint32_t ntracked;
+	/* ascending: every mapping scanned, fresh or not; the capture became
+	 * the baseline (covering), so the next one can prove their pages
+	 * unchanged without hashes */
+	int covering;
+	struct span *covered;
+	uint32_t ncovered, c_cur;
 	struct trk_region *written; /* ascending */
 	uint32_t nwritten;
 	struct span *again; /* trk.again as it was at the capture */
@@ -294,28 +300,33 @@ static void collect_one(uint64_t start, uint64_t end, void *arg)
 		}
 		at = walk_end;
 	}
-	if (add_tracked(start, end) != 0)
+	if (add_tracked(start, end) != 0 || res.ncovered == MAX_SPANS) {
 		c->failed = 1;
+		return;
+	}
+	res.covered[res.ncovered++] = (struct span){start, end};
 }
 
 void track_collect(struct scratch *s)
 {
-	res.valid = 0;
+	res.valid = res.covering = 0;
 	if (!still_ours())
 		return;
 	uint64_t base = trk.base_gen;
 	int trusted = base && base == agent.parent_gen && !trk.fresh_overflow;
 	res.tracked = scratch_alloc(s, MAX_SPANS * sizeof *res.tracked);
+	res.covered = scratch_alloc(s, MAX_SPANS * sizeof *res.covered);
 	res.written = scratch_alloc(s, MAX_WRITTEN * sizeof *res.written);
 	char *smaps = scratch_alloc(s, 16u << 20);
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
 	trk.base_gen = 0;
-	if (!res.tracked || !res.written || !smaps || fd < 0) {
+	if (!res.tracked || !res.covered || !res.written || !smaps || fd < 0) {
 		if (fd >= 0)
 			raw_syscall1(SYS_close, fd);
 		return;
 	}
 	res.ntracked = res.nwritten = res.t_cur = res.w_cur = res.a_cur = 0;
+	res.ncovered = res.c_cur = 0;
 	res.again = trk.again;
 	res.nagain = trk.nagain;
 	struct collect c = {(int)fd, 0};
@@ -328,6 +339,7 @@ void track_collect(struct scratch *s)
 		return;
 	trk.base_gen = agent.generation;
 	res.valid = trusted;
+	res.covering = 1;
 }
 
 int track_unchanged(uint64_t addr)
@@ -345,6 +357,15 @@ int track_unchanged(uint64_t addr)
 	while (res.a_cur < res.nagain && res.again[res.a_cur].end <= addr)
 		res.a_cur++;
 	return !(res.a_cur < res.nagain && res.again[res.a_cur].start <= addr);
+}
+
+int track_covers(uint64_t addr)
+{
+	if (!res.covering)
+		return 0;
+	while (res.c_cur < res.ncovered && res.covered[res.c_cur].end <= addr)
+		res.c_cur++;
+	return res.c_cur < res.ncovered && res.covered[res.c_cur].start <= addr;
 }
 
 static void reprotect_one(uint64_t start, uint64_t end, void *arg)
@@ -389,5 +410,5 @@ void track_reprotect(void)
 
 void track_done(void)
 {
-	res.valid = 0;
+	res.valid = res.covering = 0;
 }

@@ -10,10 +10,11 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 4
-/* Version 3 lacks reference chunks, PAGE_HASHES and parent_generation;
- * version 2 also differs in what a compressed chunk's crc covers (the
- * decoded pages). Readers accept both. */
+#define CKPT_FORMAT_VERSION 5
+/* Version 4 lacks PAGE_RUNS; version 3 also lacks reference chunks,
+ * PAGE_HASHES and parent_generation; version 2 also differs in what a
+ * compressed chunk's crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION_V4 4
 #define CKPT_FORMAT_VERSION_V3 3
 #define CKPT_FORMAT_VERSION_V2 2
 #define CKPT_PAGE_SIZE 4096u
@@ -66,7 +67,8 @@ enum ckpt_section_type {
 	CKPT_SEC_LOCKS = 12,	 /* struct ckpt_lock[count]: file locks held */
 	/* Optional: what the next incremental checkpoint compares with */
 	CKPT_SEC_PAGE_HASHES = 13, /* struct ckpt_page_hash[count], ascending addr */
-	CKPT_SEC_MAX_KNOWN = 13,
+	CKPT_SEC_PAGE_RUNS = 14,   /* struct ckpt_page_run[count], ascending addr (version 5) */
+	CKPT_SEC_MAX_KNOWN = 14,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -323,6 +325,15 @@ struct ckpt_page_chunk {
 struct ckpt_page_hash {
 	uint64_t addr;
 	uint64_t lo, hi;
+};
+
+/* PAGE_RUNS: the other pages the image holds or refers to, without
+ * hashes: their mappings are write-tracked from this checkpoint on, so
+ * the next one knows which are unchanged without comparing. Runs and
+ * hashed pages do not overlap. Not needed to restore. */
+struct ckpt_page_run {
+	uint64_t addr;
+	uint64_t npages;
 };
 
 #endif

@@ -159,3 +159,6 @@ SIZE(ckpt_page_hash, 24);
 OFF(ckpt_page_hash, addr, 0);
 OFF(ckpt_page_hash, lo, 8);
 OFF(ckpt_page_hash, hi, 16);
+SIZE(ckpt_page_run, 16);
+OFF(ckpt_page_run, addr, 0);
+OFF(ckpt_page_run, npages, 8);

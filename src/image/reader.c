@@ -59,6 +59,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_FD_SHARES] = "FD_SHARES",
     [CKPT_SEC_LOCKS] = "LOCKS",
     [CKPT_SEC_PAGE_HASHES] = "PAGE_HASHES",
+    [CKPT_SEC_PAGE_RUNS] = "PAGE_RUNS",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -140,6 +141,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
 	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V4 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V3 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V2)
 		return fail(err, errlen,
@@ -161,7 +163,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	if (!has_nul(h->kernel_release, sizeof h->kernel_release) ||
 	    !has_nul(h->ckpt_version, sizeof h->ckpt_version))
 		return fail(err, errlen, "image header: version strings are not NUL-terminated");
-	if (h->format_version < CKPT_FORMAT_VERSION && h->parent_generation)
+	if (h->format_version < CKPT_FORMAT_VERSION_V4 && h->parent_generation)
 		return fail(err, errlen, "image header: a parent generation in a version %u image",
 			    h->format_version);
 	if (h->parent_generation && h->parent_generation >= h->generation)
@@ -187,7 +189,9 @@ static int check_section(const struct ckpt_image *img, uint32_t i, uint64_t prev
 	const struct ckpt_section *s = &img->sections[i];
 	const char *name = ckpt_section_name(s->type);
 
-	if (s->type < 1 || s->type > CKPT_SEC_MAX_KNOWN)
+	uint32_t known = img->hdr.format_version >= CKPT_FORMAT_VERSION ? CKPT_SEC_MAX_KNOWN
+									: CKPT_SEC_PAGE_HASHES;
+	if (s->type < 1 || s->type > known)
 		return fail(err, errlen, "section table entry %u has unknown type %u", i, s->type);
 	for (uint32_t j = 0; j < i; j++)
 		if (img->sections[j].type == s->type)
@@ -908,7 +912,7 @@ static uint32_t next_chunk(struct walk *w, uint64_t pos, uint64_t end, uint64_t 
 {
 	uint64_t at8 = (pos + 7) & ~7ull;
 	uint32_t magic = 0;
-	int refs = w->img->hdr.format_version >= CKPT_FORMAT_VERSION;
+	int refs = w->img->hdr.format_version >= CKPT_FORMAT_VERSION_V4;
 	if (at8 + 4 <= end && read_at(w->img->fd, &magic, 4, at8) == 0 &&
 	    (magic == CKPT_ZCHUNK_MAGIC || (refs && magic == CKPT_RCHUNK_MAGIC)) &&
 	    zero_at(w->img->fd, at8 - pos, pos)) {
@@ -1138,47 +1142,75 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 	return atomic_load(&p.failed) ? -1 : 0;
 }
 
-/* PAGE_HASHES is not needed to restore, but the next incremental
- * checkpoint trusts it: its checksum, size and order are checked with the
- * pages. */
-static int check_hashes(struct ckpt_image *img, char *err, size_t errlen)
+/* Records of PAGE_HASHES and PAGE_RUNS: ascending, page-aligned, not
+ * overlapping. *next is the first address the next record may have. */
+static int hash_in_order(const void *rec, int first, uint64_t *next)
 {
-	const struct ckpt_section *s = find_section(img, CKPT_SEC_PAGE_HASHES);
+	const struct ckpt_page_hash *h = rec;
+	if ((!first && h->addr < *next) || h->addr % CKPT_PAGE_SIZE || h->addr > UINT64_MAX - 4096)
+		return -1;
+	*next = h->addr + CKPT_PAGE_SIZE;
+	return 0;
+}
+
+static int run_in_order(const void *rec, int first, uint64_t *next)
+{
+	const struct ckpt_page_run *r = rec;
+	if ((!first && r->addr < *next) || r->addr % CKPT_PAGE_SIZE || !r->npages ||
+	    r->npages > (UINT64_MAX - r->addr) / CKPT_PAGE_SIZE)
+		return -1;
+	*next = r->addr + r->npages * CKPT_PAGE_SIZE;
+	return 0;
+}
+
+/* PAGE_HASHES and PAGE_RUNS are not needed to restore, but the next
+ * incremental checkpoint trusts them: their checksums, sizes and order
+ * are checked with the pages. */
+static int check_records(struct ckpt_image *img, uint32_t type, uint64_t rec,
+			 int (*in_order)(const void *, int, uint64_t *), char *err, size_t errlen)
+{
+	const struct ckpt_section *s = find_section(img, type);
+	const char *name = ckpt_section_name(type);
 	if (!s)
 		return 0;
-	const uint64_t rec = sizeof(struct ckpt_page_hash);
 	if (s->length != (uint64_t)s->count * rec)
-		return fail(err, errlen, "section PAGE_HASHES: %llu bytes for %u records",
+		return fail(err, errlen, "section %s: %llu bytes for %u records", name,
 			    (unsigned long long)s->length, s->count);
-	static const uint64_t per_read = 4096 * rec;
-	struct ckpt_page_hash *buf = malloc(per_read);
+	const uint64_t per_read = 4096 * rec;
+	char *buf = malloc(per_read);
 	if (!buf)
 		return fail(err, errlen, "out of memory");
 	uint32_t crc = 0;
-	uint64_t prev = 0;
+	uint64_t next = 0;
 	int first = 1;
 	for (uint64_t done = 0; done < s->length;) {
 		uint64_t n = s->length - done < per_read ? s->length - done : per_read;
 		if (read_at(img->fd, buf, n, s->offset + done) < 0) {
 			free(buf);
-			return fail(err, errlen, "cannot read section PAGE_HASHES");
+			return fail(err, errlen, "cannot read section %s", name);
 		}
 		crc = crc32c_update(crc, buf, n);
-		for (uint64_t i = 0; i < n / rec; i++) {
-			if ((!first && buf[i].addr <= prev) || buf[i].addr % CKPT_PAGE_SIZE) {
+		for (uint64_t i = 0; i < n / rec; i++, first = 0)
+			if (in_order(buf + i * rec, first, &next) < 0) {
 				free(buf);
-				return fail(err, errlen,
-					    "section PAGE_HASHES: addresses out of order");
+				return fail(err, errlen, "section %s: addresses out of order",
+					    name);
 			}
-			prev = buf[i].addr;
-			first = 0;
-		}
 		done += n;
 	}
 	free(buf);
 	if (!CRC_OK(crc, s->crc))
-		return fail(err, errlen, "checksum mismatch in section PAGE_HASHES");
+		return fail(err, errlen, "checksum mismatch in section %s", name);
 	return 0;
+}
+
+static int check_hashes(struct ckpt_image *img, char *err, size_t errlen)
+{
+	if (check_records(img, CKPT_SEC_PAGE_HASHES, sizeof(struct ckpt_page_hash), hash_in_order,
+			  err, errlen) < 0)
+		return -1;
+	return check_records(img, CKPT_SEC_PAGE_RUNS, sizeof(struct ckpt_page_run), run_in_order,
+			     err, errlen);
 }
 
 int ckpt_image_read_pages_parallel(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void *arg,

@@ -48,6 +48,7 @@ enum variant {
 	V_PAGES_SAVED,
 	V_REFS,		  /* chunk 2 is a reference to the parent, with PAGE_HASHES */
 	V_REFS_NO_PARENT, /* the same in an image that names no parent */
+	V_RUNS_ORDER,	  /* V_REFS with overlapping PAGE_RUNS */
 	V_NVARIANTS
 };
 
@@ -228,7 +229,7 @@ static void make_program(struct program *pg, enum variant v)
 		pg->areas[1].pages_saved = 2;
 	if (v == V_SMALL)
 		pg->areas[0].pages_saved = 1;
-	if (v == V_REFS)
+	if (v == V_REFS || v == V_RUNS_ORDER)
 		pg->hdr.parent_generation = 2;
 }
 
@@ -252,19 +253,28 @@ static void write_pages(struct ckpt_writer *w, const struct program *pg, enum va
 		for (uint32_t p = 0; p < c->npages; p++)
 			page_pattern(data + p * CKPT_PAGE_SIZE, addr + p * CKPT_PAGE_SIZE);
 		uint32_t area = v == V_CHUNK_AREA_INDEX && i == 3 ? 17 : c->area;
-		if ((v == V_REFS || v == V_REFS_NO_PARENT) && i == 2)
+		if ((v == V_REFS || v == V_REFS_NO_PARENT || v == V_RUNS_ORDER) && i == 2)
 			ckpt_writer_ref(w, area, addr, c->npages);
 		else
 			ckpt_writer_chunk(w, area, addr, data, c->npages);
 	}
 	ckpt_writer_end_section(w, 0);
-	if (v == V_REFS || v == V_REFS_NO_PARENT) {
+	if (v == V_REFS || v == V_REFS_NO_PARENT || v == V_RUNS_ORDER) {
 		struct ckpt_page_hash h[NCHUNKS];
 		for (size_t i = 0; i < NCHUNKS; i++)
 			h[i] = (struct ckpt_page_hash){chunk_addr(pg, &chunks[i], v), i, ~i};
 		ckpt_writer_begin_section(w, CKPT_SEC_PAGE_HASHES);
 		ckpt_writer_write(w, h, sizeof h);
 		ckpt_writer_end_section(w, NCHUNKS);
+		/* pages without hashes: in the stack area, after the hashed ones */
+		uint64_t stack = pg->areas[3].start;
+		struct ckpt_page_run r[2] = {{stack + 3 * CKPT_PAGE_SIZE, 2},
+					     {stack + 8 * CKPT_PAGE_SIZE, 1}};
+		if (v == V_RUNS_ORDER)
+			r[1].addr = stack + 4 * CKPT_PAGE_SIZE; /* overlaps the first */
+		ckpt_writer_begin_section(w, CKPT_SEC_PAGE_RUNS);
+		ckpt_writer_write(w, r, sizeof r);
+		ckpt_writer_end_section(w, 2);
 	}
 }
 
@@ -699,13 +709,28 @@ static void set_arch(struct ckpt_image_header *h)
 	strcpy(h->arch, "aarch64");
 }
 
+static void set_version_4(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V4;
+}
+
 static void test_header_checks(const char *path)
 {
 	char err[256];
+	/* version 4 images (the previous release's) are read; PAGE_RUNS is
+	 * not a version 4 section */
+	CHECK(create_image(path, V_REFS, 4096) == 0, "write image");
+	rewrite_header(path, set_version_4);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 14"),
+	      "PAGE_RUNS in a version 4 image: '%s'", err);
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	rewrite_header(path, set_version_4);
+	CHECK(verify(path, err, sizeof err) == 0, "version 4 image refused: %s", err);
+
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
 	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
-	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 to 4"), "message: %s", err);
+	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 to 5"), "message: %s", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
@@ -782,6 +807,9 @@ static void test_refs(const char *path)
 	CHECK(accepted == 0, "%u bit flips accepted", accepted);
 	close(fd);
 	free(p);
+	CHECK(create_image(path, V_RUNS_ORDER, 4096) == 0, "write");
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "PAGE_RUNS"),
+	      "overlapping page runs: '%s'", err);
 	CHECK(create_image(path, V_REFS_NO_PARENT, 4096) == 0, "write");
 	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "parent"),
 	      "a reference in an image without a parent: '%s'", err);
@@ -898,6 +926,9 @@ static int write_seeds(const char *dir)
 		return perror(path), 1;
 	snprintf(path, sizeof path, "%s/small.img", dir);
 	if (create_image(path, V_SMALL, 4096) < 0)
+		return perror(path), 1;
+	snprintf(path, sizeof path, "%s/refs.img", dir);
+	if (create_image(path, V_REFS, 4096) < 0)
 		return perror(path), 1;
 	stored = 1;
 	snprintf(path, sizeof path, "%s/stored.img", dir);
