@@ -97,10 +97,20 @@ static int field(const char *line, const char *key, char *out, size_t cap)
 	return -1;
 }
 
+/* While the checkpoint thread connects, its descriptors are not yet
+ * where at_fork_child can close them, and while it introduces itself or
+ * tracks writes (the program running) it has /proc files open: a fork
+ * waits for it, or the child would inherit them, and its image with them
+ * (a restart then fails to open /proc/PID/cmdline of a process long
+ * gone). */
+static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int say_hello(uint64_t restored_gen)
 {
 	char cmd[1024] = "", enc[3200], line[4096];
+	pthread_mutex_lock(&connect_lock);
 	read_file("/proc/self/cmdline", cmd, sizeof cmd);
+	pthread_mutex_unlock(&connect_lock);
 	for (size_t i = 0; i + 1 < sizeof cmd && (cmd[i] || cmd[i + 1]); i++)
 		if (!cmd[i])
 			cmd[i] = ' ';
@@ -157,12 +167,6 @@ static void wait_for_resume(void)
 	}
 	resume_all_threads();
 }
-
-/* While the checkpoint thread connects, its descriptors are not yet
- * where at_fork_child can close them, and while it tracks writes (the
- * program running) it has /proc files open: a fork waits for it, or the
- * child would inherit them, and its image with them. */
-static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static double ms_between(uint64_t a, uint64_t b)
 {
