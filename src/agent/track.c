@@ -15,12 +15,17 @@
  * last capture ("fresh") prove nothing yet.
  *
  * Timeline: at SUSPEND (program running) new mappings are registered and
- * protected; at the capture (program stopped) each mapping is scanned for
- * written pages, which is cheap; protecting those pages again costs
- * microseconds each, so it is done once the program runs again, and the
- * pages found then (written before the capture, or in between) count as
- * written at the next checkpoint too. The copy-on-write writer consults
- * the result, which lies in scratch memory it inherited. */
+ * protected, and the pages written since the last protection are
+ * protected again (they count as written at this capture); at the capture
+ * (program stopped) each mapping is scanned for the pages written since,
+ * which is cheap; protecting those again costs microseconds each, so it is
+ * done once the program runs again, and the pages found then count as
+ * written at the next checkpoint too. Protecting at SUSPEND keeps the
+ * work out of the pause twice over: the copy-on-write fork then finds the
+ * page table entries of written pages read-only already, where it would
+ * otherwise change each (microseconds per entry in some VMs). The
+ * copy-on-write writer consults the result, which lies in scratch memory
+ * it inherited. */
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -64,6 +69,11 @@ static struct {
 	 * capture before it, or just after it (ascending) */
 	struct span again[MAX_SPANS];
 	uint32_t nagain;
+	/* pages protected again at SUSPEND, before the stop: written since
+	 * (ascending; for the next capture only) */
+	struct span pre[MAX_SPANS];
+	uint32_t npre;
+	int pre_pending; /* a SUSPEND protected pages no capture has seen */
 } trk = {.uffd = -1};
 
 /* The capture's result, in scratch memory (read by the writer). */
@@ -81,7 +91,9 @@ static struct {
 	uint32_t nwritten;
 	struct span *again; /* trk.again as it was at the capture */
 	uint32_t nagain;
-	uint32_t t_cur, w_cur, a_cur; /* cursors: pages are asked in ascending order */
+	struct span *pre; /* trk.pre as it was at the capture */
+	uint32_t npre;
+	uint32_t t_cur, w_cur, a_cur, p_cur; /* cursors: pages are asked in ascending order */
 } res;
 
 /* /proc/self/maps, for the steps taken while the program runs (too many
@@ -121,6 +133,8 @@ void track_forget(void)
 	trk.nfresh = 0;
 	trk.fresh_overflow = 0;
 	trk.nagain = 0;
+	trk.npre = 0;
+	trk.pre_pending = 0;
 	res.valid = 0;
 }
 
@@ -216,11 +230,43 @@ static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, vo
 	return 0;
 }
 
+/* Protect again the pages of [start, end) written since they were last
+ * protected, appending them to list (ascending); -1 when the mapping is
+ * not registered. A list too long to hold them makes the next capture
+ * untrusted. */
+static int protect_written(int pagemap_fd, uint64_t start, uint64_t end, struct span *list,
+			   uint32_t *n)
+{
+	static struct trk_region out[4096];
+	for (uint64_t at = start; at < end;) {
+		uint64_t walk_end = end;
+		long r = scan(pagemap_fd, at, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC,
+			      out, 4096, &walk_end);
+		if (r < 0)
+			return at == start ? -1 : 0; /* else the next scan says so */
+		for (long i = 0; i < r; i++) {
+			if (*n == MAX_SPANS) {
+				trk.base_gen = 0; /* too scattered to remember */
+				return 0;
+			}
+			list[(*n)++] = (struct span){out[i].start, out[i].end};
+		}
+		if (walk_end <= at)
+			return 0;
+		at = walk_end;
+	}
+	return 0;
+}
+
 static void arm_one(uint64_t start, uint64_t end, void *arg)
 {
 	int pagemap_fd = *(int *)arg;
-	/* already registered and protected: nothing to do */
-	if (scan(pagemap_fd, start, end, TRK_SCAN_CHECK_WPASYNC, 0, 0, 0) >= 0)
+	/* Registered already: protect again what was written since, now
+	 * while the program runs. Those pages count as written at the coming
+	 * capture, and the copy-on-write fork then finds their entries
+	 * read-only already (changing a page table entry is what a fork
+	 * costs per page written, microseconds each in some VMs). */
+	if (protect_written(pagemap_fd, start, end, trk.pre, &trk.npre) == 0)
 		return;
 	struct uffdio_register reg = {.range = {start, end - start},
 				      .mode = UFFDIO_REGISTER_MODE_WP};
@@ -239,6 +285,10 @@ void track_arm(void)
 {
 	if (setup() != 0)
 		return;
+	if (trk.pre_pending)
+		trk.base_gen = 0; /* an earlier SUSPEND's list was never captured */
+	trk.npre = 0;
+	trk.pre_pending = 1;
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return;
@@ -329,6 +379,10 @@ void track_collect(struct scratch *s)
 	res.ncovered = res.c_cur = 0;
 	res.again = trk.again;
 	res.nagain = trk.nagain;
+	res.pre = trk.pre;
+	res.npre = trk.npre;
+	res.p_cur = 0;
+	trk.pre_pending = 0;
 	struct collect c = {(int)fd, 0};
 	int ok = each_mapping(smaps, 16u << 20, collect_one, &c) == 0 && !c.failed;
 	raw_syscall1(SYS_close, fd);
@@ -356,7 +410,11 @@ int track_unchanged(uint64_t addr)
 		return 0;
 	while (res.a_cur < res.nagain && res.again[res.a_cur].end <= addr)
 		res.a_cur++;
-	return !(res.a_cur < res.nagain && res.again[res.a_cur].start <= addr);
+	if (res.a_cur < res.nagain && res.again[res.a_cur].start <= addr)
+		return 0;
+	while (res.p_cur < res.npre && res.pre[res.p_cur].end <= addr)
+		res.p_cur++;
+	return !(res.p_cur < res.npre && res.pre[res.p_cur].start <= addr);
 }
 
 int track_covers(uint64_t addr)
@@ -370,25 +428,7 @@ int track_covers(uint64_t addr)
 
 static void reprotect_one(uint64_t start, uint64_t end, void *arg)
 {
-	int pagemap_fd = *(int *)arg;
-	static struct trk_region out[4096];
-	for (uint64_t at = start; at < end;) {
-		uint64_t walk_end = end;
-		long r = scan(pagemap_fd, at, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC,
-			      out, 4096, &walk_end);
-		if (r < 0)
-			return; /* not registered: the next scan says so */
-		for (long i = 0; i < r; i++) {
-			if (trk.nagain == MAX_SPANS) {
-				trk.base_gen = 0; /* too scattered to remember */
-				return;
-			}
-			trk.again[trk.nagain++] = (struct span){out[i].start, out[i].end};
-		}
-		if (walk_end <= at)
-			return;
-		at = walk_end;
-	}
+	protect_written(*(int *)arg, start, end, trk.again, &trk.nagain);
 }
 
 void track_reprotect(void)
