@@ -381,10 +381,13 @@ static void on_continue(const char *line)
 		track_reprotect();
 		pthread_mutex_unlock(&connect_lock);
 	}
-	capture_wait_writer(); /* copy-on-write: the program runs meanwhile */
+	/* copy-on-write: the program runs meanwhile; the writer is reaped
+	 * once the coordinator knows */
+	capture_wait_writer_report();
 	uint64_t written_ns = now_ns();
 	if (agent.result != 0) {
 		send_fail(agent.errmsg);
+		capture_reap_writer();
 		if (keep_stopped)
 			resume_all_threads();
 		return;
@@ -405,6 +408,7 @@ static void on_continue(const char *line)
 		 (unsigned long long)agent.pages_referred, (unsigned long long)agent.pages_proven,
 		 enc);
 	send_line(out);
+	capture_reap_writer();
 	if (keep_stopped)
 		wait_for_resume();
 }
@@ -533,6 +537,7 @@ static void at_fork_child(void)
 	atomic_store(&agent.active, 0);
 	agent.nslots = 0;
 	agent.writer_pid = 0;
+	agent.writer_unreaped = 0; /* the parent's child, not ours */
 	agent.cow = 0;
 	track_forget(); /* its userfaultfd would act on the parent's memory */
 	phase = PHASE_IDLE;

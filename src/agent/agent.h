@@ -37,6 +37,7 @@ struct agent_slot {
 /* What the copy-on-write writer reports back, in memory shared with it. */
 struct cow_result {
 	_Atomic int32_t maps_state; /* 0 not yet checked, 1 all memory there, 2 not */
+	_Atomic uint32_t reported;  /* futex: 1 once the fields below are final */
 	int32_t result;
 	int32_t dontfork;
 	uint64_t bytes;
@@ -80,6 +81,7 @@ struct agent_state {
 	int cow_unusable;	   /* so this process checkpoints without copy-on-write */
 	int compress_level;	   /* zstd level, 0 = none */
 	int writer_pid;		   /* in the program: the writer child, 0 if none */
+	int writer_unreaped;	   /* a writer that reported, not yet waited for */
 	struct cow_result *cow;	   /* shared with the writer */
 	long cow_maps_lines;	   /* mappings the program had at the fork */
 	uint64_t skip_lo, skip_hi; /* the shared page: not part of the image */
@@ -121,6 +123,10 @@ int zombies_capture(struct ckpt_zombie *out, int cap);
 /* capture.c: write the image; called in the checkpoint thread's handler */
 void capture_image(void *self_frame);
 void capture_wait_writer(void);
+/* Wait for the writer's report only; capture_reap_writer then waits for
+ * it to be gone (its memory torn down: tens of ms per GiB). */
+void capture_wait_writer_report(void);
+void capture_reap_writer(void);
 long count_maps_lines(void); /* memory.c */
 
 /* memory.c, fds.c: parts of the image */

@@ -3,6 +3,7 @@
  * matter (the section table locates them); memory goes before AREAS
  * because writing it counts each area's saved pages. */
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -308,6 +309,10 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 	r->pages_proven = agent.pages_proven;
 	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
 	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
+	/* the program need not wait while exit tears down this copy of its
+	 * memory */
+	atomic_store(&r->reported, 1);
+	raw_syscall3(SYS_futex, &r->reported, FUTEX_WAKE, 1);
 	for (;;)
 		raw_syscall1(SYS_exit_group, agent.result == 0 ? 0 : 1);
 }
@@ -399,18 +404,26 @@ void capture_image(void *self_frame)
 	scratch_free(&s);
 }
 
-/* After the program has been resumed: wait for the copy-on-write writer
- * and take over its result. */
-void capture_wait_writer(void)
+/* After the program has been resumed: wait for the copy-on-write writer's
+ * report (or its death) and take over its result. */
+void capture_wait_writer_report(void)
 {
 	if (agent.writer_pid <= 0)
 		return;
-	int status = 0;
-	long r;
-	do
-		r = raw_syscall4(SYS_wait4, agent.writer_pid, &status, 0x40000000 /* __WALL */, 0);
-	while (r == -4 /* EINTR */);
 	struct cow_result *c = agent.cow;
+	int status = 0, gone = 0;
+	while (!atomic_load(&c->reported)) {
+		long r = raw_syscall4(SYS_wait4, agent.writer_pid, &status,
+				      1 /* WNOHANG */ | 0x40000000 /* __WALL */, 0);
+		if (r == agent.writer_pid || (r < 0 && r != -4 /* EINTR */)) {
+			gone = 1;
+			break;
+		}
+		/* woken by the report; the timeout notices a writer killed */
+		struct timespec ts = {0, 2000000};
+		raw_syscall4(SYS_futex, &c->reported, FUTEX_WAIT, 0, &ts);
+	}
+	int reported = atomic_load(&c->reported);
 	agent.result = c->result;
 	agent.cow_dontfork = c->dontfork;
 	agent.image_bytes = c->bytes;
@@ -419,7 +432,7 @@ void capture_wait_writer(void)
 	agent.pages_proven = c->pages_proven;
 	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
 	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);
-	if (r < 0 || (status & 0x7f) != 0) {
+	if (!reported) {
 		/* killed before it could report (the shared result is still 0) */
 		agent.result = -1;
 		str_copy(agent.errmsg,
@@ -428,5 +441,23 @@ void capture_wait_writer(void)
 	}
 	raw_syscall2(SYS_munmap, agent.cow, sizeof *agent.cow);
 	agent.cow = 0;
+	agent.writer_unreaped = gone ? 0 : agent.writer_pid;
 	agent.writer_pid = 0;
+}
+
+void capture_reap_writer(void)
+{
+	if (agent.writer_unreaped <= 0)
+		return;
+	int status;
+	while (raw_syscall4(SYS_wait4, agent.writer_unreaped, &status, 0x40000000 /* __WALL */,
+			    0) == -4 /* EINTR */)
+		;
+	agent.writer_unreaped = 0;
+}
+
+void capture_wait_writer(void)
+{
+	capture_wait_writer_report();
+	capture_reap_writer();
 }
