@@ -50,9 +50,7 @@ static struct {
 	 * is written and the next checkpoint of this process is full */
 	struct ckpt_page_hash *table;
 	struct ckpt_page_run *runs;
-	uint64_t n, nruns, cap;
-	void *table_map, *runs_map;
-	size_t table_len, runs_len;
+	uint64_t n, nruns, cap; /* each mapping holds cap records */
 	int overflow;
 } incr;
 
@@ -157,12 +155,8 @@ void incr_begin(uint64_t max_pages)
 		max_pages = UINT32_MAX;
 	if (!max_pages)
 		max_pages = 1;
-	incr.table_len = max_pages * sizeof *incr.table;
-	incr.runs_len = max_pages * sizeof *incr.runs;
-	incr.table_map = map_anon(incr.table_len);
-	incr.runs_map = map_anon(incr.runs_len);
-	incr.table = incr.table_map;
-	incr.runs = incr.runs_map;
+	incr.table = map_anon(max_pages * sizeof *incr.table);
+	incr.runs = map_anon(max_pages * sizeof *incr.runs);
 	incr.cap = max_pages;
 	incr.overflow = !incr.table || !incr.runs;
 	if (agent.parent_dir[0])
@@ -266,9 +260,9 @@ void incr_end(void)
 {
 	unmap_records(&incr.parent_hashes);
 	unmap_records(&incr.parent_runs);
-	if (incr.table_map)
-		raw_syscall2(SYS_munmap, incr.table_map, incr.table_len);
-	if (incr.runs_map)
-		raw_syscall2(SYS_munmap, incr.runs_map, incr.runs_len);
+	if (incr.table)
+		raw_syscall2(SYS_munmap, incr.table, incr.cap * sizeof *incr.table);
+	if (incr.runs)
+		raw_syscall2(SYS_munmap, incr.runs, incr.cap * sizeof *incr.runs);
 	mem_zero(&incr, sizeof incr);
 }
