@@ -918,31 +918,29 @@ static void test_writer_misuse(const char *path)
 	}
 }
 
-static int write_seeds(const char *dir)
+/* One seed image: variant v, written with *mode (stored or compressed)
+ * set when mode is given. 1 on failure. */
+static int write_seed(const char *dir, const char *name, enum variant v, int *mode)
 {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/good.img", dir);
-	if (create_image(path, V_GOOD, 4096) < 0)
-		return perror(path), 1;
-	snprintf(path, sizeof path, "%s/small.img", dir);
-	if (create_image(path, V_SMALL, 4096) < 0)
-		return perror(path), 1;
-	snprintf(path, sizeof path, "%s/refs.img", dir);
-	if (create_image(path, V_REFS, 4096) < 0)
-		return perror(path), 1;
-	stored = 1;
-	snprintf(path, sizeof path, "%s/stored.img", dir);
-	int s = create_image(path, V_GOOD, 4096);
-	stored = 0;
-	if (s < 0)
-		return perror(path), 1;
-	compressed = 1;
-	snprintf(path, sizeof path, "%s/zstd.img", dir);
-	int r = create_image(path, V_GOOD, 4096);
-	compressed = 0;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (mode)
+		*mode = 1;
+	int r = create_image(path, v, 4096);
+	if (mode)
+		*mode = 0;
 	if (r < 0)
-		return perror(path), 1;
-	return 0;
+		perror(path);
+	return r < 0;
+}
+
+static int write_seeds(const char *dir)
+{
+	return write_seed(dir, "good.img", V_GOOD, NULL) ||
+	       write_seed(dir, "small.img", V_SMALL, NULL) ||
+	       write_seed(dir, "refs.img", V_REFS, NULL) ||
+	       write_seed(dir, "stored.img", V_GOOD, &stored) ||
+	       write_seed(dir, "zstd.img", V_GOOD, &compressed);
 }
 
 /* The interleaved checksum against the byte-at-a-time reference: every
