@@ -5,11 +5,15 @@
  * that cannot be recreated is recorded as unsupported and named in the
  * checkpoint's warnings: restart puts /dev/null there. */
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <linux/netlink.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -161,6 +165,29 @@ static int put_record(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, const
 	return 0;
 }
 
+/* A connection whose other end no process holds may be one still waiting
+ * to be accepted on a listener (a client that connected to a server of
+ * the computation, which has not called accept yet). It can be queued on
+ * the listener again at restart if its peer has not closed and it sent
+ * nothing the peer has not read (such bytes sit in the queued connection,
+ * out of reach): then the program loses nothing. */
+static int reconnectable(int fd, int domain)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	if (raw_syscall3(SYS_poll, &p, 1, 0) < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return 0;
+	if (domain == AF_UNIX) {
+		int outq = -1;
+		return raw_syscall3(SYS_ioctl, fd, SIOCOUTQ, &outq) == 0 && outq == 0;
+	}
+	struct tcp_info ti;
+	int len = sizeof ti;
+	mem_zero(&ti, sizeof ti);
+	return raw_syscall5(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	       len >= (int)(__builtin_offsetof(struct tcp_info, tcpi_bytes_sent) + 8) &&
+	       ti.tcpi_bytes_sent == 0;
+}
+
 /* A socket whose other end is not in this process: a listener is bound
  * and listens again at restart; a connection cannot come back (its peer
  * has its own state), so the program finds an unconnected socket and gets
@@ -183,6 +210,10 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	if (!so.listening && raw_syscall3(SYS_getpeername, f->fd, so.peer, &alen) == 0 &&
 	    alen > 0 && alen <= (int)sizeof so.peer)
 		so.peerlen = (uint32_t)alen;
+	if (so.peerlen && type == SOCK_STREAM &&
+	    (domain == AF_UNIX || domain == AF_INET || domain == AF_INET6) &&
+	    reconnectable(f->fd, domain))
+		so.flags |= CKPT_SOCKET_RECONNECTABLE;
 	if (put_record(l, f, CKPT_FD_SOCKET, &so, sizeof so) != 0)
 		return -1;
 	/* A connection whose other end is in the computation too (a local

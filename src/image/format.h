@@ -248,9 +248,14 @@ struct ckpt_socket {
 	/* version 3: the peer (getpeername) of a connected socket; the bytes
 	 * queued to be read follow the record in FD_DATA */
 	uint32_t peerlen;
-	uint32_t reserved2;
+	uint32_t flags; /* CKPT_SOCKET_* */
 	uint8_t peer[128];
 };
+/* A connected stream socket whose peer had not closed and which had sent
+ * nothing the peer has not read: if its peer address is that of a listener
+ * of the computation, the connection was still waiting to be accepted, and
+ * restart queues a new one on the listener (nothing is lost). */
+#define CKPT_SOCKET_RECONNECTABLE 1u
 #define CKPT_SOCKET_V2_SIZE 152 /* without peer */
 
 /* Where the process sits in the computation's tree of processes. Ids are

@@ -427,9 +427,179 @@ static int tcp_pairs(struct fd_context *c)
 	return 0;
 }
 
+/* ---- Connections still waiting to be accepted ----
+ * A client's connection that a listener of the computation had queued but
+ * not accepted (no process held its other end) is queued there again: the
+ * listener is created before the processes are forked, and a new socket
+ * connects to it, so the server's next accept finds it. Unix addresses
+ * must be absolute or abstract (a relative one means something else in the
+ * restorer's directory); a TCP listener on the any-address is reached
+ * through the loopback address. */
+static int listener_target(const struct ckpt_socket *l, const struct ckpt_socket *a,
+			   struct sockaddr_storage *to, socklen_t *tolen)
+{
+	if (!l->listening || l->domain != a->domain || l->type != a->type ||
+	    l->addrlen > sizeof *to || l->addrlen <= sizeof(sa_family_t))
+		return 0;
+	memset(to, 0, sizeof *to);
+	memcpy(to, l->addr, l->addrlen);
+	*tolen = l->addrlen;
+	if (a->domain == AF_UNIX) {
+		const struct sockaddr_un *un = (const void *)to;
+		return l->addrlen == a->peerlen && memcmp(l->addr, a->peer, a->peerlen) == 0 &&
+		       (un->sun_path[0] == '/' || un->sun_path[0] == '\0');
+	}
+	if (a->domain == AF_INET && l->addrlen == sizeof(struct sockaddr_in) &&
+	    a->peerlen == sizeof(struct sockaddr_in)) {
+		struct sockaddr_in *la = (void *)to, pa;
+		memcpy(&pa, a->peer, sizeof pa);
+		if (la->sin_port != pa.sin_port || (la->sin_addr.s_addr != pa.sin_addr.s_addr &&
+						    la->sin_addr.s_addr != INADDR_ANY))
+			return 0;
+		if (la->sin_addr.s_addr == INADDR_ANY)
+			la->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return 1;
+	}
+	if (a->domain == AF_INET6 && l->addrlen == sizeof(struct sockaddr_in6) &&
+	    a->peerlen == sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 *la = (void *)to, pa;
+		memcpy(&pa, a->peer, sizeof pa);
+		int any = IN6_IS_ADDR_UNSPECIFIED(&la->sin6_addr);
+		if (la->sin6_port != pa.sin6_port ||
+		    (!any && memcmp(&la->sin6_addr, &pa.sin6_addr, sizeof pa.sin6_addr) != 0))
+			return 0;
+		if (any)
+			la->sin6_addr = in6addr_loopback;
+		return 1;
+	}
+	return 0;
+}
+
+struct pending_rec {
+	const struct ckpt_image *img;
+	const struct ckpt_fd *f;
+};
+
+/* Queued in the order the clients' sockets were made (inode order), which
+ * is the order they connected in as far as the image can tell. */
+static int pending_order(const void *x, const void *y)
+{
+	const struct pending_rec *a = x, *b = y;
+	return a->f->ino < b->f->ino ? -1 : a->f->ino > b->f->ino;
+}
+
+/* The listener of the computation a waiting connection was queued on, and
+ * the address to connect to; 0 if there is none. */
+static int listener_of(const struct ckpt_socket *a, struct sockaddr_storage *to, socklen_t *tolen,
+		       const struct ckpt_image **limg, int32_t *lfd)
+{
+	for (int j = 0; j < tree.n; j++) {
+		const struct ckpt_image *img = tree.procs[j].img;
+		for (uint32_t m = 0; m < img->nfds; m++) {
+			const struct ckpt_fd *g = &img->fds[m];
+			struct ckpt_socket b;
+			if (g->kind != CKPT_FD_SOCKET || second_holder(img, g->fd) ||
+			    socket_record(img, g, &b) != 0 || !listener_target(&b, a, to, tolen))
+				continue;
+			*limg = img;
+			*lfd = g->fd;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Its holder's descriptor of that listener, created now if it is not yet. */
+static int find_listener(struct fd_context *c, const struct ckpt_socket *a,
+			 struct sockaddr_storage *to, socklen_t *tolen, struct owner_rec **found)
+{
+	const struct ckpt_image *img;
+	int32_t fd;
+	*found = NULL;
+	if (!listener_of(a, to, tolen, &img, &fd))
+		return 0;
+	if (owner_add(c, img->hdr.pid, fd) != 0)
+		return -1;
+	*found = owner_of(img->hdr.pid, fd);
+	return 0;
+}
+
+static int pending_connect(struct fd_context *c, const struct ckpt_image *img,
+			   const struct ckpt_fd *f)
+{
+	struct ckpt_socket a;
+	struct sockaddr_storage to;
+	socklen_t tolen = 0;
+	struct owner_rec *listener;
+	if (socket_record(img, f, &a) != 0 || find_listener(c, &a, &to, &tolen, &listener) != 0)
+		return -1;
+	int listening = 0;
+	socklen_t len = sizeof listening;
+	if (!listener) {
+		warn("fd %d: its connection was to outside the computation; it comes back "
+		     "unconnected, and the program gets an error",
+		     f->fd);
+		return 0;
+	}
+	if (getsockopt(listener->obj, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+	    !listening) {
+		warn("fd %d: its connection was waiting on a listener that cannot listen again; it "
+		     "comes back unconnected, and the program gets an error",
+		     f->fd);
+		return 0;
+	}
+	int s = socket(a.domain, a.type | SOCK_CLOEXEC, a.protocol);
+	if (s < 0 || connect(s, (struct sockaddr *)&to, tolen) != 0) {
+		warn("fd %d: cannot queue its connection on the listener again: %s; it comes "
+		     "back unconnected",
+		     f->fd, strerror(errno));
+		if (s >= 0)
+			close(s);
+		return 0;
+	}
+	if (!owner_slot())
+		return fail("out of memory");
+	owners[nowners++] = (struct owner_rec){img->hdr.pid, f->fd, fd_private(c, s)};
+	return 0;
+}
+
+static int pending_connections(struct fd_context *c)
+{
+	struct pending_rec *recs = NULL;
+	size_t n = 0, cap = 0;
+	for (int i = 0; i < tree.n; i++) {
+		const struct ckpt_image *img = tree.procs[i].img;
+		for (uint32_t k = 0; k < img->nfds; k++) {
+			const struct ckpt_fd *f = &img->fds[k];
+			struct ckpt_socket a;
+			if (f->kind != CKPT_FD_SOCKET || owner_of(img->hdr.pid, f->fd) ||
+			    second_holder(img, f->fd) || socket_record(img, f, &a) != 0 ||
+			    !(a.flags & CKPT_SOCKET_RECONNECTABLE) || !a.peerlen || a.listening)
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				struct pending_rec *more = realloc(recs, cap * sizeof *recs);
+				if (!more) {
+					free(recs);
+					return fail("out of memory");
+				}
+				recs = more;
+			}
+			recs[n++] = (struct pending_rec){img, f};
+		}
+	}
+	if (n)
+		qsort(recs, n, sizeof *recs, pending_order);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = pending_connect(c, recs[i].img, recs[i].f);
+	free(recs);
+	return r;
+}
+
 int shared_prepare(struct fd_context *c)
 {
-	if (tcp_pairs(c) != 0)
+	if (tcp_pairs(c) != 0 || pending_connections(c) != 0)
 		return -1;
 	for (int i = 0; i < tree.n; i++) {
 		const struct ckpt_image *img = tree.procs[i].img;
@@ -579,7 +749,18 @@ static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 	if (fd < 0)
 		return fail("fd %d: cannot create a socket (family %d, type %d): %s", f->fd,
 			    so.domain, so.type, strerror(errno));
-	if (so.peerlen)
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	const struct ckpt_image *limg;
+	int32_t lfd;
+	if (so.flags & CKPT_SOCKET_RECONNECTABLE)
+		; /* pending_connect said why it could not queue it again */
+	else if (so.peerlen && !so.listening && listener_of(&so, &to, &tolen, &limg, &lfd))
+		warn("fd %d: its connection to the listener of pid %d (fd %d) was closed by the "
+		     "server or held bytes it had sent that no checkpoint can reach; it comes "
+		     "back unconnected, and the program gets an error",
+		     f->fd, (int)limg->hdr.pid, (int)lfd);
+	else if (so.peerlen)
 		warn("fd %d: its connection was to outside the computation; it comes back "
 		     "unconnected, and the program gets an error",
 		     f->fd);

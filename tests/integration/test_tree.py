@@ -3,7 +3,8 @@
 Each program forks children and keeps part of its state in them or
 between them: fork with pipes between parent and child (Python and C), a
 three-stage pipeline with bytes queued in both pipes, a Unix socketpair
-with messages queued both ways, an epoll loop over a pipe fed by a child
+with messages queued both ways, connections (Unix and TCP) caught before
+the server accepted them, an epoll loop over a pipe fed by a child
 plus a timerfd, a counter in MAP_SHARED memory guarded by process-shared
 semaphores, zombies that stay unreaped for most of the run (one killed by
 a signal) next to a sleeping child killed at the end, children that keep
@@ -38,6 +39,9 @@ PROGRAMS = [
     ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
     ("fifo_pair.py", lambda: py_prog("fifo_pair", 60, 40), (3, 20)),
+    # the checkpoint catches a connection the server has not accepted yet
+    ("pending_connect.py-unix", lambda: py_prog("pending_connect", 40, 60, "unix"), (3, 20)),
+    ("pending_connect.py-tcp", lambda: py_prog("pending_connect", 40, 60, "tcp"), (3, 20)),
     ("shared_offset.py", lambda: py_prog("shared_offset", 60, 40), (3, 20)),
     # the child is stopped from line 16 to line 45
     ("stopped_child.py", lambda: py_prog("stopped_child", 60, 40), (18, 40)),
@@ -68,6 +72,22 @@ PROGRAMS = [
 def test_restart(ck, spec):
     _, make, k_range = spec
     ck.cycle(make(), k_range=k_range)
+
+
+def test_waiting_connection_with_bytes_sent(ck):
+    """A client that sent its question on a connection the server had not
+    accepted yet: the bytes sit in the queued connection, where no
+    checkpoint reaches them. The restart must say so and give the client
+    an unconnected socket (an error it sees), never a connection that lost
+    them silently (both sides would wait for ever)."""
+    prog = py_prog("pending_connect", 40, 100, "unix", "ask")
+    rundir, first, seen = ck.checkpoint_then_crash(prog, k_range=(2, 6))
+    out, rc, bg = ck.restart(prog, timeout=60)
+    err = bg.stderr()
+    assert "held bytes it had sent" in err, (
+        f"the restart did not name the connection whose sent bytes were lost\n{bg.report()}")
+    assert "Invalid argument" in err and rc != 0, (
+        f"the client did not get an error on its unconnected socket (status {rc})\n{bg.report()}")
 
 
 def test_checkpoint_twice_then_restart(ck):

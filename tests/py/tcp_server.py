@@ -1,9 +1,10 @@
 """A program with a TCP listening socket on the loopback: each step it
 connects to itself, sends a message through the accepted connection and
 reads it back. The listener must listen again on the same port after a
-restart. A connection that the checkpoint caught in flight comes back
-unconnected: the exchange then fails with an error and is simply redone,
-as any client would."""
+restart. A connection that the checkpoint caught before its accept is
+queued on the listener again; one caught later (the message in flight)
+comes back unconnected: the exchange then fails with an error and is
+simply redone, as any client would."""
 import socket
 import sys
 import time
