@@ -247,6 +247,30 @@ static int own_chunk_map(void *arg, const struct ckpt_page_chunk *c, uint64_t of
 			 pa->prot) == 0;
 }
 
+/* Lazy restart: staging is backed by huge pages only where chunks are read
+ * densely. Most of a lazily restored area is mapped from the image over
+ * its staging later; a huge page faulted in there for a few scattered
+ * pages (an incremental generation's changes) is zeroed whole, then split
+ * and freed when the pieces are mapped over it, which cost more than the
+ * rest of a lazy restart. plan_areas marks whole areas again afterwards,
+ * as a restart that is not lazy leaves them. */
+#define DENSE_CHUNK_PAGES 128u
+
+static void huge_if_dense(const struct ckpt_area *a, const struct plan_area *pa,
+			  const struct ckpt_page_chunk *chunk)
+{
+	if (!restore_lazy || pa->op != PLAN_MOVE || chunk->npages < DENSE_CHUNK_PAGES ||
+	    a->end - a->start < HUGE)
+		return;
+	uint64_t at = pa->staging + (chunk->addr - a->start);
+	uint64_t from = at & ~(HUGE - 1),
+		 to = (at + (uint64_t)chunk->npages * PAGE + HUGE - 1) & ~(HUGE - 1);
+	uint64_t lo = pa->staging, hi = pa->staging + (a->end - a->start);
+	from = from < lo ? lo : from;
+	to = to > hi ? hi : to;
+	madvise((void *)(uintptr_t)from, to - from, MADV_HUGEPAGE);
+}
+
 static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 {
 	struct stage_ctx *s = arg;
@@ -254,6 +278,7 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 	struct plan_area *pa = &s->areas[chunk->area];
 	if (!pa->staging)
 		return NULL; /* not staged (reader verified the chunk is inside the area) */
+	huge_if_dense(a, pa, chunk);
 	if (pa->bitmap) {
 		uint8_t *bits = (uint8_t *)(uintptr_t)pa->bitmap;
 		uint64_t first = (chunk->addr - a->start) / PAGE;
@@ -731,7 +756,7 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			pa->staging = staging;
 			if (map_rw(staging, a->end - a->start) != 0)
 				goto fail;
-			if (a->end - a->start >= HUGE)
+			if (a->end - a->start >= HUGE && !restore_lazy)
 				madvise((void *)(uintptr_t)staging, a->end - a->start,
 					MADV_HUGEPAGE);
 			staging += a->end - a->start + PAGE;
@@ -752,6 +777,13 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 	}
 	if (resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
 		goto fail;
+	for (uint32_t i = 0; i < img->nareas; i++) {
+		const struct ckpt_area *a = &img->areas[i];
+		if (restore_lazy && by_index[i].staging && a->kind != CKPT_AREA_SHARED_ANON &&
+		    a->end - a->start >= HUGE)
+			madvise((void *)(uintptr_t)by_index[i].staging, a->end - a->start,
+				MADV_HUGEPAGE);
+	}
 	for (uint32_t i = 0; i < img->nareas; i++) {
 		if (img->areas[i].kind == CKPT_AREA_SHARED_ANON && by_index[i].staging) {
 			munmap((void *)(uintptr_t)by_index[i].staging,
