@@ -271,6 +271,8 @@ static void populate_file_pages(const struct ckpt_area *a)
  * pages, the snapshot, which nothing changes. A window that cannot be read
  * so is read in place, as the program itself (--no-cow) always does. */
 #define WINDOW_PAGES CHUNK_PAGES
+/* More chunks than this (256 GiB of saved pages at least): no PAGE_INDEX */
+#define INDEX_MAX_ENTRIES (1ull << 26)
 enum { PAGE_IN_PLACE, PAGE_IN_BUFFER, PAGE_TRACKED };
 struct window {
 	int mem_fd; /* /proc/self/mem, or -1: every page is read in place */
@@ -523,11 +525,25 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		    areas[i].kind == CKPT_AREA_SHARED_ANON)
 			max_pages += (areas[i].end - areas[i].start) / CKPT_PAGE_SIZE;
 	incr_begin(max_pages);
+	/* PAGE_INDEX: a chunk holds at least one page of these areas; only
+	 * the entries written are ever touched */
+	uint64_t index_cap = max_pages < INDEX_MAX_ENTRIES ? max_pages : INDEX_MAX_ENTRIES;
+	uint64_t index_len = index_cap * sizeof(struct ckpt_chunk_entry);
+	long index = -1;
+	if (index_len)
+		index = raw_syscall6(SYS_mmap, 0, index_len, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (index > 0) /* else no index: readers find the chunks by their headers */
+		ckpt_writer_set_index(w, (struct ckpt_chunk_entry *)index, (uint32_t)index_cap);
 	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
 	for (uint32_t i = 0; i < n && !w->error; i++)
 		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, &win, err) != 0)
 			break;
 	ckpt_writer_end_section(w, 0);
+	if (w->index) {
+		ckpt_writer_set_index(w, NULL, 0);
+		raw_syscall2(SYS_munmap, index, index_len);
+	}
 	incr_write_hashes(w);
 	incr_end();
 	track_done();

@@ -10,10 +10,11 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 5
-/* Version 4 lacks PAGE_RUNS; version 3 also lacks reference chunks,
- * PAGE_HASHES and parent_generation; version 2 also differs in what a
- * compressed chunk's crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION 6
+/* Version 5 lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version 3 also lacks reference
+ * chunks, PAGE_HASHES and parent_generation; version 2 also differs in what a compressed chunk's
+ * crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION_V5 5
 #define CKPT_FORMAT_VERSION_V4 4
 #define CKPT_FORMAT_VERSION_V3 3
 #define CKPT_FORMAT_VERSION_V2 2
@@ -68,7 +69,9 @@ enum ckpt_section_type {
 	/* Optional: what the next incremental checkpoint compares with */
 	CKPT_SEC_PAGE_HASHES = 13, /* struct ckpt_page_hash[count], ascending addr */
 	CKPT_SEC_PAGE_RUNS = 14,   /* struct ckpt_page_run[count], ascending addr (version 5) */
-	CKPT_SEC_MAX_KNOWN = 14,
+	/* Optional: where each page chunk is (version 6) */
+	CKPT_SEC_PAGE_INDEX = 15, /* struct ckpt_chunk_entry[count], in file order */
+	CKPT_SEC_MAX_KNOWN = 15,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -322,6 +325,18 @@ struct ckpt_page_chunk {
 	uint64_t addr; /* first page; inside the area */
 	uint32_t npages;
 	uint32_t crc; /* crc32c of the header (crc = 0) and the data */
+};
+
+/* PAGE_INDEX: one entry per page chunk, in file order: its header as
+ * written (crc included) and where it is. A reader can then list the
+ * chunks, and map or read them, without reading a header scattered every
+ * megabyte through the file (at a lazy restart, most of the time it
+ * took); the headers in PAGES must equal their entries. */
+struct ckpt_chunk_entry {
+	struct ckpt_page_chunk chunk;
+	uint64_t offset; /* file offset of the chunk header */
+	uint32_t zlen;	 /* compressed chunk: the frame length; otherwise 0 */
+	uint32_t reserved;
 };
 
 /* PAGE_HASHES: a 128-bit XXH3 hash of every page the image holds or

@@ -60,6 +60,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_LOCKS] = "LOCKS",
     [CKPT_SEC_PAGE_HASHES] = "PAGE_HASHES",
     [CKPT_SEC_PAGE_RUNS] = "PAGE_RUNS",
+    [CKPT_SEC_PAGE_INDEX] = "PAGE_INDEX",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -141,6 +142,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
 	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V5 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V4 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V3 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V2)
@@ -189,8 +191,11 @@ static int check_section(const struct ckpt_image *img, uint32_t i, uint64_t prev
 	const struct ckpt_section *s = &img->sections[i];
 	const char *name = ckpt_section_name(s->type);
 
-	uint32_t known = img->hdr.format_version >= CKPT_FORMAT_VERSION ? CKPT_SEC_MAX_KNOWN
-									: CKPT_SEC_PAGE_HASHES;
+	/* each version knows the sections of the versions before it */
+	uint32_t v = img->hdr.format_version;
+	uint32_t known = v >= CKPT_FORMAT_VERSION      ? CKPT_SEC_MAX_KNOWN
+			 : v >= CKPT_FORMAT_VERSION_V5 ? CKPT_SEC_PAGE_RUNS
+						       : CKPT_SEC_PAGE_HASHES;
 	if (s->type < 1 || s->type > known)
 		return fail(err, errlen, "section table entry %u has unknown type %u", i, s->type);
 	for (uint32_t j = 0; j < i; j++)
@@ -516,6 +521,10 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 			 errlen) < 0)
 		return free(p), -1;
 	img->locks = p;
+	if (load_records(img, CKPT_SEC_PAGE_INDEX, 0, sizeof *img->index, &p, &img->nindex, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->index = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
 	return 0;
 }
@@ -596,6 +605,8 @@ static int open_fd(struct ckpt_image *img, const char *path, char *err, size_t e
 	return 0;
 }
 
+static int check_index(struct ckpt_image *img, char *err, size_t errlen);
+
 struct ckpt_image *ckpt_image_open(const char *path, char *err, size_t errlen)
 {
 	struct ckpt_image *img = calloc(1, sizeof *img);
@@ -612,7 +623,8 @@ struct ckpt_image *ckpt_image_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	if (open_fd(img, path, err, errlen) < 0 || check_header(img, err, errlen) < 0 ||
-	    load_all(img, err, errlen) < 0 || check_all(img, err, errlen) < 0) {
+	    load_all(img, err, errlen) < 0 || check_all(img, err, errlen) < 0 ||
+	    check_index(img, err, errlen) < 0) {
 		ckpt_image_close(img);
 		return NULL;
 	}
@@ -631,6 +643,7 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->zombies);
 	free(img->shares);
 	free(img->locks);
+	free(img->index);
 	free(img->strings);
 	free(img->fd_data);
 	free(img->refs);
@@ -675,6 +688,9 @@ struct chunk_job {
 	uint32_t zlen; /* 0: raw */
 	uint32_t index;
 };
+
+static int matches_index(struct walk *w, const struct ckpt_page_chunk *c, uint64_t pos,
+			 uint32_t zlen);
 
 /* In listing mode: the chunk counts for its area now (its checksum is
  * checked by a thread later). */
@@ -784,7 +800,8 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 	if (c.magic != CKPT_CHUNK_MAGIC)
 		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic",
 			    w->index, (unsigned long long)pos);
-	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
+	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0 ||
+	    matches_index(w, &c, pos, 0) < 0)
 		return -1;
 	uint64_t len = (uint64_t)c.npages * CKPT_PAGE_SIZE;
 	if (len > end - pos - CHUNK_HDR)
@@ -831,6 +848,8 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		return fail(w->err, w->errlen,
 			    "page chunk %u (area %u, address 0x%llx): bad compressed length %u",
 			    w->index, c.area, (unsigned long long)c.addr, zl[0]);
+	if (matches_index(w, &c, pos, zl[0]) < 0)
+		return -1;
 	if (w->listing) {
 		*next = data + zl[0];
 		return defer_chunk(w, &c, data, zl[0]);
@@ -869,6 +888,24 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 	return chunk_checked(w, &c, stored_crc ? crc : crc32c_update(crc, dst, len), want);
 }
 
+/* A reference chunk, listed in img->refs; it counts for its area. */
+static int add_ref(struct walk *w, const struct ckpt_page_chunk *c)
+{
+	struct ckpt_image *img = w->img;
+	if (img->nrefs == img->caprefs) {
+		uint32_t cap = img->caprefs ? 2 * img->caprefs : 256;
+		struct ckpt_page_chunk *r = realloc(img->refs, cap * sizeof *r);
+		if (!r)
+			return fail(w->err, w->errlen, "out of memory");
+		img->refs = r;
+		img->caprefs = cap;
+	}
+	img->refs[img->nrefs++] = *c;
+	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
+	w->area_pages += c->npages;
+	return 0;
+}
+
 /* A reference chunk at pos: a header only. Its pages come from the
  * parent generation's image; the walk lists it in img->refs. */
 static int do_rchunk(struct walk *w, uint64_t pos, uint64_t *next)
@@ -889,17 +926,8 @@ static int do_rchunk(struct walk *w, uint64_t pos, uint64_t *next)
 		return fail(w->err, w->errlen,
 			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
 			    c.area, (unsigned long long)c.addr);
-	if (img->nrefs == img->caprefs) {
-		uint32_t cap = img->caprefs ? 2 * img->caprefs : 256;
-		struct ckpt_page_chunk *r = realloc(img->refs, cap * sizeof *r);
-		if (!r)
-			return fail(w->err, w->errlen, "out of memory");
-		img->refs = r;
-		img->caprefs = cap;
-	}
-	img->refs[img->nrefs++] = c;
-	w->prev_end = c.addr + (uint64_t)c.npages * CKPT_PAGE_SIZE;
-	w->area_pages += c.npages;
+	if (matches_index(w, &c, pos, 0) < 0 || add_ref(w, &c) < 0)
+		return -1;
 	*next = pos + CHUNK_HDR;
 	return 0;
 }
@@ -923,12 +951,115 @@ static uint32_t next_chunk(struct walk *w, uint64_t pos, uint64_t end, uint64_t 
 	return 0;
 }
 
+/* ---- PAGE_INDEX ----
+ * The entries must describe exactly the chunks the rules of PAGES would
+ * find: the same count, each at the position its kind gives after the
+ * previous one (8-aligned, or with its data 4096-aligned), in area and
+ * address order, inside their areas, with the areas' page counts, the
+ * last one ending the section. What only the chunk headers in the file
+ * can confirm (that they equal their entries, padding zero) is checked by
+ * the full walk. */
+static int entry_span(const struct ckpt_image *img, const struct ckpt_chunk_entry *e, uint64_t *len)
+{
+	const struct ckpt_page_chunk *c = &e->chunk;
+	if (e->reserved)
+		return -1;
+	switch (c->magic) {
+	case CKPT_CHUNK_MAGIC:
+		*len = CHUNK_HDR + (uint64_t)c->npages * CKPT_PAGE_SIZE;
+		return e->zlen ? -1 : 0;
+	case CKPT_ZCHUNK_MAGIC:
+		*len = CHUNK_HDR + 8 + (uint64_t)e->zlen;
+		return e->zlen && c->npages <= CKPT_ZCHUNK_MAX_PAGES ? 0 : -1;
+	case CKPT_RCHUNK_MAGIC:
+		*len = CHUNK_HDR;
+		return e->zlen || !img->hdr.parent_generation || !CRC_OK(header_crc(c), c->crc) ? -1
+												: 0;
+	default:
+		return -1;
+	}
+}
+
+static int check_index(struct ckpt_image *img, char *err, size_t errlen)
+{
+	if (!img->index)
+		return 0;
+	const struct ckpt_section *s = img->pages;
+	if (!s || img->nindex != s->count)
+		return fail(err, errlen, "section PAGE_INDEX has %u entries for %u page chunks",
+			    img->nindex, s ? s->count : 0);
+	struct walk w = {.img = img, .err = err, .errlen = errlen};
+	uint64_t pos = s->offset, end = s->offset + s->length;
+	for (; w.index < img->nindex; w.index++) {
+		const struct ckpt_chunk_entry *e = &img->index[w.index];
+		uint64_t len = 0, at = e->chunk.magic == CKPT_CHUNK_MAGIC ? chunk_pos(pos)
+									  : (pos + 7) & ~7ull;
+		if (e->chunk.magic == CKPT_RCHUNK_MAGIC && !img->hdr.parent_generation)
+			return fail(err, errlen,
+				    "page chunk %u refers to a parent generation, the image has "
+				    "none",
+				    w.index);
+		if (entry_span(img, e, &len) < 0 || e->offset != at || at > end || len > end - at)
+			return fail(err, errlen,
+				    "section PAGE_INDEX: entry %u does not describe a page chunk "
+				    "of section PAGES",
+				    w.index);
+		if (check_chunk(&w, &e->chunk, at) < 0 || close_areas(&w, e->chunk.area) < 0)
+			return -1;
+		w.prev_end = e->chunk.addr + (uint64_t)e->chunk.npages * CKPT_PAGE_SIZE;
+		w.area_pages += e->chunk.npages;
+		pos = at + len;
+	}
+	if (pos != end)
+		return fail(err, errlen,
+			    "section PAGE_INDEX: its chunks end at byte %llu, section PAGES at "
+			    "%llu",
+			    (unsigned long long)pos, (unsigned long long)end);
+	return close_areas(&w, img->nareas);
+}
+
+/* Listing from the index: no chunk header is read. */
+static int list_from_index(struct walk *w)
+{
+	struct ckpt_image *img = w->img;
+	for (w->index = 0; w->index < img->nindex; w->index++) {
+		const struct ckpt_chunk_entry *e = &img->index[w->index];
+		const struct ckpt_page_chunk *c = &e->chunk;
+		if (c->magic == CKPT_RCHUNK_MAGIC) {
+			if (add_ref(w, c) < 0)
+				return -1;
+			continue;
+		}
+		uint64_t data = e->offset + CHUNK_HDR + (e->zlen ? 8 : 0);
+		if (defer_chunk(w, c, data, e->zlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A full walk: the header found at pos must be its entry's. */
+static int matches_index(struct walk *w, const struct ckpt_page_chunk *c, uint64_t pos,
+			 uint32_t zlen)
+{
+	const struct ckpt_image *img = w->img;
+	if (!img->index)
+		return 0;
+	const struct ckpt_chunk_entry *e = w->index < img->nindex ? &img->index[w->index] : NULL;
+	if (!e || e->offset != pos || e->zlen != zlen || memcmp(&e->chunk, c, sizeof *c) != 0)
+		return fail(w->err, w->errlen,
+			    "page chunk %u at byte %llu differs from its PAGE_INDEX entry",
+			    w->index, (unsigned long long)pos);
+	return 0;
+}
+
 static int walk_pages(struct walk *w, ckpt_chunk_dest_fn dest, void *arg)
 {
 	const struct ckpt_section *s = w->img->pages;
 	uint64_t pos = s->offset, end = s->offset + s->length;
 
 	w->img->nrefs = 0;
+	if (w->listing && w->img->index)
+		return list_from_index(w);
 	while (pos < end) {
 		uint64_t at;
 		uint32_t magic = next_chunk(w, pos, end, &at);

@@ -37,6 +37,12 @@ struct ckpt_image {
 	struct ckpt_lock *locks;
 	uint32_t nlocks;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
+	/* PAGE_INDEX (version 6, optional), checked by ckpt_image_open against
+	 * the areas and the rules where chunks lie: walks that only list the
+	 * chunks use it instead of reading every chunk header, and full
+	 * walks check that each header equals its entry. */
+	struct ckpt_chunk_entry *index;
+	uint32_t nindex;
 	/* Reference chunks met by the last walk over the pages, in file
 	 * order: pages to be taken from the parent generation's image. */
 	struct ckpt_page_chunk *refs;

@@ -186,6 +186,33 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 		s->count = count;
 	w->nsections++;
 	w->open = NULL;
+	if (s->type == CKPT_SEC_PAGES && w->index && !w->index_lost && w->index_used) {
+		ckpt_writer_begin_section(w, CKPT_SEC_PAGE_INDEX);
+		ckpt_writer_write(w, w->index, (size_t)w->index_used * sizeof *w->index);
+		ckpt_writer_end_section(w, w->index_used);
+	}
+}
+
+void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entries, uint32_t cap)
+{
+	w->index = entries;
+	w->index_cap = entries ? cap : 0;
+	w->index_used = 0;
+	w->index_lost = 0;
+}
+
+/* The chunk whose header (final, crc included) is at hpos. */
+static void index_add(struct ckpt_writer *w, const struct ckpt_page_chunk *c, uint64_t hpos,
+		      uint32_t zlen)
+{
+	if (!w->index || w->index_lost)
+		return;
+	if (w->index_used == w->index_cap) {
+		w->index_lost = 1;
+		return;
+	}
+	w->index[w->index_used++] =
+	    (struct ckpt_chunk_entry){.chunk = *c, .offset = hpos, .zlen = zlen, .reserved = 0};
 }
 
 /* A write at an earlier offset (a chunk header patched after its data):
@@ -272,6 +299,7 @@ static void emit_compressed(struct ckpt_writer *w, uint32_t area, uint64_t addr,
 			    const char *out, size_t zlen)
 {
 	align(w, 8);
+	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_ZCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
 	uint32_t zl[2] = {(uint32_t)zlen, 0};
@@ -283,6 +311,7 @@ static void emit_compressed(struct ckpt_writer *w, uint32_t area, uint64_t addr,
 	emit(w, &c, sizeof c);
 	emit(w, zl, sizeof zl);
 	emit(w, out, zlen);
+	index_add(w, &c, hpos, zl[0]);
 	w->open->count++;
 }
 
@@ -302,7 +331,8 @@ static void emit_stored(struct ckpt_writer *w, uint32_t area, uint64_t addr, con
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_ZCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
 	unsigned char head[8 + 9];
-	put_le32(head, 4 + 1 + 4 + 3 * nblocks + len + 4); /* zlen */
+	uint32_t zlen = 4 + 1 + 4 + 3 * nblocks + len + 4;
+	put_le32(head, zlen);
 	put_le32(head + 4, 0);
 	put_le32(head + 8, ZSTD_FRAME_MAGIC);
 	head[12] = 0xA4;
@@ -327,6 +357,7 @@ static void emit_stored(struct ckpt_writer *w, uint32_t area, uint64_t addr, con
 	emit(w, sum, sizeof sum);
 	c.crc = crc32c_update(crc, sum, sizeof sum);
 	patch_header(w, &c, hpos);
+	index_add(w, &c, hpos, zlen);
 	w->open->count++;
 }
 
@@ -351,6 +382,7 @@ static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const 
 	c.crc = copy_through(w, data, (size_t)npages * CKPT_PAGE_SIZE,
 			     crc32c_update(0, &c, sizeof c), NULL);
 	patch_header(w, &c, hpos);
+	index_add(w, &c, hpos, 0);
 	w->open->count++;
 }
 
@@ -437,10 +469,12 @@ void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32
 	}
 	flush_jobs(w); /* chunks are written in their order */
 	align(w, 8);
+	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_RCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
 	c.crc = crc32c_update(0, &c, sizeof c);
 	emit(w, &c, sizeof c);
+	index_add(w, &c, hpos, 0);
 	w->open->count++;
 }
 

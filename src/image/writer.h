@@ -59,6 +59,11 @@ struct ckpt_writer {
 	/* runs of at most this many pages (not compressed) are written as
 	 * stored zstd frames instead of padded raw chunks; 0: never */
 	uint32_t stored_max_pages;
+	/* PAGE_INDEX entries, one per chunk written (ckpt_writer_set_index);
+	 * index_lost: more chunks than room, so the image gets no index */
+	struct ckpt_chunk_entry *index;
+	uint32_t index_cap, index_used;
+	int index_lost;
 };
 
 /* Below this many pages, mapping a raw chunk from the image at a lazy
@@ -86,6 +91,10 @@ void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void
  * their order, so the image is the same as with one compressor. */
 void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn fn, void *ctx,
 				      struct ckpt_zjob *jobs, int njobs);
+/* PAGE_INDEX: with room for cap entries, one is kept per chunk, and the
+ * section follows PAGES when it ends. With more chunks than that the
+ * image has no index (readers then find the chunks by their headers). */
+void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entries, uint32_t cap);
 /* Leaves room for the header, which ckpt_writer_finish fills in. */
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len);
@@ -94,7 +103,8 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count);
  * data may be live memory that changes meanwhile: it is copied through the
  * buffer and the copy is checksummed, so it must not overlap the buffer.
  * Zero padding before the header puts the data 4096-aligned in the file.
- * For PAGES, end_section's count is ignored: the chunks are counted. */
+ * For PAGES, end_section's count is ignored: the chunks are counted, and
+ * PAGE_INDEX is written after it if an index was set. */
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		       uint32_t npages);
 /* Reference chunk: npages pages at addr are those of the parent

@@ -285,6 +285,11 @@ static void section(struct ckpt_writer *w, uint32_t type, const void *p, size_t 
 	ckpt_writer_end_section(w, count);
 }
 
+/* PAGE_INDEX: written unless indexed is 0 (images of earlier versions
+ * have none); index_room limits its entries (0: one per chunk). */
+static int indexed = 1;
+static uint32_t index_room;
+
 /* With compressed set, page chunks are written as the agent writes them
  * by default: zstd frames with a content checksum. With stored set, short
  * uncompressed runs (all of this image's) are written as zstd frames of
@@ -345,6 +350,9 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 	ckpt_writer_init(&w, fd, buf_size ? buf : NULL, buf_size);
 	if (!stored)
 		w.stored_max_pages = 0;
+	static struct ckpt_chunk_entry entries[NCHUNKS];
+	if (indexed)
+		ckpt_writer_set_index(&w, entries, index_room ? index_room : NCHUNKS);
 	if (compressed == 1)
 		use_zstd(&w);
 	else if (compressed == 2)
@@ -594,7 +602,15 @@ static void test_byte_flips(const char *path)
 	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
 	CHECK(img != NULL, "open: %s", err);
 	if (img && img->pages) {
+		/* inside the data of a chunk (with an index, restoring reads only
+		 * those; headers and padding are checked by the full walk) */
 		uint64_t mid = img->pages->offset + img->pages->length / 2;
+		for (uint32_t i = 0; i < img->nindex; i++) {
+			const struct ckpt_chunk_entry *e = &img->index[i];
+			uint64_t data = e->offset + sizeof e->chunk + (e->zlen ? 8 : 0);
+			if (e->chunk.magic != CKPT_RCHUNK_MAGIC && data <= mid)
+				mid = data + (e->zlen ? e->zlen / 2 : 100);
+		}
 		ckpt_image_close(img);
 		char c = (char)(p[mid] ^ 0x04);
 		CHECK(pwrite(fd, &c, 1, (off_t)mid) == 1, "pwrite");
@@ -730,7 +746,7 @@ static void test_header_checks(const char *path)
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
 	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
-	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 to 5"), "message: %s", err);
+	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 to 6"), "message: %s", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
@@ -890,10 +906,24 @@ static void test_mapped_and_layout(const char *path)
 	b = (char)(orig ^ 0x01);
 	CHECK(pwrite(fd, &b, 1, (off_t)m.data_off - 24) == 1, "flip magic");
 	img = ckpt_image_open(path, err, sizeof err);
-	CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) < 0,
-	      "a chunk header with a bad magic passes the layout check");
+	if (!indexed)
+		CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) < 0,
+		      "a chunk header with a bad magic passes the layout check");
+	else /* the layout comes from the index; the full check reads headers */
+		CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) == 0 &&
+			  ckpt_image_verify(path, err, sizeof err) < 0,
+		      "a chunk header with a bad magic passes verify");
 	if (img)
 		ckpt_image_close(img);
+	CHECK(pwrite(fd, &orig, 1, (off_t)m.data_off - 24) == 1, "restore magic");
+	/* a header's crc unlike its entry's (the pages read the index's way
+	 * still match the entry: the header in the file is a copy) */
+	CHECK(pread(fd, &orig, 1, (off_t)m.data_off - 4) == 1, "read crc");
+	b = (char)(orig ^ 0x01);
+	CHECK(pwrite(fd, &b, 1, (off_t)m.data_off - 4) == 1, "flip crc");
+	CHECK(ckpt_image_verify(path, err, sizeof err) < 0 &&
+		  strstr(err, indexed ? "PAGE_INDEX" : "checksum"),
+	      "a chunk header with another crc: '%s'", err);
 	close(fd);
 }
 
@@ -1037,6 +1067,108 @@ static void test_stored_frames(const char *path)
 	free(p);
 }
 
+/* Rewrite entry i of PAGE_INDEX with edit, then the checksums of the
+ * section, the table and the header, so that the rule under test is what
+ * fails. */
+static void edit_index(const char *path, uint32_t i, void (*edit)(struct ckpt_chunk_entry *))
+{
+	size_t len;
+	unsigned char *p = (unsigned char *)slurp(path, &len);
+	struct ckpt_image_header h;
+	memcpy(&h, p, sizeof h);
+	struct ckpt_section *tbl = (struct ckpt_section *)(p + h.section_table_offset);
+	for (uint32_t k = 0; k < h.section_count; k++) {
+		if (tbl[k].type != CKPT_SEC_PAGE_INDEX)
+			continue;
+		struct ckpt_chunk_entry *e = (struct ckpt_chunk_entry *)(p + tbl[k].offset);
+		edit(&e[i]);
+		tbl[k].crc = crc32c_update(0, e, tbl[k].length);
+	}
+	h.section_table_crc = crc32c_update(0, tbl, h.section_count * sizeof *tbl);
+	h.header_crc = 0;
+	h.header_crc = crc32c_update(0, &h, sizeof h);
+	memcpy(p, &h, sizeof h);
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(write(fd, p, len) == (ssize_t)len, "write");
+	close(fd);
+	free(p);
+}
+
+static void shift_offset(struct ckpt_chunk_entry *e)
+{
+	e->offset += 8;
+}
+
+static void grow_chunk(struct ckpt_chunk_entry *e)
+{
+	e->chunk.npages++;
+}
+
+static void set_reserved(struct ckpt_chunk_entry *e)
+{
+	e->reserved = 1;
+}
+
+static void set_version_5(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V5;
+}
+
+/* PAGE_INDEX: one entry per chunk, each its header in the file; entries
+ * off the rules are refused when the image is opened; without room for
+ * all entries the image simply has none; version 5 has no such section. */
+static void test_index(const char *path)
+{
+	char err[256];
+	struct program pg;
+	make_program(&pg, V_REFS);
+	for (int c = 0; c < 2; c++) {
+		compressed = c;
+		CHECK(create_image(path, V_REFS, 4096) == 0, "write image");
+		struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+		CHECK(img && img->index && img->nindex == NCHUNKS, "index: %s",
+		      img ? "missing" : err);
+		for (uint32_t i = 0; img && img->index && i < img->nindex; i++) {
+			struct ckpt_page_chunk hdr;
+			const struct ckpt_chunk_entry *e = &img->index[i];
+			CHECK(pread(img->fd, &hdr, sizeof hdr, (off_t)e->offset) == sizeof hdr &&
+				  !memcmp(&hdr, &e->chunk, sizeof hdr),
+			      "entry %u is not the chunk header at %llu", i,
+			      (unsigned long long)e->offset);
+			CHECK((e->zlen != 0) == (hdr.magic == CKPT_ZCHUNK_MAGIC), "entry %u zlen",
+			      i);
+		}
+		CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) == 0 &&
+			  img->nrefs == 1 &&
+			  img->refs[0].addr == chunk_addr(&pg, &chunks[2], V_REFS),
+		      "references listed from the index: %s", err);
+		ckpt_image_close(img);
+		CHECK(verify(path, err, sizeof err) == 0, "verify: %s", err);
+	}
+	compressed = 0;
+	void (*edits[])(struct ckpt_chunk_entry *) = {shift_offset, grow_chunk, set_reserved};
+	for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++)
+		for (uint32_t i = 0; i < NCHUNKS; i++) {
+			CHECK(create_image(path, V_REFS, 4096) == 0, "write image");
+			edit_index(path, i, edits[k]);
+			struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+			CHECK(!img && strstr(err, "PAGE_INDEX"),
+			      "edit %zu of entry %u accepted: %s", k, i, img ? "" : err);
+			ckpt_image_close(img);
+		}
+	index_room = NCHUNKS - 1;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	index_room = 0;
+	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img && !img->index, "an index without room for every chunk: %s", img ? "" : err);
+	ckpt_image_close(img);
+	CHECK(verify(path, err, sizeof err) == 0, "no index: %s", err);
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
+	rewrite_header(path, set_version_5);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 15"),
+	      "PAGE_INDEX in a version 5 image: '%s'", err);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
@@ -1063,12 +1195,19 @@ int main(int argc, char **argv)
 	test_byte_flips(path);
 	test_batch_same_bytes(path);
 	compressed = 0;
+	indexed = 0; /* images of versions before 6 */
 	test_version_2(path);
 	test_header_checks(path);
+	indexed = 1;
 	test_bad_records(path);
 	test_writer_misuse(path);
 	test_refs(path);
 	test_mapped_and_layout(path);
+	indexed = 0;
+	test_roundtrip(path);
+	test_mapped_and_layout(path);
+	indexed = 1;
+	test_index(path);
 
 	unlink(path);
 	rmdir(dir);
