@@ -252,19 +252,22 @@ static int own_chunk_map(void *arg, const struct ckpt_page_chunk *c, uint64_t of
  * its staging later; a huge page faulted in there for a few scattered
  * pages (an incremental generation's changes) is zeroed whole, then split
  * and freed when the pieces are mapped over it, which cost more than the
- * rest of a lazy restart. plan_areas marks whole areas again afterwards,
- * as a restart that is not lazy leaves them. */
+ * rest of a lazy restart. Density is the source chunk's: a parent's chunk
+ * that the generation overrides in a few pages is still read densely.
+ * plan_areas marks whole areas again afterwards, as a restart that is not
+ * lazy leaves them. */
 #define DENSE_CHUNK_PAGES 128u
 
-static void huge_if_dense(const struct ckpt_area *a, const struct plan_area *pa,
-			  const struct ckpt_page_chunk *chunk)
+static void huge_if_dense(struct stage_ctx *s, uint32_t area, uint64_t addr, uint64_t end,
+			  uint32_t source_npages)
 {
-	if (!restore_lazy || pa->op != PLAN_MOVE || chunk->npages < DENSE_CHUNK_PAGES ||
-	    a->end - a->start < HUGE)
+	const struct ckpt_area *a = &s->img->areas[area];
+	const struct plan_area *pa = &s->areas[area];
+	if (!restore_lazy || !pa->staging || pa->op != PLAN_MOVE ||
+	    source_npages < DENSE_CHUNK_PAGES || a->end - a->start < HUGE)
 		return;
-	uint64_t at = pa->staging + (chunk->addr - a->start);
-	uint64_t from = at & ~(HUGE - 1),
-		 to = (at + (uint64_t)chunk->npages * PAGE + HUGE - 1) & ~(HUGE - 1);
+	uint64_t from = (pa->staging + (addr - a->start)) & ~(HUGE - 1);
+	uint64_t to = (pa->staging + (end - a->start) + HUGE - 1) & ~(HUGE - 1);
 	uint64_t lo = pa->staging, hi = pa->staging + (a->end - a->start);
 	from = from < lo ? lo : from;
 	to = to > hi ? hi : to;
@@ -278,7 +281,8 @@ static void *chunk_dest(void *arg, const struct ckpt_page_chunk *chunk)
 	struct plan_area *pa = &s->areas[chunk->area];
 	if (!pa->staging)
 		return NULL; /* not staged (reader verified the chunk is inside the area) */
-	huge_if_dense(a, pa, chunk);
+	huge_if_dense(s, chunk->area, chunk->addr, chunk->addr + (uint64_t)chunk->npages * PAGE,
+		      chunk->npages);
 	if (pa->bitmap) {
 		uint8_t *bits = (uint8_t *)(uintptr_t)pa->bitmap;
 		uint64_t first = (chunk->addr - a->start) / PAGE;
@@ -352,6 +356,7 @@ static void ref_got(void *arg, const struct ckpt_page_chunk *c, const char *page
 			to = cend;
 		struct ckpt_page_chunk part = {
 		    .area = w->area, .addr = from, .npages = (uint32_t)((to - from) / PAGE)};
+		huge_if_dense(r->stage, w->area, from, to, c->npages);
 		char *dst = chunk_dest(r->stage, &part);
 		if (dst)
 			memcpy(dst, pages + (from - c->addr), to - from);
@@ -770,12 +775,28 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 	char err[512];
 	/* decompressing is the slow part of a restart: one thread per CPU */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* Lazy: the pages taken from parent generations first (the reference
+	 * chunks listed from the index). They are most of an incremental
+	 * generation's pages and lie densely, so they get huge pages, which
+	 * the generation's own scattered pages then land in; the other way
+	 * round, those pages' page tables would leave the parents' pages only
+	 * small ones. Own and referred pages do not overlap: any order
+	 * restores the same memory. */
+	int refs_first = restore_lazy && img->index && img->hdr.parent_generation;
+	if (refs_first) {
+		if (ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) != 0) {
+			fail("%s", err);
+			goto fail;
+		}
+		if (resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
+			goto fail;
+	}
 	if (ckpt_image_read_pages_mapped(img, restore_lazy ? own_chunk_map : NULL, chunk_dest, NULL,
 					 &sc, cpus > 0 ? (int)cpus : 1, err, sizeof err) != 0) {
 		fail("%s", err);
 		goto fail;
 	}
-	if (resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
+	if (!refs_first && resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
 		goto fail;
 	for (uint32_t i = 0; i < img->nareas; i++) {
 		const struct ckpt_area *a = &img->areas[i];
