@@ -761,7 +761,8 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			pa->staging = staging;
 			if (map_rw(staging, a->end - a->start) != 0)
 				goto fail;
-			if (a->end - a->start >= HUGE && !restore_lazy)
+			/* lazily restored areas: only where chunks are dense */
+			if (a->end - a->start >= HUGE && (!restore_lazy || pa->op != PLAN_MOVE))
 				madvise((void *)(uintptr_t)staging, a->end - a->start,
 					MADV_HUGEPAGE);
 			staging += a->end - a->start + PAGE;
@@ -800,7 +801,7 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 		goto fail;
 	for (uint32_t i = 0; i < img->nareas; i++) {
 		const struct ckpt_area *a = &img->areas[i];
-		if (restore_lazy && by_index[i].staging && a->kind != CKPT_AREA_SHARED_ANON &&
+		if (restore_lazy && by_index[i].staging && by_index[i].op == PLAN_MOVE &&
 		    a->end - a->start >= HUGE)
 			madvise((void *)(uintptr_t)by_index[i].staging, a->end - a->start,
 				MADV_HUGEPAGE);
