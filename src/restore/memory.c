@@ -218,8 +218,31 @@ static int lazy_fd(struct stage_ctx *s, const char *path, int *fd)
 	return *fd = f;
 }
 
+/* Each piece is a mapping of its own and splits the area it lies in: a
+ * process may hold only vm.max_map_count mappings (65530 by default), and
+ * an incremental generation of a large program changed in scattered pages
+ * cuts its parents' chunks into more pieces than that (1% of 16 GiB). So
+ * pieces take at most half of the limit, two mappings each, leaving the
+ * program room for its own; the chunks beyond are read instead. */
+static uint32_t piece_budget;
+
+static void set_piece_budget(uint32_t nareas)
+{
+	long max = 65530;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &max) != 1)
+			max = 65530;
+		fclose(f);
+	}
+	long budget = (max / 2 - (long)nareas) / 2;
+	piece_budget = budget > 0 ? (uint32_t)budget : 0;
+}
+
 static int add_piece(uint64_t start, uint64_t end, int fd, uint64_t offset, uint32_t prot)
 {
+	if (npieces >= piece_budget)
+		return -1; /* read instead */
 	if (npieces == cappieces) {
 		uint32_t cap = cappieces ? 2 * cappieces : 1024;
 		struct plan_area *np = realloc(pieces, cap * sizeof *np);
@@ -836,6 +859,8 @@ struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 	int nlive = live_maps(live, 65536);
 	if (nlive < 0)
 		return NULL;
+	if (restore_lazy)
+		set_piece_budget(img->nareas);
 	struct layout l = measure(img, live, nlive);
 	uint64_t at = reserve_region(img, live, nlive, l.total);
 	if (!at)

@@ -1,20 +1,21 @@
-/* bigmem STEPS SLEEP_MS MIB: like counter, with MIB MiB of heap filled
- * with pseudo-random data, so that its image is large and writing it takes
- * long enough for the fault-injection tests to hit it mid-write (kill -9
- * during a checkpoint, a file system filling up). Each step changes a few
- * words spread over the whole block and prints a digest of one word per
- * page; the last line digests every byte. */
+/* bigmem STEPS SLEEP_MS MIB [WORDS]: like counter, with MIB MiB of heap
+ * filled with pseudo-random data, so that its image is large and writing
+ * it takes long enough for the fault-injection tests to hit it mid-write
+ * (kill -9 during a checkpoint, a file system filling up). Each step
+ * changes WORDS (default 16) words spread over the whole block and prints
+ * a digest of one word per page; the last line digests every byte. */
 #include "common.h"
 #include <unistd.h>
 
 int main(int argc, char **argv)
 {
-	const char *extra = "MIB";
-	if (argc != 4)
+	const char *extra = "MIB [WORDS]";
+	if (argc != 4 && argc != 5)
 		usage_exit(argv[0], extra);
 	long steps = parse_num(argv[1], argv[0], extra);
 	long sleep = parse_num(argv[2], argv[0], extra);
 	long mib = parse_num(argv[3], argv[0], extra);
+	long changes = argc == 5 ? parse_num(argv[4], argv[0], extra) : 16;
 	if (mib < 1)
 		usage_exit(argv[0], extra);
 	setup_stdout();
@@ -30,7 +31,7 @@ int main(int argc, char **argv)
 	pid_t pid0 = getpid();
 	uint64_t sum = 0;
 	for (long s = 0; s < steps; s++) {
-		for (int k = 0; k < 16; k++) {
+		for (long k = 0; k < changes; k++) {
 			uint64_t x = xorshift64(&seed);
 			mem[x % words] ^= x + (uint64_t)s;
 			sum += x;
