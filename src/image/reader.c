@@ -692,6 +692,13 @@ struct chunk_job {
 static int matches_index(struct walk *w, const struct ckpt_page_chunk *c, uint64_t pos,
 			 uint32_t zlen);
 
+/* The chunk, in order, counts for its area (page count and order checks). */
+static void counted(struct walk *w, const struct ckpt_page_chunk *c)
+{
+	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
+	w->area_pages += c->npages;
+}
+
 /* In listing mode: the chunk counts for its area now (its checksum is
  * checked by a thread later). */
 static int defer_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t data,
@@ -706,8 +713,7 @@ static int defer_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t
 		w->capjobs = cap;
 	}
 	w->jobs[w->njobs++] = (struct chunk_job){*c, data, zlen, w->index};
-	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
-	w->area_pages += c->npages;
+	counted(w, c);
 	return 0;
 }
 
@@ -782,8 +788,7 @@ static int chunk_checked(struct walk *w, const struct ckpt_page_chunk *c, uint32
 		return fail(w->err, w->errlen,
 			    "page chunk %u (area %u, address 0x%llx) checksum mismatch", w->index,
 			    c->area, (unsigned long long)c->addr);
-	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
-	w->area_pages += c->npages;
+	counted(w, c);
 	return 0;
 }
 
@@ -901,8 +906,7 @@ static int add_ref(struct walk *w, const struct ckpt_page_chunk *c)
 		img->caprefs = cap;
 	}
 	img->refs[img->nrefs++] = *c;
-	w->prev_end = c->addr + (uint64_t)c->npages * CKPT_PAGE_SIZE;
-	w->area_pages += c->npages;
+	counted(w, c);
 	return 0;
 }
 
@@ -1006,8 +1010,7 @@ static int check_index(struct ckpt_image *img, char *err, size_t errlen)
 				    w.index);
 		if (check_chunk(&w, &e->chunk, at) < 0 || close_areas(&w, e->chunk.area) < 0)
 			return -1;
-		w.prev_end = e->chunk.addr + (uint64_t)e->chunk.npages * CKPT_PAGE_SIZE;
-		w.area_pages += e->chunk.npages;
+		counted(&w, &e->chunk);
 		pos = at + len;
 	}
 	if (pos != end)
