@@ -3,6 +3,7 @@ the images instead of read before the program runs; the images are
 verified while it runs, checkpoints wait for that, and a damaged image
 found meanwhile stops the run and marks its generation. Every restarted
 run's output is compared exactly with an uninterrupted run's."""
+import contextlib
 import os
 import re
 import struct
@@ -38,16 +39,25 @@ def lazy_cycle(ck, prog, opts, n, first=(2, 8)):
     program)."""
     ref = ck.reference(prog)
     rundir, out1, seen = chain_then_crash(ck, prog, opts, n, first=first)
-    bg = ck.restart_bg(prog, opts=["--lazy"])
-    bg.wait_lines(1)
-    maps = mapped_images(ck)  # soon after it runs
+    return rundir, restart_lazy_exact(ck, prog, ref, rundir, out1, seen[-1])
+
+
+def restart_lazy_exact(ck, prog, ref, rundir, first, seen, starting=None):
+    """restart --lazy to its end, its output compared exactly with the
+    uninterrupted run ref's (the first run printed first, seen lines of it
+    before the checkpoint). starting: a context held until the restored
+    program prints its first line. Returns the images it mapped then."""
+    with starting or contextlib.nullcontext():
+        bg = ck.restart_bg(prog, opts=["--lazy"])
+        bg.wait_lines(1)
+        maps = mapped_images(ck)  # soon after it runs
     rc = bg.finish()
     ck.assert_gone(f"after {bg.what()} exited")
     expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", out1, 0), ("restart --lazy", bg.output(), seen[-1])],
+    check_chain(expected, [("first run", first, 0), ("restart --lazy", bg.output(), seen)],
                 context=restart_context(rc, bg, rundir))
     assert rc == ref_rc
-    return rundir, maps
+    return maps
 
 
 def test_lazy_restart_exact(ck):
@@ -150,20 +160,19 @@ def test_lazy_more_chunks_than_mappings(ck):
         ck.checkpoint(rundir)
     run.wait_lines(run.lines() + 2)
     ck.crash(run)
-    first = run.output()
+    restart_lazy_exact(ck, prog, ref, rundir, run.output(), seen[-1],
+                       starting=max_map_count(limit))
+
+
+@contextlib.contextmanager
+def max_map_count(limit):
+    """vm.max_map_count lowered to limit, put back afterwards."""
     old = MAX_MAP_COUNT.read_text().strip()
     MAX_MAP_COUNT.write_text(str(limit))
     try:
-        bg = ck.restart_bg(prog, opts=["--lazy"])
-        bg.wait_lines(1)
+        yield
     finally:
         MAX_MAP_COUNT.write_text(old)
-    rc = bg.finish()
-    ck.assert_gone(f"after {bg.what()} exited")
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart --lazy", bg.output(), seen[-1])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
 
 
 def largest_raw_chunk(data):
