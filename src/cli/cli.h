@@ -37,6 +37,8 @@ int has_help(const char *command);
 /* The signal state ckpt was started with (main saves it first thing),
  * handed on to the program. */
 extern struct sig_state ckpt_orig_sigs;
+/* main's argv: a restart that found its generation damaged runs again */
+extern char **ckpt_argv;
 
 /* Print "ckpt: <ckpt_error()>" to stderr and return status. */
 int report_error(int status);

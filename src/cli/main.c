@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 struct sig_state ckpt_orig_sigs;
+char **ckpt_argv;
 
 int report_error(int status)
 {
@@ -32,6 +33,7 @@ static void ensure_std_fds(void)
 
 int main(int argc, char **argv)
 {
+	ckpt_argv = argv;
 	sig_state_save(&ckpt_orig_sigs);
 	ensure_std_fds();
 	if (argc < 2) {

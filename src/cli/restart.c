@@ -97,6 +97,22 @@ static int gpu_check(struct coord_opts *co, uint64_t gen)
 	return rc;
 }
 
+/* The restorer found the pages of generation gen damaged before the
+ * program ran, and the supervisor marked it: the same command again
+ * passes over it to the next older generation, or says that none is
+ * left. A new process, so that nothing of this attempt (signal state,
+ * descriptors, the lock) carries over; each attempt marks one more
+ * generation, so the attempts end. */
+static int rerun_after_damage(uint64_t gen, int status)
+{
+	fflush(NULL);
+	execv("/proc/self/exe", ckpt_argv);
+	ckpt_fail_errno("generation %llu was found damaged and the restart cannot run again to "
+			"fall back to an older one (run the same command again)",
+			(unsigned long long)gen);
+	return report_error(status);
+}
+
 int cmd_restart(int argc, char **argv)
 {
 	struct run_opts o;
@@ -210,8 +226,15 @@ int restart_run(const struct run_opts *opts)
 	char images_path[4200];
 	snprintf(images_path, sizeof(images_path), "%s/%s", rundir, GENS_DIR);
 	uint64_t gen = 0;
-	/* --lazy: the layout now, every checksum while the program runs */
-	struct gen_verdict v = {.decode = o.lazy ? CKPT_CHECK_LAYOUT : 0};
+	/* What is read before anything starts. --lazy: the layout; the pages'
+	 * checksums while the program runs. A plain restart: all but the page
+	 * data, which the restorer checks as it reads them (reading them twice
+	 * would make the restart take half again as long); when it finds them
+	 * damaged, the generation is marked so and the restart starts again,
+	 * from an older one (rerun_after_damage). A generation asked for by
+	 * number: everything, since there is nothing to fall back to. */
+	int decode = o.lazy ? CKPT_CHECK_LAYOUT : o.generation ? 0 : CKPT_CHECK_NO_DATA;
+	struct gen_verdict v = {.decode = decode};
 	int tty = isatty(STDERR_FILENO);
 	for (size_t i = 0; i < ncand && !gen; i++) {
 		if (tty)
@@ -326,6 +349,7 @@ int restart_run(const struct run_opts *opts)
 	co.command = command ? command : cfg.cmd[0];
 	co.restored_gen = gen;
 	co.lazy = o.lazy;
+	co.pages_unverified = decode == CKPT_CHECK_NO_DATA;
 	co.first_status = v.first_status;
 	load_last(&co, gen);
 	char interval[64];
@@ -334,8 +358,9 @@ int restart_run(const struct run_opts *opts)
 		 "ckpt %s: restart from generation %llu (%s/%s, pid %d, %s) of %s; "
 		 "%s%s, keeping %d",
 		 CKPT_VERSION, (unsigned long long)gen, gname, imgname, (int)pid,
-		 o.lazy ? "lazy: its layout checked, its pages verified while the program runs"
-			: "verified",
+		 o.lazy	  ? "lazy: its layout checked, its pages verified while the program runs"
+		 : decode ? "its layout checked, its pages verified as they are read"
+			  : "verified",
 		 co.command, interval, o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
 	char lazy_flag[] = "--lazy";
 	char *rargv[] = {restorer, o.lazy ? lazy_flag : image, o.lazy ? image : NULL, NULL};
@@ -355,7 +380,10 @@ int restart_run(const struct run_opts *opts)
 			 (unsigned long long)gen, ckpt_error());
 		status = report_error(1);
 	}
+	int rerun = status != 0 && co.pages_unverified && gens_marked_damaged(co.imagesfd, gen);
 	close_logs(&co);
 	free(command);
+	if (rerun)
+		return rerun_after_damage(gen, status);
 	return status;
 }

@@ -4,7 +4,9 @@
 #include "coord/ctlsock.h"
 #include "coord/err.h"
 #include "coord/fsutil.h"
+#include "coord/gens.h"
 #include "coord/kvfile.h"
+#include "coord/verify.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -582,6 +584,30 @@ static void record_finished(struct coord *c, int code)
 	kv_free(&kv);
 }
 
+/* A restart whose restorer failed before the program ran, from a
+ * generation whose pages were not verified beforehand: were they damaged?
+ * Then the generation is marked so (the restart command goes on from an
+ * older one) and 1 is returned. The restorer's own failures (memory,
+ * pids) leave nothing behind. */
+static int damaged_pages_found(struct coord *c, const char *what)
+{
+	if (!c->o->pages_unverified)
+		return 0;
+	char images_path[4200];
+	snprintf(images_path, sizeof(images_path), "%s/%s", c->o->rundir, GENS_DIR);
+	struct gen_verdict v = {.decode = 0};
+	if (gens_verify(c->o->imagesfd, images_path, c->o->restored_gen, NULL, &v) == 0)
+		return 0;
+	int marked = gens_mark_damaged(c->o->imagesfd, c->o->restored_gen, "a restart", v.first);
+	ckpt_log(c->o->exec_log,
+		 "restart from generation %llu stopped before the program ran (pid %lld %s): its "
+		 "pages are damaged: %s; %s",
+		 (unsigned long long)c->o->restored_gen, (long long)c->main_pid, what, v.first,
+		 marked == 0 ? "the generation is marked damaged and an older one is tried"
+			     : ckpt_error());
+	return marked == 0;
+}
+
 static int exit_code(struct coord *c)
 {
 	char what[128];
@@ -645,6 +671,8 @@ static int exit_code(struct coord *c)
 		    "exit: the namespace's init (host pid %d) %s, taking the program with it; ckpt "
 		    "exits with status %d",
 		    (int)c->o->launch.init_pid, what, code);
+	if (c->o->restored_gen && c->restored_pid != c->main_pid && damaged_pages_found(c, what))
+		return code;
 	if (c->o->restored_gen && c->restored_pid != c->main_pid) {
 		/* The restorer prints its own one-line reason and exits with 2;
 		 * say here what that means for the run. */

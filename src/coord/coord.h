@@ -60,6 +60,10 @@ struct coord_opts {
 	uint64_t next_gen;	  /* first generation number to use */
 	uint64_t restored_gen;	  /* 0 at start; the generation restarted from */
 	int lazy;	  /* restart --lazy: restored_gen's pages are verified while it runs */
+	/* restart: restored_gen's page data were not read before the restorer
+	 * started (it checks each chunk as it reads it); a restorer that fails
+	 * has them verified, and damage marks the generation (GENS_DAMAGED) */
+	int pages_unverified;
 	int first_status; /* the first program's wait status when it ended
 			     before restored_gen was taken, else -1 */
 	/* What status shows before this run's first checkpoint (from the

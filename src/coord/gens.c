@@ -2,6 +2,7 @@
 
 #include "coord/err.h"
 #include "coord/fsutil.h"
+#include "coord/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -174,6 +175,37 @@ int gens_open(int imagesfd, uint64_t gen)
 	if (fd < 0)
 		return ckpt_fail_errno("cannot open %s/%s", GENS_DIR, name);
 	return fd;
+}
+
+int gens_mark_damaged(int imagesfd, uint64_t gen, const char *by, const char *why)
+{
+	int gfd = gens_open(imagesfd, gen);
+	if (gfd < 0)
+		return -1;
+	char ts[32], text[1600];
+	ckpt_format_time(ts, sizeof(ts), ckpt_now_ms());
+	int n = snprintf(text, sizeof(text), "found at %s by %s: %s\n", ts, by, why);
+	if (n >= (int)sizeof(text)) {
+		n = (int)sizeof(text) - 1;
+		text[n - 1] = '\n';
+	}
+	int fd =
+	    openat(gfd, GENS_DAMAGED, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int r = fd >= 0 && write_all(fd, text, (size_t)n) == 0 && fsync(fd) == 0 ? 0 : -1;
+	if (r < 0)
+		ckpt_fail_errno("cannot mark generation %llu damaged", (unsigned long long)gen);
+	if (fd >= 0)
+		close(fd);
+	close(gfd);
+	return r;
+}
+
+int gens_marked_damaged(int imagesfd, uint64_t gen)
+{
+	char name[64 + sizeof(GENS_DAMAGED)];
+	gens_name(name, sizeof(name), gen, 0);
+	strcat(name, "/" GENS_DAMAGED);
+	return faccessat(imagesfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 uint64_t gens_dir_bytes(int imagesfd, const char *name)

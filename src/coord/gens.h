@@ -16,8 +16,11 @@
 #define GENS_DIR "images"
 #define GENS_KEEP 2 /* complete generations kept */
 #define GENS_MANIFEST "manifest"
-/* Beside the manifest of a generation found damaged while a program
- * restored lazily from it ran: one line saying what was found. */
+/* Beside the manifest of a generation whose pages were found damaged
+ * after a restart from it began (by the restorer as it read them, or
+ * while a program restored lazily from it ran): one line saying what was
+ * found. gens_verify reports such a generation damaged from then on
+ * without reading it again. */
 #define GENS_DAMAGED "damaged"
 
 /* "gen-000042" or "gen-000042.partial" */
@@ -59,6 +62,12 @@ int gens_prune(int imagesfd, int keep, const uint64_t *damaged, size_t ndamaged)
 /* The generation gen's images may refer to (its manifest's parent), 0 for
  * a full generation or when it cannot be read. */
 uint64_t gens_parent(int imagesfd, uint64_t gen);
+
+/* Write images/gen-N/damaged: "found at TIME by BY: WHY", made
+ * durable. Returns 0, or -1 with the error set. */
+int gens_mark_damaged(int imagesfd, uint64_t gen, const char *by, const char *why);
+/* 1 when images/gen-N has the damaged mark, else 0. */
+int gens_marked_damaged(int imagesfd, uint64_t gen);
 
 /* Open images/gen-N (O_DIRECTORY) or -1. */
 int gens_open(int imagesfd, uint64_t gen);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "coord/coord_int.h"
+#include "coord/err.h"
 #include "coord/fsutil.h"
 #include "coord/gens.h"
 #include "coord/log.h"
@@ -67,25 +68,11 @@ void lazy_verify_begin(struct coord *c)
 	lazy_verify_take(c, line);
 }
 
-/* Beside the manifest, so that gens_verify reports the generation as
- * damaged from now on without reading it again. */
 static void mark_damaged(struct coord *c, const char *why)
 {
-	int gfd = gens_open(c->o->imagesfd, c->o->restored_gen);
-	char ts[32], text[1600];
-	ckpt_format_time(ts, sizeof(ts), ckpt_now_ms());
-	int n = snprintf(text, sizeof(text),
-			 "found damaged at %s by a lazy restart's verification: %s\n", ts, why);
-	int fd = gfd >= 0
-		     ? openat(gfd, GENS_DAMAGED, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
-		     : -1;
-	if (fd < 0 || write_all(fd, text, (size_t)n) < 0 || fsync(fd) < 0)
-		ckpt_log(c->o->exec_log, "cannot mark generation %llu damaged: %s",
-			 (unsigned long long)c->o->restored_gen, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (gfd >= 0)
-		close(gfd);
+	if (gens_mark_damaged(c->o->imagesfd, c->o->restored_gen, "a lazy restart's verification",
+			      why) < 0)
+		ckpt_log(c->o->exec_log, "%s", ckpt_error());
 }
 
 void lazy_verify_end(struct coord *c)

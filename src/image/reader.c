@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -100,6 +101,25 @@ static int read_at(int fd, void *buf, uint64_t len, uint64_t off)
 		len -= (uint64_t)n;
 	}
 	return 0;
+}
+
+/* len_a bytes at off into a, the len_b after them into b: one system call
+ * in the usual case. */
+static int read_two_at(int fd, void *a, uint64_t len_a, void *b, uint64_t len_b, uint64_t off)
+{
+	struct iovec iov[2] = {{a, len_a}, {b, len_b}};
+	ssize_t n;
+	do
+		n = preadv(fd, iov, 2, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	uint64_t got = (uint64_t)n;
+	if (got < len_a)
+		return read_at(fd, (char *)a + got, len_a - got, off + got) < 0
+			   ? -1
+			   : read_at(fd, b, len_b, off + len_a);
+	return read_at(fd, (char *)b + (got - len_a), len_b - (got - len_a), off + got);
 }
 
 /* Padding (under 4096 bytes) must be zero, so that no byte of an image
@@ -1120,6 +1140,21 @@ struct par {
 	pthread_mutex_t lock;
 };
 
+#define NOT_AS_INDEXED "page chunk %u (area %u, address 0x%llx) differs from its PAGE_INDEX entry%s"
+
+/* The chunk's header as read from the file (and a compressed chunk's
+ * length words after it) equal the job's PAGE_INDEX entry. */
+static int as_indexed(const char *head, const struct chunk_job *j)
+{
+	uint32_t zl[2];
+	if (memcmp(head, &j->c, CHUNK_HDR) != 0)
+		return 0;
+	if (!j->zlen)
+		return 1;
+	memcpy(zl, head + CHUNK_HDR, sizeof zl);
+	return zl[0] == j->zlen && zl[1] == 0;
+}
+
 static void par_fail(struct par *p, const char *fmt, const struct chunk_job *j, const char *why)
 {
 	pthread_mutex_lock(&p->lock);
@@ -1178,11 +1213,18 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 	struct ckpt_image *img = p->w->img;
 	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	uint32_t crc = header_crc(&j->c);
+	/* Chunks listed from PAGE_INDEX: the header before the data is read
+	 * with them and must equal the entry, as a full walk requires (the
+	 * data are checked against the entry's checksum). */
+	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
+	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
 	if (!j->zlen) {
-		if (read_at(img->fd, dst, len, j->data) < 0)
+		if (read_two_at(img->fd, head, head_len, dst, len, j->data - head_len) < 0)
 			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
 					j, ""),
 			       -1;
+		if (head_len && !as_indexed(head, j))
+			return par_fail(p, NOT_AS_INDEXED, j, ""), -1;
 		crc = crc32c_update(crc, dst, len);
 		drop_read(img, j->data, len);
 	} else {
@@ -1191,10 +1233,12 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 			return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", j,
 					"out of memory"),
 			       -1;
-		if (read_at(img->fd, *zin, j->zlen, j->data) < 0)
+		if (read_two_at(img->fd, head, head_len, *zin, j->zlen, j->data - head_len) < 0)
 			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
 					j, ""),
 			       -1;
+		if (head_len && !as_indexed(head, j))
+			return par_fail(p, NOT_AS_INDEXED, j, ""), -1;
 		int stored = img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
 		if (stored) {
 			uint32_t zl[2] = {j->zlen, 0};
@@ -1373,7 +1417,7 @@ int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t
 			 .err = err,
 			 .errlen = errlen,
 			 .stored_only = !decode,
-			 .listing = decode == CKPT_CHECK_LAYOUT};
+			 .listing = decode < 0};
 
 	if (decode != CKPT_CHECK_LAYOUT && check_hashes(img, err, errlen) < 0)
 		return -1;

@@ -116,8 +116,13 @@ const char *ckpt_section_name(uint32_t type);
  * enough: those are the bytes that were written, so they decode as they
  * did (several times faster). CKPT_CHECK_LAYOUT: only the chunk headers
  * and their layout, no page data and no PAGE_HASHES (what a lazy restart
- * checks before it starts; the rest is checked while the program runs). */
-#define CKPT_CHECK_LAYOUT (-1)
+ * checks before it starts; the rest is checked while the program runs).
+ * CKPT_CHECK_NO_DATA: the layout, PAGE_HASHES and PAGE_RUNS (which the
+ * next incremental checkpoint trusts), no page data (what a restart
+ * checks before it starts: the restorer checks each chunk as it reads
+ * it). A larger value checks more. */
+#define CKPT_CHECK_LAYOUT (-2)
+#define CKPT_CHECK_NO_DATA (-1)
 int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t errlen);
 
 /* Full verification: ckpt_image_open + every chunk's checksum, decoded. */

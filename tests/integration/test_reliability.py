@@ -195,8 +195,11 @@ def test_damaged_latest_generation_falls_back(ck):
     restart --generation of it is refused and harms nothing, plain restart
     says so, falls back to the older generation, writes both facts to
     execution.log and resumes from it (judged on its first lines, then
-    killed). The last one runs to the end: its output completes the
-    uninterrupted run exactly."""
+    killed). Damaged page data are found by the restorer as it reads them
+    (a plain restart reads them once): the generation is then marked
+    damaged and the restart goes on from the older one; other damage is
+    found before anything starts and marks nothing. The last one runs to
+    the end: its output completes the uninterrupted run exactly."""
     prog = c_prog("counter", 90, 30)
     ref = ck.reference(prog)
     rundir, first, seen1, seen2 = two_generations(ck, prog)
@@ -205,8 +208,10 @@ def test_damaged_latest_generation_falls_back(ck):
     img = rundir / "images" / "gen-000002" / "2.img"
     pristine = img.read_bytes()
     segments = [("first run", first, 0)]
+    mark = rundir / "images" / "gen-000002" / "damaged"
     for n, kind in enumerate(DAMAGE):
         img.write_bytes(pristine)
+        mark.unlink(missing_ok=True)  # repaired
         words = damage_image(img, kind)
         before = snapshot(rundir)
 
@@ -240,7 +245,14 @@ def test_damaged_latest_generation_falls_back(ck):
         assert "generation 2 is damaged" in msg and any(w.lower() in msg.lower() for w in words), \
             f"{kind}: {msg!r}"
         ex = text_of(rundir / "execution.log")
-        assert len(re.findall(r"generation 2 is damaged, not using it: 2\.img: ", ex)) == n + 1, tail(ex)
+        assert len(re.findall(r"generation 2 is damaged, not using it: "
+                              r"(damaged: found at \S+ by a restart: )?2\.img: ", ex)) == n + 1, tail(ex)
+        if kind == "flip-pages":
+            assert "PAGES" in text_of(mark), text_of(mark)
+            assert "checksum mismatch" in msg and "ckpt-restore" in msg, msg
+            assert "the generation is marked damaged and an older one is tried" in ex, tail(ex)
+        else:
+            assert not mark.exists(), f"{kind}: found before the restart began, yet marked"
         assert ex.count("falling back to generation 1") == n + 1, tail(ex)
         assert len(re.findall(r"restart from generation 1 \(", ex)) == n + 1, tail(ex)
         # the damaged generation is kept for inspection, unchanged
@@ -254,19 +266,41 @@ def test_damaged_latest_generation_falls_back(ck):
 
 
 def test_all_generations_damaged_refuses(ck):
+    """Every generation's page data damaged: the restorer finds it in each
+    in turn (a plain restart reads the pages once, as it restores them),
+    each is marked damaged, and the restart ends with one line saying that
+    none is left. Nothing of the program runs; no image changes."""
     prog = c_prog("counter", 60, 30)
     rundir, first, seen1, seen2 = two_generations(ck, prog)
     for g in ("gen-000001", "gen-000002"):
         damage_image(rundir / "images" / g / "2.img", "flip-pages")
     before = snapshot(rundir)
     r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
-    err = one_line_error(r, "restart with every generation damaged")
-    assert "damaged" in err and "PAGES" in err, err
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 4, r.stderr
+    assert "ckpt-restore: page chunk" in lines[0] and "checksum mismatch" in lines[0], r.stderr
+    assert lines[1].startswith("ckpt: generation 2 is damaged") and \
+        lines[1].endswith("falling back to an older one"), r.stderr
+    assert "ckpt-restore: page chunk" in lines[2], r.stderr
+    err = lines[3]
+    assert err.startswith("ckpt: cannot restart") and "all 2 generations are damaged" in err \
+        and "PAGES" in err, err
     assert r.stdout == ""
     ck.assert_gone("after the refused restart")
-    assert_unharmed(before, snapshot(rundir), "a refused restart")
+    after = snapshot(rundir)
+    for snap in (before, after):
+        snap.pop("lock")  # names the last holder: each attempt held it
+    assert_unharmed(before, after, "a refused restart")
+    for g in ("gen-000001", "gen-000002"):
+        assert "PAGES" in text_of(rundir / "images" / g / "damaged"), g
     r = verify(ck, rundir)
     assert r.returncode == 1 and r.stdout.count("DAMAGED") == 2, r.stdout
+    # a second restart passes over both without starting anything
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    err = one_line_error(r, "restart with every generation marked damaged")
+    assert "all 2 generations are damaged" in err, err
+    ck.assert_gone("after the second refused restart")
 
 
 def test_restart_chosen_generation_and_keep(ck):

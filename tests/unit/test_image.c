@@ -868,6 +868,19 @@ static void *mapped_dest(void *arg, const struct ckpt_page_chunk *c)
 	return chunk_dest(&((struct mapped_seen *)arg)->pages, c);
 }
 
+/* The restorer's way of reading every chunk, into memory, 2 threads. */
+static int parallel_read_fails(const char *path, char *err, size_t errlen)
+{
+	struct ckpt_image *img = ckpt_image_open(path, err, errlen);
+	if (!img)
+		return 1;
+	static struct pages_seen seen;
+	memset(&seen, 0, sizeof seen);
+	int r = ckpt_image_read_pages_parallel(img, chunk_dest, &seen, 2, err, errlen);
+	ckpt_image_close(img);
+	return r != 0;
+}
+
 static void test_mapped_and_layout(const char *path)
 {
 	char err[256];
@@ -896,8 +909,11 @@ static void test_mapped_and_layout(const char *path)
 	b = (char)(orig ^ 0x04);
 	CHECK(pwrite(fd, &b, 1, (off_t)m.data_off + 100) == 1, "flip data byte");
 	img = ckpt_image_open(path, err, sizeof err);
-	CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) == 0,
+	CHECK(img && ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) == 0 &&
+		  ckpt_image_check_pages(img, CKPT_CHECK_NO_DATA, err, sizeof err) == 0,
 	      "a flipped data byte fails the layout check: %s", err);
+	CHECK(parallel_read_fails(path, err, sizeof err) && strstr(err, "checksum"),
+	      "a flipped data byte read: '%s'", err);
 	if (img)
 		ckpt_image_close(img);
 	CHECK(ckpt_image_verify(path, err, sizeof err) < 0, "a flipped data byte passes verify");
@@ -915,6 +931,8 @@ static void test_mapped_and_layout(const char *path)
 		      "a chunk header with a bad magic passes verify");
 	if (img)
 		ckpt_image_close(img);
+	CHECK(parallel_read_fails(path, err, sizeof err),
+	      "a chunk header with a bad magic passes the restorer's reading");
 	CHECK(pwrite(fd, &orig, 1, (off_t)m.data_off - 24) == 1, "restore magic");
 	/* a header's crc unlike its entry's (the pages read the index's way
 	 * still match the entry: the header in the file is a copy) */
@@ -924,6 +942,13 @@ static void test_mapped_and_layout(const char *path)
 	CHECK(ckpt_image_verify(path, err, sizeof err) < 0 &&
 		  strstr(err, indexed ? "PAGE_INDEX" : "checksum"),
 	      "a chunk header with another crc: '%s'", err);
+	/* the restorer's reading (chunks listed from the index) reads each
+	 * header with its pages and holds it to its entry too */
+	CHECK(parallel_read_fails(path, err, sizeof err) &&
+		  strstr(err, indexed ? "PAGE_INDEX" : "checksum"),
+	      "read with a chunk header unlike its entry: '%s'", err);
+	CHECK(pwrite(fd, &orig, 1, (off_t)m.data_off - 4) == 1, "restore crc");
+	CHECK(!parallel_read_fails(path, err, sizeof err), "read after the repair: %s", err);
 	close(fd);
 }
 
