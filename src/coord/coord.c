@@ -251,6 +251,7 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 		/* the restart is done for it once its GPU state is back */
 		gpuckpt_on_restored(c);
 		restore_progress_end(c);
+		tee_release(c, 1);
 		c->restored_pid = pid;
 		ckpt_log(c->o->exec_log,
 			 "restored from generation %llu: pid %lld (%s) is running again",
@@ -671,7 +672,10 @@ static int exit_code(struct coord *c)
 		    "exit: the namespace's init (host pid %d) %s, taking the program with it; ckpt "
 		    "exits with status %d",
 		    (int)c->o->launch.init_pid, what, code);
-	if (c->o->restored_gen && c->restored_pid != c->main_pid && damaged_pages_found(c, what))
+	int damaged =
+	    c->o->restored_gen && c->restored_pid != c->main_pid && damaged_pages_found(c, what);
+	tee_release(c, !damaged);
+	if (damaged)
 		return code;
 	if (c->o->restored_gen && c->restored_pid != c->main_pid) {
 		/* The restorer prints its own one-line reason and exits with 2;
@@ -708,6 +712,7 @@ int coord_run(const struct coord_opts *o)
 	c->term_out = c->term_err = 1;
 	c->stop_at = o->stop_at_mono;
 	c->verify_fd = -1;
+	c->hold_err = o->pages_unverified;
 	restore_progress_begin(c);
 	ckpt_linebuf_init(&c->report);
 	/* The interval counts from the start, then from each checkpoint's end. */
@@ -802,5 +807,7 @@ int coord_run(const struct coord_opts *o)
 		close(c->cmd_fd);
 	if (c->launch_failed)
 		return -1;
-	return exit_code(c);
+	int code = exit_code(c);
+	tee_release(c, 1); /* held stderr, whatever the end */
+	return code;
 }

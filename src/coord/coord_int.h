@@ -148,6 +148,13 @@ struct coord {
 	struct ckpt_linebuf report;
 	int out_fd, err_fd;
 	int term_out, term_err; /* our stdout/stderr still take the tee */
+	/* A restart whose page data the restorer checks (tee.c): its stderr
+	 * is held back from the terminal until the program runs, since a
+	 * restorer that finds damage is followed by a message that says it
+	 * again (and the restart starts over from an older generation). */
+	int hold_err;
+	size_t nheld;
+	char held[4096];
 };
 
 /* coord.c */
@@ -209,5 +216,8 @@ void gpuckpt_on_restored(struct coord *c);
 /* Copy what is readable on *fd to the terminal (*term) and
  * application.log. Sets *fd to -1 at end of file. */
 void tee_output(struct coord *c, int *fd, int termfd, int *term);
+/* End the holding back of stderr: what was held goes to the terminal,
+ * or (show 0) only stays in application.log. */
+void tee_release(struct coord *c, int show);
 
 #endif

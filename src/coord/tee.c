@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static void to_terminal(struct coord *c, int *fd, int termfd, int *term, const char *buf, size_t n);
+
 void tee_output(struct coord *c, int *fd, int termfd, int *term)
 {
 	char buf[65536];
@@ -34,8 +36,31 @@ void tee_output(struct coord *c, int *fd, int termfd, int *term)
 	}
 	if (!*term)
 		return;
+	if (termfd == 2 && c->hold_err) {
+		if (c->nheld + (size_t)n <= sizeof(c->held)) {
+			memcpy(c->held + c->nheld, buf, (size_t)n);
+			c->nheld += (size_t)n;
+			return;
+		}
+		tee_release(c, 1); /* more than a restorer says: the program's */
+	}
+	to_terminal(c, fd, termfd, term, buf, (size_t)n);
+}
+
+void tee_release(struct coord *c, int show)
+{
+	if (!c->hold_err)
+		return;
+	c->hold_err = 0;
+	if (show && c->nheld && c->term_err)
+		to_terminal(c, &c->err_fd, 2, &c->term_err, c->held, c->nheld);
+	c->nheld = 0;
+}
+
+static void to_terminal(struct coord *c, int *fd, int termfd, int *term, const char *buf, size_t n)
+{
 	restore_progress_end(c); /* the restorer's message, or the program's first line */
-	if (write_all(termfd, buf, (size_t)n) == 0)
+	if (write_all(termfd, buf, n) == 0)
 		return;
 	*term = 0;
 	if (errno == EPIPE) {

@@ -249,7 +249,10 @@ def test_damaged_latest_generation_falls_back(ck):
                               r"(damaged: found at \S+ by a restart: )?2\.img: ", ex)) == n + 1, tail(ex)
         if kind == "flip-pages":
             assert "PAGES" in text_of(mark), text_of(mark)
-            assert "checksum mismatch" in msg and "ckpt-restore" in msg, msg
+            # the restorer's own line is in application.log; on the
+            # terminal only the line that says what restart does about it
+            assert "checksum mismatch" in msg and "ckpt-restore" not in msg, msg
+            assert "ckpt-restore: page chunk" in text_of(rundir / "application.log")
             assert "the generation is marked damaged and an older one is tried" in ex, tail(ex)
         else:
             assert not mark.exists(), f"{kind}: found before the restart began, yet marked"
@@ -278,12 +281,10 @@ def test_all_generations_damaged_refuses(ck):
     r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 4, r.stderr
-    assert "ckpt-restore: page chunk" in lines[0] and "checksum mismatch" in lines[0], r.stderr
-    assert lines[1].startswith("ckpt: generation 2 is damaged") and \
-        lines[1].endswith("falling back to an older one"), r.stderr
-    assert "ckpt-restore: page chunk" in lines[2], r.stderr
-    err = lines[3]
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("ckpt: generation 2 is damaged") and "checksum mismatch" in lines[0] \
+        and lines[0].endswith("falling back to an older one"), r.stderr
+    err = lines[1]
     assert err.startswith("ckpt: cannot restart") and "all 2 generations are damaged" in err \
         and "PAGES" in err, err
     assert r.stdout == ""
