@@ -194,6 +194,13 @@ struct scratch {
 };
 int scratch_init(struct scratch *s, size_t size);
 void *scratch_alloc(struct scratch *s, size_t size);
+/* The same, its pages allocated now, in one system call: memory that is
+ * certainly written in full (write buffers) would otherwise take a page
+ * fault per page, each very slow in some VMs. */
+void *scratch_alloc_populated(struct scratch *s, size_t size);
+/* Make memory written in full private to this process now (in the
+ * copy-on-write writer: one copy per page without a fault each). */
+void populate_for_writing(void *p, size_t size);
 void scratch_free(struct scratch *s);
 
 struct strtab {

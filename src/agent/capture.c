@@ -218,7 +218,8 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	err[0] = 0;
 	/* the page data: copied, checksummed and compressed here while an
 	 * I/O thread writes the previous buffer */
-	char *spare = scratch_alloc(s, WRITE_BUF_SIZE);
+	char *spare = scratch_alloc_populated(s, WRITE_BUF_SIZE);
+	populate_for_writing(w->buf, w->buf_size);
 	struct io_thread *io = spare ? io_thread_start(s, w->fd) : 0;
 	if (io)
 		ckpt_writer_set_io(w, io_thread_ops(io), spare);

@@ -514,7 +514,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		return -1;
 	}
 	struct window win = {.mem_fd = -1};
-	if (cow_child && (win.buf = scratch_alloc(s, WINDOW_PAGES * CKPT_PAGE_SIZE)) != 0)
+	if (cow_child && (win.buf = scratch_alloc_populated(s, WINDOW_PAGES * CKPT_PAGE_SIZE)) != 0)
 		win.mem_fd = (int)raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/mem",
 					       O_RDONLY | O_CLOEXEC, 0);
 	if (win.mem_fd < -1)

@@ -33,6 +33,27 @@ void *scratch_alloc(struct scratch *s, size_t size)
 	return p;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+void populate_for_writing(void *p, size_t size)
+{
+	/* whole pages (the neighbours' are only made present); advice: older
+	 * kernels fault the pages in as they are used */
+	uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095,
+		  to = ((uintptr_t)p + size + 4095) & ~(uintptr_t)4095;
+	raw_syscall3(SYS_madvise, (long)from, (long)(to - from), MADV_POPULATE_WRITE);
+}
+
+void *scratch_alloc_populated(struct scratch *s, size_t size)
+{
+	void *p = scratch_alloc(s, size);
+	if (p)
+		populate_for_writing(p, size);
+	return p;
+}
+
 void scratch_free(struct scratch *s)
 {
 	if (s->base)
