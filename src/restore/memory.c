@@ -190,6 +190,11 @@ struct stage_ctx {
 	struct plan *plan;
 	struct fd_context *fdc;
 	int image_fd; /* img mapped by lazy pieces, -1 until needed (lazy_fd) */
+	/* The pages img stores itself, ascending, when they are restored
+	 * after the parents' (own_ranges): a parent's chunk that holds them
+	 * besides the pages wanted from it is read straight into place. */
+	struct interval *own;
+	uint32_t nown;
 };
 
 /* ---- lazy restart ----
@@ -346,6 +351,50 @@ static uint32_t want_from(const struct ref_ctx *r, uint64_t addr)
 	return lo;
 }
 
+/* [from, to) lies in pages the image stores itself. */
+static int own_covers(const struct stage_ctx *s, uint64_t from, uint64_t to)
+{
+	uint32_t lo = 0, hi = s->nown;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->own[mid].end <= from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (uint32_t i = lo; i < s->nown && s->own[i].start <= from; i++) {
+		if (s->own[i].end >= to)
+			return 1;
+		from = s->own[i].end;
+	}
+	return 0;
+}
+
+/* Pages of chunk c (of a parent) wanted from it, starting at want[i],
+ * when the chunk can go straight into place: one area of the image holds
+ * all of it, and its other pages are the image's own, written over it
+ * afterwards. Else 0. */
+static uint64_t wanted_in_place(const struct ref_ctx *r, const struct ckpt_page_chunk *c,
+				uint32_t i)
+{
+	uint64_t cend = c->addr + (uint64_t)c->npages * PAGE, at = c->addr, wanted = 0;
+	uint32_t area = r->want[i].area;
+	const struct ckpt_area *a = &r->stage->img->areas[area];
+	if (a->start > c->addr || a->end < cend)
+		return 0;
+	for (; i < r->nwant && r->want[i].addr < cend; i++) {
+		const struct ckpt_page_chunk *w = &r->want[i];
+		uint64_t from = w->addr > at ? w->addr : at,
+			 wend = w->addr + (uint64_t)w->npages * PAGE;
+		uint64_t to = wend < cend ? wend : cend;
+		if (w->area != area || (from > at && !own_covers(r->stage, at, from)))
+			return 0;
+		wanted += (to - from) / PAGE;
+		at = to;
+	}
+	return at == cend || own_covers(r->stage, at, cend) ? wanted : 0;
+}
+
 static void *ref_wanted(void *arg, const struct ckpt_page_chunk *c)
 {
 	struct ref_ctx *r = arg;
@@ -354,13 +403,17 @@ static void *ref_wanted(void *arg, const struct ckpt_page_chunk *c)
 	if (i == r->nwant || r->want[i].addr >= cend)
 		return NULL;
 	const struct ckpt_page_chunk *w = &r->want[i];
-	if (w->addr <= c->addr && w->addr + (uint64_t)w->npages * PAGE >= cend) {
-		/* wanted whole (the usual case): straight into staging */
-		struct ckpt_page_chunk part = {
+	uint64_t wanted = w->addr <= c->addr && w->addr + (uint64_t)w->npages * PAGE >= cend
+			      ? c->npages
+			      : wanted_in_place(r, c, i);
+	if (wanted) {
+		/* wanted whole (the usual case), or but for pages restored over
+		 * it later: straight into staging */
+		struct ckpt_page_chunk whole = {
 		    .area = w->area, .addr = c->addr, .npages = c->npages};
-		char *dst = chunk_dest(r->stage, &part);
+		char *dst = chunk_dest(r->stage, &whole);
 		if (dst) {
-			atomic_fetch_add(&r->found, c->npages);
+			atomic_fetch_add(&r->found, wanted);
 			return dst;
 		}
 	}
@@ -532,6 +585,31 @@ static int resolve_refs(struct ckpt_image *img, struct stage_ctx *sc, int thread
 		r.nwant = (uint32_t)nnext;
 	}
 	free(r.want);
+	return 0;
+}
+
+/* sc->own from the index: the image's own chunks, merged where they meet. */
+static int own_ranges(struct stage_ctx *sc)
+{
+	const struct ckpt_image *img = sc->img;
+	sc->own = malloc((img->nindex + 1) * sizeof *sc->own);
+	if (!sc->own)
+		return fail("out of memory");
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < img->nindex; i++) {
+		const struct ckpt_page_chunk *c = &img->index[i].chunk;
+		if (c->magic != CKPT_RCHUNK_MAGIC)
+			sc->own[n++] =
+			    (struct interval){c->addr, c->addr + (uint64_t)c->npages * PAGE};
+	}
+	qsort(sc->own, n, sizeof *sc->own, by_start);
+	sc->nown = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (sc->nown && sc->own[sc->nown - 1].end == sc->own[i].start)
+			sc->own[sc->nown - 1].end = sc->own[i].end;
+		else
+			sc->own[sc->nown++] = sc->own[i];
+	}
 	return 0;
 }
 
@@ -795,24 +873,32 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			}
 		}
 	}
-	struct stage_ctx sc = {img, by_index, p, c, -1};
+	struct stage_ctx sc = {img, by_index, p, c, -1, NULL, 0};
 	char err[512];
 	/* decompressing is the slow part of a restart: one thread per CPU */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	/* Lazy: the pages taken from parent generations first (the reference
-	 * chunks listed from the index). They are most of an incremental
-	 * generation's pages and lie densely, so they get huge pages, which
-	 * the generation's own scattered pages then land in; the other way
-	 * round, those pages' page tables would leave the parents' pages only
-	 * small ones. Own and referred pages do not overlap: any order
-	 * restores the same memory. */
-	int refs_first = restore_lazy && img->index && img->hdr.parent_generation;
+	/* The pages taken from parent generations first (the reference
+	 * chunks listed from the index), then the generation's own, written
+	 * over them: a parent's chunk that holds own pages of this generation
+	 * besides those wanted from it (after 1% of the pages changed, nearly
+	 * every chunk) is read straight into place, not through a bounce
+	 * buffer and a copy. Lazy: the parents' pages are most of an
+	 * incremental generation's and lie densely, so they get huge pages,
+	 * which the generation's own scattered pages then land in; the other
+	 * way round, those pages' page tables would leave the parents' pages
+	 * only small ones. */
+	int refs_first = img->index && img->hdr.parent_generation;
 	if (refs_first) {
 		if (ckpt_image_check_pages(img, CKPT_CHECK_LAYOUT, err, sizeof err) != 0) {
 			fail("%s", err);
 			goto fail;
 		}
-		if (resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0)
+		int bad =
+		    own_ranges(&sc) != 0 || resolve_refs(img, &sc, cpus > 0 ? (int)cpus : 1) != 0;
+		free(sc.own);
+		sc.own = NULL;
+		sc.nown = 0;
+		if (bad)
 			goto fail;
 	}
 	if (ckpt_image_read_pages_mapped(img, restore_lazy ? own_chunk_map : NULL, chunk_dest, NULL,
