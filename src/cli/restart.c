@@ -106,6 +106,7 @@ static int gpu_check(struct coord_opts *co, uint64_t gen)
 static int rerun_after_damage(uint64_t gen, int status)
 {
 	fflush(NULL);
+	sig_state_restore(&ckpt_orig_sigs);
 	execv("/proc/self/exe", ckpt_argv);
 	ckpt_fail_errno("generation %llu was found damaged and the restart cannot run again to "
 			"fall back to an older one (run the same command again)",

@@ -24,6 +24,19 @@ void sig_state_save(struct sig_state *s)
 	}
 }
 
+void sig_state_restore(const struct sig_state *s)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = s->ignored[sig] ? SIG_IGN : SIG_DFL;
+		sigaction(sig, &sa, NULL); /* fails only for signals glibc reserves */
+	}
+	sigprocmask(SIG_SETMASK, &s->mask, NULL);
+}
+
 static int write_proc_file(pid_t pid, const char *name, const char *text)
 {
 	char path[64];

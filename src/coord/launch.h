@@ -21,6 +21,9 @@ struct sig_state {
 	unsigned char ignored[NSIG]; /* 1: SIG_IGN */
 };
 void sig_state_save(struct sig_state *s);
+/* Put them back (what the program inherits; what ckpt started again
+ * starts with). */
+void sig_state_restore(const struct sig_state *s);
 
 struct launch_spec {
 	const char *path; /* executable: the program, or ckpt-restore */

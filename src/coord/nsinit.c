@@ -64,20 +64,6 @@ static void close_all_except(int *keep, int n)
 	close_range(lo, ~0U, 0);
 }
 
-/* What the program inherits: the signal state ckpt itself was given. */
-static void restore_signals(const struct sig_state *s)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		struct sigaction sa;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = s->ignored[sig] ? SIG_IGN : SIG_DFL;
-		sigaction(sig, &sa, NULL); /* fails only for signals glibc reserves */
-	}
-	sigprocmask(SIG_SETMASK, &s->mask, NULL);
-}
-
 #ifndef CAP_CHECKPOINT_RESTORE
 #define CAP_CHECKPOINT_RESTORE 40
 #endif
@@ -111,7 +97,7 @@ __attribute__((noreturn)) static void exec_program(const struct launch_spec *spe
 		_exit(127);
 	/* The pipes' original descriptors and everything else of init's is
 	 * close-on-exec. */
-	restore_signals(spec->sigs);
+	sig_state_restore(spec->sigs);
 	if (spec->pid && !spec->no_namespaces && keep_restore_capability() < 0)
 		dprintf(2, "ckpt: cannot pass CAP_CHECKPOINT_RESTORE to the restorer: %s\n",
 			strerror(errno));
