@@ -230,7 +230,7 @@ int restart_run(const struct run_opts *opts)
 	/* What is read before anything starts. --lazy: the layout; the pages'
 	 * checksums while the program runs. A plain restart: all but the page
 	 * data, which the restorer checks as it reads them (reading them twice
-	 * would make the restart take half again as long); when it finds them
+	 * costs a cold read of the whole image); when it finds them
 	 * damaged, the generation is marked so and the restart starts again,
 	 * from an older one (rerun_after_damage). A generation asked for by
 	 * number: everything, since there is nothing to fall back to. */
