@@ -36,7 +36,7 @@ struct agent_slot {
 
 /* What the copy-on-write writer reports back, in memory shared with it. */
 struct cow_result {
-	_Atomic int32_t maps_state; /* 0 not yet checked, 1 all memory there, 2 not */
+	_Atomic int32_t maps_state; /* futex: 0 not yet checked, 1 all memory there, 2 not */
 	_Atomic uint32_t reported;  /* futex: 1 once the fields below are final */
 	int32_t result;
 	int32_t dontfork;
@@ -83,7 +83,7 @@ struct agent_state {
 	int writer_pid;		   /* in the program: the writer child, 0 if none */
 	int writer_unreaped;	   /* a writer that reported, not yet waited for */
 	struct cow_result *cow;	   /* shared with the writer */
-	long cow_maps_lines;	   /* mappings the program had at the fork */
+	long cow_vm_pages;	   /* the program's mapped pages at the fork */
 	uint64_t skip_lo, skip_hi; /* the shared page: not part of the image */
 
 	/* Incremental checkpoints (CAPTURE hashes=1 parent=DIR parent_gen=N):
@@ -127,7 +127,9 @@ void capture_wait_writer(void);
  * it to be gone (its memory torn down: tens of ms per GiB). */
 void capture_wait_writer_report(void);
 void capture_reap_writer(void);
-long count_maps_lines(void); /* memory.c */
+/* memory.c: the process's mapped size in pages (statm), -1 if unknown:
+ * a fork lacks what fork does not copy (MADV_DONTFORK) */
+long vm_pages(void);
 
 /* memory.c, fds.c: parts of the image */
 struct ckpt_writer;

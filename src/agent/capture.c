@@ -263,7 +263,7 @@ static long cow_fork(void)
 		return -1;
 	agent.cow = (struct cow_result *)r;
 	mem_zero(agent.cow, sizeof *agent.cow);
-	agent.cow_maps_lines = count_maps_lines();
+	agent.cow_vm_pages = vm_pages();
 	long pid = raw_syscall5(SYS_clone, 0 /* exit signal 0: no SIGCHLD */, 0, 0, 0, 0);
 	if (pid < 0) {
 		raw_syscall2(SYS_munmap, agent.cow, sizeof *agent.cow);
@@ -273,14 +273,16 @@ static long cow_fork(void)
 	return pid;
 }
 
-/* In the writer: memory marked MADV_DONTFORK is missing here, and an
- * image without it would restart into a crash. Told to the program at
- * once, which then captures again without copy-on-write. */
+/* In the writer: memory marked MADV_DONTFORK is missing here (the mapped
+ * size is smaller than the program's at the fork), and an image without
+ * it would restart into a crash. Told to the program at once (it waits,
+ * stopped), which then captures again without copy-on-write. */
 static int cow_child_check_maps(void)
 {
-	long lines = count_maps_lines();
-	int ok = lines < 0 || agent.cow_maps_lines < 0 || lines == agent.cow_maps_lines;
+	long pages = vm_pages();
+	int ok = pages < 0 || agent.cow_vm_pages < 0 || pages == agent.cow_vm_pages;
 	atomic_store(&agent.cow->maps_state, ok ? 1 : 2);
+	raw_syscall3(SYS_futex, &agent.cow->maps_state, FUTEX_WAKE, 1);
 	return ok;
 }
 
@@ -295,7 +297,7 @@ static int cow_parent_check_maps(long pid)
 		if (raw_syscall4(SYS_wait4, pid, &status, 1 /* WNOHANG */ | 0x40000000, 0) == pid)
 			return -1; /* died before it could tell */
 		struct timespec ts = {0, 200000};
-		raw_syscall2(SYS_nanosleep, &ts, 0);
+		raw_syscall4(SYS_futex, &agent.cow->maps_state, FUTEX_WAIT, 0, &ts);
 	}
 }
 

@@ -2,7 +2,7 @@
 and compare with an uninterrupted run (see conftest.Ckpt.cycle)."""
 import pytest
 
-from conftest import c_prog, check_chain
+from conftest import c_prog, check_chain, text_of
 
 # name, steps, per-step sleep (ms), extra arguments
 PROGRAMS = [
@@ -71,3 +71,14 @@ def test_stop_after_checkpoint(ck):
     """--stop-after-checkpoint: the program stops right at its first
     checkpoint, and the restart resumes exactly there."""
     ck.stop_cycle(c_prog("threads", 64, 40))
+
+
+def test_dontfork_memory_is_saved(ck):
+    """1 MiB marked MADV_DONTFORK: the copy-on-write writer (a fork) lacks
+    it, which the checkpoint must notice (the writer's memory is smaller
+    than the program's) and then write the process without copy-on-write,
+    saying so in execution.log. The restart goes on exactly."""
+    rundir = ck.cycle(c_prog("dontfork", 60, 40))
+    log = text_of(rundir / "execution.log")
+    assert "MADV_DONTFORK" in log and "without copy-on-write" in log, log[-2000:]
+
