@@ -1140,8 +1140,6 @@ struct par {
 	pthread_mutex_t lock;
 };
 
-#define NOT_AS_INDEXED "page chunk %u (area %u, address 0x%llx) differs from its PAGE_INDEX entry%s"
-
 /* The chunk's header as read from the file (and a compressed chunk's
  * length words after it) equal the job's PAGE_INDEX entry. */
 static int as_indexed(const char *head, const struct chunk_job *j)
@@ -1207,24 +1205,36 @@ static void drop_read(const struct ckpt_image *img, uint64_t offset, uint64_t le
 		(void)posix_fadvise(img->fd, (off_t)offset, (off_t)len, POSIX_FADV_DONTNEED);
 }
 
+/* The n bytes of the job's data (its pages, or its frame) into buf.
+ * Chunks listed from PAGE_INDEX: the header before the data is read with
+ * them and must equal the entry, as a full walk requires (the data are
+ * checked against the entry's checksum). */
+static int par_read(struct par *p, const struct chunk_job *j, char *buf, uint64_t n)
+{
+	const struct ckpt_image *img = p->w->img;
+	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
+	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
+	if (read_two_at(img->fd, head, head_len, buf, n, j->data - head_len) < 0)
+		return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j, ""),
+		       -1;
+	if (head_len && !as_indexed(head, j))
+		return par_fail(p,
+				"page chunk %u (area %u, address 0x%llx) differs from its "
+				"PAGE_INDEX entry%s",
+				j, ""),
+		       -1;
+	return 0;
+}
+
 static int par_check(struct par *p, const struct chunk_job *j, char *dst, char **zin,
 		     ZSTD_DCtx **dctx)
 {
 	struct ckpt_image *img = p->w->img;
 	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	uint32_t crc = header_crc(&j->c);
-	/* Chunks listed from PAGE_INDEX: the header before the data is read
-	 * with them and must equal the entry, as a full walk requires (the
-	 * data are checked against the entry's checksum). */
-	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
-	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
 	if (!j->zlen) {
-		if (read_two_at(img->fd, head, head_len, dst, len, j->data - head_len) < 0)
-			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
-					j, ""),
-			       -1;
-		if (head_len && !as_indexed(head, j))
-			return par_fail(p, NOT_AS_INDEXED, j, ""), -1;
+		if (par_read(p, j, dst, len) < 0)
+			return -1;
 		crc = crc32c_update(crc, dst, len);
 		drop_read(img, j->data, len);
 	} else {
@@ -1233,12 +1243,8 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 			return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", j,
 					"out of memory"),
 			       -1;
-		if (read_two_at(img->fd, head, head_len, *zin, j->zlen, j->data - head_len) < 0)
-			return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
-					j, ""),
-			       -1;
-		if (head_len && !as_indexed(head, j))
-			return par_fail(p, NOT_AS_INDEXED, j, ""), -1;
+		if (par_read(p, j, *zin, j->zlen) < 0)
+			return -1;
 		int stored = img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
 		if (stored) {
 			uint32_t zl[2] = {j->zlen, 0};
