@@ -402,15 +402,12 @@ static void *ref_wanted(void *arg, const struct ckpt_page_chunk *c)
 	uint32_t i = want_from(r, c->addr);
 	if (i == r->nwant || r->want[i].addr >= cend)
 		return NULL;
-	const struct ckpt_page_chunk *w = &r->want[i];
-	uint64_t wanted = w->addr <= c->addr && w->addr + (uint64_t)w->npages * PAGE >= cend
-			      ? c->npages
-			      : wanted_in_place(r, c, i);
+	uint64_t wanted = wanted_in_place(r, c, i);
 	if (wanted) {
 		/* wanted whole (the usual case), or but for pages restored over
 		 * it later: straight into staging */
 		struct ckpt_page_chunk whole = {
-		    .area = w->area, .addr = c->addr, .npages = c->npages};
+		    .area = r->want[i].area, .addr = c->addr, .npages = c->npages};
 		char *dst = chunk_dest(r->stage, &whole);
 		if (dst) {
 			atomic_fetch_add(&r->found, wanted);
