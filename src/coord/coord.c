@@ -594,10 +594,8 @@ static int damaged_pages_found(struct coord *c, const char *what)
 {
 	if (!c->o->pages_unverified)
 		return 0;
-	char images_path[4200];
-	snprintf(images_path, sizeof(images_path), "%s/%s", c->o->rundir, GENS_DIR);
-	struct gen_verdict v = {.decode = 0};
-	if (gens_verify(c->o->imagesfd, images_path, c->o->restored_gen, NULL, &v) == 0)
+	struct gen_verdict v;
+	if (verify_restored(c->o, &v) == 0)
 		return 0;
 	int marked = gens_mark_damaged(c->o->imagesfd, c->o->restored_gen, "a restart", v.first);
 	ckpt_log(c->o->exec_log,

@@ -164,6 +164,9 @@ void conn_reply_err(struct coord *c, struct conn *k, const char *fmt, ...)
 struct conn *coord_root_agent(struct coord *c);
 
 /* lazyverify.c */
+struct gen_verdict;
+/* gens_verify of restored_gen, every checksum (and its parents'). */
+int verify_restored(const struct coord_opts *o, struct gen_verdict *v);
 /* Start verifying the lazily restored generation in a child. */
 void lazy_verify_begin(struct coord *c);
 /* The child's verdict is readable: take it (kills the program on damage). */

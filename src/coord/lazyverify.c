@@ -25,13 +25,19 @@
 
 static void lazy_verify_take(struct coord *c, char *buf);
 
-/* "ok BYTES" or "damaged WHAT" */
-static void verdict(const struct coord_opts *o, char *line, size_t cap)
+int verify_restored(const struct coord_opts *o, struct gen_verdict *v)
 {
 	char images_path[4200];
 	snprintf(images_path, sizeof(images_path), "%s/%s", o->rundir, GENS_DIR);
-	struct gen_verdict v = {.decode = 0};
-	if (gens_verify(o->imagesfd, images_path, o->restored_gen, NULL, &v) == 0)
+	*v = (struct gen_verdict){.decode = 0};
+	return gens_verify(o->imagesfd, images_path, o->restored_gen, NULL, v);
+}
+
+/* "ok BYTES" or "damaged WHAT" */
+static void verdict(const struct coord_opts *o, char *line, size_t cap)
+{
+	struct gen_verdict v;
+	if (verify_restored(o, &v) == 0)
 		snprintf(line, cap, "ok %llu\n", (unsigned long long)v.bytes);
 	else
 		snprintf(line, cap, "damaged %s\n", v.first);
