@@ -31,6 +31,7 @@ struct fd_list {
 	uint32_t n;
 	char *data;
 	uint64_t data_len;
+	uint64_t timer_wait_until; /* see timerfd_settled; 0: not begun */
 };
 
 static int stdio_index(const struct stat *st)
@@ -334,14 +335,54 @@ static void dec_pair(const char *s, const char *key, int64_t *a, int64_t *b)
 		*b = *b * 10 + (*p - '0');
 }
 
-static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *info)
+static void parse_timerfd(const char *info, struct ckpt_timerfd *t)
+{
+	mem_zero(t, sizeof *t);
+	t->clockid = (int32_t)dec_field(info, "clockid:", 0);
+	t->ticks = (uint64_t)dec_field(info, "ticks:", 0);
+	dec_pair(info, "it_value:", &t->value_sec, &t->value_nsec);
+	dec_pair(info, "it_interval:", &t->interval_sec, &t->interval_nsec);
+}
+
+static int timer_looks_stopped(const struct ckpt_timerfd *t)
+{
+	return !t->ticks && !t->value_sec && !t->value_nsec;
+}
+
+/* From the moment a timer's expiry passes until its interrupt has counted
+ * the tick, the kernel shows it as no ticks and nothing left to run: the
+ * same as a stopped timer, which is how an armed one would come back. The
+ * interrupt mostly waits only for the fdinfo read itself (interrupts are
+ * off while it prints), so one read again settles it; a busy machine can
+ * delay it longer (0.1 ms measured), so a timer still looking stopped is
+ * read again until it ticks or the capture's one shared wait (2 ms, paid
+ * once however many stopped timers there are) is over. */
+#define TIMER_SETTLE_NS 2000000ull
+
+static void timerfd_settled(struct fd_list *l, const char *path, char *info, size_t size,
+			    struct ckpt_timerfd *t)
+{
+	for (int tries = 0; timer_looks_stopped(t); tries++) {
+		if (tries > 0) {
+			uint64_t now = now_ns();
+			if (!l->timer_wait_until)
+				l->timer_wait_until = now + TIMER_SETTLE_NS;
+			if (now >= l->timer_wait_until)
+				return;
+			raw_syscall0(SYS_sched_yield);
+		}
+		if (read_file(path, info, size) <= 0)
+			return;
+		parse_timerfd(info, t);
+	}
+}
+
+static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *path, char *info,
+			   size_t size)
 {
 	struct ckpt_timerfd t;
-	mem_zero(&t, sizeof t);
-	t.clockid = (int32_t)dec_field(info, "clockid:", 0);
-	t.ticks = (uint64_t)dec_field(info, "ticks:", 0);
-	dec_pair(info, "it_value:", &t.value_sec, &t.value_nsec);
-	dec_pair(info, "it_interval:", &t.interval_sec, &t.interval_nsec);
+	parse_timerfd(info, &t);
+	timerfd_settled(l, path, info, size, &t);
 	return put_record(l, f, CKPT_FD_TIMERFD, &t, sizeof t);
 }
 
@@ -367,7 +408,7 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 		return found ? 0 : -1;
 	}
 	if (str_eq(link, "anon_inode:[timerfd]"))
-		return capture_timerfd(l, f, info);
+		return capture_timerfd(l, f, path, info, sizeof info);
 	if (!str_eq(link, "anon_inode:[eventpoll]"))
 		return -1;
 	f->kind = CKPT_FD_EPOLL;
@@ -666,7 +707,7 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 		return -1;
 	}
 	struct fd_list l = {scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)), 0,
-			    scratch_alloc(s, FD_DATA_MAX), 0};
+			    scratch_alloc(s, FD_DATA_MAX), 0, 0};
 	if (!l.fds || !l.data) {
 		str_copy(err, "out of scratch memory for file descriptors", 64);
 		return -1;
