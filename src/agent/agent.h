@@ -31,6 +31,7 @@ enum slot_state { SLOT_FREE = 0, SLOT_SIGNALED = 1, SLOT_CAPTURING = 2, SLOT_STO
 struct agent_slot {
 	int tid;
 	_Atomic int state;
+	int by_fallback; /* stopped with the fallback signal (suspend.c) */
 	struct ckpt_thread info;
 };
 
@@ -233,10 +234,17 @@ long raw_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */
  * blanks), key only at a line start if at_line_start; 0 if absent. */
 uint64_t scan_hex(const char **p);
 uint64_t hex_field(const char *s, const char *key, int at_line_start, int *found);
+/* The decimal number (a '-' allowed) after key at a line start of s (after
+ * blanks and a '('), *after set past it; 0 if absent. */
+int64_t dec_field(const char *s, const char *key, const char **after);
 /* Numeric entries of a /proc directory (tasks, descriptors): count, or -1. */
 int list_numeric_dir(const char *path, int *out, int cap);
 void set_error(const char *a, const char *b, const char *c);
 void add_warning(const char *a, const char *b, const char *c);
+
+/* timers.c: the process's interval and POSIX timers, at most max */
+struct ckpt_timer;
+int timers_capture(struct ckpt_timer *out, int max);
 
 /* sigwrap.c */
 struct sigaction;

@@ -132,6 +132,10 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	return 0;
 }
 
+#define MAX_TIMERS 4096
+static struct ckpt_timer timers[MAX_TIMERS];
+static int ntimers;
+
 static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *proc, int nthreads)
 {
 	ckpt_writer_begin_section(w, CKPT_SEC_PROCESS);
@@ -170,6 +174,12 @@ static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *pro
 	ckpt_writer_begin_section(w, CKPT_SEC_ZOMBIES);
 	ckpt_writer_write(w, zombies, (size_t)nz * sizeof zombies[0]);
 	ckpt_writer_end_section(w, (uint32_t)nz);
+
+	if (ntimers) {
+		ckpt_writer_begin_section(w, CKPT_SEC_TIMERS);
+		ckpt_writer_write(w, timers, (size_t)ntimers * sizeof timers[0]);
+		ckpt_writer_end_section(w, (uint32_t)ntimers);
+	}
 }
 
 static int open_image(char *tmp, char *final, size_t cap)
@@ -353,6 +363,7 @@ void capture_image(void *self_frame)
 	 * from a snapshot. */
 	static struct ckpt_process proc;
 	err[0] = 0;
+	ntimers = timers_capture(timers, MAX_TIMERS); /* before the pending signals */
 	if (process_capture(&proc, &st, err) != 0 || fds_capture(&w, &s, &st, err) != 0) {
 		set_error(err, 0, 0);
 	} else {

@@ -303,24 +303,6 @@ static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct
 }
 
 /* Decimal number after key at a line start (blanks and "(" skipped). */
-static int64_t dec_field(const char *s, const char *key, const char **after)
-{
-	for (const char *p = s; *p; p++) {
-		if ((p != s && p[-1] != '\n') || !str_starts(p, key))
-			continue;
-		p += str_len(key);
-		while (*p == ' ' || *p == '\t' || *p == '(')
-			p++;
-		int64_t v = 0;
-		for (; *p >= '0' && *p <= '9'; p++)
-			v = v * 10 + (*p - '0');
-		if (after)
-			*after = p;
-		return v;
-	}
-	return 0;
-}
-
 /* "it_value: (S, NS)": the second number follows the first. */
 static void dec_pair(const char *s, const char *key, int64_t *a, int64_t *b)
 {

@@ -94,13 +94,8 @@ static struct agent_slot *slot_of(int tid)
 	return 0;
 }
 
-static void suspend_handler(int sig, siginfo_t *si, void *frame)
+static void stop_here(void *frame)
 {
-	(void)sig;
-	/* Only our own tgkill stops a thread: a stray kill of this signal
-	 * from elsewhere is ignored. */
-	if (si->si_code != SI_TKILL || si->si_pid != agent.pid)
-		return;
 	if (!atomic_load(&agent.active))
 		return;
 	int tid = (int)raw_syscall0(SYS_gettid);
@@ -121,6 +116,122 @@ static void suspend_handler(int sig, siginfo_t *si, void *frame)
 	futex_wake(&agent.stopped_count);
 	while (atomic_load(&agent.resume_epoch) == epoch)
 		futex_wait(&agent.resume_epoch, epoch, -1);
+}
+
+static void suspend_handler(int sig, siginfo_t *si, void *frame)
+{
+	(void)sig;
+	/* Only our own tgkill stops a thread: a stray kill of this signal
+	 * from elsewhere is ignored. */
+	if (si->si_code != SI_TKILL || si->si_pid != agent.pid)
+		return;
+	stop_here(frame);
+}
+
+/* ---- threads that block the suspend signal ----
+ * Threads libc starts for itself may block every signal it lets them
+ * (glibc's timer helper waits in sigwaitinfo with all blocked but its two
+ * internal signals), and the agent's wrappers never see that mask being
+ * set. Such a thread is stopped with glibc's SIGSETXID, which it never
+ * blocks: sent with sigqueue's code and a value of ours, so the handler put
+ * in front of glibc's tells our signal from glibc's own (setuid() in a
+ * threaded program), which it passes on. */
+#define FALLBACK_SIGNAL 33
+#define FALLBACK_VALUE ((void *)0x636b70747374ull) /* "ckptst" */
+
+#define KSA_SIGINFO 4ull
+#define KSA_RESTART 0x10000000ull
+#define KSA_RESTORER 0x04000000ull
+
+/* what handled the signal before ours (glibc's), in the kernel's layout */
+static struct ckpt_sigaction fallback_next;
+
+static void fallback_handler(int sig, siginfo_t *si, void *frame)
+{
+	if (si->si_code == SI_QUEUE && si->si_pid == agent.pid &&
+	    si->si_value.sival_ptr == FALLBACK_VALUE) {
+		stop_here(frame);
+		return;
+	}
+	uint64_t h = fallback_next.handler;
+	if (h == (uint64_t)(uintptr_t)SIG_DFL || h == (uint64_t)(uintptr_t)SIG_IGN)
+		return;
+	if (fallback_next.flags & KSA_SIGINFO)
+		((void (*)(int, siginfo_t *, void *))(uintptr_t)h)(sig, si, frame);
+	else
+		((void (*)(int))(uintptr_t)h)(sig);
+}
+
+/* Our handler in front of whatever handles the signal now (checked each
+ * time: libc may install its own late). */
+static int fallback_install(void)
+{
+	struct ckpt_sigaction now, sa;
+	if (raw_syscall4(SYS_rt_sigaction, FALLBACK_SIGNAL, 0, &now, 8) != 0)
+		return -1;
+	if (now.handler == (uint64_t)(uintptr_t)fallback_handler)
+		return 0;
+	/* the restorer that returns from a handler: libc's, as the suspend
+	 * signal's handler has it */
+	struct ckpt_sigaction suspend_action;
+	if (raw_syscall4(SYS_rt_sigaction, agent.suspend_signal, 0, &suspend_action, 8) != 0 ||
+	    !(suspend_action.flags & KSA_RESTORER))
+		return -1;
+	fallback_next = now;
+	sa.handler = (uint64_t)(uintptr_t)fallback_handler;
+	sa.flags = KSA_SIGINFO | KSA_RESTART | KSA_RESTORER;
+	sa.restorer = suspend_action.restorer;
+	sa.mask = ~0ull;
+	return raw_syscall4(SYS_rt_sigaction, FALLBACK_SIGNAL, &sa, 0, 8) == 0 ? 0 : -1;
+}
+
+/* Tids seen blocking the suspend signal: signalled with the fallback at
+ * once next time, so that no instance of ours queues up in them. */
+#define MAX_BLOCKING 64
+static int blocking_tids[MAX_BLOCKING], nblocking;
+
+static int known_blocking(int tid)
+{
+	for (int i = 0; i < nblocking; i++)
+		if (blocking_tids[i] == tid)
+			return 1;
+	return 0;
+}
+
+static long send_fallback(struct agent_slot *s)
+{
+	if (fallback_install() != 0)
+		return -1;
+	siginfo_t si;
+	mem_zero(&si, sizeof si);
+	si.si_signo = FALLBACK_SIGNAL;
+	si.si_code = SI_QUEUE;
+	si.si_pid = agent.pid;
+	si.si_uid = (uid_t)raw_syscall0(SYS_getuid);
+	si.si_value.sival_ptr = FALLBACK_VALUE;
+	s->by_fallback = 1;
+	return raw_syscall4(SYS_rt_tgsigqueueinfo, agent.pid, s->tid, FALLBACK_SIGNAL, &si);
+}
+
+/* A thread still not stopped that blocks the suspend signal gets the
+ * fallback. */
+static void nudge_blocking(void)
+{
+	char path[64];
+	for (int i = 0; i < agent.nslots; i++) {
+		struct agent_slot *s = &agent.slots[i];
+		if (atomic_load(&s->state) != SLOT_SIGNALED || s->by_fallback)
+			continue;
+		path[0] = 0;
+		str_append(path, sizeof path, "/proc/self/task/");
+		str_append_u64(path, sizeof path, (uint64_t)s->tid);
+		str_append(path, sizeof path, "/status");
+		uint64_t blocked = status_mask(path, "SigBlk:");
+		if (!(blocked & (1ull << (agent.suspend_signal - 1))))
+			continue;
+		if (send_fallback(s) == 0 && !known_blocking(s->tid) && nblocking < MAX_BLOCKING)
+			blocking_tids[nblocking++] = s->tid;
+	}
 }
 
 int suspend_install(void)
@@ -242,8 +353,11 @@ static int signal_new_threads(void)
 		struct agent_slot *s = &agent.slots[agent.nslots++];
 		s->tid = tids[i];
 		mem_zero(&s->info, sizeof s->info);
+		s->by_fallback = 0;
 		atomic_store(&s->state, SLOT_SIGNALED);
-		long r = raw_syscall3(SYS_tgkill, agent.pid, tids[i], agent.suspend_signal);
+		long r = known_blocking(tids[i])
+			     ? send_fallback(s)
+			     : raw_syscall3(SYS_tgkill, agent.pid, tids[i], agent.suspend_signal);
 		if (r == -3 /* ESRCH: exited meanwhile */)
 			atomic_store(&s->state, SLOT_FREE);
 	}
@@ -271,7 +385,9 @@ int suspend_all_threads(void)
 	agent.nslots = 0;
 	agent.ckpt_epoch = atomic_load(&agent.resume_epoch);
 	atomic_store(&agent.active, 1);
-	uint64_t deadline = now_ns() + (uint64_t)agent.stop_timeout_ms * 1000000ull;
+	uint64_t start = now_ns(), deadline = start + (uint64_t)agent.stop_timeout_ms * 1000000ull;
+	/* most threads stop within a millisecond; those left then are looked at */
+	uint64_t nudge_at = start + 2000000ull;
 	for (;;) {
 		uint32_t seen = atomic_load(&agent.stopped_count);
 		int pending = signal_new_threads();
@@ -292,7 +408,10 @@ int suspend_all_threads(void)
 				}
 			break;
 		}
-		futex_wait(&agent.stopped_count, seen, 50);
+		uint64_t now = now_ns();
+		if (now >= nudge_at)
+			nudge_blocking();
+		futex_wait(&agent.stopped_count, seen, now < nudge_at ? 2 : 50);
 		drop_exited();
 	}
 	resume_all_threads();

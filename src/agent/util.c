@@ -236,6 +236,26 @@ uint64_t hex_field(const char *s, const char *key, int at_line_start, int *found
 	return 0;
 }
 
+int64_t dec_field(const char *s, const char *key, const char **after)
+{
+	for (const char *p = s; *p; p++) {
+		if ((p != s && p[-1] != '\n') || !str_starts(p, key))
+			continue;
+		p += str_len(key);
+		while (*p == ' ' || *p == '\t' || *p == '(')
+			p++;
+		int negative = *p == '-';
+		p += negative;
+		int64_t v = 0;
+		for (; *p >= '0' && *p <= '9'; p++)
+			v = v * 10 + (*p - '0');
+		if (after)
+			*after = p;
+		return negative ? -v : v;
+	}
+	return 0;
+}
+
 int list_numeric_dir(const char *path, int *out, int cap)
 {
 	/* listing our own descriptors shows the one doing the listing */

@@ -10,10 +10,11 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 6
-/* Version 5 lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version 3 also lacks reference
- * chunks, PAGE_HASHES and parent_generation; version 2 also differs in what a compressed chunk's
- * crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION 7
+/* Version 6 lacks TIMERS; version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version
+ * 3 also lacks reference chunks, PAGE_HASHES and parent_generation; version 2 also differs in what
+ * a compressed chunk's crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION_V6 6
 #define CKPT_FORMAT_VERSION_V5 5
 #define CKPT_FORMAT_VERSION_V4 4
 #define CKPT_FORMAT_VERSION_V3 3
@@ -71,7 +72,9 @@ enum ckpt_section_type {
 	CKPT_SEC_PAGE_RUNS = 14,   /* struct ckpt_page_run[count], ascending addr (version 5) */
 	/* Optional: where each page chunk is (version 6) */
 	CKPT_SEC_PAGE_INDEX = 15, /* struct ckpt_chunk_entry[count], in file order */
-	CKPT_SEC_MAX_KNOWN = 15,
+	/* Optional: timers that send the process signals (version 7) */
+	CKPT_SEC_TIMERS = 16, /* struct ckpt_timer[count] */
+	CKPT_SEC_MAX_KNOWN = 16,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -154,6 +157,27 @@ struct ckpt_thread {
 	uint64_t rseq_addr;
 	char comm[16];
 	uint64_t sigpending; /* signals pending for this thread (bit n-1 = signal n) */
+};
+
+enum ckpt_timer_kind {
+	CKPT_TIMER_REAL = 1,	/* setitimer(ITIMER_REAL), alarm(): SIGALRM, wall time */
+	CKPT_TIMER_VIRTUAL = 2, /* ITIMER_VIRTUAL: SIGVTALRM, user CPU time */
+	CKPT_TIMER_PROF = 3,	/* ITIMER_PROF: SIGPROF, CPU time */
+	CKPT_TIMER_POSIX = 4,	/* timer_create() */
+};
+
+/* A timer of the process. Times are what was left when the process
+ * stopped: the time it spent stopped is not counted. */
+struct ckpt_timer {
+	uint32_t kind;
+	int32_t id;	    /* POSIX: the kernel's timer id, which the program holds */
+	int32_t clockid;    /* POSIX */
+	int32_t signo;	    /* POSIX: the signal an expiry sends */
+	int32_t notify;	    /* POSIX: SIGEV_SIGNAL 0, _NONE 1, _THREAD 2 or _THREAD_ID 4 */
+	int32_t notify_tid; /* POSIX, SIGEV_THREAD_ID: the thread it is sent to */
+	uint64_t sigval;    /* POSIX: the si_value it carries */
+	int64_t value_sec, value_nsec;	     /* time left; both 0: not running */
+	int64_t interval_sec, interval_nsec; /* period; both 0: fires once */
 };
 
 /* struct sigaction as the kernel's rt_sigaction sees it on x86-64 */

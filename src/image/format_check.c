@@ -148,6 +148,19 @@ OFF(ckpt_lock, write, 8);
 OFF(ckpt_lock, start, 16);
 OFF(ckpt_lock, end, 24);
 
+SIZE(ckpt_timer, 64);
+OFF(ckpt_timer, kind, 0);
+OFF(ckpt_timer, id, 4);
+OFF(ckpt_timer, clockid, 8);
+OFF(ckpt_timer, signo, 12);
+OFF(ckpt_timer, notify, 16);
+OFF(ckpt_timer, notify_tid, 20);
+OFF(ckpt_timer, sigval, 24);
+OFF(ckpt_timer, value_sec, 32);
+OFF(ckpt_timer, value_nsec, 40);
+OFF(ckpt_timer, interval_sec, 48);
+OFF(ckpt_timer, interval_nsec, 56);
+
 SIZE(ckpt_page_chunk, 24);
 OFF(ckpt_page_chunk, magic, 0);
 OFF(ckpt_page_chunk, area, 4);

@@ -62,6 +62,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_PAGE_HASHES] = "PAGE_HASHES",
     [CKPT_SEC_PAGE_RUNS] = "PAGE_RUNS",
     [CKPT_SEC_PAGE_INDEX] = "PAGE_INDEX",
+    [CKPT_SEC_TIMERS] = "TIMERS",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -162,6 +163,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
 	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V6 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V5 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V4 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V3 &&
@@ -214,6 +216,7 @@ static int check_section(const struct ckpt_image *img, uint32_t i, uint64_t prev
 	/* each version knows the sections of the versions before it */
 	uint32_t v = img->hdr.format_version;
 	uint32_t known = v >= CKPT_FORMAT_VERSION      ? CKPT_SEC_MAX_KNOWN
+			 : v >= CKPT_FORMAT_VERSION_V6 ? CKPT_SEC_PAGE_INDEX
 			 : v >= CKPT_FORMAT_VERSION_V5 ? CKPT_SEC_PAGE_RUNS
 						       : CKPT_SEC_PAGE_HASHES;
 	if (s->type < 1 || s->type > known)
@@ -545,6 +548,10 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 			 errlen) < 0)
 		return free(p), -1;
 	img->index = p;
+	if (load_records(img, CKPT_SEC_TIMERS, 0, sizeof *img->timers, &p, &img->ntimers, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->timers = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
 	return 0;
 }
@@ -595,11 +602,51 @@ static int check_tree(const struct ckpt_image *img, char *err, size_t errlen)
 	return 0;
 }
 
+static int time_ok(int64_t sec, int64_t nsec)
+{
+	return sec >= 0 && nsec >= 0 && nsec < 1000000000;
+}
+
+/* At most one interval timer of each kind; a POSIX timer has a distinct
+ * id, a notification the kernel accepts, and a thread of this process
+ * when it signals one. */
+static int check_timers(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < img->ntimers; i++) {
+		const struct ckpt_timer *t = &img->timers[i];
+		int ok = t->kind >= CKPT_TIMER_REAL && t->kind <= CKPT_TIMER_POSIX &&
+			 time_ok(t->value_sec, t->value_nsec) &&
+			 time_ok(t->interval_sec, t->interval_nsec);
+		if (ok && t->kind == CKPT_TIMER_POSIX) {
+			ok = t->id >= 0 && t->signo >= 0 && t->signo <= CKPT_NSIG &&
+			     (t->notify == 0 || t->notify == 1 || t->notify == 2 ||
+			      t->notify == 4) &&
+			     (t->notify == 1 || t->signo > 0);
+			int thread_known = t->notify != 4;
+			for (uint32_t k = 0; k < img->nthreads && !thread_known; k++)
+				thread_known = img->threads[k].tid == t->notify_tid;
+			ok = ok && thread_known;
+		} else if (ok) {
+			ok = !t->id && !t->clockid && !t->signo && !t->notify && !t->notify_tid &&
+			     !t->sigval;
+		}
+		for (uint32_t k = 0; k < i && ok; k++)
+			ok = img->timers[k].kind != t->kind ||
+			     (t->kind == CKPT_TIMER_POSIX && img->timers[k].id != t->id);
+		if (!ok)
+			return fail(err, errlen,
+				    "section TIMERS: entry %u (kind %u, id %d) is inconsistent", i,
+				    t->kind, t->id);
+	}
+	return 0;
+}
+
 static int check_all(const struct ckpt_image *img, char *err, size_t errlen)
 {
 	if (check_strings(img, err, errlen) < 0 || check_process(img, err, errlen) < 0 ||
 	    check_threads(img, err, errlen) < 0 || check_areas(img, err, errlen) < 0 ||
-	    check_fds(img, err, errlen) < 0 || check_tree(img, err, errlen) < 0)
+	    check_fds(img, err, errlen) < 0 || check_tree(img, err, errlen) < 0 ||
+	    check_timers(img, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -663,6 +710,7 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->zombies);
 	free(img->shares);
 	free(img->locks);
+	free(img->timers);
 	free(img->index);
 	free(img->strings);
 	free(img->fd_data);

@@ -36,6 +36,8 @@ struct ckpt_image {
 	uint32_t nshares;
 	struct ckpt_lock *locks;
 	uint32_t nlocks;
+	struct ckpt_timer *timers; /* TIMERS (version 7, optional) */
+	uint32_t ntimers;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
 	/* PAGE_INDEX (version 6, optional), checked by ckpt_image_open against
 	 * the areas and the rules where chunks lie: walks that only list the

@@ -642,7 +642,8 @@ static struct layout measure(const struct ckpt_image *img, const struct live_map
 	struct layout l = {0};
 	l.code = round_up((uint64_t)(final_blob_end - final_blob_start));
 	l.plan = sizeof(struct plan) + img->nareas * sizeof(struct plan_area) +
-		 img->nthreads * sizeof(struct plan_thread);
+		 img->nthreads * sizeof(struct plan_thread) +
+		 img->ntimers * sizeof(struct ckpt_timer);
 	for (uint32_t i = 0; i < img->nareas; i++)
 		if (staged(&img->areas[i]))
 			l.plan += bitmap_bytes(&img->areas[i]);
@@ -746,6 +747,24 @@ static void plan_process(struct plan *p, const struct ckpt_image *img, struct fd
 	for (uint32_t i = 0; i < img->nareas; i++)
 		if (img->areas[i].end > p->unmap_top)
 			p->unmap_top = img->areas[i].end;
+}
+
+static int timer_order(const void *a, const void *b)
+{
+	const struct ckpt_timer *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Where the kernel cannot be told which id a POSIX timer gets, ids come in
+ * ascending order: the final stage makes them in that order. */
+static void plan_timers(struct ckpt_timer *timers, const struct ckpt_image *img)
+{
+	if (!img->ntimers)
+		return;
+	memcpy(timers, img->timers, img->ntimers * sizeof *timers);
+	qsort(timers, img->ntimers, sizeof *timers, timer_order);
 }
 
 /* One descriptor per mapped file, shared by all of its areas (libraries
@@ -975,7 +994,10 @@ struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 	if (plan_special(p, img, live, nlive, slot) != 0)
 		return NULL;
 	plan_process(p, img, c);
-	uint64_t bitmaps = (uint64_t)(uintptr_t)(p->threads + img->nthreads);
+	p->timers = (struct ckpt_timer *)(p->threads + img->nthreads);
+	p->ntimers = img->ntimers;
+	plan_timers(p->timers, img);
+	uint64_t bitmaps = (uint64_t)(uintptr_t)(p->timers + img->ntimers);
 	if (plan_areas(p, img, c, staging, bitmaps, pieces_at) != 0)
 		return NULL;
 	return p;

@@ -68,7 +68,9 @@ struct plan {
 	 * glibc's struct pthread at tid_offset from the thread pointer */
 	uint32_t new_ids;
 	int32_t tid_offset;
-	uint64_t shared_pending; /* raised again once every thread exists */
+	uint64_t shared_pending;   /* raised again once every thread exists */
+	uint32_t ntimers;	   /* made again once every thread exists */
+	struct ckpt_timer *timers; /* POSIX ones in ascending id order */
 
 	uint64_t restore_info_addr;
 	struct ckpt_restore_info restore_info;

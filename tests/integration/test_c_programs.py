@@ -73,6 +73,13 @@ def test_stop_after_checkpoint(ck):
     ck.stop_cycle(c_prog("threads", 64, 40))
 
 
+def test_signal_timers(ck):
+    """Interval timers (SIGALRM, SIGPROF) and POSIX timers (a signal with a
+    value, glibc's SIGEV_THREAD, a one-shot one the program waits for, a
+    stopped one) come back with the ids the program holds and keep firing."""
+    ck.cycle(c_prog("sigtimers", 60, 40))
+
+
 def test_dontfork_memory_is_saved(ck):
     """1 MiB marked MADV_DONTFORK: the copy-on-write writer (a fork) lacks
     it, which the checkpoint must notice (the writer's memory is smaller

@@ -49,6 +49,10 @@ enum variant {
 	V_REFS,		  /* chunk 2 is a reference to the parent, with PAGE_HASHES */
 	V_REFS_NO_PARENT, /* the same in an image that names no parent */
 	V_RUNS_ORDER,	  /* V_REFS with overlapping PAGE_RUNS */
+	V_TIMERS,	  /* V_GOOD with an interval timer and a POSIX timer */
+	V_TIMER_THREAD,	  /* the POSIX timer signals a thread not in the image */
+	V_TIMER_TWICE,	  /* two ITIMER_REAL */
+	V_TIMER_NSEC,	  /* a time with 10^9 nanoseconds */
 	V_NVARIANTS
 };
 
@@ -72,7 +76,8 @@ struct program {
 	struct ckpt_sigaction sigactions[CKPT_NSIG];
 	struct ckpt_area areas[NAREAS];
 	struct ckpt_fd fds[NFDS];
-	uint32_t nthreads, nareas, nfds;
+	struct ckpt_timer timers[2];
+	uint32_t nthreads, nareas, nfds, ntimers;
 };
 
 /* Chunks: (area, first page index in the area, npages). */
@@ -231,6 +236,25 @@ static void make_program(struct program *pg, enum variant v)
 		pg->areas[0].pages_saved = 1;
 	if (v == V_REFS || v == V_RUNS_ORDER)
 		pg->hdr.parent_generation = 2;
+	if (v >= V_TIMERS && v <= V_TIMER_NSEC) {
+		pg->ntimers = 2;
+		pg->timers[0] = (struct ckpt_timer){
+		    .kind = CKPT_TIMER_REAL, .value_nsec = 500000000, .interval_nsec = 100000000};
+		pg->timers[1] = (struct ckpt_timer){.kind = CKPT_TIMER_POSIX,
+						    .id = 3,
+						    .clockid = 1,
+						    .signo = 34,
+						    .notify = 4,
+						    .notify_tid = pg->threads[1].tid,
+						    .sigval = 0x1234,
+						    .value_sec = 1};
+	}
+	if (v == V_TIMER_THREAD)
+		pg->timers[1].notify_tid = 99999;
+	if (v == V_TIMER_TWICE)
+		pg->timers[1] = pg->timers[0];
+	if (v == V_TIMER_NSEC)
+		pg->timers[0].interval_nsec = 1000000000;
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
@@ -367,6 +391,8 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 		section(&w, CKPT_SEC_FD_DATA, fd_data, sizeof fd_data - 1, 0);
 		section(&w, CKPT_SEC_FDS, pg.fds, pg.nfds * sizeof *pg.fds, pg.nfds);
 	}
+	if (pg.ntimers)
+		section(&w, CKPT_SEC_TIMERS, pg.timers, pg.ntimers * sizeof *pg.timers, pg.ntimers);
 	write_pages(&w, &pg, v);
 	return ckpt_writer_finish(&w, &pg.hdr);
 }
@@ -716,7 +742,12 @@ static void test_version_2(const char *path)
 
 static void set_version(struct ckpt_image_header *h)
 {
-	h->format_version = 7;
+	h->format_version = 8;
+}
+
+static void set_version_6(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V6;
 }
 
 static void set_arch(struct ckpt_image_header *h)
@@ -745,8 +776,21 @@ static void test_header_checks(const char *path)
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
-	CHECK(!ckpt_image_open(path, err, sizeof err), "version 7 accepted");
-	CHECK(strstr(err, "version 7") && strstr(err, "versions 2 to 6"), "message: %s", err);
+	CHECK(!ckpt_image_open(path, err, sizeof err), "version 8 accepted");
+	CHECK(strstr(err, "version 8") && strstr(err, "versions 2 to 7"), "message: %s", err);
+
+	/* timers come back as written; version 6 has no TIMERS section */
+	CHECK(create_image(path, V_TIMERS, 4096) == 0, "write image");
+	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+	struct program pg;
+	make_program(&pg, V_TIMERS);
+	CHECK(img && img->ntimers == 2 && !memcmp(img->timers, pg.timers, sizeof pg.timers),
+	      "timers: %s", img ? "not as written" : err);
+	if (img)
+		ckpt_image_close(img);
+	rewrite_header(path, set_version_6);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 16"),
+	      "TIMERS in a version 6 image: '%s'", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
@@ -766,7 +810,8 @@ static void test_bad_records(const char *path)
 	    {V_CHUNK_AREA_INDEX, "chunk 3"}, {V_STRING_RANGE, "FDS"},
 	    {V_TWO_MAINS, "THREADS"},	     {V_NO_MAIN, "THREADS"},
 	    {V_FD_DATA_RANGE, "FD_DATA"},    {V_PROCESS_SIZE, "PROCESS"},
-	    {V_PAGES_SAVED, "area 1"},
+	    {V_PAGES_SAVED, "area 1"},	     {V_TIMER_THREAD, "TIMERS"},
+	    {V_TIMER_TWICE, "TIMERS"},	     {V_TIMER_NSEC, "TIMERS"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -994,6 +1039,7 @@ static int write_seeds(const char *dir)
 	return write_seed(dir, "good.img", V_GOOD, NULL) ||
 	       write_seed(dir, "small.img", V_SMALL, NULL) ||
 	       write_seed(dir, "refs.img", V_REFS, NULL) ||
+	       write_seed(dir, "timers.img", V_TIMERS, NULL) ||
 	       write_seed(dir, "stored.img", V_GOOD, &stored) ||
 	       write_seed(dir, "zstd.img", V_GOOD, &compressed);
 }

@@ -36,6 +36,10 @@
 #define NR_rseq 334
 #define NR_clone3 435
 #define NR_capset 126
+#define NR_setitimer 38
+#define NR_timer_create 222
+#define NR_timer_settime 223
+#define NR_timer_delete 226
 
 #define PROT_READ 1
 #define PROT_WRITE 2
@@ -54,6 +58,8 @@
 #define PR_SET_MM_MAP 14
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
+#define PR_TIMER_CREATE_RESTORE_IDS 77 /* Linux 6.17 */
+#define SIGEV_THREAD_ID 4
 #define FUTEX_WAIT_PRIVATE 128
 #define FUTEX_WAKE_PRIVATE 129
 
@@ -338,6 +344,88 @@ static void restore_sigactions(struct plan *p)
 	}
 }
 
+/* The kernel's struct sigevent (64 bytes) and timer values. */
+struct k_sigevent {
+	uint64_t value;
+	int32_t signo, notify, tid;
+	int32_t pad[11];
+};
+struct k_timespec {
+	int64_t sec, nsec;
+};
+struct k_itimerspec {
+	struct k_timespec interval, value;
+};
+
+static int64_t tid_now(struct plan *p, int32_t tid)
+{
+	for (uint32_t i = 0; i < p->nthreads; i++)
+		if (p->threads[i].t.tid == tid)
+			return p->threads[i].new_tid;
+	return tid;
+}
+
+static void restore_itimer(struct plan *p, const struct ckpt_timer *t)
+{
+	/* struct itimerval: microseconds; a time left rounded to none would
+	 * stop the timer instead */
+	int64_t v[4] = {t->interval_sec, t->interval_nsec / 1000, t->value_sec,
+			t->value_nsec / 1000};
+	if (!v[2] && !v[3])
+		v[3] = 1;
+	long r = raw_syscall3(NR_setitimer, t->kind - CKPT_TIMER_REAL, v, 0);
+	if (failed(r))
+		die(p, "cannot set the interval timer again (its kind as address)", t->kind, r);
+}
+
+/* A POSIX timer gets the id the program holds: asked for where the kernel
+ * takes requests (by_request), else by making timers until the counter
+ * reaches it (ids ascend from the process's first; timers come sorted). */
+static void restore_posix_timer(struct plan *p, const struct ckpt_timer *t, int by_request)
+{
+	struct k_sigevent ev = {t->sigval, t->signo, t->notify, 0, {0}};
+	if (t->notify & SIGEV_THREAD_ID)
+		ev.tid = (int32_t)tid_now(p, t->notify_tid);
+	int32_t id = t->id;
+	long r = raw_syscall3(NR_timer_create, t->clockid, &ev, &id);
+	for (int tries = 0; !by_request && !failed(r) && id < t->id && tries < 65536; tries++) {
+		raw_syscall1(NR_timer_delete, id);
+		r = raw_syscall3(NR_timer_create, t->clockid, &ev, &id);
+	}
+	if (!failed(r) && id != t->id)
+		r = -16; /* EBUSY: the id cannot be had again */
+	if (failed(r))
+		die(p, "cannot make the POSIX timer again (its id as address)", (uint64_t)t->id, r);
+	struct k_itimerspec its = {{t->interval_sec, t->interval_nsec},
+				   {t->value_sec, t->value_nsec}};
+	if (!its.value.sec && !its.value.nsec)
+		return; /* not running */
+	r = raw_syscall4(NR_timer_settime, id, 0, &its, 0);
+	if (failed(r))
+		die(p, "cannot set the POSIX timer again (its id as address)", (uint64_t)t->id, r);
+}
+
+/* Timers start counting again once every thread exists: the time the
+ * process spent stopped is not counted. */
+static void restore_timers(struct plan *p)
+{
+	int by_request = 0, posix = 0;
+	for (uint32_t i = 0; i < p->ntimers; i++)
+		posix |= p->timers[i].kind == CKPT_TIMER_POSIX;
+	if (posix)
+		by_request =
+		    !failed(raw_syscall5(NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0));
+	for (uint32_t i = 0; i < p->ntimers; i++) {
+		if (p->timers[i].kind == CKPT_TIMER_POSIX)
+			restore_posix_timer(p, &p->timers[i], by_request);
+		else
+			restore_itimer(p, &p->timers[i]);
+	}
+	/* the program's own timer_create calls must not ask for ids */
+	if (by_request)
+		raw_syscall5(NR_prctl, PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0);
+}
+
 __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct plan *p)
 {
 	/* 1. park the vDSO in the hole, then clear the address space */
@@ -385,6 +473,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 	 * stays pending, as it was). */
 	long pid = raw_syscall0(NR_getpid);
 	main_thread->new_tid = pid;
+	restore_timers(p);
 	for (uint32_t i = 0; i < p->nthreads; i++)
 		for (int sig = 1; sig <= CKPT_NSIG; sig++)
 			if (p->threads[i].t.sigpending & (1ull << (sig - 1)))
