@@ -246,10 +246,6 @@ void add_warning(const char *a, const char *b, const char *c);
 struct ckpt_timer;
 int timers_capture(struct ckpt_timer *out, int max);
 
-/* glibc's SIGSETXID, which no thread of a glibc program blocks: the signal
- * that stops threads blocking the suspend signal (suspend.c) */
-#define AGENT_FALLBACK_SIGNAL 33
-
 /* pending.c: pending signals taken off their queues with their siginfo */
 void pending_reset(void);
 uint64_t pending_take(int tid, uint64_t mask); /* tid 0: the process's; returns those left */

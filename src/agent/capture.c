@@ -110,8 +110,7 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->agent_fd = agent.ctl_fd;
 	p->pthread_tid_offset = agent.pthread_tid_offset;
 	p->shared_pending = status_mask("/proc/self/status", "ShdPnd:") &
-			    ~(1ull << (agent.suspend_signal - 1)) &
-			    ~(1ull << (AGENT_FALLBACK_SIGNAL - 1));
+			    ~(1ull << (agent.suspend_signal - 1)) & ~(1ull << (33 - 1));
 	/* what this thread has pending itself would come off its queue first */
 	uint64_t own = status_mask("/proc/thread-self/status", "SigPnd:");
 	if (p->shared_pending)

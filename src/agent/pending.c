@@ -19,13 +19,6 @@ static struct ckpt_siginfo pool[MAX_PENDING];
 static _Atomic uint32_t pool_used;
 static int requeued;
 
-/* Slots handed out; the counter itself may run past the pool when full. */
-static uint32_t pool_count(void)
-{
-	uint32_t n = atomic_load(&pool_used);
-	return n < MAX_PENDING ? n : MAX_PENDING;
-}
-
 void pending_reset(void)
 {
 	atomic_store(&pool_used, 0);
@@ -53,6 +46,7 @@ uint64_t pending_take(int tid, uint64_t mask)
 		for (;;) {
 			uint32_t at = atomic_fetch_add(&pool_used, 1);
 			if (at >= MAX_PENDING) {
+				atomic_store(&pool_used, MAX_PENDING);
 				left |= bit;
 				break;
 			}
@@ -83,7 +77,7 @@ void pending_requeue(void)
 	if (requeued)
 		return;
 	requeued = 1;
-	uint32_t n = pool_count();
+	uint32_t n = atomic_load(&pool_used);
 	for (uint32_t i = 0; i < n; i++) {
 		struct ckpt_siginfo *rec = &pool[i];
 		if (!rec->signo)
@@ -100,6 +94,6 @@ void pending_requeue(void)
  * caller). */
 const struct ckpt_siginfo *pending_records(uint32_t *n)
 {
-	*n = pool_count();
+	*n = atomic_load(&pool_used);
 	return pool;
 }

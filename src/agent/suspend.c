@@ -23,6 +23,7 @@
 #define ARCH_GET_GS 0x1004
 #endif
 #define RSEQ_SIG_X86 0x53053053u
+#define FALLBACK_SIGNAL 33 /* glibc's SIGSETXID: see "threads that block" below */
 
 static long futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ms)
 {
@@ -73,8 +74,7 @@ void capture_thread_state(struct ckpt_thread *t, void *frame)
 	/* signals that arrived blocked, or during the stop: delivered again
 	 * after a restart (without their siginfo) */
 	t->sigpending = status_mask("/proc/thread-self/status", "SigPnd:") &
-			~(1ull << (agent.suspend_signal - 1)) &
-			~(1ull << (AGENT_FALLBACK_SIGNAL - 1));
+			~(1ull << (agent.suspend_signal - 1)) & ~(1ull << (FALLBACK_SIGNAL - 1));
 	if (t->sigpending && t->tid != agent.agent_tid)
 		t->sigpending = pending_take(t->tid, t->sigpending);
 	/* glibc registers tp + __rseq_offset with the kernel for every thread
@@ -169,7 +169,7 @@ static void fallback_handler(int sig, siginfo_t *si, void *frame)
 static int fallback_install(void)
 {
 	struct ckpt_sigaction now, sa;
-	if (raw_syscall4(SYS_rt_sigaction, AGENT_FALLBACK_SIGNAL, 0, &now, 8) != 0)
+	if (raw_syscall4(SYS_rt_sigaction, FALLBACK_SIGNAL, 0, &now, 8) != 0)
 		return -1;
 	if (now.handler == (uint64_t)(uintptr_t)fallback_handler)
 		return 0;
@@ -184,7 +184,7 @@ static int fallback_install(void)
 	sa.flags = KSA_SIGINFO | KSA_RESTART | KSA_RESTORER;
 	sa.restorer = suspend_action.restorer;
 	sa.mask = ~0ull;
-	return raw_syscall4(SYS_rt_sigaction, AGENT_FALLBACK_SIGNAL, &sa, 0, 8) == 0 ? 0 : -1;
+	return raw_syscall4(SYS_rt_sigaction, FALLBACK_SIGNAL, &sa, 0, 8) == 0 ? 0 : -1;
 }
 
 /* Tids seen blocking the suspend signal: signalled with the fallback at
@@ -206,13 +206,13 @@ static long send_fallback(struct agent_slot *s)
 		return -1;
 	siginfo_t si;
 	mem_zero(&si, sizeof si);
-	si.si_signo = AGENT_FALLBACK_SIGNAL;
+	si.si_signo = FALLBACK_SIGNAL;
 	si.si_code = SI_QUEUE;
 	si.si_pid = agent.pid;
 	si.si_uid = (uid_t)raw_syscall0(SYS_getuid);
 	si.si_value.sival_ptr = FALLBACK_VALUE;
 	s->by_fallback = 1;
-	return raw_syscall4(SYS_rt_tgsigqueueinfo, agent.pid, s->tid, AGENT_FALLBACK_SIGNAL, &si);
+	return raw_syscall4(SYS_rt_tgsigqueueinfo, agent.pid, s->tid, FALLBACK_SIGNAL, &si);
 }
 
 /* A thread still not stopped that blocks the suspend signal gets the
