@@ -246,12 +246,6 @@ void add_warning(const char *a, const char *b, const char *c);
 struct ckpt_timer;
 int timers_capture(struct ckpt_timer *out, int max);
 
-/* pending.c: pending signals taken off their queues with their siginfo */
-void pending_reset(void);
-uint64_t pending_take(int tid, uint64_t mask); /* tid 0: the process's; returns those left */
-void pending_requeue(void);
-const struct ckpt_siginfo *pending_records(uint32_t *n);
-
 /* sigwrap.c */
 struct sigaction;
 int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);

@@ -23,7 +23,6 @@
 #define ARCH_GET_GS 0x1004
 #endif
 #define RSEQ_SIG_X86 0x53053053u
-#define FALLBACK_SIGNAL 33 /* glibc's SIGSETXID: see "threads that block" below */
 
 static long futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ms)
 {
@@ -74,9 +73,7 @@ void capture_thread_state(struct ckpt_thread *t, void *frame)
 	/* signals that arrived blocked, or during the stop: delivered again
 	 * after a restart (without their siginfo) */
 	t->sigpending = status_mask("/proc/thread-self/status", "SigPnd:") &
-			~(1ull << (agent.suspend_signal - 1)) & ~(1ull << (FALLBACK_SIGNAL - 1));
-	if (t->sigpending && t->tid != agent.agent_tid)
-		t->sigpending = pending_take(t->tid, t->sigpending);
+			~(1ull << (agent.suspend_signal - 1));
 	/* glibc registers tp + __rseq_offset with the kernel for every thread
 	 * it starts; a failed registration leaves cpu_id at -2 (-1 before it
 	 * was attempted). */
@@ -139,6 +136,7 @@ static void suspend_handler(int sig, siginfo_t *si, void *frame)
  * blocks: sent with sigqueue's code and a value of ours, so the handler put
  * in front of glibc's tells our signal from glibc's own (setuid() in a
  * threaded program), which it passes on. */
+#define FALLBACK_SIGNAL 33
 #define FALLBACK_VALUE ((void *)0x636b70747374ull) /* "ckptst" */
 
 #define KSA_SIGINFO 4ull
@@ -385,7 +383,6 @@ static void drop_exited(void)
 int suspend_all_threads(void)
 {
 	agent.nslots = 0;
-	pending_reset();
 	agent.ckpt_epoch = atomic_load(&agent.resume_epoch);
 	atomic_store(&agent.active, 1);
 	uint64_t start = now_ns(), deadline = start + (uint64_t)agent.stop_timeout_ms * 1000000ull;
@@ -423,7 +420,6 @@ int suspend_all_threads(void)
 
 void resume_all_threads(void)
 {
-	pending_requeue(); /* taken by threads of a checkpoint that did not get far */
 	atomic_store(&agent.active, 0);
 	for (int i = 0; i < agent.nslots; i++)
 		atomic_store(&agent.slots[i].state, SLOT_FREE);

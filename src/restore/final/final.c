@@ -40,8 +40,6 @@
 #define NR_timer_create 222
 #define NR_timer_settime 223
 #define NR_timer_delete 226
-#define NR_rt_sigqueueinfo 129
-#define NR_rt_tgsigqueueinfo 297
 
 #define PROT_READ 1
 #define PROT_WRITE 2
@@ -472,19 +470,10 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 	}
 	/* Pending signals come back pending: this thread still blocks them
 	 * all, the others get theirs whatever their masks (a blocked one
-	 * stays pending, as it was). Those with a siginfo come with it, in
-	 * the order they were queued. */
+	 * stays pending, as it was). */
 	long pid = raw_syscall0(NR_getpid);
 	main_thread->new_tid = pid;
 	restore_timers(p);
-	for (uint32_t i = 0; i < p->nsiginfo; i++) {
-		struct ckpt_siginfo *s = &p->siginfo[i];
-		if (s->tid)
-			raw_syscall4(NR_rt_tgsigqueueinfo, pid, tid_now(p, s->tid), s->signo,
-				     s->info);
-		else
-			raw_syscall3(NR_rt_sigqueueinfo, pid, s->signo, s->info);
-	}
 	for (uint32_t i = 0; i < p->nthreads; i++)
 		for (int sig = 1; sig <= CKPT_NSIG; sig++)
 			if (p->threads[i].t.sigpending & (1ull << (sig - 1)))
