@@ -339,6 +339,7 @@ static void on_capture(const char *line)
 		/* Capture ourselves last: the handler writes the image. */
 		raw_syscall3(SYS_tgkill, agent.pid, agent.agent_tid, agent.suspend_signal);
 		if (agent.restore_info.magic == CKPT_RESTORE_MAGIC) {
+			pending_after_restart();
 			after_restore();
 			return;
 		}

@@ -246,6 +246,17 @@ void add_warning(const char *a, const char *b, const char *c);
 struct ckpt_timer;
 int timers_capture(struct ckpt_timer *out, int max);
 
+/* glibc's SIGSETXID, which no thread of a glibc program blocks: the signal
+ * that stops threads blocking the suspend signal (suspend.c) */
+#define AGENT_FALLBACK_SIGNAL 33
+
+/* pending.c: pending signals taken off their queues with their siginfo */
+void pending_reset(void);
+void pending_after_restart(void);
+uint64_t pending_take(int tid, uint64_t mask); /* tid 0: the process's; returns those left */
+void pending_requeue_own(int tid); /* a resumed thread's, and the main's the process's */
+const struct ckpt_siginfo *pending_records(uint32_t *n);
+
 /* sigwrap.c */
 struct sigaction;
 int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);

@@ -109,8 +109,14 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->restore_info_addr = (uint64_t)(uintptr_t)&agent.restore_info;
 	p->agent_fd = agent.ctl_fd;
 	p->pthread_tid_offset = agent.pthread_tid_offset;
-	p->shared_pending =
-	    status_mask("/proc/self/status", "ShdPnd:") & ~(1ull << (agent.suspend_signal - 1));
+	p->shared_pending = status_mask("/proc/self/status", "ShdPnd:") &
+			    ~(1ull << (agent.suspend_signal - 1)) &
+			    ~(1ull << (AGENT_FALLBACK_SIGNAL - 1));
+	/* what this thread has pending itself would come off its queue first */
+	uint64_t own = status_mask("/proc/thread-self/status", "SigPnd:");
+	if (p->shared_pending)
+		p->shared_pending =
+		    pending_take(0, p->shared_pending & ~own) | (p->shared_pending & own);
 	if (agent.was_stopped)
 		p->shared_pending |= 1ull << (SIGSTOP - 1);
 	p->nrlimits = CKPT_NRLIMITS;
@@ -179,6 +185,18 @@ static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *pro
 		ckpt_writer_begin_section(w, CKPT_SEC_TIMERS);
 		ckpt_writer_write(w, timers, (size_t)ntimers * sizeof timers[0]);
 		ckpt_writer_end_section(w, (uint32_t)ntimers);
+	}
+
+	uint32_t npending, taken = 0;
+	const struct ckpt_siginfo *pending = pending_records(&npending);
+	if (npending) {
+		ckpt_writer_begin_section(w, CKPT_SEC_SIGINFO);
+		for (uint32_t i = 0; i < npending; i++)
+			if (pending[i].signo) {
+				ckpt_writer_write(w, &pending[i], sizeof pending[i]);
+				taken++;
+			}
+		ckpt_writer_end_section(w, taken);
 	}
 }
 
@@ -364,10 +382,12 @@ void capture_image(void *self_frame)
 	static struct ckpt_process proc;
 	err[0] = 0;
 	ntimers = timers_capture(timers, MAX_TIMERS); /* before the pending signals */
-	if (process_capture(&proc, &st, err) != 0 || fds_capture(&w, &s, &st, err) != 0) {
+	int captured = process_capture(&proc, &st, err) == 0 && fds_capture(&w, &s, &st, err) == 0;
+	if (captured)
+		write_small_sections(&w, &proc, nthreads);
+	if (!captured) {
 		set_error(err, 0, 0);
 	} else {
-		write_small_sections(&w, &proc, nthreads);
 		/* which pages were written since the last capture (read and
 		 * protected again now, while stopped) */
 		uint64_t t0 = now_ns();

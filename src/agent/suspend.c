@@ -73,7 +73,10 @@ void capture_thread_state(struct ckpt_thread *t, void *frame)
 	/* signals that arrived blocked, or during the stop: delivered again
 	 * after a restart (without their siginfo) */
 	t->sigpending = status_mask("/proc/thread-self/status", "SigPnd:") &
-			~(1ull << (agent.suspend_signal - 1));
+			~(1ull << (agent.suspend_signal - 1)) &
+			~(1ull << (AGENT_FALLBACK_SIGNAL - 1));
+	if (t->sigpending && t->tid != agent.agent_tid)
+		t->sigpending = pending_take(t->tid, t->sigpending);
 	/* glibc registers tp + __rseq_offset with the kernel for every thread
 	 * it starts; a failed registration leaves cpu_id at -2 (-1 before it
 	 * was attempted). */
@@ -116,6 +119,7 @@ static void stop_here(void *frame)
 	futex_wake(&agent.stopped_count);
 	while (atomic_load(&agent.resume_epoch) == epoch)
 		futex_wait(&agent.resume_epoch, epoch, -1);
+	pending_requeue_own(tid); /* the signals it had pending, taken at the stop */
 }
 
 static void suspend_handler(int sig, siginfo_t *si, void *frame)
@@ -136,7 +140,6 @@ static void suspend_handler(int sig, siginfo_t *si, void *frame)
  * blocks: sent with sigqueue's code and a value of ours, so the handler put
  * in front of glibc's tells our signal from glibc's own (setuid() in a
  * threaded program), which it passes on. */
-#define FALLBACK_SIGNAL 33
 #define FALLBACK_VALUE ((void *)0x636b70747374ull) /* "ckptst" */
 
 #define KSA_SIGINFO 4ull
@@ -167,7 +170,7 @@ static void fallback_handler(int sig, siginfo_t *si, void *frame)
 static int fallback_install(void)
 {
 	struct ckpt_sigaction now, sa;
-	if (raw_syscall4(SYS_rt_sigaction, FALLBACK_SIGNAL, 0, &now, 8) != 0)
+	if (raw_syscall4(SYS_rt_sigaction, AGENT_FALLBACK_SIGNAL, 0, &now, 8) != 0)
 		return -1;
 	if (now.handler == (uint64_t)(uintptr_t)fallback_handler)
 		return 0;
@@ -182,7 +185,7 @@ static int fallback_install(void)
 	sa.flags = KSA_SIGINFO | KSA_RESTART | KSA_RESTORER;
 	sa.restorer = suspend_action.restorer;
 	sa.mask = ~0ull;
-	return raw_syscall4(SYS_rt_sigaction, FALLBACK_SIGNAL, &sa, 0, 8) == 0 ? 0 : -1;
+	return raw_syscall4(SYS_rt_sigaction, AGENT_FALLBACK_SIGNAL, &sa, 0, 8) == 0 ? 0 : -1;
 }
 
 /* Tids seen blocking the suspend signal: signalled with the fallback at
@@ -204,13 +207,13 @@ static long send_fallback(struct agent_slot *s)
 		return -1;
 	siginfo_t si;
 	mem_zero(&si, sizeof si);
-	si.si_signo = FALLBACK_SIGNAL;
+	si.si_signo = AGENT_FALLBACK_SIGNAL;
 	si.si_code = SI_QUEUE;
 	si.si_pid = agent.pid;
 	si.si_uid = (uid_t)raw_syscall0(SYS_getuid);
 	si.si_value.sival_ptr = FALLBACK_VALUE;
 	s->by_fallback = 1;
-	return raw_syscall4(SYS_rt_tgsigqueueinfo, agent.pid, s->tid, FALLBACK_SIGNAL, &si);
+	return raw_syscall4(SYS_rt_tgsigqueueinfo, agent.pid, s->tid, AGENT_FALLBACK_SIGNAL, &si);
 }
 
 /* A thread still not stopped that blocks the suspend signal gets the
@@ -383,6 +386,7 @@ static void drop_exited(void)
 int suspend_all_threads(void)
 {
 	agent.nslots = 0;
+	pending_reset();
 	agent.ckpt_epoch = atomic_load(&agent.resume_epoch);
 	atomic_store(&agent.active, 1);
 	uint64_t start = now_ns(), deadline = start + (uint64_t)agent.stop_timeout_ms * 1000000ull;

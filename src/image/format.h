@@ -73,8 +73,9 @@ enum ckpt_section_type {
 	/* Optional: where each page chunk is (version 6) */
 	CKPT_SEC_PAGE_INDEX = 15, /* struct ckpt_chunk_entry[count], in file order */
 	/* Optional: timers that send the process signals (version 7) */
-	CKPT_SEC_TIMERS = 16, /* struct ckpt_timer[count] */
-	CKPT_SEC_MAX_KNOWN = 16,
+	CKPT_SEC_TIMERS = 16,  /* struct ckpt_timer[count] */
+	CKPT_SEC_SIGINFO = 17, /* struct ckpt_siginfo[count]: pending signals */
+	CKPT_SEC_MAX_KNOWN = 17,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -178,6 +179,16 @@ struct ckpt_timer {
 	uint64_t sigval;    /* POSIX: the si_value it carries */
 	int64_t value_sec, value_nsec;	     /* time left; both 0: not running */
 	int64_t interval_sec, interval_nsec; /* period; both 0: fires once */
+};
+
+/* A pending signal with its siginfo, in the order it was queued: raised
+ * again with it at restart. Signals pending without a record (the bits of
+ * ckpt_thread.sigpending and ckpt_process.shared_pending) come back
+ * without. */
+struct ckpt_siginfo {
+	int32_t tid;	   /* the thread it is pending for; 0: the process */
+	uint32_t signo;	   /* 1 to 64 */
+	uint8_t info[128]; /* the kernel's siginfo_t */
 };
 
 /* struct sigaction as the kernel's rt_sigaction sees it on x86-64 */

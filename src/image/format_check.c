@@ -161,6 +161,11 @@ OFF(ckpt_timer, value_nsec, 40);
 OFF(ckpt_timer, interval_sec, 48);
 OFF(ckpt_timer, interval_nsec, 56);
 
+SIZE(ckpt_siginfo, 136);
+OFF(ckpt_siginfo, tid, 0);
+OFF(ckpt_siginfo, signo, 4);
+OFF(ckpt_siginfo, info, 8);
+
 SIZE(ckpt_page_chunk, 24);
 OFF(ckpt_page_chunk, magic, 0);
 OFF(ckpt_page_chunk, area, 4);

@@ -63,6 +63,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_PAGE_RUNS] = "PAGE_RUNS",
     [CKPT_SEC_PAGE_INDEX] = "PAGE_INDEX",
     [CKPT_SEC_TIMERS] = "TIMERS",
+    [CKPT_SEC_SIGINFO] = "SIGINFO",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -552,6 +553,10 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 			 errlen) < 0)
 		return free(p), -1;
 	img->timers = p;
+	if (load_records(img, CKPT_SEC_SIGINFO, 0, sizeof *img->siginfo, &p, &img->nsiginfo, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->siginfo = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
 	return 0;
 }
@@ -641,12 +646,32 @@ static int check_timers(const struct ckpt_image *img, char *err, size_t errlen)
 	return 0;
 }
 
+/* Each pending signal names a signal, a thread of this image or the
+ * process, and carries its own number in its siginfo. */
+static int check_siginfo(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < img->nsiginfo; i++) {
+		const struct ckpt_siginfo *s = &img->siginfo[i];
+		int32_t in_info;
+		memcpy(&in_info, s->info, sizeof in_info);
+		int ok = s->signo >= 1 && s->signo <= CKPT_NSIG && in_info == (int32_t)s->signo;
+		int thread_known = s->tid == 0;
+		for (uint32_t k = 0; k < img->nthreads && !thread_known; k++)
+			thread_known = img->threads[k].tid == s->tid;
+		if (!ok || !thread_known)
+			return fail(err, errlen,
+				    "section SIGINFO: entry %u (signal %u for %d) is inconsistent",
+				    i, s->signo, s->tid);
+	}
+	return 0;
+}
+
 static int check_all(const struct ckpt_image *img, char *err, size_t errlen)
 {
 	if (check_strings(img, err, errlen) < 0 || check_process(img, err, errlen) < 0 ||
 	    check_threads(img, err, errlen) < 0 || check_areas(img, err, errlen) < 0 ||
 	    check_fds(img, err, errlen) < 0 || check_tree(img, err, errlen) < 0 ||
-	    check_timers(img, err, errlen) < 0)
+	    check_timers(img, err, errlen) < 0 || check_siginfo(img, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -711,6 +736,7 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->shares);
 	free(img->locks);
 	free(img->timers);
+	free(img->siginfo);
 	free(img->index);
 	free(img->strings);
 	free(img->fd_data);

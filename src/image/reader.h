@@ -38,6 +38,8 @@ struct ckpt_image {
 	uint32_t nlocks;
 	struct ckpt_timer *timers; /* TIMERS (version 7, optional) */
 	uint32_t ntimers;
+	struct ckpt_siginfo *siginfo; /* SIGINFO (version 7, optional) */
+	uint32_t nsiginfo;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
 	/* PAGE_INDEX (version 6, optional), checked by ckpt_image_open against
 	 * the areas and the rules where chunks lie: walks that only list the

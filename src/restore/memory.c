@@ -997,7 +997,11 @@ struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 	p->timers = (struct ckpt_timer *)(p->threads + img->nthreads);
 	p->ntimers = img->ntimers;
 	plan_timers(p->timers, img);
-	uint64_t bitmaps = (uint64_t)(uintptr_t)(p->timers + img->ntimers);
+	p->siginfo = (struct ckpt_siginfo *)(p->timers + img->ntimers);
+	p->nsiginfo = img->nsiginfo;
+	if (img->nsiginfo)
+		memcpy(p->siginfo, img->siginfo, img->nsiginfo * sizeof *p->siginfo);
+	uint64_t bitmaps = (uint64_t)(uintptr_t)(p->siginfo + img->nsiginfo);
 	if (plan_areas(p, img, c, staging, bitmaps, pieces_at) != 0)
 		return NULL;
 	return p;

@@ -71,6 +71,8 @@ struct plan {
 	uint64_t shared_pending;   /* raised again once every thread exists */
 	uint32_t ntimers;	   /* made again once every thread exists */
 	struct ckpt_timer *timers; /* POSIX ones in ascending id order */
+	uint32_t nsiginfo;	   /* pending signals with their siginfo, in order */
+	struct ckpt_siginfo *siginfo;
 
 	uint64_t restore_info_addr;
 	struct ckpt_restore_info restore_info;

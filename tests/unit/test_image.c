@@ -53,6 +53,8 @@ enum variant {
 	V_TIMER_THREAD,	  /* the POSIX timer signals a thread not in the image */
 	V_TIMER_TWICE,	  /* two ITIMER_REAL */
 	V_TIMER_NSEC,	  /* a time with 10^9 nanoseconds */
+	V_SIGINFO_THREAD, /* a pending signal for a thread not in the image */
+	V_SIGINFO_SIGNO,  /* a pending signal whose siginfo names another */
 	V_NVARIANTS
 };
 
@@ -77,7 +79,8 @@ struct program {
 	struct ckpt_area areas[NAREAS];
 	struct ckpt_fd fds[NFDS];
 	struct ckpt_timer timers[2];
-	uint32_t nthreads, nareas, nfds, ntimers;
+	struct ckpt_siginfo siginfo[2];
+	uint32_t nthreads, nareas, nfds, ntimers, nsiginfo;
 };
 
 /* Chunks: (area, first page index in the area, npages). */
@@ -236,7 +239,12 @@ static void make_program(struct program *pg, enum variant v)
 		pg->areas[0].pages_saved = 1;
 	if (v == V_REFS || v == V_RUNS_ORDER)
 		pg->hdr.parent_generation = 2;
-	if (v >= V_TIMERS && v <= V_TIMER_NSEC) {
+	if (v >= V_TIMERS && v <= V_SIGINFO_SIGNO) {
+		pg->nsiginfo = 2;
+		pg->siginfo[0] = (struct ckpt_siginfo){.tid = pg->threads[1].tid, .signo = 34};
+		pg->siginfo[1] = (struct ckpt_siginfo){.tid = 0, .signo = 14};
+		pg->siginfo[0].info[0] = 34;
+		pg->siginfo[1].info[0] = 14;
 		pg->ntimers = 2;
 		pg->timers[0] = (struct ckpt_timer){
 		    .kind = CKPT_TIMER_REAL, .value_nsec = 500000000, .interval_nsec = 100000000};
@@ -255,6 +263,10 @@ static void make_program(struct program *pg, enum variant v)
 		pg->timers[1] = pg->timers[0];
 	if (v == V_TIMER_NSEC)
 		pg->timers[0].interval_nsec = 1000000000;
+	if (v == V_SIGINFO_THREAD)
+		pg->siginfo[0].tid = 99999;
+	if (v == V_SIGINFO_SIGNO)
+		pg->siginfo[1].info[0] = 15;
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
@@ -393,6 +405,9 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 	}
 	if (pg.ntimers)
 		section(&w, CKPT_SEC_TIMERS, pg.timers, pg.ntimers * sizeof *pg.timers, pg.ntimers);
+	if (pg.nsiginfo)
+		section(&w, CKPT_SEC_SIGINFO, pg.siginfo, pg.nsiginfo * sizeof *pg.siginfo,
+			pg.nsiginfo);
 	write_pages(&w, &pg, v);
 	return ckpt_writer_finish(&w, &pg.hdr);
 }
@@ -784,8 +799,9 @@ static void test_header_checks(const char *path)
 	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
 	struct program pg;
 	make_program(&pg, V_TIMERS);
-	CHECK(img && img->ntimers == 2 && !memcmp(img->timers, pg.timers, sizeof pg.timers),
-	      "timers: %s", img ? "not as written" : err);
+	CHECK(img && img->ntimers == 2 && !memcmp(img->timers, pg.timers, sizeof pg.timers) &&
+		  img->nsiginfo == 2 && !memcmp(img->siginfo, pg.siginfo, sizeof pg.siginfo),
+	      "timers and pending signals: %s", img ? "not as written" : err);
 	if (img)
 		ckpt_image_close(img);
 	rewrite_header(path, set_version_6);
@@ -812,6 +828,7 @@ static void test_bad_records(const char *path)
 	    {V_FD_DATA_RANGE, "FD_DATA"},    {V_PROCESS_SIZE, "PROCESS"},
 	    {V_PAGES_SAVED, "area 1"},	     {V_TIMER_THREAD, "TIMERS"},
 	    {V_TIMER_TWICE, "TIMERS"},	     {V_TIMER_NSEC, "TIMERS"},
+	    {V_SIGINFO_THREAD, "SIGINFO"},   {V_SIGINFO_SIGNO, "SIGINFO"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

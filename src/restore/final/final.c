@@ -40,6 +40,8 @@
 #define NR_timer_create 222
 #define NR_timer_settime 223
 #define NR_timer_delete 226
+#define NR_rt_sigqueueinfo 129
+#define NR_rt_tgsigqueueinfo 297
 
 #define PROT_READ 1
 #define PROT_WRITE 2
@@ -470,10 +472,21 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 	}
 	/* Pending signals come back pending: this thread still blocks them
 	 * all, the others get theirs whatever their masks (a blocked one
-	 * stays pending, as it was). */
+	 * stays pending, as it was). Those with a siginfo come with it, in
+	 * the order they were queued. */
 	long pid = raw_syscall0(NR_getpid);
 	main_thread->new_tid = pid;
 	restore_timers(p);
+	for (uint32_t i = 0; i < p->nsiginfo; i++) {
+		struct ckpt_siginfo *s = &p->siginfo[i];
+		long tid = s->tid ? tid_now(p, s->tid) : 0;
+		long r = tid ? raw_syscall4(NR_rt_tgsigqueueinfo, pid, tid, s->signo, s->info)
+			     : raw_syscall3(NR_rt_sigqueueinfo, pid, s->signo, s->info);
+		/* another thread's signal with a kill()-like or kernel code may
+		 * only be queued by that thread: it comes back without */
+		if (r == -1 /* EPERM */ && tid)
+			raw_syscall3(NR_tgkill, pid, tid, s->signo);
+	}
 	for (uint32_t i = 0; i < p->nthreads; i++)
 		for (int sig = 1; sig <= CKPT_NSIG; sig++)
 			if (p->threads[i].t.sigpending & (1ull << (sig - 1)))
