@@ -31,7 +31,8 @@ enum slot_state { SLOT_FREE = 0, SLOT_SIGNALED = 1, SLOT_CAPTURING = 2, SLOT_STO
 struct agent_slot {
 	int tid;
 	_Atomic int state;
-	int by_fallback; /* stopped with the fallback signal (suspend.c) */
+	int by_fallback;  /* stopped with the fallback signal (suspend.c) */
+	int mask_checked; /* its signal mask looked at this checkpoint */
 	struct ckpt_thread info;
 };
 

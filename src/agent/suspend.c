@@ -223,8 +223,11 @@ static void nudge_blocking(void)
 	char path[64];
 	for (int i = 0; i < agent.nslots; i++) {
 		struct agent_slot *s = &agent.slots[i];
-		if (atomic_load(&s->state) != SLOT_SIGNALED || s->by_fallback)
+		/* once each: a thread that is only slow is not read again at
+		 * every wake-up while the others stop */
+		if (atomic_load(&s->state) != SLOT_SIGNALED || s->by_fallback || s->mask_checked)
 			continue;
+		s->mask_checked = 1;
 		path[0] = 0;
 		str_append(path, sizeof path, "/proc/self/task/");
 		str_append_u64(path, sizeof path, (uint64_t)s->tid);
@@ -356,7 +359,7 @@ static int signal_new_threads(void)
 		struct agent_slot *s = &agent.slots[agent.nslots++];
 		s->tid = tids[i];
 		mem_zero(&s->info, sizeof s->info);
-		s->by_fallback = 0;
+		s->by_fallback = s->mask_checked = 0;
 		atomic_store(&s->state, SLOT_SIGNALED);
 		long r = known_blocking(tids[i])
 			     ? send_fallback(s)
