@@ -252,7 +252,8 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 		gpuckpt_on_restored(c);
 		restore_progress_end(c);
 		tee_release(c, 1);
-		c->restored_pid = pid;
+		if (c->nrestored < COORD_MAX_PROCS)
+			c->restored_pids[c->nrestored++] = pid;
 		ckpt_log(c->o->exec_log,
 			 "restored from generation %llu: pid %lld (%s) is running again",
 			 (unsigned long long)restored, (long long)pid, k->cmd);
@@ -607,6 +608,15 @@ static int damaged_pages_found(struct coord *c, const char *what)
 	return marked == 0;
 }
 
+/* A restart worked once the program's main process connected restored. */
+static int main_restored(const struct coord *c)
+{
+	for (int i = 0; i < c->nrestored; i++)
+		if (c->restored_pids[i] == c->main_pid)
+			return 1;
+	return 0;
+}
+
 static int exit_code(struct coord *c)
 {
 	char what[128];
@@ -657,8 +667,8 @@ static int exit_code(struct coord *c)
 			c->o->rundir);
 		return CKPT_EXIT_STOP_FAILED;
 	}
-	if (c->main_exited && WIFEXITED(status) &&
-	    !(c->o->restored_gen && c->restored_pid != c->main_pid))
+	int restore_failed = c->o->restored_gen && !main_restored(c);
+	if (c->main_exited && WIFEXITED(status) && !restore_failed)
 		record_finished(c, code);
 	if (c->main_exited)
 		ckpt_log(c->o->exec_log,
@@ -670,12 +680,11 @@ static int exit_code(struct coord *c)
 		    "exit: the namespace's init (host pid %d) %s, taking the program with it; ckpt "
 		    "exits with status %d",
 		    (int)c->o->launch.init_pid, what, code);
-	int damaged =
-	    c->o->restored_gen && c->restored_pid != c->main_pid && damaged_pages_found(c, what);
+	int damaged = restore_failed && damaged_pages_found(c, what);
 	tee_release(c, !damaged);
 	if (damaged)
 		return code;
-	if (c->o->restored_gen && c->restored_pid != c->main_pid) {
+	if (restore_failed) {
 		/* The restorer prints its own one-line reason and exits with 2;
 		 * say here what that means for the run. */
 		ckpt_log(

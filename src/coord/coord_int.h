@@ -132,7 +132,10 @@ struct coord {
 	int64_t stop_at; /* copy of o->stop_at_mono; 0 once it fired */
 	int ckpt_again;	 /* the checkpoint signal came during a checkpoint */
 	int init_reaped;
-	int64_t restored_pid; /* pid of the last HELLO with restored= (0: none) */
+	/* pids of the HELLOs with restored= (a restored tree has several; the
+	 * main pid may be reported by init after its HELLO) */
+	int64_t restored_pids[COORD_MAX_PROCS];
+	int nrestored;
 	int init_status;
 	int report_fd, cmd_fd;
 	/* lazy restart (lazyverify.c): the child verifying restored_gen,

@@ -725,6 +725,15 @@ class Ckpt:
             f"\n{tail(log_after)}")
         ex = text_of(rundir / "execution.log")
         assert re.search(r"restart", ex, re.I), f"execution.log does not mention the restart:\n{tail(ex)}"
+        # the restart worked: nothing may call it failed, and a program
+        # that then exited by itself is recorded as finished (ckpt run
+        # must not run it again)
+        assert not re.search(r"restart from generation \d+ failed", ex), (
+            f"execution.log calls a restart that worked failed:\n{tail(ex)}")
+        if "exited with status" in ex.splitlines()[-1]:
+            assert (rundir / "finished").exists(), (
+                f"the restarted program exited by itself but the run is not marked "
+                f"finished:\n{tail(ex)}")
 
 
 # ----------------------------------------------------------------- fixtures
