@@ -261,6 +261,21 @@ static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct sta
 	return 0;
 }
 
+/* All size bytes of a file from its start (pread: the offset stays). */
+static int read_whole(int fd, char *dst, uint64_t size)
+{
+	uint64_t got = 0;
+	while (got < size) {
+		long n = raw_syscall4(SYS_pread64, fd, dst + got, size - got, got);
+		if (n == -4)
+			continue;
+		if (n <= 0)
+			break;
+		got += (uint64_t)n;
+	}
+	return got == size ? 0 : -1;
+}
+
 /* A file the program still has open after deleting it (a temporary file,
  * such as Python's tempfile.TemporaryFile): nobody else can reach it, so
  * its content is saved and restart recreates it, unlinked again. */
@@ -282,17 +297,7 @@ static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct
 			    " is too large to save; restart will refuse it");
 		return;
 	}
-	char *dst = l->data + l->data_len;
-	uint64_t got = 0;
-	while (got < size) {
-		long n = raw_syscall4(SYS_pread64, f->fd, dst + got, size - got, got);
-		if (n == -4)
-			continue;
-		if (n <= 0)
-			break;
-		got += (uint64_t)n;
-	}
-	if (got != size) {
+	if (read_whole(f->fd, l->data + l->data_len, size) != 0) {
 		add_warning("cannot read deleted file ", link, "; restart will refuse it");
 		return;
 	}
@@ -300,6 +305,52 @@ static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct
 	f->data_off = l->data_len;
 	f->data_len = size;
 	l->data_len += size;
+}
+
+/* A file written at positions before its end (a database, an HDF5 file:
+ * pwrite, or a descriptor not at the end): bytes the program changes after
+ * the checkpoint are not new bytes a restart can cut off, so its content
+ * is saved with the image and written back at restart (aux 1). A writer
+ * appending at the end (its offset at the end, or O_APPEND) is only cut
+ * back to its size. Read while the program is stopped: at most
+ * WRITTEN_FILE_MAX, saved once per file. */
+#define WRITTEN_FILE_MAX (64u << 20)
+
+static int written_in_place(const struct ckpt_fd *f)
+{
+	return (f->open_flags & O_ACCMODE) != O_RDONLY && !(f->open_flags & O_APPEND) &&
+	       (uint64_t)f->offset != f->size;
+}
+
+static void save_written_file(struct fd_list *l, struct ckpt_fd *f, const char *link)
+{
+	for (uint32_t i = 0; i + 1 < l->n; i++) {
+		const struct ckpt_fd *o = &l->fds[i];
+		if (o->kind == CKPT_FD_FILE && o->aux == 1 && o->ino == f->ino &&
+		    o->dev == f->dev) {
+			f->aux = 1; /* saved once, shared */
+			f->data_off = o->data_off;
+			f->data_len = o->data_len;
+			return;
+		}
+	}
+	if (f->size > WRITTEN_FILE_MAX || l->data_len + f->size > FD_DATA_MAX) {
+		add_warning(
+		    link,
+		    " is written in place and too large to save with the image (over 64 "
+		    "MiB): what the program writes into it after the checkpoint stays after a "
+		    "restart",
+		    0);
+		return;
+	}
+	if (read_whole(f->fd, l->data + l->data_len, f->size) != 0) {
+		add_warning("cannot read ", link, " to save it with the image");
+		return;
+	}
+	f->aux = 1;
+	f->data_off = l->data_len;
+	f->data_len = f->size;
+	l->data_len += f->size;
 }
 
 /* Decimal number after key at a line start (blanks and "(" skipped). */
@@ -538,6 +589,8 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd)
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
 		if (sb.st_nlink == 0)
 			save_deleted_file(l, f, &sb, link);
+		else if (written_in_place(f))
+			save_written_file(l, f, link);
 		static char info[16384];
 		char ipath[64] = "/proc/self/fdinfo/";
 		str_append_u64(ipath, sizeof ipath, (uint64_t)fd);

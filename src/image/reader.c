@@ -479,7 +479,9 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 		return fail(err, errlen, "section FDS: entry %u has bad fd %d or kind %u", i, f->fd,
 			    f->kind);
 	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) ||
-	    ((f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_FIFO) && f->aux > 1))
+	    ((f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_FIFO) && f->aux > 1) ||
+	    (f->kind == CKPT_FD_FILE && f->aux > 1) ||
+	    (f->kind == CKPT_FD_FILE && f->aux == 1 && f->data_len != f->size))
 		return fail(err, errlen, "section FDS: fd %d has bad aux %u", f->fd, f->aux);
 	if (!string_ok(img, f->path_str))
 		return fail(err, errlen, "section FDS: fd %d path offset outside STRINGS", f->fd);

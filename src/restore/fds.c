@@ -122,6 +122,47 @@ static int open_path(const struct ckpt_fd *f, const char *path)
 	return fd;
 }
 
+/* A file the program wrote in place, saved with the image: its content
+ * goes back to what it was at the checkpoint (made again if it is gone),
+ * whatever the program or anyone wrote into it since. */
+static int open_written(const struct ckpt_image *img, const struct ckpt_fd *f, const char *path)
+{
+	int flags = (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+	int fd = open(path, flags | O_NOCTTY);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && (st.st_ino != f->ino || st.st_dev != f->dev)) {
+		close(fd);
+		return fail("fd %d: %s was replaced since the checkpoint (different inode); "
+			    "restore the original file or remove the run directory's checkpoint",
+			    f->fd, path);
+	}
+	if (fd < 0 && errno == ENOENT) /* gone: its content is all there is */
+		fd = open(path, flags | O_NOCTTY | O_CREAT | O_EXCL, 0666);
+	if (fd < 0)
+		return fail("fd %d: cannot reopen %s: %s", f->fd, path, strerror(errno));
+	const char *data = (const char *)img->fd_data + f->data_off;
+	uint64_t done = 0;
+	while (done < f->data_len) {
+		ssize_t n = pwrite(fd, data + done, f->data_len - done, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			close(fd);
+			return fail("fd %d: cannot write %s back to its checkpoint content: %s",
+				    f->fd, path, strerror(e));
+		}
+		done += (uint64_t)n;
+	}
+	if (ftruncate(fd, (off_t)f->data_len) != 0 || lseek(fd, f->offset, SEEK_SET) != f->offset) {
+		int e = errno;
+		close(fd);
+		return fail("fd %d: cannot put %s back as it was at the checkpoint: %s", f->fd,
+			    path, strerror(e));
+	}
+	return fd;
+}
+
 /* Pipes and socketpairs whose both ends the program held: created once
  * each, with their queued bytes put back (bytes queued at one end are
  * written through the other), and kept above the program's descriptors
@@ -788,6 +829,8 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 			return fail("fd %d: %s had been deleted at checkpoint time; its content "
 				    "was not saved",
 				    f->fd, path);
+		if (f->aux == 1)
+			return open_written(img, f, path);
 		return open_path(f, path);
 	case CKPT_FD_DIR:
 	case CKPT_FD_DEVICE:

@@ -34,5 +34,14 @@ def test_file_read_append(ck):
     assert out_ckpt.read_bytes() == out_ref.read_bytes(), "the appended file differs from the uninterrupted run's"
 
 
+def test_sqlite_written_in_place(ck):
+    """A SQLite database, written in place: the rows and updates written
+    after the checkpoint must be gone after the restart (its content is
+    saved with the image and written back), or the counts differ."""
+    prog = py_prog("sqlite_rw", 60, 40, ck.work / "ckpt.db")
+    prog.ref_argv = [*prog.ref_argv[:-1], str(ck.work / "ref.db")]
+    ck.cycle(prog, more_lines=4)
+
+
 def test_stop_after_checkpoint(ck):
     ck.stop_cycle(py_prog("counter", 60, 40))

@@ -55,6 +55,8 @@ enum variant {
 	V_TIMER_NSEC,	  /* a time with 10^9 nanoseconds */
 	V_SIGINFO_THREAD, /* a pending signal for a thread not in the image */
 	V_SIGINFO_SIGNO,  /* a pending signal whose siginfo names another */
+	V_FILE_SAVED,	  /* a file saved whole (aux 1) with FD_DATA shorter than it */
+	V_FILE_AUX,	  /* a file with aux 2 */
 	V_NVARIANTS
 };
 
@@ -267,6 +269,12 @@ static void make_program(struct program *pg, enum variant v)
 		pg->siginfo[0].tid = 99999;
 	if (v == V_SIGINFO_SIGNO)
 		pg->siginfo[1].info[0] = 15;
+	if (v == V_FILE_SAVED) {
+		pg->fds[3].aux = 1;
+		pg->fds[3].data_len = sizeof fd_data - 1; /* not its 5000 bytes */
+	}
+	if (v == V_FILE_AUX)
+		pg->fds[3].aux = 2;
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
@@ -829,6 +837,7 @@ static void test_bad_records(const char *path)
 	    {V_PAGES_SAVED, "area 1"},	     {V_TIMER_THREAD, "TIMERS"},
 	    {V_TIMER_TWICE, "TIMERS"},	     {V_TIMER_NSEC, "TIMERS"},
 	    {V_SIGINFO_THREAD, "SIGINFO"},   {V_SIGINFO_SIGNO, "SIGINFO"},
+	    {V_FILE_SAVED, "fd 3"},	     {V_FILE_AUX, "fd 3"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
