@@ -20,6 +20,7 @@
 struct agent_state agent = {.ctl_fd = -1, .image_fd = -1};
 
 static char ctl_path[4096];
+static int connect_errno; /* why connect_now() failed */
 static char token[128];
 
 static void stdio_identities(void)
@@ -461,14 +462,11 @@ static void *agent_thread(void *arg)
 		agent.agent_tid)
 		agent.pthread_tid_offset = -1;
 
-	pthread_mutex_lock(&connect_lock);
-	agent.ctl_fd = ctl_connect_path(ctl_path);
-	pthread_mutex_unlock(&connect_lock);
 	if (agent.ctl_fd < 0 || say_hello(0) != 0) {
 		fprintf(stderr,
 			"ckpt agent: cannot reach the coordinator at %s: %s; "
 			"this process will not be checkpointed\n",
-			ctl_path, strerror(errno));
+			ctl_path, strerror(agent.ctl_fd < 0 ? connect_errno : errno));
 		return 0;
 	}
 	char buf[8192];
@@ -501,6 +499,26 @@ static int find_pthread_tid_offset(void)
 		if (p[i] == tid)
 			return i * (int)sizeof(int);
 	return -1;
+}
+
+/* The coordinator connection is made before the program goes on (in the
+ * constructor; in a forked child before fork returns), not by the agent
+ * thread beside it: a program closes and dup2s descriptor numbers it
+ * believes its own (bash in every subshell), and the numbers a connecting
+ * thread takes would be closed or replaced under it. It then moves out of
+ * the way of the program's numbers. */
+static void connect_now(void)
+{
+	int fd = ctl_connect_path(ctl_path);
+	connect_errno = fd < 0 ? errno : 0;
+	if (fd >= 0) {
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 900);
+		if (high >= 0) {
+			close(fd);
+			fd = high;
+		}
+	}
+	agent.ctl_fd = fd;
 }
 
 static void start_agent_thread(void)
@@ -542,6 +560,7 @@ static void at_fork_child(void)
 	agent.cow = 0;
 	track_forget(); /* its userfaultfd would act on the parent's memory */
 	phase = PHASE_IDLE;
+	connect_now();
 	start_agent_thread();
 }
 
@@ -565,5 +584,6 @@ __attribute__((constructor)) static void agent_init(void)
 		return;
 	}
 	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
+	connect_now();
 	start_agent_thread();
 }

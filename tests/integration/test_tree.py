@@ -74,6 +74,16 @@ def test_restart(ck, spec):
     ck.cycle(make(), k_range=k_range)
 
 
+def test_subshells_reach_the_supervisor(ck):
+    """bash forks a subshell per command substitution and closes and dup2s
+    descriptors in it at once: the agent of each must still reach the
+    supervisor (its connection used to be made by its thread beside bash,
+    whose closes took its descriptors: 'cannot reach the coordinator')."""
+    rundir = ck.cycle(sh_prog("subshells.sh", 36, 30), k_range=(3, 20))
+    log = (rundir / "application.log").read_text(errors="replace")
+    assert "cannot reach the coordinator" not in log, log[-2000:]
+
+
 def test_waiting_connection_with_bytes_sent(ck):
     """A client that sent its question on a connection the server had not
     accepted yet: the bytes sit in the queued connection, where no
