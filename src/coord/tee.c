@@ -12,6 +12,22 @@
 
 static void to_terminal(struct coord *c, int *fd, int termfd, int *term, const char *buf, size_t n);
 
+/* What the restorer says (its warnings: a file cut back, a descriptor that
+ * comes back as /dev/null) goes to execution.log too: it is about the run,
+ * not the program. The restorer writes each line at once. */
+static void log_restorer_lines(struct coord *c, const char *buf, size_t n)
+{
+	static const char tag[] = "ckpt-restore: ";
+	for (size_t i = 0; i < n;) {
+		const char *nl = memchr(buf + i, '\n', n - i);
+		size_t len = nl ? (size_t)(nl - (buf + i)) : n - i;
+		if (len > sizeof tag - 1 && !memcmp(buf + i, tag, sizeof tag - 1))
+			ckpt_log(c->o->exec_log, "restorer: %.*s", (int)(len - (sizeof tag - 1)),
+				 buf + i + sizeof tag - 1);
+		i += len + 1;
+	}
+}
+
 void tee_output(struct coord *c, int *fd, int termfd, int *term)
 {
 	char buf[65536];
@@ -26,6 +42,8 @@ void tee_output(struct coord *c, int *fd, int termfd, int *term)
 		*fd = -1;
 		return;
 	}
+	if (termfd == 2 && c->o->restored_gen && !c->nrestored)
+		log_restorer_lines(c, buf, (size_t)n);
 	if (c->o->app_log_fd >= 0 && write_all(c->o->app_log_fd, buf, (size_t)n) < 0) {
 		static int warned;
 		if (!warned++)

@@ -67,6 +67,19 @@ def test_file_append_checkpoint_on_demand(ck):
         assert got.read_bytes() == want.read_bytes(), f"{got} differs from the uninterrupted run's {want}"
 
 
+def test_file_append_cut_back(ck):
+    """Appends to a file and runs on past the checkpoint before it is
+    killed: the restart cuts the file back to its checkpoint size (the
+    program writes those lines again), says so in execution.log, and the
+    file ends up byte-identical to the uninterrupted run's."""
+    prog = file_prog(ck)
+    rundir = ck.cycle(prog, more_lines=4)
+    for got, want in prog.outputs:
+        assert got.read_bytes() == want.read_bytes(), f"{got} differs from the uninterrupted run's {want}"
+    ex = (rundir / "execution.log").read_text()
+    assert "out-ckpt.txt: cut back from" in ex, ex[-2000:]
+
+
 def test_stop_after_checkpoint(ck):
     """--stop-after-checkpoint: the program stops right at its first
     checkpoint, and the restart resumes exactly there."""
