@@ -482,6 +482,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	}
 	uint64_t skip_lo = (uint64_t)(uintptr_t)s->base, skip_hi = skip_lo + s->size;
 	uint32_t n = 0;
+	int shared_writable = 0;
 	for (char *p = maps; *p;) {
 		struct map_line m;
 		p = parse_line(p, &m);
@@ -502,6 +503,14 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		mem_zero(a, sizeof *a);
 		if (classify(&m, a, err) != 0)
 			continue;
+		/* its content is the file's, which no image holds */
+		if (a->kind == CKPT_AREA_FILE_SHARED && (a->prot & PROT_WRITE) &&
+		    !shared_writable++)
+			add_warning(
+			    m.path,
+			    " is mapped shared and writable: what the program writes into it "
+			    "after the checkpoint stays after a restart",
+			    0);
 		a->name_str = strtab_add(st, m.path);
 		n++;
 	}

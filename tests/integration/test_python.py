@@ -43,5 +43,15 @@ def test_sqlite_written_in_place(ck):
     ck.cycle(prog, more_lines=4)
 
 
+def test_shared_writable_file_mapping_is_named(ck):
+    """A file mapped shared and writable keeps its content in the file,
+    which no image holds: the checkpoint says so in execution.log."""
+    prog = py_prog("mmap_shared", 40, 40, ck.work / "ckpt.map")
+    prog.ref_argv = [*prog.ref_argv[:-1], str(ck.work / "ref.map")]
+    rundir = ck.cycle(prog)
+    ex = (rundir / "execution.log").read_text()
+    assert "ckpt.map is mapped shared and writable" in ex, ex[-2000:]
+
+
 def test_stop_after_checkpoint(ck):
     ck.stop_cycle(py_prog("counter", 60, 40))
