@@ -228,6 +228,9 @@ static void on_suspend(const char *line)
 		pthread_mutex_unlock(&connect_lock);
 	}
 	agent.stop_ns = now_ns();
+	struct timespec boot;
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	agent.stop_boot_ns = (uint64_t)boot.tv_sec * 1000000000ull + (uint64_t)boot.tv_nsec;
 	if (suspend_all_threads() != 0) {
 		send_fail(agent.errmsg);
 		return;

@@ -73,7 +73,8 @@ struct agent_state {
 	char errmsg[AGENT_ERR_LEN];
 	char warnings[AGENT_ERR_LEN];
 	uint64_t image_bytes;
-	uint64_t stop_ns, stopped_ns, resumed_ns;	      /* timeline of the last checkpoint */
+	uint64_t stop_boot_ns;			  /* CLOCK_BOOTTIME at stop_ns (CLOCK_MONOTONIC) */
+	uint64_t stop_ns, stopped_ns, resumed_ns; /* timeline of the last checkpoint */
 	uint64_t capture_ns, fork_ns, forked_ns, captured_ns; /* within CAPTURE */
 	uint64_t track_ns;				      /* of it, reading written pages */
 

@@ -50,6 +50,8 @@ static void fill_header(struct ckpt_image_header *h, int nthreads)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	h->time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	h->monotonic_ns = agent.stop_ns;
+	h->boottime_ns = agent.stop_boot_ns;
 	h->pid = agent.pid;
 	h->nthreads = (uint32_t)nthreads;
 	fill_cpu_features(h);

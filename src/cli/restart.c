@@ -297,6 +297,7 @@ int restart_run(const struct run_opts *opts)
 		if (stat(leader, &lst) != 0)
 			session_pid = img->tree.sid;
 	}
+	uint64_t monotonic_ns = img->hdr.monotonic_ns, boottime_ns = img->hdr.boottime_ns;
 	ckpt_image_close(img);
 	/* Processes checkpointed with their GPU state need a GPU like the one
 	 * they had (docs/gpu.md). */
@@ -371,6 +372,8 @@ int restart_run(const struct run_opts *opts)
 	    .argv = rargv,
 	    .pid = pid,
 	    .session_pid = session_pid,
+	    .monotonic_ns = monotonic_ns,
+	    .boottime_ns = boottime_ns,
 	    .preload = NULL,
 	    .opts = &o,
 	    .co = &co,

@@ -184,6 +184,8 @@ int supervise(struct supervise_args *a)
 	if (!env)
 		goto out;
 	struct launch_spec spec = {
+	    .monotonic_ns = a->monotonic_ns,
+	    .boottime_ns = a->boottime_ns,
 	    .path = a->exec_path,
 	    .argv = a->argv,
 	    .envp = env,

@@ -13,10 +13,11 @@ struct supervise_args {
 	int lockfd;	       /* kept open by the namespace's init too */
 	const char *exec_path; /* the program, or the restorer */
 	char *const *argv;
-	pid_t pid;		     /* 0, or the exact pid at restart */
-	pid_t session_pid;	     /* restart: the session to create first, 0 none */
-	const char *preload;	     /* the agent (start), NULL (restart) */
-	const struct run_opts *opts; /* checkpoint signal, Slurm options */
+	pid_t pid;			    /* 0, or the exact pid at restart */
+	pid_t session_pid;		    /* restart: the session to create first, 0 none */
+	const char *preload;		    /* the agent (start), NULL (restart) */
+	const struct run_opts *opts;	    /* checkpoint signal, Slurm options */
+	uint64_t monotonic_ns, boottime_ns; /* restart: the clocks at the stop, or 0 */
 	/* Filled by the caller except listen_fd, sig_fd, out_fd, err_fd and
 	 * launch, which supervise sets up. */
 	struct coord_opts *co;

@@ -488,6 +488,8 @@ static void read_report(struct coord *c)
 			c->main_exited = 1;
 			c->main_status = v;
 			program_ended(c);
+		} else if (strncmp(line, "note ", 5) == 0) {
+			ckpt_log(c->o->exec_log, "%s", line + 5);
 		} else if (strncmp(line, "err ", 4) == 0) {
 			if (!c->main_pid) {
 				c->launch_failed = 1;

@@ -11,6 +11,7 @@
 #ifndef CKPT_COORD_LAUNCH_H
 #define CKPT_COORD_LAUNCH_H
 
+#include <stdint.h>
 #include <signal.h>
 #include <sys/types.h>
 
@@ -49,6 +50,10 @@ struct launch_spec {
 	 * CKPT_NO_NAMESPACES=1): the program runs in ckpt's own, and gets new
 	 * pids and tids at restart (docs/design.md). */
 	int no_namespaces;
+	/* restart: CLOCK_MONOTONIC and CLOCK_BOOTTIME when the program was
+	 * stopped; its processes get a time namespace that goes on from them
+	 * (0: the machine's clocks) */
+	uint64_t monotonic_ns, boottime_ns;
 };
 
 struct launch {

@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* One line to the supervisor. A write error means the supervisor is
@@ -234,6 +236,53 @@ static void orphan_begin(struct orphan *o)
 		   o->host_pid, o->host_pid);
 }
 
+/* "monotonic S NS" with NS in [0, 10^9), S negative for a clock set back */
+static int offset_line(char *buf, size_t cap, const char *clock, int64_t off)
+{
+	int64_t sec = off / 1000000000, nsec = off % 1000000000;
+	if (nsec < 0) {
+		sec--;
+		nsec += 1000000000;
+	}
+	return snprintf(buf, cap, "%s %lld %lld\n", clock, (long long)sec, (long long)nsec);
+}
+
+/* A restart's processes see CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from
+ * where they were when the program was stopped: deadlines it computed from
+ * them (a condition wait's timeout, an event loop's timers) keep their
+ * meaning on a node that booted later, where those clocks are days behind
+ * and the program would wait that long. init's children enter a time
+ * namespace whose offsets are set before any of them exists. */
+static void continue_clocks(const struct launch_spec *spec, int report_fd)
+{
+	if (unshare(CLONE_NEWTIME) != 0) {
+		report(report_fd,
+		       "note no time namespace for the restored program (%s): its monotonic "
+		       "clock goes on from this machine's",
+		       strerror(errno));
+		return;
+	}
+	struct timespec mono, boot;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	int64_t now_mono = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec;
+	int64_t now_boot = (int64_t)boot.tv_sec * 1000000000 + boot.tv_nsec;
+	char lines[128];
+	int n =
+	    offset_line(lines, sizeof(lines), "monotonic", (int64_t)spec->monotonic_ns - now_mono);
+	if (spec->boottime_ns)
+		offset_line(lines + n, sizeof(lines) - (size_t)n, "boottime",
+			    (int64_t)spec->boottime_ns - now_boot);
+	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, lines, strlen(lines)) != (ssize_t)strlen(lines))
+		report(report_fd,
+		       "note cannot set the restored program's clocks (%s): its monotonic clock "
+		       "goes on from this machine's",
+		       strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int cmd_fd)
 {
 	/* Wait until the supervisor has written our uid/gid maps; EOF means
@@ -305,6 +354,8 @@ void nsinit_main(const struct launch_spec *spec, int sync_fd, int report_fd, int
 		_exit(1);
 	}
 
+	if (spec->monotonic_ns && !spec->no_namespaces)
+		continue_clocks(spec, report_fd);
 	pid_t main_pid = start_child(spec);
 	if (main_pid < 0) {
 		if (spec->pid)

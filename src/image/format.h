@@ -47,7 +47,10 @@ struct ckpt_image_header {
 	 * holds the pages of this image's reference chunks; 0 for an image
 	 * that holds all of its pages. */
 	uint64_t parent_generation;
-	uint8_t reserved[112];
+	/* CLOCK_MONOTONIC and CLOCK_BOOTTIME when the process was stopped
+	 * (version 7; 0: unknown): a restart's time namespace continues them */
+	uint64_t monotonic_ns, boottime_ns;
+	uint8_t reserved[96];
 	uint32_t flags;
 	uint32_t header_crc; /* crc32c of this header with header_crc = 0 */
 };

@@ -27,7 +27,9 @@ OFF(ckpt_image_header, cpuid_1_ecx, 176);
 OFF(ckpt_image_header, cpuid_7_ebx, 180);
 OFF(ckpt_image_header, image_size, 184);
 OFF(ckpt_image_header, parent_generation, 192);
-OFF(ckpt_image_header, reserved, 200);
+OFF(ckpt_image_header, monotonic_ns, 200);
+OFF(ckpt_image_header, boottime_ns, 208);
+OFF(ckpt_image_header, reserved, 216);
 OFF(ckpt_image_header, flags, 312);
 OFF(ckpt_image_header, header_crc, 316);
 

@@ -1,8 +1,10 @@
 """Python programs under Debian's /usr/bin/python3: checkpoint at a random
 step, SIGKILL everything, restart, compare with an uninterrupted run."""
+import time
+
 import pytest
 
-from conftest import py_prog, require_python_modules
+from conftest import check_chain, py_prog, require_python_modules, restart_context
 
 # script, steps, per-step sleep (ms), modules it needs
 SCRIPTS = [
@@ -51,6 +53,22 @@ def test_shared_writable_file_mapping_is_named(ck):
     rundir = ck.cycle(prog)
     ex = (rundir / "execution.log").read_text()
     assert "ckpt.map is mapped shared and writable" in ex, ex[-2000:]
+
+
+def test_monotonic_clock_goes_on_from_the_checkpoint(ck):
+    """Restarted 3 s after the crash, the program's monotonic clock goes on
+    from where it was stopped: no step sees it jump (a node that booted
+    later would otherwise put it days back, and deadlines taken from it
+    days away)."""
+    prog = py_prog("monotonic", 60, 40)
+    ref = ck.reference(prog)
+    rundir, first, seen = ck.checkpoint_then_crash(prog, k_range=(3, 20))
+    time.sleep(3)
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), (f"restart (checkpoint after {seen} lines)", out, seen)],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc, f"ckpt restart exited with status {rc}\n{bg.report()}"
 
 
 def test_stop_after_checkpoint(ck):
