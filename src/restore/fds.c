@@ -71,15 +71,23 @@ int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_priv
 /* The size and identity a file must still have; an append-mode or
  * writable file that grew after the checkpoint is cut back, since the
  * program will write those bytes again. */
-static int check_file(int fd, const struct ckpt_fd *f, const char *path)
+/* The file at path is still the one the program had open. */
+static int same_file(int fd, const struct ckpt_fd *f, const char *path, struct stat *st)
 {
-	struct stat st;
-	if (fstat(fd, &st) != 0)
+	if (fstat(fd, st) != 0)
 		return fail("fd %d: cannot stat %s: %s", f->fd, path, strerror(errno));
-	if (st.st_ino != f->ino || st.st_dev != f->dev)
+	if (st->st_ino != f->ino || st->st_dev != f->dev)
 		return fail("fd %d: %s was replaced since the checkpoint (different inode); "
 			    "restore the original file or remove the run directory's checkpoint",
 			    f->fd, path);
+	return 0;
+}
+
+static int check_file(int fd, const struct ckpt_fd *f, const char *path)
+{
+	struct stat st;
+	if (same_file(fd, f, path, &st) != 0)
+		return -1;
 	if ((uint64_t)st.st_size < f->size)
 		return fail("fd %d: %s is shorter than at the checkpoint (%lld < %llu bytes)",
 			    f->fd, path, (long long)st.st_size, (unsigned long long)f->size);
@@ -122,6 +130,27 @@ static int open_path(const struct ckpt_fd *f, const char *path)
 	return fd;
 }
 
+/* The content saved with a descriptor's record (FD_DATA), written at the
+ * descriptor's offset (the file's start, just opened). */
+static int write_content(int fd, const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	const uint8_t *p = img->fd_data + f->data_off;
+	uint64_t left = f->data_len;
+	while (left) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		left -= (uint64_t)n;
+	}
+	return 0;
+}
+
 /* A file the program wrote in place, saved with the image: its content
  * goes back to what it was at the checkpoint (made again if it is gone),
  * whatever the program or anyone wrote into it since. */
@@ -130,29 +159,19 @@ static int open_written(const struct ckpt_image *img, const struct ckpt_fd *f, c
 	int flags = (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
 	int fd = open(path, flags | O_NOCTTY);
 	struct stat st;
-	if (fd >= 0 && fstat(fd, &st) == 0 && (st.st_ino != f->ino || st.st_dev != f->dev)) {
+	if (fd >= 0 && same_file(fd, f, path, &st) != 0) {
 		close(fd);
-		return fail("fd %d: %s was replaced since the checkpoint (different inode); "
-			    "restore the original file or remove the run directory's checkpoint",
-			    f->fd, path);
+		return -1;
 	}
 	if (fd < 0 && errno == ENOENT) /* gone: its content is all there is */
 		fd = open(path, flags | O_NOCTTY | O_CREAT | O_EXCL, 0666);
 	if (fd < 0)
 		return fail("fd %d: cannot reopen %s: %s", f->fd, path, strerror(errno));
-	const char *data = (const char *)img->fd_data + f->data_off;
-	uint64_t done = 0;
-	while (done < f->data_len) {
-		ssize_t n = pwrite(fd, data + done, f->data_len - done, (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			close(fd);
-			return fail("fd %d: cannot write %s back to its checkpoint content: %s",
-				    f->fd, path, strerror(e));
-		}
-		done += (uint64_t)n;
+	if (write_content(fd, img, f) != 0) {
+		int e = errno;
+		close(fd);
+		return fail("fd %d: cannot write %s back to its checkpoint content: %s", f->fd,
+			    path, strerror(e));
 	}
 	if (ftruncate(fd, (off_t)f->data_len) != 0 || lseek(fd, f->offset, SEEK_SET) != f->offset) {
 		int e = errno;
@@ -718,17 +737,11 @@ static int open_deleted(const struct ckpt_image *img, const struct ckpt_fd *f, c
 	if (fd < 0)
 		return fail("fd %d: cannot recreate deleted file %s: %s", f->fd, path,
 			    strerror(errno));
-	const uint8_t *p = img->fd_data + f->data_off;
-	uint64_t left = f->data_len;
-	while (left) {
-		ssize_t n = write(fd, p, left);
-		if (n <= 0) {
-			close(fd);
-			return fail("fd %d: cannot write the content of deleted file %s: %s", f->fd,
-				    path, strerror(errno));
-		}
-		p += n;
-		left -= (uint64_t)n;
+	if (write_content(fd, img, f) != 0) {
+		int e = errno;
+		close(fd);
+		return fail("fd %d: cannot write the content of deleted file %s: %s", f->fd, path,
+			    strerror(e));
 	}
 	fcntl(fd, F_SETFL, (int)f->open_flags & (O_APPEND | O_NONBLOCK));
 	if (lseek(fd, f->offset, SEEK_SET) != f->offset) {
