@@ -276,21 +276,31 @@ static int read_whole(int fd, char *dst, uint64_t size)
 	return got == size ? 0 : -1;
 }
 
+/* An earlier descriptor of this capture on the same file whose content is
+ * saved already (as kind, with aux): the copy is shared. */
+static int share_saved(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, uint32_t aux)
+{
+	for (uint32_t i = 0; i + 1 < l->n; i++) {
+		const struct ckpt_fd *o = &l->fds[i];
+		if (o->kind == kind && o->aux == aux && o->ino == f->ino && o->dev == f->dev) {
+			f->kind = kind;
+			f->aux = aux;
+			f->data_off = o->data_off;
+			f->data_len = o->data_len;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* A file the program still has open after deleting it (a temporary file,
  * such as Python's tempfile.TemporaryFile): nobody else can reach it, so
  * its content is saved and restart recreates it, unlinked again. */
 static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb,
 			      const char *link)
 {
-	for (uint32_t i = 0; i + 1 < l->n; i++) {
-		const struct ckpt_fd *o = &l->fds[i];
-		if (o->kind == CKPT_FD_DELETED && o->ino == f->ino && o->dev == f->dev) {
-			f->kind = CKPT_FD_DELETED; /* saved once, shared */
-			f->data_off = o->data_off;
-			f->data_len = o->data_len;
-			return;
-		}
-	}
+	if (share_saved(l, f, CKPT_FD_DELETED, 0))
+		return;
 	uint64_t size = (uint64_t)sb->st_size;
 	if (size > DELETED_FILE_MAX || l->data_len + size > FD_DATA_MAX) {
 		add_warning("fd open on deleted file ", link,
@@ -324,16 +334,8 @@ static int written_in_place(const struct ckpt_fd *f)
 
 static void save_written_file(struct fd_list *l, struct ckpt_fd *f, const char *link)
 {
-	for (uint32_t i = 0; i + 1 < l->n; i++) {
-		const struct ckpt_fd *o = &l->fds[i];
-		if (o->kind == CKPT_FD_FILE && o->aux == 1 && o->ino == f->ino &&
-		    o->dev == f->dev) {
-			f->aux = 1; /* saved once, shared */
-			f->data_off = o->data_off;
-			f->data_len = o->data_len;
-			return;
-		}
-	}
+	if (share_saved(l, f, CKPT_FD_FILE, 1))
+		return;
 	if (f->size > WRITTEN_FILE_MAX || l->data_len + f->size > FD_DATA_MAX) {
 		add_warning(
 		    link,
@@ -353,7 +355,6 @@ static void save_written_file(struct fd_list *l, struct ckpt_fd *f, const char *
 	l->data_len += f->size;
 }
 
-/* Decimal number after key at a line start (blanks and "(" skipped). */
 /* "it_value: (S, NS)": the second number follows the first. */
 static void dec_pair(const char *s, const char *key, int64_t *a, int64_t *b)
 {
