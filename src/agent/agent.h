@@ -31,8 +31,7 @@ enum slot_state { SLOT_FREE = 0, SLOT_SIGNALED = 1, SLOT_CAPTURING = 2, SLOT_STO
 struct agent_slot {
 	int tid;
 	_Atomic int state;
-	int by_fallback;  /* stopped with the fallback signal (suspend.c) */
-	int mask_checked; /* its signal mask looked at this checkpoint */
+	int mask_checked; /* its signal mask looked at, or the fallback sent (suspend.c) */
 	struct ckpt_thread info;
 };
 
@@ -251,6 +250,8 @@ int timers_capture(struct ckpt_timer *out, int max);
 /* glibc's SIGSETXID, which no thread of a glibc program blocks: the signal
  * that stops threads blocking the suspend signal (suspend.c) */
 #define AGENT_FALLBACK_SIGNAL 33
+/* the bits of the suspend and fallback signals: never the program's */
+uint64_t agent_signals(void);
 
 /* pending.c: pending signals taken off their queues with their siginfo */
 void pending_reset(void);

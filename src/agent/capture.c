@@ -111,9 +111,7 @@ static int process_capture(struct ckpt_process *p, struct strtab *st, char *err)
 	p->restore_info_addr = (uint64_t)(uintptr_t)&agent.restore_info;
 	p->agent_fd = agent.ctl_fd;
 	p->pthread_tid_offset = agent.pthread_tid_offset;
-	p->shared_pending = status_mask("/proc/self/status", "ShdPnd:") &
-			    ~(1ull << (agent.suspend_signal - 1)) &
-			    ~(1ull << (AGENT_FALLBACK_SIGNAL - 1));
+	p->shared_pending = status_mask("/proc/self/status", "ShdPnd:") & ~agent_signals();
 	/* what this thread has pending itself would come off its queue first */
 	uint64_t own = status_mask("/proc/thread-self/status", "SigPnd:");
 	if (p->shared_pending)

@@ -94,8 +94,7 @@ uint64_t pending_take(int tid, uint64_t mask)
 			mem_zero(rec, sizeof *rec);
 			long r = raw_syscall4(SYS_rt_sigtimedwait, &set, rec->info, &zero, 8);
 			if (r != sig) {
-				rec->signo = 0; /* nothing taken: the slot stays unused */
-				left |= bit;
+				left |= bit; /* nothing taken: the slot stays unused (signo 0) */
 				break;
 			}
 			rec->tid = tid;

@@ -45,6 +45,11 @@ uint64_t status_mask(const char *path, const char *key)
 	return hex_field(buf, key, 1, &found);
 }
 
+uint64_t agent_signals(void)
+{
+	return (1ull << (agent.suspend_signal - 1)) | (1ull << (AGENT_FALLBACK_SIGNAL - 1));
+}
+
 void capture_thread_state(struct ckpt_thread *t, void *frame)
 {
 	uint64_t v = 0, len = 0;
@@ -72,9 +77,7 @@ void capture_thread_state(struct ckpt_thread *t, void *frame)
 	raw_syscall2(SYS_prctl, PR_GET_NAME, t->comm);
 	/* signals that arrived blocked, or during the stop: delivered again
 	 * after a restart (without their siginfo) */
-	t->sigpending = status_mask("/proc/thread-self/status", "SigPnd:") &
-			~(1ull << (agent.suspend_signal - 1)) &
-			~(1ull << (AGENT_FALLBACK_SIGNAL - 1));
+	t->sigpending = status_mask("/proc/thread-self/status", "SigPnd:") & ~agent_signals();
 	if (t->sigpending && t->tid != agent.agent_tid)
 		t->sigpending = pending_take(t->tid, t->sigpending);
 	/* glibc registers tp + __rseq_offset with the kernel for every thread
@@ -212,7 +215,7 @@ static long send_fallback(struct agent_slot *s)
 	si.si_pid = agent.pid;
 	si.si_uid = (uid_t)raw_syscall0(SYS_getuid);
 	si.si_value.sival_ptr = FALLBACK_VALUE;
-	s->by_fallback = 1;
+	s->mask_checked = 1; /* sent it: nothing more to look at */
 	return raw_syscall4(SYS_rt_tgsigqueueinfo, agent.pid, s->tid, AGENT_FALLBACK_SIGNAL, &si);
 }
 
@@ -225,7 +228,7 @@ static void nudge_blocking(void)
 		struct agent_slot *s = &agent.slots[i];
 		/* once each: a thread that is only slow is not read again at
 		 * every wake-up while the others stop */
-		if (atomic_load(&s->state) != SLOT_SIGNALED || s->by_fallback || s->mask_checked)
+		if (atomic_load(&s->state) != SLOT_SIGNALED || s->mask_checked)
 			continue;
 		s->mask_checked = 1;
 		path[0] = 0;
@@ -359,7 +362,7 @@ static int signal_new_threads(void)
 		struct agent_slot *s = &agent.slots[agent.nslots++];
 		s->tid = tids[i];
 		mem_zero(&s->info, sizeof s->info);
-		s->by_fallback = s->mask_checked = 0;
+		s->mask_checked = 0;
 		atomic_store(&s->state, SLOT_SIGNALED);
 		long r = known_blocking(tids[i])
 			     ? send_fallback(s)
