@@ -609,6 +609,14 @@ static int check_tree(const struct ckpt_image *img, char *err, size_t errlen)
 	return 0;
 }
 
+static int has_thread(const struct ckpt_image *img, int32_t tid)
+{
+	for (uint32_t k = 0; k < img->nthreads; k++)
+		if (img->threads[k].tid == tid)
+			return 1;
+	return 0;
+}
+
 static int time_ok(int64_t sec, int64_t nsec)
 {
 	return sec >= 0 && nsec >= 0 && nsec < 1000000000;
@@ -629,10 +637,7 @@ static int check_timers(const struct ckpt_image *img, char *err, size_t errlen)
 			     (t->notify == 0 || t->notify == 1 || t->notify == 2 ||
 			      t->notify == 4) &&
 			     (t->notify == 1 || t->signo > 0);
-			int thread_known = t->notify != 4;
-			for (uint32_t k = 0; k < img->nthreads && !thread_known; k++)
-				thread_known = img->threads[k].tid == t->notify_tid;
-			ok = ok && thread_known;
+			ok = ok && (t->notify != 4 || has_thread(img, t->notify_tid));
 		} else if (ok) {
 			ok = !t->id && !t->clockid && !t->signo && !t->notify && !t->notify_tid &&
 			     !t->sigval;
@@ -657,10 +662,7 @@ static int check_siginfo(const struct ckpt_image *img, char *err, size_t errlen)
 		int32_t in_info;
 		memcpy(&in_info, s->info, sizeof in_info);
 		int ok = s->signo >= 1 && s->signo <= CKPT_NSIG && in_info == (int32_t)s->signo;
-		int thread_known = s->tid == 0;
-		for (uint32_t k = 0; k < img->nthreads && !thread_known; k++)
-			thread_known = img->threads[k].tid == s->tid;
-		if (!ok || !thread_known)
+		if (!ok || (s->tid != 0 && !has_thread(img, s->tid)))
 			return fail(err, errlen,
 				    "section SIGINFO: entry %u (signal %u for %d) is inconsistent",
 				    i, s->signo, s->tid);
