@@ -4,6 +4,7 @@
  * later stage relies on is validated here, so that the restorer can use the
  * loaded arrays without re-checking them. See docs/image-format.md. */
 #include "image/reader.h"
+#include "image/direct.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -712,6 +713,7 @@ struct ckpt_image *ckpt_image_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	img->fd = -1;
+	img->direct_fd = -1;
 	img->path = strdup(path);
 	if (!img->path) {
 		free(img);
@@ -733,6 +735,7 @@ void ckpt_image_close(struct ckpt_image *img)
 		return;
 	if (img->fd >= 0)
 		close(img->fd);
+	ckpt_image_direct_close(img);
 	free(img->threads);
 	free(img->areas);
 	free(img->fds);
@@ -1289,10 +1292,13 @@ static void drop_read(const struct ckpt_image *img, uint64_t offset, uint64_t le
  * checked against the entry's checksum). */
 static int par_read(struct par *p, const struct chunk_job *j, char *buf, uint64_t n)
 {
-	const struct ckpt_image *img = p->w->img;
+	struct ckpt_image *img = p->w->img;
 	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
 	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
-	if (read_two_at(img->fd, head, head_len, buf, n, j->data - head_len) < 0)
+	int r = j->zlen ? 1 : ckpt_image_direct_read(img, head, head_len, buf, n, j->data);
+	if (r > 0)
+		r = read_two_at(img->fd, head, head_len, buf, n, j->data - head_len);
+	if (r < 0)
 		return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j, ""),
 		       -1;
 	if (head_len && !as_indexed(head, j))
@@ -1389,6 +1395,11 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 			w.jobs[i].c.magic = 0;
 	struct par p = {.w = &w, .dest = dest, .got = got, .arg = arg};
 	pthread_mutex_init(&p.lock, NULL);
+	/* O_DIRECT reads have no read-ahead: a request in flight per thread */
+	if (img->drop_after_read)
+		ckpt_image_direct_open(img);
+	if (img->direct_fd >= 0 && nthreads < 4)
+		nthreads = 4;
 	if (nthreads > 16)
 		nthreads = 16;
 	pthread_t t[16];
@@ -1401,6 +1412,7 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 		pthread_join(t[i], NULL);
 	pthread_mutex_destroy(&p.lock);
 	free(w.jobs);
+	ckpt_image_direct_close(img);
 	return atomic_load(&p.failed) ? -1 : 0;
 }
 

@@ -5,6 +5,7 @@
 #ifndef CKPT_IMAGE_READER_H
 #define CKPT_IMAGE_READER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,12 +52,18 @@ struct ckpt_image {
 	 * order: pages to be taken from the parent generation's image. */
 	struct ckpt_page_chunk *refs;
 	uint32_t nrefs, caprefs;
-	/* Set by a caller that reads the pages once (the restorer): each
-	 * chunk read by the parallel readers is dropped from the page cache
+	/* Set by a caller that reads the pages once (the restorer): the
+	 * parallel readers read raw chunks of a cold image with O_DIRECT
+	 * (image/direct.h), and drop each other chunk from the page cache
 	 * once checked, so the memory it held goes to the restored program.
 	 * (In VMs that hand free memory back to the host, memory freed long
 	 * ago faults in many times slower than memory freed just now.) */
 	int drop_after_read;
+	/* Open during a parallel read of a read-once image when O_DIRECT
+	 * reads pay, else -1; direct_refused once the file system said no. */
+	int direct_fd;
+	_Atomic int direct_refused;
+	_Atomic uint64_t direct_bytes; /* page data read with O_DIRECT so far */
 };
 
 /* Open and verify everything but the page data: header, format version,

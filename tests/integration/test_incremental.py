@@ -90,6 +90,35 @@ def test_chain_restart_exact(ck):
     assert rc == ref_rc
 
 
+def evict(paths):
+    """Drop the files from the page cache (written back first), as on a
+    node that has not read them: the restorer then reads their raw chunks
+    with O_DIRECT (image/direct.c), the others through the cache."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def test_chain_restart_from_cold_images(ck):
+    """A full and an incremental generation of 48 MiB of random data (raw
+    chunks) and a compressed rest, out of the page cache at restart: the
+    restart resumes exactly."""
+    prog = c_prog("bigmem", 60, 40, 48, 2000)
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "3"], 2, first=(3, 10))
+    assert manifest(rundir, 2).get("parent") == "1"
+    evict(rundir.glob("images/gen-*[0-9]/*.img"))
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart from cold images", out, seen[1])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
 def test_restart_from_middle_of_chain(ck):
     """restart --generation 3 (incremental on 2, on 1) resumes exactly
     where generation 3 was taken, and the restarted run's first checkpoint

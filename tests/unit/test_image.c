@@ -6,9 +6,11 @@
  *   test_image --write-seed DIR write small valid images (fuzzing corpus) */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1266,6 +1268,128 @@ static void test_index(const char *path)
 	      "PAGE_INDEX in a version 5 image: '%s'", err);
 }
 
+/* ---- the restorer's reading of a cold image (image/direct.h) ---- */
+
+struct placed {
+	_Alignas(4096) unsigned char data[8 * CKPT_PAGE_SIZE + 64];
+	const struct program *pg;
+	size_t skew; /* bytes added to each destination */
+	_Atomic unsigned n;
+};
+
+/* Each chunk to its own place, from any thread. */
+static void *placed_dest(void *arg, const struct ckpt_page_chunk *c)
+{
+	struct placed *s = arg;
+	unsigned page = 0;
+	for (unsigned i = 0; i < NCHUNKS; page += chunks[i++].npages)
+		if (chunk_addr(s->pg, &chunks[i], V_GOOD) == c->addr &&
+		    chunks[i].npages == c->npages) {
+			atomic_fetch_add(&s->n, 1);
+			return s->data + s->skew + (size_t)page * CKPT_PAGE_SIZE;
+		}
+	return NULL;
+}
+
+/* Pages of the file in the page cache, or -1. */
+static long resident(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -1;
+	size_t pages = ((size_t)st.st_size + 4095) / 4096;
+	unsigned char *vec = malloc(pages);
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	long n = -1;
+	if (vec && m != MAP_FAILED && mincore(m, (size_t)st.st_size, vec) == 0)
+		for (size_t i = n = 0; i < pages; i++)
+			n += vec[i] & 1;
+	if (m != MAP_FAILED)
+		munmap(m, (size_t)st.st_size);
+	free(vec);
+	close(fd);
+	return n;
+}
+
+static void evict(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	CHECK(fd >= 0 && fsync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0,
+	      "evict %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Read as the restorer reads: an image mostly out of the page cache has
+ * its raw chunks read with O_DIRECT into their (page-aligned) places; a
+ * cached one, or a destination off a page boundary, through the cache. The
+ * pages come back the same each way. */
+static void test_direct_reads(const char *path)
+{
+	char err[256];
+	struct program pg;
+	make_program(&pg, V_GOOD);
+	CHECK(create_image(path, V_GOOD, 1000) == 0, "write image");
+	int probe = open(path, O_RDONLY | O_DIRECT);
+	if (probe < 0) {
+		fprintf(stderr,
+			"test_image: SKIPPED the O_DIRECT reading test: the file system of %s "
+			"refuses O_DIRECT (%s)\n",
+			path, strerror(errno));
+		return;
+	}
+	close(probe);
+	evict(path);
+	if (resident(path) != 0) {
+		fprintf(stderr,
+			"test_image: SKIPPED the O_DIRECT reading test: %s stays in the page "
+			"cache after POSIX_FADV_DONTNEED (%ld pages)\n",
+			path, resident(path));
+		return;
+	}
+	uint64_t all = 0;
+	for (unsigned i = 0; i < NCHUNKS; i++)
+		all += chunks[i].npages * CKPT_PAGE_SIZE;
+	const struct {
+		int cold;
+		size_t skew;
+		uint64_t direct;
+	} cases[] = {{1, 0, all}, {0, 0, 0}, {1, 16, 0}};
+	for (unsigned k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+		CHECK(img, "open: %s", err);
+		if (!img)
+			return;
+		img->drop_after_read = 1;
+		if (cases[k].cold)
+			evict(path);
+		else
+			CHECK(ckpt_image_verify(path, err, sizeof err) == 0, "verify: %s", err);
+		static struct placed s;
+		memset(&s, 0, sizeof s);
+		s.pg = &pg;
+		s.skew = cases[k].skew;
+		CHECK(ckpt_image_read_pages_parallel(img, placed_dest, &s, 2, err, sizeof err) == 0,
+		      "case %u: %s", k, err);
+		CHECK(s.n == NCHUNKS, "case %u: %u chunks", k, s.n);
+		unsigned char want[CKPT_PAGE_SIZE];
+		unsigned page = 0;
+		for (unsigned i = 0; i < NCHUNKS; i++)
+			for (unsigned p = 0; p < chunks[i].npages; p++, page++) {
+				page_pattern(want, chunk_addr(&pg, &chunks[i], V_GOOD) +
+						       p * CKPT_PAGE_SIZE);
+				CHECK(!memcmp(s.data + s.skew + page * CKPT_PAGE_SIZE, want,
+					      sizeof want),
+				      "case %u: chunk %u page %u data", k, i, p);
+			}
+		CHECK(atomic_load(&img->direct_bytes) == cases[k].direct,
+		      "case %u: %llu bytes read with O_DIRECT, expected %llu", k,
+		      (unsigned long long)atomic_load(&img->direct_bytes),
+		      (unsigned long long)cases[k].direct);
+		ckpt_image_close(img);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
@@ -1305,6 +1429,7 @@ int main(int argc, char **argv)
 	test_mapped_and_layout(path);
 	indexed = 1;
 	test_index(path);
+	test_direct_reads(path);
 
 	unlink(path);
 	rmdir(dir);
