@@ -46,6 +46,7 @@
 #define HDR_SIZE ((uint64_t)sizeof(struct ckpt_image_header))
 #define CHUNK_HDR ((uint64_t)sizeof(struct ckpt_page_chunk))
 #define BOUNCE_SIZE ((uint64_t)CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE)
+#define WINDOW_SIZE (1u << 20)
 
 static const char *const section_names[] = {
     [CKPT_SEC_PROCESS] = "PROCESS",
@@ -771,7 +772,11 @@ struct walk {
 	uint64_t prev_end;   /* end address of the previous chunk */
 	uint64_t area_pages; /* pages seen so far in area */
 	char *scratch;	     /* for chunks read only to be verified */
-	char *zin, *zout;    /* compressed chunk data, and its pages when only verified */
+	/* the bytes of PAGES at [win_off, win_off + win_len): headers,
+	 * padding and small chunks come from one read per WINDOW_SIZE */
+	char *win;
+	uint64_t win_off, win_len;
+	char *zin, *zout; /* compressed chunk data, and its pages when only verified */
 	ZSTD_DCtx *dctx;
 	int stored_only; /* verifying: a compressed chunk's stored bytes suffice */
 	/* parallel reading: the walk only checks the layout and lists the
@@ -792,6 +797,69 @@ struct chunk_job {
 
 static int matches_index(struct walk *w, const struct ckpt_page_chunk *c, uint64_t pos,
 			 uint32_t zlen);
+
+static void walk_free(struct walk *w)
+{
+	free(w->jobs);
+	free(w->scratch);
+	free(w->zin);
+	free(w->zout);
+	ZSTD_freeDCtx(w->dctx);
+}
+
+/* The len bytes of PAGES at off, from the window (moved on to off first if
+ * they are not in it), or NULL if they do not fit in one or cannot be read
+ * (the caller then reads them itself, and reports what went wrong). A walk
+ * reads in file order, so a window read once serves the chunks after. Not
+ * while listing: that reads the headers only, which lie a chunk apart. */
+static const char *walk_at(struct walk *w, uint64_t off, uint64_t len)
+{
+	uint64_t end = w->img->pages->offset + w->img->pages->length;
+	if (w->listing || len > WINDOW_SIZE || off < w->img->pages->offset || off > end ||
+	    len > end - off)
+		return NULL;
+	if (w->win && off >= w->win_off && off + len <= w->win_off + w->win_len)
+		return w->win + (off - w->win_off);
+	/* one per thread, kept: a fresh buffer would cost a page fault per
+	 * page for each walk (a verification after every checkpoint) */
+	static __thread char *window;
+	if (!window && !(window = malloc(WINDOW_SIZE)))
+		return NULL;
+	w->win = window;
+	/* what the window holds from off on is kept, the rest read */
+	uint64_t keep = 0;
+	if (off >= w->win_off && off < w->win_off + w->win_len) {
+		keep = w->win_off + w->win_len - off;
+		memmove(w->win, w->win + (off - w->win_off), keep);
+	}
+	uint64_t n = end - off < WINDOW_SIZE ? end - off : WINDOW_SIZE;
+	w->win_off = off;
+	w->win_len = 0;
+	if (read_at(w->img->fd, w->win + keep, n - keep, off + keep) < 0)
+		return NULL;
+	w->win_len = n;
+	return w->win;
+}
+
+static int walk_read(struct walk *w, void *dst, uint64_t len, uint64_t off)
+{
+	const char *p = walk_at(w, off, len);
+	if (!p)
+		return read_at(w->img->fd, dst, len, off);
+	memcpy(dst, p, len);
+	return 0;
+}
+
+static int walk_zeros(struct walk *w, uint64_t len, uint64_t off)
+{
+	const char *p = len >= CKPT_PAGE_SIZE ? NULL : walk_at(w, off, len);
+	if (!p)
+		return zero_at(w->img->fd, len, off);
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
 
 /* The chunk, in order, counts for its area (page count and order checks). */
 static void counted(struct walk *w, const struct ckpt_page_chunk *c)
@@ -858,8 +926,17 @@ static int check_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t
 
 /* Read len bytes at off into dst (or, with dst NULL, through scratch) and
  * return them folded into crc. */
-static int read_data(int fd, char *dst, char *scratch, uint64_t len, uint64_t off, uint32_t *crc)
+static int read_data(struct walk *w, char *dst, uint64_t len, uint64_t off, uint32_t *crc)
 {
+	const char *in = walk_at(w, off, len);
+	if (in) {
+		if (dst)
+			memcpy(dst, in, len);
+		*crc = crc32c_update(*crc, in, len);
+		return 0;
+	}
+	int fd = w->img->fd;
+	char *scratch = w->scratch;
 	while (len) {
 		uint64_t n = dst ? len : (len < SCRATCH_SIZE ? len : SCRATCH_SIZE);
 		char *p = dst ? dst : scratch;
@@ -901,7 +978,7 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 	struct ckpt_page_chunk c;
 	uint64_t end = w->img->pages->offset + w->img->pages->length;
 
-	if (read_at(w->img->fd, &c, CHUNK_HDR, pos) < 0)
+	if (walk_read(w, &c, CHUNK_HDR, pos) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
 	if (c.magic != CKPT_CHUNK_MAGIC)
 		return fail(w->err, w->errlen, "page chunk %u at byte %llu has a bad magic",
@@ -923,7 +1000,7 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 	char *dst = dest ? dest(arg, &c) : NULL;
 	if (!dst && !w->scratch && !(w->scratch = malloc(SCRATCH_SIZE)))
 		return fail(w->err, w->errlen, "out of memory");
-	if (read_data(w->img->fd, dst, w->scratch, len, pos + CHUNK_HDR, &crc) < 0)
+	if (read_data(w, dst, len, pos + CHUNK_HDR, &crc) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
 	*next = pos + CHUNK_HDR + len;
 	return chunk_checked(w, &c, crc, want);
@@ -944,8 +1021,8 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 	uint32_t zl[2];
 	uint64_t end = w->img->pages->offset + w->img->pages->length;
 
-	if (end - pos < CHUNK_HDR + sizeof zl || read_at(w->img->fd, &c, CHUNK_HDR, pos) < 0 ||
-	    read_at(w->img->fd, zl, sizeof zl, pos + CHUNK_HDR) < 0)
+	if (end - pos < CHUNK_HDR + sizeof zl || walk_read(w, &c, CHUNK_HDR, pos) < 0 ||
+	    walk_read(w, zl, sizeof zl, pos + CHUNK_HDR) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
 	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
 		return -1;
@@ -971,7 +1048,7 @@ static int do_zchunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void
 		return fail(w->err, w->errlen, "out of memory");
 	if (!dst)
 		dst = w->zout;
-	if (read_at(w->img->fd, w->zin, zl[0], data) < 0)
+	if (walk_read(w, w->zin, zl[0], data) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
 	int stored_crc = w->img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
 	if (stored_crc) {
@@ -1019,7 +1096,7 @@ static int do_rchunk(struct walk *w, uint64_t pos, uint64_t *next)
 	struct ckpt_page_chunk c;
 	uint64_t end = img->pages->offset + img->pages->length;
 
-	if (end - pos < CHUNK_HDR || read_at(img->fd, &c, CHUNK_HDR, pos) < 0)
+	if (end - pos < CHUNK_HDR || walk_read(w, &c, CHUNK_HDR, pos) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u", w->index);
 	if (check_chunk(w, &c, pos) < 0 || close_areas(w, c.area) < 0)
 		return -1;
@@ -1046,9 +1123,9 @@ static uint32_t next_chunk(struct walk *w, uint64_t pos, uint64_t end, uint64_t 
 	uint64_t at8 = (pos + 7) & ~7ull;
 	uint32_t magic = 0;
 	int refs = w->img->hdr.format_version >= CKPT_FORMAT_VERSION_V4;
-	if (at8 + 4 <= end && read_at(w->img->fd, &magic, 4, at8) == 0 &&
+	if (at8 + 4 <= end && walk_read(w, &magic, 4, at8) == 0 &&
 	    (magic == CKPT_ZCHUNK_MAGIC || (refs && magic == CKPT_RCHUNK_MAGIC)) &&
-	    zero_at(w->img->fd, at8 - pos, pos)) {
+	    walk_zeros(w, at8 - pos, pos)) {
 		*at = at8;
 		return magic;
 	}
@@ -1174,7 +1251,7 @@ static int walk_pages(struct walk *w, ckpt_chunk_dest_fn dest, void *arg)
 			w->index++;
 			continue;
 		}
-		if (at > end || end - at < CHUNK_HDR || !zero_at(w->img->fd, at - pos, pos))
+		if (at > end || end - at < CHUNK_HDR || !walk_zeros(w, at - pos, pos))
 			return fail(
 			    w->err, w->errlen,
 			    "section PAGES: bad padding or stray bytes before page chunk %u "
@@ -1200,10 +1277,7 @@ int ckpt_image_read_pages(struct ckpt_image *img, ckpt_chunk_dest_fn dest, void 
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	int r = walk_pages(&w, dest, arg);
-	free(w.scratch);
-	free(w.zin);
-	free(w.zout);
-	ZSTD_freeDCtx(w.dctx);
+	walk_free(&w);
 	return r;
 }
 
@@ -1386,7 +1460,7 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	if (walk_pages(&w, NULL, NULL) < 0) {
-		free(w.jobs);
+		walk_free(&w);
 		return -1;
 	}
 	/* offered in file order, from this thread, before any data is read */
@@ -1411,7 +1485,7 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 	for (int i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
 	pthread_mutex_destroy(&p.lock);
-	free(w.jobs);
+	walk_free(&w);
 	ckpt_image_direct_close(img);
 	return atomic_load(&p.failed) ? -1 : 0;
 }
@@ -1521,11 +1595,7 @@ int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t
 	if (!img->pages)
 		return close_areas(&w, img->nareas);
 	int r = walk_pages(&w, NULL, NULL);
-	free(w.jobs);
-	free(w.scratch);
-	free(w.zin);
-	free(w.zout);
-	ZSTD_freeDCtx(w.dctx);
+	walk_free(&w);
 	return r;
 }
 
