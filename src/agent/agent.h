@@ -144,8 +144,11 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 /* Shared memory whose content the image holds (not a file's) changes
  * under a copy-on-write writer: copy its resident pages into scratch
  * memory for the writer to save (0, also when there is none); -1 when
- * that cannot be done (too much), and the process is written stopped. */
-int memory_snapshot_shared(struct scratch *s);
+ * that cannot be done (too much, or maps NULL), and the process is written
+ * stopped. maps: the text of /proc/self/maps, cut into lines. */
+int memory_snapshot_shared(struct scratch *s, char *maps);
+/* /proc/self/maps, whole, into scratch memory: *out (its length, or -1) */
+long memory_read_maps(struct scratch *s, char **out);
 
 /* incremental.c: what the parent image holds (read-only, mapped from its
  * PAGE_HASHES and PAGE_RUNS sections) and what this image holds. Pages
@@ -165,10 +168,11 @@ void incr_end(void);
 
 /* track.c: which pages were written since the last checkpoint, from
  * userfaultfd write-protection and PAGEMAP_SCAN, where the kernel has them */
-void track_arm(void);		       /* at SUSPEND, program running */
-void track_collect(struct scratch *s); /* at the capture, stopped, before the fork */
-void track_reprotect(void);	       /* after the capture, program running */
-int track_unchanged(uint64_t addr);    /* in the writer, ascending addresses */
+void track_arm(void); /* at SUSPEND, program running */
+/* at the capture, stopped, before the fork; maps: /proc/self/maps (kept) */
+void track_collect(struct scratch *s, char *maps);
+void track_reprotect(void);	    /* after the capture, program running */
+int track_unchanged(uint64_t addr); /* in the writer, ascending addresses */
 /* the page's mapping is tracked from this capture on (in the writer,
  * ascending addresses) */
 int track_covers(uint64_t addr);

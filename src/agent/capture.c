@@ -391,13 +391,17 @@ void capture_image(void *self_frame)
 		/* which pages were written since the last capture (read and
 		 * protected again now, while stopped) */
 		uint64_t t0 = now_ns();
+		/* read once for both (a large maps file takes milliseconds) */
+		char *maps = NULL;
+		if ((agent.hash_pages || agent.use_cow) && memory_read_maps(&s, &maps) <= 0)
+			maps = NULL;
 		if (agent.hash_pages)
-			track_collect(&s);
+			track_collect(&s, maps);
 		agent.track_ns = now_ns() - t0;
 		/* Shared memory changes under a copy-on-write writer while the
 		 * program runs on: its pages are copied now, while stopped (or,
 		 * when that cannot be done, the process is written stopped). */
-		int cow = agent.use_cow && memory_snapshot_shared(&s) == 0;
+		int cow = agent.use_cow && memory_snapshot_shared(&s, maps) == 0;
 		if (!cow)
 			memory_forget_snapshots();
 		agent.fork_ns = now_ns();

@@ -75,7 +75,7 @@ static char *parse_line(char *line, struct map_line *m)
 	return nl;
 }
 
-static long read_maps(struct scratch *s, char **out)
+long memory_read_maps(struct scratch *s, char **out)
 {
 	/* maps can be large (tens of thousands of areas); read all of it */
 	size_t cap = 64u << 20;
@@ -406,11 +406,10 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	return 0;
 }
 
-int memory_snapshot_shared(struct scratch *s)
+int memory_snapshot_shared(struct scratch *s, char *maps)
 {
 	nsnaps = 0;
-	char *maps;
-	if (read_maps(s, &maps) <= 0)
+	if (!maps)
 		return -1;
 	static char why[8];
 	for (char *p = maps; *p;) {
@@ -465,7 +464,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		   char *err)
 {
 	char *maps;
-	long len = read_maps(s, &maps);
+	long len = memory_read_maps(s, &maps);
 	if (len <= 0) {
 		str_copy(err, "cannot read /proc/self/maps", 64);
 		return -1;

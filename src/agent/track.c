@@ -192,13 +192,11 @@ static int trackable(const char *line_perms, uint64_t ino, const char *path)
 	       !str_starts(path, "[anon:ckpt") && !str_eq(path, "[vsyscall]");
 }
 
-/* Calls fn for every trackable mapping of /proc/self/maps. */
-static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, void *), void *arg)
+/* Calls fn for every trackable mapping of maps (the text of
+ * /proc/self/maps, left as it was). */
+static void each_mapping_in(char *maps, void (*fn)(uint64_t, uint64_t, void *), void *arg)
 {
-	long n = read_file("/proc/self/maps", buf, cap);
-	if (n <= 0 || (size_t)n >= cap)
-		return -1;
-	for (const char *p = buf; *p;) {
+	for (const char *p = maps; *p;) {
 		uint64_t start = scan_hex(&p);
 		p++;
 		uint64_t end = scan_hex(&p);
@@ -227,6 +225,15 @@ static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, vo
 		if (*p)
 			p++;
 	}
+}
+
+/* The same, for /proc/self/maps read into buf. */
+static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, void *), void *arg)
+{
+	long n = read_file("/proc/self/maps", buf, cap);
+	if (n <= 0 || (size_t)n >= cap)
+		return -1;
+	each_mapping_in(buf, fn, arg);
 	return 0;
 }
 
@@ -357,7 +364,7 @@ static void collect_one(uint64_t start, uint64_t end, void *arg)
 	res.covered[res.ncovered++] = (struct span){start, end};
 }
 
-void track_collect(struct scratch *s)
+void track_collect(struct scratch *s, char *maps)
 {
 	res.valid = res.covering = 0;
 	if (!still_ours())
@@ -367,10 +374,9 @@ void track_collect(struct scratch *s)
 	res.tracked = scratch_alloc(s, MAX_SPANS * sizeof *res.tracked);
 	res.covered = scratch_alloc(s, MAX_SPANS * sizeof *res.covered);
 	res.written = scratch_alloc(s, MAX_WRITTEN * sizeof *res.written);
-	char *smaps = scratch_alloc(s, 16u << 20);
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
 	trk.base_gen = 0;
-	if (!res.tracked || !res.covered || !res.written || !smaps || fd < 0) {
+	if (!res.tracked || !res.covered || !res.written || !maps || fd < 0) {
 		if (fd >= 0)
 			raw_syscall1(SYS_close, fd);
 		return;
@@ -384,7 +390,8 @@ void track_collect(struct scratch *s)
 	res.p_cur = 0;
 	trk.pre_pending = 0;
 	struct collect c = {(int)fd, 0};
-	int ok = each_mapping(smaps, 16u << 20, collect_one, &c) == 0 && !c.failed;
+	each_mapping_in(maps, collect_one, &c);
+	int ok = !c.failed;
 	raw_syscall1(SYS_close, fd);
 	/* this capture is the new baseline, whether or not it could be used */
 	trk.nfresh = 0;
