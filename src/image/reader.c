@@ -928,19 +928,30 @@ static int check_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t
  * return them folded into crc. */
 static int read_data(struct walk *w, char *dst, uint64_t len, uint64_t off, uint32_t *crc)
 {
-	const char *in = walk_at(w, off, len);
-	if (in) {
-		if (dst)
-			memcpy(dst, in, len);
-		*crc = crc32c_update(*crc, in, len);
-		return 0;
+	while (len) {
+		/* what the window holds of it is taken from there, the rest
+		 * read into it a window at a time (moving nothing) */
+		uint64_t n = len < WINDOW_SIZE ? len : WINDOW_SIZE;
+		if (w->win && off >= w->win_off && off < w->win_off + w->win_len &&
+		    n > w->win_off + w->win_len - off)
+			n = w->win_off + w->win_len - off;
+		const char *in = walk_at(w, off, n);
+		if (!in)
+			break;
+		if (dst) {
+			memcpy(dst, in, n);
+			dst += n;
+		}
+		*crc = crc32c_update(*crc, in, n);
+		off += n;
+		len -= n;
 	}
-	int fd = w->img->fd;
-	char *scratch = w->scratch;
+	if (len && !dst && !w->scratch && !(w->scratch = malloc(SCRATCH_SIZE)))
+		return -1;
 	while (len) {
 		uint64_t n = dst ? len : (len < SCRATCH_SIZE ? len : SCRATCH_SIZE);
-		char *p = dst ? dst : scratch;
-		if (read_at(fd, p, n, off) < 0)
+		char *p = dst ? dst : w->scratch;
+		if (read_at(w->img->fd, p, n, off) < 0)
 			return -1;
 		*crc = crc32c_update(*crc, p, n);
 		off += n;
@@ -998,8 +1009,6 @@ static int do_chunk(struct walk *w, uint64_t pos, ckpt_chunk_dest_fn dest, void 
 	}
 	uint32_t want = c.crc, crc = header_crc(&c);
 	char *dst = dest ? dest(arg, &c) : NULL;
-	if (!dst && !w->scratch && !(w->scratch = malloc(SCRATCH_SIZE)))
-		return fail(w->err, w->errlen, "out of memory");
 	if (read_data(w, dst, len, pos + CHUNK_HDR, &crc) < 0)
 		return fail(w->err, w->errlen, "cannot read page chunk %u data", w->index);
 	*next = pos + CHUNK_HDR + len;
