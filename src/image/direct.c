@@ -17,7 +17,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "image/format.h"
 #include "image/reader.h"
 
 #define BLOCK 4096u /* a raw chunk's data alignment in the file */
@@ -81,13 +80,13 @@ int ckpt_image_direct_read(struct ckpt_image *img, void *head, uint64_t head_len
 	do
 		n = preadv(img->direct_fd, iov, 2, (off_t)(data - BLOCK));
 	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EINVAL) {
-		/* the file system wants a stricter alignment: buffered from now on */
+	if (n < 0) {
+		/* EINVAL: the file system wants a stricter alignment; whatever
+		 * else it was, the buffered read tells a real error from a
+		 * refusal of O_DIRECT. Buffered from now on. */
 		atomic_store(&img->direct_refused, 1);
 		return 1;
 	}
-	if (n < 0)
-		return -1;
 	if ((uint64_t)n != BLOCK + len)
 		return 1; /* short: the buffered read finds out why */
 	memcpy(head, block + BLOCK - head_len, head_len);

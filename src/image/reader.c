@@ -1378,10 +1378,8 @@ static int par_read(struct par *p, const struct chunk_job *j, char *buf, uint64_
 	struct ckpt_image *img = p->w->img;
 	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
 	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
-	int r = j->zlen ? 1 : ckpt_image_direct_read(img, head, head_len, buf, n, j->data);
-	if (r > 0)
-		r = read_two_at(img->fd, head, head_len, buf, n, j->data - head_len);
-	if (r < 0)
+	if ((j->zlen || ckpt_image_direct_read(img, head, head_len, buf, n, j->data) != 0) &&
+	    read_two_at(img->fd, head, head_len, buf, n, j->data - head_len) < 0)
 		return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j, ""),
 		       -1;
 	if (head_len && !as_indexed(head, j))
