@@ -924,7 +924,7 @@ static int check_chunk(struct walk *w, const struct ckpt_page_chunk *c, uint64_t
 	return 0;
 }
 
-/* Read len bytes at off into dst (or, with dst NULL, through scratch) and
+/* Read len bytes at off into dst (with dst NULL, only look at them) and
  * return them folded into crc. */
 static int read_data(struct walk *w, char *dst, uint64_t len, uint64_t off, uint32_t *crc)
 {
