@@ -255,8 +255,10 @@ static void on_hello(struct coord *c, struct conn *k, const struct ckpt_msg *m)
 		if (c->nrestored < COORD_MAX_PROCS)
 			c->restored_pids[c->nrestored++] = pid;
 		ckpt_log(c->o->exec_log,
-			 "restored from generation %llu: pid %lld (%s) is running again",
-			 (unsigned long long)restored, (long long)pid, k->cmd);
+			 "restored from generation %llu: pid %lld (%s) is running again, %.2f s "
+			 "after the restorer started",
+			 (unsigned long long)restored, (long long)pid, k->cmd,
+			 (double)(ckpt_mono_ms() - c->progress_t0) / 1000.0);
 		/* not before: the restorer reads the images too */
 		if (c->o->lazy && !c->verify_t0)
 			lazy_verify_begin(c);

@@ -730,6 +730,9 @@ class Ckpt:
         # must not run it again)
         assert not re.search(r"restart from generation \d+ failed", ex), (
             f"execution.log calls a restart that worked failed:\n{tail(ex)}")
+        assert re.search(r"restored from generation \d+: pid \d+ \(.*\) is running again, "
+                         r"\d+\.\d\d s after the restorer started", ex), (
+            f"execution.log does not say when the restored program ran again:\n{tail(ex)}")
         if "exited with status" in ex.splitlines()[-1]:
             assert (rundir / "finished").exists(), (
                 f"the restarted program exited by itself but the run is not marked "
