@@ -126,17 +126,20 @@ static int read_two_at(int fd, void *a, uint64_t len_a, void *b, uint64_t len_b,
 	return read_at(fd, (char *)b + (got - len_a), len_b - (got - len_a), off + got);
 }
 
+static int all_zero(const char *p, uint64_t len)
+{
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
 /* Padding (under 4096 bytes) must be zero, so that no byte of an image
  * escapes verification. */
 static int zero_at(int fd, uint64_t len, uint64_t off)
 {
-	unsigned char buf[CKPT_PAGE_SIZE];
-	if (len > sizeof buf || read_at(fd, buf, len, off) < 0)
-		return 0;
-	for (uint64_t i = 0; i < len; i++)
-		if (buf[i])
-			return 0;
-	return 1;
+	char buf[CKPT_PAGE_SIZE];
+	return len <= sizeof buf && read_at(fd, buf, len, off) == 0 && all_zero(buf, len);
 }
 
 /* Fixed-size text field from the file, made safe to print on one line. */
@@ -853,12 +856,7 @@ static int walk_read(struct walk *w, void *dst, uint64_t len, uint64_t off)
 static int walk_zeros(struct walk *w, uint64_t len, uint64_t off)
 {
 	const char *p = len >= CKPT_PAGE_SIZE ? NULL : walk_at(w, off, len);
-	if (!p)
-		return zero_at(w->img->fd, len, off);
-	for (uint64_t i = 0; i < len; i++)
-		if (p[i])
-			return 0;
-	return 1;
+	return p ? all_zero(p, len) : zero_at(w->img->fd, len, off);
 }
 
 /* The chunk, in order, counts for its area (page count and order checks). */

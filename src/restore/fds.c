@@ -68,9 +68,6 @@ int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_priv
 	return 0;
 }
 
-/* The size and identity a file must still have; an append-mode or
- * writable file that grew after the checkpoint is cut back, since the
- * program will write those bytes again. */
 /* The file at path is still the one the program had open. */
 static int same_file(int fd, const struct ckpt_fd *f, const char *path, struct stat *st)
 {
@@ -83,6 +80,9 @@ static int same_file(int fd, const struct ckpt_fd *f, const char *path, struct s
 	return 0;
 }
 
+/* The size and identity a file must still have; an append-mode or
+ * writable file that grew after the checkpoint is cut back, since the
+ * program will write those bytes again. */
 static int check_file(int fd, const struct ckpt_fd *f, const char *path)
 {
 	struct stat st;
