@@ -34,7 +34,7 @@ void warn(const char *fmt, ...)
 	dprintf(error_fd, "ckpt-restore: warning: %s\n", msg);
 }
 
-static __attribute__((noreturn)) void die(void)
+void report_and_exit(void)
 {
 	dprintf(error_fd, "ckpt-restore: %s\n", restore_error);
 	exit(2);
@@ -65,13 +65,13 @@ static __attribute__((noreturn)) void become(int self, struct fd_context *c)
 {
 	struct ckpt_image *img = tree.procs[self].img;
 	if (check_compatible(img) != 0 || fds_prepare(c, img, tree.min_private) != 0)
-		die();
+		report_and_exit();
 	error_fd = c->err;
 	struct plan *plan = plan_build(img, c);
 	if (!plan)
-		die();
+		report_and_exit();
 	if (attrs_restore(img) != 0 || fds_restore(c, img) != 0)
-		die();
+		report_and_exit();
 	fill_restore_info(plan, img, c);
 	plan->err_fd = c->err;
 	/* none of the restorer's own descriptors may outlive it */
@@ -82,7 +82,7 @@ static __attribute__((noreturn)) void become(int self, struct fd_context *c)
 	for (int i = 0; i < tree.n; i++)
 		close(tree.procs[i].img->fd);
 	if (tree_barrier(self) != 0)
-		die();
+		report_and_exit();
 	tree_join_group(img);
 	hand_over(plan);
 }
@@ -110,9 +110,9 @@ int main(int argc, char **argv)
 	struct fd_context c;
 	if (tree_load(argv[1]) != 0 || fds_prepare_stdio(&c, tree.min_private) != 0 ||
 	    shared_prepare(&c) != 0 || shm_prepare() != 0)
-		die();
+		report_and_exit();
 	int self = tree_spawn();
 	if (self < 0)
-		die();
+		report_and_exit();
 	become(self, &c);
 }

@@ -15,6 +15,8 @@
 extern char restore_error[1024];
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print restore_error and exit with status 2. */
+__attribute__((noreturn)) void report_and_exit(void);
 
 /* A mapping of the restorer itself, from /proc/self/maps. */
 struct live_map {

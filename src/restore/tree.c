@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "restore/restore.h"
@@ -117,7 +118,15 @@ static pid_t fork_with_pid(pid_t pid, int parent_too)
 	args.exit_signal = parent_too ? 0 : SIGCHLD;
 	args.set_tid = (uint64_t)(uintptr_t)&pid;
 	args.set_tid_size = 1;
-	return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+	/* EEXIST: a restorer's thread holds the pid (see reserve_saved_ids);
+	 * one that has ended gives it back within moments */
+	for (int tries = 0;; tries++) {
+		pid_t r = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+		if (r >= 0 || errno != EEXIST || tries == 200)
+			return r;
+		struct timespec ms = {0, 5000000};
+		nanosleep(&ms, NULL);
+	}
 }
 
 /* A child that had exited: it exits again at once with the same status,
@@ -201,12 +210,18 @@ static pid_t fork_in_session(int k, int parent_too, int32_t sid)
 		return -1;
 	}
 	if (h == 0) {
+		pid_t c = -1;
 		if (setsid() < 0)
-			_exit(2);
-		pid_t c = fork_with_pid(tree.procs[k].pid, 1);
+			fail("pid %d: cannot start its session %d again: %s",
+			     (int)tree.procs[k].pid, (int)sid, strerror(errno));
+		else if ((c = fork_with_pid(tree.procs[k].pid, 1)) < 0)
+			fail("cannot recreate process %d in its session %d: %s",
+			     (int)tree.procs[k].pid, (int)sid, strerror(errno));
 		if (c == 0)
 			return 0;
-		_exit(c < 0 ? 2 : 0);
+		if (c < 0)
+			report_and_exit();
+		_exit(0);
 	}
 	if (!parent_too)
 		waitpid(h, NULL, 0); /* the helper was our child */
@@ -249,8 +264,57 @@ static int spawn(int i)
 	return i;
 }
 
+/* The highest pid or tid the generation gives back (processes, threads,
+ * zombies, session and group leaders). */
+static int32_t highest_saved_id(void)
+{
+	int32_t top = 0;
+	for (int i = 0; i < tree.n; i++) {
+		const struct ckpt_image *img = tree.procs[i].img;
+		int32_t ids[] = {tree.procs[i].pid, img->tree.sid, img->tree.pgid};
+		for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
+			if (ids[k] > top)
+				top = ids[k];
+		for (uint32_t t = 0; t < img->nthreads; t++)
+			if (img->threads[t].tid > top)
+				top = img->threads[t].tid;
+		for (uint32_t z = 0; z < img->nzombies; z++)
+			if (img->zombies[z].pid > top)
+				top = img->zombies[z].pid;
+	}
+	return top;
+}
+
+/* Until the final stage has made the last thread, the pids and tids of
+ * the checkpoint must stay free, but the restorers take pids of the
+ * namespace meanwhile (their reading threads, while a sibling still
+ * waits to be forked with its pid: clone3 then fails with EEXIST). New
+ * pids are handed out above the last one given (ns_last_pid, writable
+ * with CAP_CHECKPOINT_RESTORE in the namespace's owner): starting above
+ * every saved id keeps them apart. Where it cannot be written, forks that
+ * find their pid taken try again (fork_with_pid). */
+static void reserve_saved_ids(void)
+{
+	if (getenv("CKPT_NEW_IDS"))
+		return; /* pids are not given back */
+	int32_t top = highest_saved_id();
+	int fd = open("/proc/sys/kernel/ns_last_pid", O_RDWR | O_CLOEXEC);
+	char now[32] = "";
+	ssize_t n = fd >= 0 ? pread(fd, now, sizeof now - 1, 0) : -1;
+	if (n > 0 && atoi(now) < top) {
+		char want[32];
+		int len = snprintf(want, sizeof want, "%d", (int)top);
+		if (pwrite(fd, want, (size_t)len, 0) != len)
+			warn("cannot keep the checkpoint's pids free (ns_last_pid: %s)",
+			     strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 int tree_spawn(void)
 {
+	reserve_saved_ids();
 	if (pipe2(tree.ready, O_CLOEXEC) != 0 || pipe2(tree.go, O_CLOEXEC) != 0)
 		return fail("cannot create the restart barrier: %s", strerror(errno));
 	for (int k = 0; k < 2; k++) {
