@@ -2,6 +2,7 @@
  * every other thread is stopped. Order of sections in the file does not
  * matter (the section table locates them); memory goes before AREAS
  * because writing it counts each area's saved pages. */
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 
 #define SCRATCH_SIZE (1ull << 30) /* address space only: MAP_NORESERVE */
 #define WRITE_BUF_SIZE (1u << 20)
+#define CHECK_BUF_SIZE (1u << 20)
 #define STRTAB_SIZE (16u << 20)
 
 static void fill_cpu_features(struct ckpt_image_header *h)
@@ -200,6 +202,7 @@ static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *pro
 	}
 }
 
+/* Read and write: the writer reads its pages back (ckpt_writer_set_check). */
 static int open_image(char *tmp, char *final, size_t cap)
 {
 	tmp[0] = 0;
@@ -209,8 +212,8 @@ static int open_image(char *tmp, char *final, size_t cap)
 	str_append(tmp, cap, ".img");
 	str_copy(final, tmp, cap);
 	str_append(tmp, cap, ".tmp");
-	return (int)raw_syscall4(SYS_openat, AT_FDCWD, tmp,
-				 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	return (int)raw_syscall4(SYS_openat, AT_FDCWD, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+				 0600);
 }
 
 /* The image is durable once its data, its name and its directory entry are
@@ -251,6 +254,11 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	struct io_thread *io = spare ? io_thread_start(s, w->fd) : 0;
 	if (io)
 		ckpt_writer_set_io(w, io_thread_ops(io), spare);
+	/* the pages are read back as the page cache writes them out, so
+	 * that the coordinator need not read them from the disk (writer.h) */
+	char *check = scratch_alloc(s, CHECK_BUF_SIZE);
+	if (check)
+		ckpt_writer_set_check(w, check, CHECK_BUF_SIZE);
 	int r = memory_capture(w, s, st, cow_child, err);
 	compress_stop(); /* the last batch was written when PAGES ended */
 	if (io) {
@@ -267,15 +275,25 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	fill_header(&hdr, nthreads);
 	if (agent.pages_referred)
 		hdr.parent_generation = agent.parent_gen;
+	agent.pages_checked = 0;
 	if (ckpt_writer_finish(w, &hdr) != 0) {
-		fail_errno("writing the image failed", -w->error);
-		/* How far it got: the .tmp file is gone by the time the
-		 * coordinator logs the failure, and a full disk or quota shows
-		 * in this number. */
+		/* Where: the .tmp file is gone by the time the coordinator
+		 * logs the failure, and a full disk or quota shows in how far
+		 * the writing got. */
+		if (w->error == EBADMSG)
+			set_error("the image file did not read back as written (a memory or "
+				  "file system fault): page chunk data differ",
+				  0, 0);
+		else
+			fail_errno("writing the image failed", -w->error);
 		str_append(agent.errmsg, sizeof agent.errmsg, " at byte ");
-		str_append_u64(agent.errmsg, sizeof agent.errmsg, w->offset);
-	} else if (publish_image(tmp, final) != 0)
+		str_append_u64(agent.errmsg, sizeof agent.errmsg,
+			       w->error == EBADMSG ? w->ck_pos : w->offset);
+	} else if (publish_image(tmp, final) != 0) {
 		set_error("cannot rename the image into place in ", agent.dir, 0);
+	} else {
+		agent.pages_checked = w->checked;
+	}
 	agent.image_bytes = w->offset;
 }
 
@@ -338,6 +356,7 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 	r->pages_stored = agent.pages_stored;
 	r->pages_referred = agent.pages_referred;
 	r->pages_proven = agent.pages_proven;
+	r->pages_checked = agent.pages_checked;
 	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
 	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
 	/* the program need not wait while exit tears down this copy of its
@@ -468,6 +487,7 @@ void capture_wait_writer_report(void)
 	agent.pages_stored = c->pages_stored;
 	agent.pages_referred = c->pages_referred;
 	agent.pages_proven = c->pages_proven;
+	agent.pages_checked = c->pages_checked;
 	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
 	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);
 	if (!reported) {

@@ -554,13 +554,18 @@ void ckpt_on_captured(struct coord *c, struct conn *agent, const struct ckpt_msg
 /* Read every image of the generation back and check every checksum
  * before it can become latest: a write the kernel acknowledged but a
  * file system lost or mangled (a full quota on NFS, a failing disk) is
- * found now, while the previous generation still is latest. */
+ * found now, while the previous generation still is latest. The page
+ * chunks of an image whose writer read them back and checked them
+ * (writer.h, ckpt_writer_set_check) are not read again: only their
+ * layout, from the image's index, and every other section are. */
 static int verify_images(struct coord *c, char *reason, size_t cap)
 {
 	for (int i = 0; i < c->ck.ndone; i++) {
 		char path[sizeof(c->ck.dir) + 80], err[1024];
 		snprintf(path, sizeof(path), "%s/%lld.img", c->ck.dir, (long long)c->ck.done[i]);
-		if (ckpt_image_verify_stored(path, err, sizeof(err)) < 0) {
+		int r = c->ck.done_checked[i] ? ckpt_image_verify_checked(path, err, sizeof(err))
+					      : ckpt_image_verify_stored(path, err, sizeof(err));
+		if (r < 0) {
 			snprintf(reason, cap, "the image of pid %lld does not read back intact: %s",
 				 (long long)c->ck.done[i], err);
 			return -1;
@@ -735,6 +740,9 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 	snprintf(agent->done_file, sizeof(agent->done_file), "%s", want);
 	agent->pending = 0;
 	agent->phase = CK_DONE;
+	uint64_t checked = 0;
+	ckpt_msg_get_u64(m, "pages_checked", &checked);
+	c->ck.done_checked[c->ck.ndone] = checked == 1;
 	c->ck.done[c->ck.ndone++] = agent->pid;
 	uint64_t stopped = 0;
 	ckpt_msg_get_u64(m, "stopped", &stopped);
@@ -867,6 +875,7 @@ static void check_orphans(struct coord *c)
 		struct stat st;
 		if (fstatat(dfd, img, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
 			c->ck.bytes += (uint64_t)st.st_size;
+			c->ck.done_checked[c->ck.ndone] = 0;
 			c->ck.done[c->ck.ndone++] = c->ck.orphans[i];
 			c->ck.orphans[i] = c->ck.orphans[--c->ck.norphans];
 			if (--c->ck.npending == 0) {

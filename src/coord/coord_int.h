@@ -65,6 +65,9 @@ struct ckpt_state {
 	/* images complete (DONE, or found written after their process
 	 * exited), and processes that exited while theirs was written */
 	int64_t done[COORD_MAX_PROCS];
+	/* its writer read every page chunk back and checked it (DONE
+	 * pages_checked=1): the verification need not read the pages */
+	uint8_t done_checked[COORD_MAX_PROCS];
 	int ndone;
 	int64_t orphans[COORD_MAX_PROCS];
 	int norphans;

@@ -801,6 +801,13 @@ struct chunk_job {
 static int matches_index(struct walk *w, const struct ckpt_page_chunk *c, uint64_t pos,
 			 uint32_t zlen);
 
+/* Advice only: a failure changes nothing but speed. */
+static void drop_read(const struct ckpt_image *img, uint64_t offset, uint64_t len)
+{
+	if (img->drop_after_read)
+		(void)posix_fadvise(img->fd, (off_t)offset, (off_t)len, POSIX_FADV_DONTNEED);
+}
+
 static void walk_free(struct walk *w)
 {
 	free(w->jobs);
@@ -829,6 +836,9 @@ static const char *walk_at(struct walk *w, uint64_t off, uint64_t len)
 	if (!window && !(window = malloc(WINDOW_SIZE)))
 		return NULL;
 	w->win = window;
+	/* the walk has gone past the old window: its pages are read */
+	if (w->win_len && off > w->win_off)
+		drop_read(w->img, w->win_off, off - w->win_off);
 	/* what the window holds from off on is kept, the rest read */
 	uint64_t keep = 0;
 	if (off >= w->win_off && off < w->win_off + w->win_len) {
@@ -1360,13 +1370,6 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	return r;
 }
 
-/* Advice only: a failure changes nothing but speed. */
-static void drop_read(const struct ckpt_image *img, uint64_t offset, uint64_t len)
-{
-	if (img->drop_after_read)
-		(void)posix_fadvise(img->fd, (off_t)offset, (off_t)len, POSIX_FADV_DONTNEED);
-}
-
 /* The n bytes of the job's data (its pages, or its frame) into buf.
  * Chunks listed from PAGE_INDEX: the header before the data is read with
  * them and must equal the entry, as a full walk requires (the data are
@@ -1609,7 +1612,12 @@ static int verify_path(const char *path, int decode, char *err, size_t errlen)
 	struct ckpt_image *img = ckpt_image_open(path, err, errlen);
 	if (!img)
 		return -1;
+	/* A new image, verified as it is stored: its writer left it out of
+	 * the page cache (it is read again only at a restart), and so does
+	 * this reading, for the same reasons (writer.c, write-behind). */
+	img->drop_after_read = !decode;
 	int r = ckpt_image_check_pages(img, decode, err, errlen);
+	drop_read(img, 0, 0);
 	ckpt_image_close(img);
 	return r;
 }
@@ -1622,4 +1630,18 @@ int ckpt_image_verify(const char *path, char *err, size_t errlen)
 int ckpt_image_verify_stored(const char *path, char *err, size_t errlen)
 {
 	return verify_path(path, 0, err, errlen);
+}
+
+int ckpt_image_verify_checked(const char *path, char *err, size_t errlen)
+{
+	struct ckpt_image *img = ckpt_image_open(path, err, errlen);
+	if (!img)
+		return -1;
+	int r = img->pages && img->pages->count && !img->index
+		    ? fail(err, errlen, "its writer checked its pages, but it has no PAGE_INDEX")
+		    : ckpt_image_check_pages(img, CKPT_CHECK_NO_DATA, err, errlen);
+	img->drop_after_read = 1;
+	drop_read(img, 0, 0);
+	ckpt_image_close(img);
+	return r;
 }

@@ -55,7 +55,8 @@ struct ckpt_image {
 	/* Set by a caller that reads the pages once (the restorer): the
 	 * parallel readers read raw chunks of a cold image with O_DIRECT
 	 * (image/direct.h), and drop each other chunk from the page cache
-	 * once checked, so the memory it held goes to the restored program.
+	 * once checked, so the memory it held goes to the restored program;
+	 * the verification of a new image drops what its walk has read.
 	 * (In VMs that hand free memory back to the host, memory freed long
 	 * ago faults in many times slower than memory freed just now.) */
 	int drop_after_read;
@@ -140,5 +141,9 @@ int ckpt_image_check_pages(struct ckpt_image *img, int decode, char *err, size_t
 int ckpt_image_verify(const char *path, char *err, size_t errlen);
 /* The same, with compressed chunks checked as stored (see above). */
 int ckpt_image_verify_stored(const char *path, char *err, size_t errlen);
+/* A new image whose writer read every page chunk back and checked it:
+ * everything but the page data (CKPT_CHECK_NO_DATA), and the image must
+ * have a PAGE_INDEX (the chunks' layout is checked from it). */
+int ckpt_image_verify_checked(const char *path, char *err, size_t errlen);
 
 #endif

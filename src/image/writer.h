@@ -64,6 +64,21 @@ struct ckpt_writer {
 	struct ckpt_chunk_entry *index;
 	uint32_t index_cap, index_used;
 	int index_lost;
+	/* write-behind (writer.c): the file's bytes before wb_started have
+	 * been handed to writeback, those before wb_dropped dropped from the
+	 * page cache */
+	uint64_t wb_started, wb_dropped;
+	/* read-back check (ckpt_writer_set_check): the file's bytes before
+	 * ck_pos have been read back and matched, up to index entry ck_next */
+	char *ck_buf;
+	size_t ck_size;
+	int ck_on;	    /* 1 while checking; 0 off, or given up (no index) */
+	uint64_t ck_pos;    /* next byte of PAGES to check */
+	uint64_t pages_end; /* end of PAGES, once it ended; 0 before */
+	uint32_t ck_next;   /* index entry of the chunk being checked */
+	uint32_t ck_crc;    /* its checksum so far */
+	unsigned char ck_head[sizeof(struct ckpt_page_chunk)];
+	int checked; /* set by finish: every page chunk read back and matched */
 };
 
 /* Below this many pages, mapping a raw chunk from the image at a lazy
@@ -95,6 +110,17 @@ void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch
  * section follows PAGES when it ends. With more chunks than that the
  * image has no index (readers then find the chunks by their headers). */
 void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entries, uint32_t cap);
+/* Read-back check: once the page cache has written part of the file out
+ * (write-behind), the writer reads that part back, before dropping it,
+ * and checks every page chunk in it against its PAGE_INDEX entry: header
+ * equal, checksum over the bytes read matching, padding zero. buf (size
+ * bytes, one MiB is plenty) receives the reads. When PAGES ends, the rest
+ * of it is read back (from the cache) and w->checked is set if every
+ * chunk passed;
+ * a chunk that reads back otherwise fails the image (EBADMSG). Needs an
+ * index (ckpt_writer_set_index) that holds every chunk; without one
+ * nothing is checked and checked stays 0. */
+void ckpt_writer_set_check(struct ckpt_writer *w, void *buf, size_t size);
 /* Leaves room for the header, which ckpt_writer_finish fills in. */
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len);

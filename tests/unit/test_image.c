@@ -1390,6 +1390,131 @@ static void test_direct_reads(const char *path)
 	}
 }
 
+/* ---- the writer's read-back check ---- */
+
+/* An I/O "thread" that writes what it is handed with one byte changed, as
+ * a faulty disk, file system or memory would: the writer must notice when
+ * it reads the pages back. */
+struct flip_io {
+	int fd;
+	int64_t flip_at; /* file offset of the byte to change; -1: none */
+	int flipped;
+};
+
+static void flip_submit(void *ctx, const char *buf, size_t len, uint64_t off)
+{
+	struct flip_io *f = ctx;
+	static char copy[1 << 20];
+	if (f->flip_at >= (int64_t)off && f->flip_at < (int64_t)(off + len) && len <= sizeof copy) {
+		memcpy(copy, buf, len);
+		copy[f->flip_at - (int64_t)off] ^= 0x20;
+		buf = copy;
+		f->flipped = 1;
+	}
+	CHECK(pwrite(f->fd, buf, len, (off_t)off) == (ssize_t)len, "flip_submit: %s",
+	      strerror(errno));
+}
+
+static int flip_wait(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+enum { BIG_ROUNDS = 40, BIG_PAGES = 256 };
+
+/* About 44 MiB of page chunks of every kind (raw, stored, compressed,
+ * reference), written with the read-back check through a flip_io: more
+ * than the writer's write-behind keeps, so most of it is checked while
+ * writing and the rest when PAGES ends. Returns the finish result; *w
+ * holds the writer afterwards. */
+static int write_big(const char *path, struct flip_io *f, struct ckpt_writer *w,
+		     struct ckpt_chunk_entry *entries, uint32_t room)
+{
+	static char buf[1 << 20], spare[1 << 20], check[1 << 20];
+	static char pages[BIG_PAGES * CKPT_PAGE_SIZE];
+	f->fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	f->flipped = 0;
+	struct ckpt_writer_io io = {flip_submit, flip_wait, f};
+	ckpt_writer_init(w, f->fd, buf, sizeof buf);
+	ckpt_writer_set_io(w, &io, spare);
+	ckpt_writer_set_check(w, check, sizeof check);
+	ckpt_writer_set_index(w, entries, room);
+	use_zstd(w);
+	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
+	uint64_t seed = 1;
+	for (int r = 0; r < BIG_ROUNDS; r++) {
+		for (size_t i = 0; i < sizeof pages; i += 8) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			memcpy(pages + i, &seed, 8);
+		}
+		uint64_t addr = 0x100000000ull + (uint64_t)r * (BIG_PAGES + 16) * CKPT_PAGE_SIZE;
+		ckpt_writer_chunk(w, 0, addr, pages, BIG_PAGES); /* raw, padded */
+		ckpt_writer_chunk(w, 0, addr + BIG_PAGES * CKPT_PAGE_SIZE, pages, 2); /* stored */
+		memset(pages, r, 3 * CKPT_PAGE_SIZE);
+		ckpt_writer_chunk(w, 0, addr + (BIG_PAGES + 4) * CKPT_PAGE_SIZE, pages,
+				  3); /* zstd */
+		ckpt_writer_ref(w, 0, addr + (BIG_PAGES + 8) * CKPT_PAGE_SIZE, 4);
+	}
+	ckpt_writer_end_section(w, 0);
+	ckpt_writer_flush_io(w);
+	struct ckpt_image_header hdr = {0};
+	int r = ckpt_writer_finish(w, &hdr);
+	close(f->fd);
+	return r;
+}
+
+static void test_read_back_check(const char *path)
+{
+	static struct ckpt_chunk_entry entries[4 * BIG_ROUNDS];
+	struct ckpt_writer w;
+	struct flip_io f = {.flip_at = -1};
+	CHECK(write_big(path, &f, &w, entries, 4 * BIG_ROUNDS) == 0, "clean write: errno %d",
+	      w.error);
+	CHECK(w.checked == 1, "a clean image reads back checked");
+	CHECK(w.index_used == 4 * BIG_ROUNDS, "%u chunks", w.index_used);
+	uint32_t n = w.index_used;
+	if (n != 4 * BIG_ROUNDS)
+		return;
+	static struct ckpt_chunk_entry clean[4 * BIG_ROUNDS];
+	memcpy(clean, entries, sizeof clean);
+	/* raw data early (found while writing), a header, the padding before
+	 * a raw chunk, a stored frame, a compressed frame and a reference in
+	 * the last round (found when PAGES ends) */
+	const struct {
+		const char *what;
+		int64_t at;
+	} flips[] = {
+	    {"raw chunk data, first round", (int64_t)clean[4].offset + 24 + 5000},
+	    {"compressed chunk header, round 20", (int64_t)clean[82].offset + 10},
+	    {"padding before a raw chunk", (int64_t)clean[8].offset - 100},
+	    {"stored chunk frame, last round", (int64_t)clean[n - 3].offset + 24 + 30},
+	    {"compressed chunk frame, last round", (int64_t)clean[n - 2].offset + 24 + 9},
+	    {"reference chunk, last round", (int64_t)clean[n - 1].offset + 4},
+	};
+	for (unsigned i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+		f.flip_at = flips[i].at;
+		int r = write_big(path, &f, &w, entries, 4 * BIG_ROUNDS);
+		CHECK(f.flipped, "%s: the byte was written", flips[i].what);
+		CHECK(r == -1 && w.error == EBADMSG && !w.checked,
+		      "%s changed on its way to the file: finish %d, errno %d, checked %d",
+		      flips[i].what, r, w.error, w.checked);
+	}
+	/* an index without room for every chunk: nothing vouched for */
+	f.flip_at = -1;
+	CHECK(write_big(path, &f, &w, entries, 10) == 0 && w.index_lost && !w.checked,
+	      "index lost: finish ok, not checked");
+	/* the coordinator's check of a checked image needs the index */
+	char err[256];
+	CHECK(create_image(path, V_GOOD, 1000) == 0, "write image");
+	CHECK(ckpt_image_verify_checked(path, err, sizeof err) == 0, "verify checked: %s", err);
+	indexed = 0;
+	CHECK(create_image(path, V_GOOD, 1000) == 0, "write image");
+	indexed = 1;
+	CHECK(ckpt_image_verify_checked(path, err, sizeof err) == -1 && strstr(err, "PAGE_INDEX"),
+	      "a checked image without an index is refused: %s", err);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
@@ -1430,6 +1555,7 @@ int main(int argc, char **argv)
 	indexed = 1;
 	test_index(path);
 	test_direct_reads(path);
+	test_read_back_check(path);
 
 	unlink(path);
 	rmdir(dir);
