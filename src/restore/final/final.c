@@ -193,6 +193,10 @@ static void map_area(struct plan *p, struct plan_area *a)
 		copy_pages(a->start, a->staging, len, (const uint8_t *)a->bitmap);
 		raw_syscall2(NR_munmap, a->staging, len);
 	}
+	/* a file mapped with its protection already (a lazy restart maps
+	 * thousands of pieces so: a system call each saved) */
+	if ((a->op == PLAN_FILE || a->op == PLAN_FILE_SHARED) && !a->staging)
+		return;
 	r = raw_syscall3(NR_mprotect, a->start, len, a->prot);
 	if (failed(r))
 		die(p, "cannot set protection at", a->start, r);
