@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from conftest import (T_RUN, Bg, assert_unharmed, c_prog, check_chain, restart_context, snapshot,
                       tail, text_of)
 from test_reliability import (ancestors, assert_verify_ok, damage_image, generations,
@@ -115,6 +117,59 @@ def test_chain_restart_from_cold_images(ck):
     out, rc, bg = ck.restart(prog)
     expected, ref_rc = ref.result()
     check_chain(expected, [("first run", first, 0), ("restart from cold images", out, seen[1])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
+def resident_fraction(path):
+    """The part of the file's pages in the page cache (mincore)."""
+    import ctypes
+    import mmap
+    size = os.path.getsize(path)
+    pages = (size + 4095) // 4096
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)  # writable for ctypes, untouched
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+        vec = ctypes.create_string_buffer(pages)
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        assert libc.mincore(ctypes.c_void_p(addr), size, vec) == 0, os.strerror(ctypes.get_errno())
+        n = sum(b & 1 for b in vec.raw)
+        del addr
+    finally:
+        try:
+            m.close()
+        except BufferError:
+            pass
+    return n / pages
+
+
+def test_images_left_out_of_page_cache(ck):
+    """A checkpoint keeps its image out of the page cache (write-behind,
+    docs/reliability.md): once `ckpt checkpoint` returns, little of a
+    48 MiB image is cached, and a restart from it resumes exactly."""
+    probe = Path(ck.runs).parent / "probe"
+    probe.write_bytes(os.urandom(1 << 20))
+    evict([probe])
+    if resident_fraction(probe) > 0.5:
+        pytest.skip(f"SKIPPED: the file system of {probe.parent} keeps files cached after "
+                    "POSIX_FADV_DONTNEED (tmpfs?): nothing to measure")
+    prog = c_prog("bigmem", 60, 40, 48, 2000)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 10))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    image = next(rundir.glob("images/gen-000001/*.img"))
+    assert os.path.getsize(image) > 40 << 20
+    cached = resident_fraction(image)
+    assert cached < 0.2, f"{cached:.0%} of the image is in the page cache after the checkpoint"
+    ck.crash(run)
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", run.output(), 0), ("restart", out, seen)],
                 context=restart_context(rc, bg, rundir))
     assert rc == ref_rc
 
