@@ -857,6 +857,16 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			pa->fd = file_fd(p, c, &ft, img, a);
 			if (pa->fd < 0)
 				goto fail;
+			/* The final stage copies the saved pages over the file's, and
+			 * each first write to a page of a private file mapping reads
+			 * the file's page first: a read from the disk at a time when
+			 * the file is not cached (torch: 0.3-0.4 s of its restart).
+			 * Asked for now, the kernel reads them while the image is
+			 * read. Advice only. */
+			if (staged(a))
+				(void)posix_fadvise(pa->fd, (off_t)a->file_offset,
+						    (off_t)(a->end - a->start),
+						    POSIX_FADV_WILLNEED);
 		}
 		if (staged(a) && shared) {
 			/* the pages go straight into the shared object */
