@@ -552,12 +552,12 @@ void ckpt_on_captured(struct coord *c, struct conn *agent, const struct ckpt_msg
 }
 
 /* Read every image of the generation back and check every checksum
- * before it can become latest: a write the kernel acknowledged but a
- * file system lost or mangled (a full quota on NFS, a failing disk) is
- * found now, while the previous generation still is latest. The page
- * chunks of an image whose writer read them back and checked them
- * (writer.h, ckpt_writer_set_check) are not read again: only their
- * layout, from the image's index, and every other section are. */
+ * before it can become latest: bytes a file system mangled are found now,
+ * while the previous generation still is latest (the writer dropped the
+ * image from the page cache, so this reads the disk). The page chunks of
+ * an image whose writer read them back and checked them (writer.h,
+ * ckpt_writer_set_check) are not read again: only their layout, from the
+ * image's index, and every other section are. */
 static int verify_images(struct coord *c, char *reason, size_t cap)
 {
 	for (int i = 0; i < c->ck.ndone; i++) {
