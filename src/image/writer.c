@@ -56,9 +56,9 @@ static void write_at(struct ckpt_writer *w, const char *p, size_t len, uint64_t 
 	}
 }
 
-/* Write-behind: an image is written once and read back once (the
- * verification), so keeping it in the page cache only takes memory from
- * the node, and filling that much cache is slow where memory is fresh (a
+/* Write-behind: an image is written once and read once, at a restart
+ * that is usually on another node, so keeping it in the page cache only
+ * takes memory from the node, and filling that much cache is slow where memory is fresh (a
  * VM whose host took back the free memory: 4 GiB written took 8-11 s
  * through the cache, 3 s like this, the disk being the same). Every
  * WB_WINDOW of the file is handed to writeback once a further window has
