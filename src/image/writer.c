@@ -589,7 +589,7 @@ static int check_bytes(struct ckpt_writer *w, const char *p, uint64_t n)
 }
 
 /* Reads [from, to) of the file back (the part of PAGES in it) and checks
- * it. Called in file order; the writer's own buffers never serve it. */
+ * it. Called in file order, when no write is in flight. */
 static void read_back(struct ckpt_writer *w, uint64_t from, uint64_t to)
 {
 	if (!w->ck_on || w->error || !w->ck_pos || (w->pages_end && w->ck_pos >= w->pages_end))
@@ -601,16 +601,22 @@ static void read_back(struct ckpt_writer *w, uint64_t from, uint64_t to)
 		return;
 	}
 	from = w->ck_pos;
+	/* With an I/O thread, its other buffer is free here (it has written
+	 * it, and the writer fills the first), and used often enough to be in
+	 * memory: a buffer of its own would be fresh pages in a copy-on-write
+	 * writer, which cost more than the check of a small image. */
+	char *buf = w->io ? w->io_spare : w->ck_buf;
+	size_t size = w->io ? w->buf_size : w->ck_size;
 	while (from < to && !w->error) {
-		size_t n = to - from < w->ck_size ? (size_t)(to - from) : w->ck_size;
-		ssize_t got = pread(w->fd, w->ck_buf, n, (off_t)from);
+		size_t n = to - from < size ? (size_t)(to - from) : size;
+		ssize_t got = pread(w->fd, buf, n, (off_t)from);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0) {
 			fail(w, got < 0 ? errno : EIO);
 			return;
 		}
-		if (check_bytes(w, w->ck_buf, (uint64_t)got) < 0) {
+		if (check_bytes(w, buf, (uint64_t)got) < 0) {
 			fail(w, EBADMSG);
 			return;
 		}

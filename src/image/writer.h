@@ -114,7 +114,8 @@ void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entri
  * (write-behind), the writer reads that part back, before dropping it,
  * and checks every page chunk in it against its PAGE_INDEX entry: header
  * equal, checksum over the bytes read matching, padding zero. buf (size
- * bytes, one MiB is plenty) receives the reads. When PAGES ends, the rest
+ * bytes, one MiB is plenty) receives the reads (with an I/O thread, its
+ * free buffer does). When PAGES ends, the rest
  * of it is read back (from the cache) and w->checked is set if every
  * chunk passed;
  * a chunk that reads back otherwise fails the image (EBADMSG). Needs an
