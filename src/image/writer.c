@@ -58,14 +58,14 @@ static void write_at(struct ckpt_writer *w, const char *p, size_t len, uint64_t 
 
 /* Write-behind: an image is written once and read once, at a restart
  * that is usually on another node, so keeping it in the page cache only
- * takes memory from the node, and filling that much cache is slow where memory is fresh (a
- * VM whose host took back the free memory: 4 GiB written took 8-11 s
- * through the cache, 3 s like this, the disk being the same). Every
- * WB_WINDOW of the file is handed to writeback once a further window has
- * been written (chunk headers are patched up to a buffer and a chunk
- * behind the end), and dropped from the cache once written, a window
- * later: the cache holds a few windows, whose pages are reused. Errors are
- * left to the final fsync, which reports what writeback met. */
+ * takes memory from the node, and filling that much cache is slow where
+ * memory is fresh (a VM whose host took back the free memory: 4 GiB
+ * written took 8-11 s through the cache, 3 s like this, the disk being the
+ * same). Every WB_WINDOW of the file is handed to writeback once a further
+ * window has been written (chunk headers are patched up to a buffer and a
+ * chunk behind the end), and dropped from the cache once written, a
+ * window later: the cache holds a few windows, whose pages are reused.
+ * Errors are left to the final fsync, which reports what writeback met. */
 #define WB_WINDOW (16u << 20)
 
 static void read_back(struct ckpt_writer *w, uint64_t from, uint64_t to);
