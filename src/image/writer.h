@@ -115,12 +115,11 @@ void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entri
  * and checks every page chunk in it against its PAGE_INDEX entry: header
  * equal, checksum over the bytes read matching, padding zero. buf (size
  * bytes, one MiB is plenty) receives the reads (with an I/O thread, its
- * free buffer does). When PAGES ends, the rest
- * of it is read back (from the cache) and w->checked is set if every
- * chunk passed;
- * a chunk that reads back otherwise fails the image (EBADMSG). Needs an
- * index (ckpt_writer_set_index) that holds every chunk; without one
- * nothing is checked and checked stays 0. */
+ * free buffer does). When PAGES ends, the rest of it is read back (from
+ * the cache) and w->checked is set if every chunk passed; a chunk that
+ * reads back otherwise fails the image (EBADMSG). Needs an index
+ * (ckpt_writer_set_index) that holds every chunk; without one nothing is
+ * checked and checked stays 0. */
 void ckpt_writer_set_check(struct ckpt_writer *w, void *buf, size_t size);
 /* Leaves room for the header, which ckpt_writer_finish fills in. */
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type);
