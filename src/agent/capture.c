@@ -275,7 +275,6 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	fill_header(&hdr, nthreads);
 	if (agent.pages_referred)
 		hdr.parent_generation = agent.parent_gen;
-	agent.pages_checked = 0;
 	if (ckpt_writer_finish(w, &hdr) != 0) {
 		/* Where: the .tmp file is gone by the time the coordinator
 		 * logs the failure, and a full disk or quota shows in how far

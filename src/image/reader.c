@@ -1612,11 +1612,15 @@ static int verify_path(const char *path, int decode, char *err, size_t errlen)
 	struct ckpt_image *img = ckpt_image_open(path, err, errlen);
 	if (!img)
 		return -1;
-	/* A new image, verified as it is stored: its writer left it out of
-	 * the page cache (it is read again only at a restart), and so does
-	 * this reading, for the same reasons (writer.c, write-behind). */
-	img->drop_after_read = !decode;
-	int r = ckpt_image_check_pages(img, decode, err, errlen);
+	/* Anything but `ckpt verify` (decode 1) checks a new image: its writer
+	 * left it out of the page cache (it is read again only at a restart),
+	 * and so does this reading, for the same reasons (writer.c,
+	 * write-behind). Without its data read, the chunks' layout is checked
+	 * from the index, which an image with pages must then have. */
+	img->drop_after_read = decode != 1;
+	int r = decode == CKPT_CHECK_NO_DATA && img->pages && img->pages->count && !img->index
+		    ? fail(err, errlen, "its writer checked its pages, but it has no PAGE_INDEX")
+		    : ckpt_image_check_pages(img, decode, err, errlen);
 	drop_read(img, 0, 0);
 	ckpt_image_close(img);
 	return r;
@@ -1634,14 +1638,5 @@ int ckpt_image_verify_stored(const char *path, char *err, size_t errlen)
 
 int ckpt_image_verify_checked(const char *path, char *err, size_t errlen)
 {
-	struct ckpt_image *img = ckpt_image_open(path, err, errlen);
-	if (!img)
-		return -1;
-	int r = img->pages && img->pages->count && !img->index
-		    ? fail(err, errlen, "its writer checked its pages, but it has no PAGE_INDEX")
-		    : ckpt_image_check_pages(img, CKPT_CHECK_NO_DATA, err, errlen);
-	img->drop_after_read = 1;
-	drop_read(img, 0, 0);
-	ckpt_image_close(img);
-	return r;
+	return verify_path(path, CKPT_CHECK_NO_DATA, err, errlen);
 }
