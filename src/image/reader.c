@@ -791,6 +791,14 @@ struct walk {
 	size_t errlen;
 };
 
+/* Consecutive small chunks of the file, read with one system call. */
+struct batch {
+	uint32_t first, count;
+};
+#define BATCH_CHUNK_MAX (64u << 10) /* a chunk this large or larger is read alone */
+#define BATCH_SPAN_MAX (1u << 20)
+#define BATCH_JOBS_MAX 1024u
+
 struct chunk_job {
 	struct ckpt_page_chunk c;
 	uint64_t data; /* file offset of the pages or of the frame */
@@ -1307,6 +1315,8 @@ struct par {
 	ckpt_chunk_dest_fn dest;
 	ckpt_chunk_got_fn got; /* bounced reading: chunks go through a buffer */
 	void *arg;
+	struct batch *batches; /* what a thread takes in turn */
+	uint32_t nbatches;
 	_Atomic uint32_t next;
 	_Atomic int failed;
 	pthread_mutex_t lock;
@@ -1336,12 +1346,12 @@ static void par_fail(struct par *p, const char *fmt, const struct chunk_job *j, 
 }
 
 static int par_check(struct par *p, const struct chunk_job *j, char *dst, char **zin,
-		     ZSTD_DCtx **dctx);
+		     ZSTD_DCtx **dctx, const char *mem);
 
 /* One chunk: into its destination, or (bounced reading) into the thread's
  * buffer, handed to got once checked. */
 static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DCtx **dctx,
-		   char **bounce)
+		   char **bounce, const char *mem)
 {
 	if (!j->c.magic)
 		return 0; /* taken by map: the caller maps its pages from the file */
@@ -1349,7 +1359,7 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	if (!dst)
 		return 0; /* not wanted (its layout was checked) */
 	if (!p->got || dst != CKPT_CHUNK_BOUNCE)
-		return par_check(p, j, dst, zin, dctx);
+		return par_check(p, j, dst, zin, dctx, mem);
 	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	/* chunks are at most 16 MiB (compressed) or, as written, 1 MiB (raw);
 	 * a raw chunk of a foreign writer may be larger */
@@ -1362,7 +1372,7 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 		return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", j,
 				"out of memory"),
 		       -1;
-	int r = par_check(p, j, buf, zin, dctx);
+	int r = par_check(p, j, buf, zin, dctx, mem);
 	if (r == 0)
 		p->got(p->arg, &j->c, buf);
 	if (buf != *bounce)
@@ -1370,51 +1380,67 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	return r;
 }
 
-/* The n bytes of the job's data (its pages, or its frame) into buf.
+/* The n bytes of the job's data (its pages, or its frame) into buf, from
+ * the file or, for a chunk of a batch, from mem (its bytes from the
+ * header on, as in the file). Returns where the data are: buf, or in mem
+ * itself when in_place allows (a frame is only decoded from there).
  * Chunks listed from PAGE_INDEX: the header before the data is read with
  * them and must equal the entry, as a full walk requires (the data are
  * checked against the entry's checksum). */
-static int par_read(struct par *p, const struct chunk_job *j, char *buf, uint64_t n)
+static const char *par_read(struct par *p, const struct chunk_job *j, char *buf, uint64_t n,
+			    const char *mem, int in_place)
 {
 	struct ckpt_image *img = p->w->img;
 	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
 	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
-	if ((j->zlen || ckpt_image_direct_read(img, head, head_len, buf, n, j->data) != 0) &&
-	    read_two_at(img->fd, head, head_len, buf, n, j->data - head_len) < 0)
-		return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j, ""),
-		       -1;
-	if (head_len && !as_indexed(head, j))
-		return par_fail(p,
-				"page chunk %u (area %u, address 0x%llx) differs from its "
-				"PAGE_INDEX entry%s",
-				j, ""),
-		       -1;
-	return 0;
+	const char *data = buf;
+	if (mem) {
+		memcpy(head, mem, head_len);
+		if (in_place)
+			data = mem + head_len;
+		else
+			memcpy(buf, mem + head_len, n);
+	} else if ((j->zlen || ckpt_image_direct_read(img, head, head_len, buf, n, j->data) != 0) &&
+		   read_two_at(img->fd, head, head_len, buf, n, j->data - head_len) < 0) {
+		par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s", j, "");
+		return NULL;
+	}
+	if (head_len && !as_indexed(head, j)) {
+		par_fail(p,
+			 "page chunk %u (area %u, address 0x%llx) differs from its "
+			 "PAGE_INDEX entry%s",
+			 j, "");
+		return NULL;
+	}
+	return data;
 }
 
 static int par_check(struct par *p, const struct chunk_job *j, char *dst, char **zin,
-		     ZSTD_DCtx **dctx)
+		     ZSTD_DCtx **dctx, const char *mem)
 {
 	struct ckpt_image *img = p->w->img;
 	uint64_t len = (uint64_t)j->c.npages * CKPT_PAGE_SIZE;
 	uint32_t crc = header_crc(&j->c);
 	if (!j->zlen) {
-		if (par_read(p, j, dst, len) < 0)
+		if (!par_read(p, j, dst, len, mem, 0))
 			return -1;
 		crc = crc32c_update(crc, dst, len);
-		drop_read(img, j->data, len);
+		if (!mem)
+			drop_read(img, j->data, len);
 	} else {
 		size_t cap = ZSTD_compressBound(CKPT_ZCHUNK_MAX_PAGES * CKPT_PAGE_SIZE);
-		if ((!*zin && !(*zin = malloc(cap))) || (!*dctx && !(*dctx = ZSTD_createDCtx())))
+		if ((!mem && !*zin && !(*zin = malloc(cap))) ||
+		    (!*dctx && !(*dctx = ZSTD_createDCtx())))
 			return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", j,
 					"out of memory"),
 			       -1;
-		if (par_read(p, j, *zin, j->zlen) < 0)
+		const char *frame = par_read(p, j, *zin, j->zlen, mem, 1);
+		if (!frame)
 			return -1;
 		int stored = img->hdr.format_version != CKPT_FORMAT_VERSION_V2;
 		if (stored) {
 			uint32_t zl[2] = {j->zlen, 0};
-			crc = crc32c_update(crc32c_update(crc, zl, sizeof zl), *zin, j->zlen);
+			crc = crc32c_update(crc32c_update(crc, zl, sizeof zl), frame, j->zlen);
 			if (!CRC_OK(crc, j->c.crc))
 				return par_fail(p,
 						"page chunk %u (area %u, address 0x%llx) checksum "
@@ -1422,8 +1448,9 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 						j, ""),
 				       -1;
 		}
-		drop_read(img, j->data, j->zlen);
-		size_t got = ZSTD_decompressDCtx(*dctx, dst, len, *zin, j->zlen);
+		if (!mem)
+			drop_read(img, j->data, j->zlen);
+		size_t got = ZSTD_decompressDCtx(*dctx, dst, len, frame, j->zlen);
 		if (ZSTD_isError(got) || got != len)
 			return par_fail(
 				   p,
@@ -1442,22 +1469,99 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 	return 0;
 }
 
+/* The bytes of a batch's chunks, from the first one's header on. */
+static uint64_t batch_from(const struct par *p, const struct chunk_job *j)
+{
+	return j->data - (p->w->img->index ? CHUNK_HDR + (j->zlen ? 8 : 0) : 0);
+}
+
+static uint64_t job_end(const struct chunk_job *j)
+{
+	return j->data + (j->zlen ? j->zlen : (uint64_t)j->c.npages * CKPT_PAGE_SIZE);
+}
+
+/* Several small chunks, consecutive in the file: one read for all, then
+ * each is checked and delivered from the buffer. */
+static int par_batch(struct par *p, const struct batch *b, char **zin, ZSTD_DCtx **dctx,
+		     char **bounce, char **span)
+{
+	const struct chunk_job *jobs = p->w->jobs + b->first;
+	uint64_t from = batch_from(p, &jobs[0]), len = job_end(&jobs[b->count - 1]) - from;
+	if (!*span && !(*span = malloc(BATCH_SPAN_MAX)))
+		return par_fail(p, "page chunk %u (area %u, address 0x%llx): %s", &jobs[0],
+				"out of memory"),
+		       -1;
+	if (read_at(p->w->img->fd, *span, len, from) < 0)
+		return par_fail(p, "cannot read page chunk %u (area %u, address 0x%llx)%s",
+				&jobs[0], ""),
+		       -1;
+	for (uint32_t i = 0; i < b->count; i++)
+		if (par_one(p, &jobs[i], zin, dctx, bounce,
+			    *span + (batch_from(p, &jobs[i]) - from)) < 0)
+			return -1;
+	drop_read(p->w->img, from, len);
+	return 0;
+}
+
 static void *par_worker(void *arg)
 {
 	struct par *p = arg;
-	char *zin = NULL, *bounce = NULL;
+	char *zin = NULL, *bounce = NULL, *span = NULL;
 	ZSTD_DCtx *dctx = NULL;
 	for (;;) {
 		uint32_t i = atomic_fetch_add(&p->next, 1);
-		if (i >= p->w->njobs || atomic_load(&p->failed))
+		if (i >= p->nbatches || atomic_load(&p->failed))
 			break;
-		if (par_one(p, &p->w->jobs[i], &zin, &dctx, &bounce) < 0)
+		const struct batch *b = &p->batches[i];
+		int r = b->count == 1
+			    ? par_one(p, &p->w->jobs[b->first], &zin, &dctx, &bounce, NULL)
+			    : par_batch(p, b, &zin, &dctx, &bounce, &span);
+		if (r < 0)
 			break;
 	}
 	free(zin);
 	free(bounce);
+	free(span);
 	ZSTD_freeDCtx(dctx);
 	return NULL;
+}
+
+/* Not mapped, small, and not to be read with O_DIRECT (a raw chunk of a
+ * cold image goes straight to its place). */
+static int batchable(const struct par *p, const struct chunk_job *j)
+{
+	return j->c.magic && (j->zlen || p->w->img->direct_fd < 0) &&
+	       job_end(j) - batch_from(p, j) <= BATCH_CHUNK_MAX;
+}
+
+/* Small chunks are read in batches: one system call (and one drop from
+ * the page cache) per batch instead of two per chunk. The scattered pages
+ * of an incremental generation are thousands of one-page chunks, each a
+ * read of 4 KiB; a system call costs microseconds in some VMs. */
+static struct batch *make_batches(const struct par *p, uint32_t *nbatches)
+{
+	const struct walk *w = p->w;
+	struct batch *b = malloc((w->njobs ? w->njobs : 1) * sizeof *b);
+	if (!b)
+		return NULL;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < w->njobs; i++) {
+		const struct chunk_job *j = &w->jobs[i];
+		int small = batchable(p, j);
+		if (n && small && b[n - 1].count < BATCH_JOBS_MAX) {
+			const struct chunk_job *first = &w->jobs[b[n - 1].first];
+			const struct chunk_job *last = &w->jobs[i - 1];
+			if (batchable(p, last) && batch_from(p, j) >= job_end(last) &&
+			    batch_from(p, j) - job_end(last) < CKPT_PAGE_SIZE &&
+			    job_end(j) - batch_from(p, first) <= BATCH_SPAN_MAX) {
+				b[n - 1].count++;
+				continue;
+			}
+		}
+		b[n++] = (struct batch){i, 1};
+	}
+	*nbatches = n;
+	return b;
 }
 
 static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chunk_dest_fn dest,
@@ -1476,10 +1580,15 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 		if (!w.jobs[i].zlen && map(arg, &w.jobs[i].c, w.jobs[i].data))
 			w.jobs[i].c.magic = 0;
 	struct par p = {.w = &w, .dest = dest, .got = got, .arg = arg};
-	pthread_mutex_init(&p.lock, NULL);
 	/* O_DIRECT reads have no read-ahead: a request in flight per thread */
 	if (img->drop_after_read)
 		ckpt_image_direct_open(img);
+	if (!(p.batches = make_batches(&p, &p.nbatches))) {
+		walk_free(&w);
+		ckpt_image_direct_close(img);
+		return fail(err, errlen, "out of memory");
+	}
+	pthread_mutex_init(&p.lock, NULL);
 	if (img->direct_fd >= 0 && nthreads < 4)
 		nthreads = 4;
 	if (nthreads > 16)
@@ -1493,6 +1602,7 @@ static int read_parallel(struct ckpt_image *img, ckpt_chunk_map_fn map, ckpt_chu
 	for (int i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
 	pthread_mutex_destroy(&p.lock);
+	free(p.batches);
 	walk_free(&w);
 	ckpt_image_direct_close(img);
 	return atomic_load(&p.failed) ? -1 : 0;
