@@ -31,6 +31,7 @@ struct fd_list {
 	uint32_t n;
 	char *data;
 	uint64_t data_len;
+	uint64_t output_saved;	   /* bytes of small output files saved (aux 2) */
 	uint64_t timer_wait_until; /* see timerfd_settled; 0: not begun */
 };
 
@@ -261,18 +262,32 @@ static int capture_socket(struct fd_list *l, struct ckpt_fd *f, const struct sta
 	return 0;
 }
 
-/* All size bytes of a file from its start (pread: the offset stays). */
+/* All size bytes of a file from its start (pread: the offset stays). A
+ * descriptor opened write-only (Python's "w", "a") cannot be read: the
+ * file is then opened again for reading through /proc/self/fd. */
 static int read_whole(int fd, char *dst, uint64_t size)
 {
 	uint64_t got = 0;
+	int rfd = fd;
 	while (got < size) {
-		long n = raw_syscall4(SYS_pread64, fd, dst + got, size - got, got);
+		long n = raw_syscall4(SYS_pread64, rfd, dst + got, size - got, got);
 		if (n == -4)
 			continue;
+		if (n == -9 && rfd == fd) { /* EBADF: not open for reading */
+			char self[64] = "/proc/self/fd/";
+			str_append_u64(self, sizeof self, (uint64_t)fd);
+			long r = raw_syscall4(SYS_openat, AT_FDCWD, self, O_RDONLY | O_CLOEXEC, 0);
+			if (r < 0)
+				break;
+			rfd = (int)r;
+			continue;
+		}
 		if (n <= 0)
 			break;
 		got += (uint64_t)n;
 	}
+	if (rfd != fd)
+		raw_syscall1(SYS_close, rfd);
 	return got == size ? 0 : -1;
 }
 
@@ -353,6 +368,34 @@ static void save_written_file(struct fd_list *l, struct ckpt_fd *f, const char *
 	f->data_off = l->data_len;
 	f->data_len = f->size;
 	l->data_len += f->size;
+}
+
+/* A small file the program writes at its end (opened "w" or "a"): the
+ * usual restart only cuts it back to its size, which needs the same file
+ * at its path. When the program replaces it after the checkpoint (writes a
+ * temporary file and renames it over its final name, rotates a log), that
+ * file is gone and the restart could never succeed; so its content is
+ * saved too (aux 2), and a restart that finds another file (or none) at
+ * its path makes it again from the image. Bounded per file and per
+ * process: larger ones keep the old behaviour. */
+#define OUTPUT_FILE_MAX (4u << 20)
+#define OUTPUT_FILES_MAX (16u << 20)
+
+static void save_output_file(struct fd_list *l, struct ckpt_fd *f, uint64_t *budget)
+{
+	if ((f->open_flags & O_ACCMODE) == O_RDONLY || f->size > OUTPUT_FILE_MAX)
+		return;
+	if (share_saved(l, f, CKPT_FD_FILE, 2))
+		return;
+	if (*budget + f->size > OUTPUT_FILES_MAX || l->data_len + f->size > FD_DATA_MAX)
+		return;
+	if (read_whole(f->fd, l->data + l->data_len, f->size) != 0)
+		return; /* only cut back at restart, as before */
+	f->aux = 2;
+	f->data_off = l->data_len;
+	f->data_len = f->size;
+	l->data_len += f->size;
+	*budget += f->size;
 }
 
 /* "it_value: (S, NS)": the second number follows the first. */
@@ -592,6 +635,8 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd)
 			save_deleted_file(l, f, &sb, link);
 		else if (written_in_place(f))
 			save_written_file(l, f, link);
+		else
+			save_output_file(l, f, &l->output_saved);
 		static char info[16384];
 		char ipath[64] = "/proc/self/fdinfo/";
 		str_append_u64(ipath, sizeof ipath, (uint64_t)fd);
@@ -742,8 +787,12 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 		str_copy(err, "cannot list /proc/self/fd", 64);
 		return -1;
 	}
-	struct fd_list l = {scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)), 0,
-			    scratch_alloc(s, FD_DATA_MAX), 0, 0};
+	struct fd_list l = {scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)),
+			    0,
+			    scratch_alloc(s, FD_DATA_MAX),
+			    0,
+			    0,
+			    0};
 	if (!l.fds || !l.data) {
 		str_copy(err, "out of scratch memory for file descriptors", 64);
 		return -1;

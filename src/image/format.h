@@ -259,7 +259,9 @@ struct ckpt_fd {
 	int64_t mtime_ns;
 	uint32_t path_str; /* offset into STRINGS */
 	uint32_t aux;	   /* STDIO: 0/1/2; PIPE: 0 read end, 1 write end; SOCKPAIR: socket type;
-			    * FILE: 1 its content saved in FD_DATA (written in place, version 7) */
+			    * FILE: 1 its content saved in FD_DATA (written in place, version 7),
+			    * 2 saved as a small file written at its end, made again at restart
+			    * only if its path names another file or none */
 	uint64_t pipe_id;  /* kernel inode of the pipe/socket */
 	uint64_t data_off; /* queued bytes in FD_DATA (pipe read end / socket receive queue) */
 	uint64_t data_len;

@@ -485,8 +485,8 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 			    f->kind);
 	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) ||
 	    ((f->kind == CKPT_FD_PIPE || f->kind == CKPT_FD_FIFO) && f->aux > 1) ||
-	    (f->kind == CKPT_FD_FILE && f->aux > 1) ||
-	    (f->kind == CKPT_FD_FILE && f->aux == 1 && f->data_len != f->size))
+	    (f->kind == CKPT_FD_FILE && f->aux > 2) ||
+	    (f->kind == CKPT_FD_FILE && f->aux != 0 && f->data_len != f->size))
 		return fail(err, errlen, "section FDS: fd %d has bad aux %u", f->fd, f->aux);
 	if (!string_ok(img, f->path_str))
 		return fail(err, errlen, "section FDS: fd %d path offset outside STRINGS", f->fd);

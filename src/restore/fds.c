@@ -182,6 +182,110 @@ static int open_written(const struct ckpt_image *img, const struct ckpt_fd *f, c
 	return fd;
 }
 
+/* path opened with the program's flags, at the descriptor's offset. */
+static int open_reopened(const struct ckpt_fd *f, const char *path, int flags)
+{
+	int fd = open(path, flags | O_NOCTTY);
+	if (fd < 0 || lseek(fd, f->offset, SEEK_SET) != f->offset) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return fail("fd %d: cannot reopen %s: %s", f->fd, path, strerror(e));
+	}
+	return fd;
+}
+
+/* Small output files made again at their path (aux 2): the inode each
+ * had at the checkpoint and the one made now, so that another description
+ * of the same file opens the new one instead of making it a second time. */
+struct remade {
+	uint64_t dev, ino, new_dev, new_ino;
+};
+static struct remade remade[64];
+static unsigned nremade;
+
+/* The saved content written over the file open as wfd (not O_APPEND),
+ * the file cut to its length. */
+static int put_content(int wfd, const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	return lseek(wfd, 0, SEEK_SET) != 0 || write_content(wfd, img, f) != 0 ||
+		       ftruncate(wfd, (off_t)f->data_len) != 0
+		   ? -1
+		   : 0;
+}
+
+/* A small file the program wrote at its end, its content saved with the
+ * image (aux 2). Still a file with its inode at its path: its content is
+ * written back (an inode number can be reused by a file made after the
+ * checkpoint, so the number alone does not prove it is the same file);
+ * one that grew is cut back, as any other. Gone, or another file at its
+ * path (the program renamed it away after the checkpoint: a temporary
+ * file renamed over its final name, a rotated log): made again beside it
+ * from the saved content and renamed into place, so that the program
+ * finds it as it was at the checkpoint. */
+static int open_output(const struct ckpt_image *img, const struct ckpt_fd *f, const char *path)
+{
+	int flags = (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+	struct stat st;
+	int found = stat(path, &st) == 0;
+	if (!found && errno != ENOENT)
+		return fail("fd %d: cannot stat %s: %s", f->fd, path, strerror(errno));
+	int same = found && st.st_ino == f->ino && st.st_dev == f->dev;
+	for (unsigned k = 0; k < nremade && found && !same; k++)
+		if (remade[k].dev == f->dev && remade[k].ino == f->ino &&
+		    remade[k].new_dev == st.st_dev && remade[k].new_ino == st.st_ino)
+			return open_reopened(f, path, flags);
+	if (found && !S_ISREG(st.st_mode))
+		return fail("fd %d: %s was replaced since the checkpoint by something that is not "
+			    "a regular file; remove it and restart",
+			    f->fd, path);
+	if (same) {
+		int wfd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+		if (wfd < 0 || put_content(wfd, img, f) != 0) {
+			int e = errno;
+			if (wfd >= 0)
+				close(wfd);
+			return fail("fd %d: cannot put %s back as it was at the checkpoint: %s",
+				    f->fd, path, strerror(e));
+		}
+		close(wfd);
+		if ((uint64_t)st.st_size > f->data_len)
+			warn("%s: cut back from %lld to %llu bytes written after the checkpoint "
+			     "(the program writes them again)",
+			     path, (long long)st.st_size, (unsigned long long)f->data_len);
+		else if ((uint64_t)st.st_size < f->data_len)
+			warn("%s: shorter than at the checkpoint (%lld < %llu bytes); its content "
+			     "at "
+			     "the checkpoint is put back",
+			     path, (long long)st.st_size, (unsigned long long)f->data_len);
+		return open_reopened(f, path, flags);
+	}
+	char tmp[4200];
+	if (snprintf(tmp, sizeof tmp, "%s.ckpt-restart.%d", path, (int)getpid()) >= (int)sizeof tmp)
+		return fail("fd %d: path too long: %s", f->fd, path);
+	int wfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY | O_CLOEXEC, 0666);
+	if (wfd < 0)
+		return fail("fd %d: %s is %s since the checkpoint and cannot be made again: %s",
+			    f->fd, path, found ? "replaced" : "gone", strerror(errno));
+	if (put_content(wfd, img, f) != 0 || rename(tmp, path) != 0) {
+		int e = errno;
+		close(wfd);
+		unlink(tmp);
+		return fail("fd %d: cannot make %s again with its content at the checkpoint: %s",
+			    f->fd, path, strerror(e));
+	}
+	close(wfd);
+	int fd = open_reopened(f, path, flags);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) == 0 && nremade < sizeof remade / sizeof *remade)
+		remade[nremade++] = (struct remade){f->dev, f->ino, st.st_dev, st.st_ino};
+	warn("%s: %s since the checkpoint; made again with its %llu bytes at the checkpoint "
+	     "(the program writes the rest again)",
+	     path, found ? "replaced by another file" : "gone", (unsigned long long)f->data_len);
+	return fd;
+}
+
 /* Pipes and socketpairs whose both ends the program held: created once
  * each, with their queued bytes put back (bytes queued at one end are
  * written through the other), and kept above the program's descriptors
@@ -844,6 +948,8 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 				    f->fd, path);
 		if (f->aux == 1)
 			return open_written(img, f, path);
+		if (f->aux == 2)
+			return open_output(img, f, path);
 		return open_path(f, path);
 	case CKPT_FD_DIR:
 	case CKPT_FD_DEVICE:

@@ -45,6 +45,19 @@ def test_sqlite_written_in_place(ck):
     ck.cycle(prog, more_lines=4)
 
 
+def test_file_renamed_away_after_the_checkpoint(ck):
+    """A temporary file open at the checkpoint and renamed over its final
+    name afterwards (an atomic save): the restart finds another file or
+    none at its path, and makes it again with its content at the
+    checkpoint; the program then reads back what the uninterrupted run
+    read, or its lines differ."""
+    prog = py_prog("atomic_save", 50, 60, ck.work / "ckpt-state")
+    prog.ref_argv = [*prog.ref_argv[:-1], str(ck.work / "ref-state")]
+    rundir = ck.cycle(prog, k_range=(3, 12), more_lines=3)
+    ex = (rundir / "execution.log").read_text()
+    assert "state.json.tmp: " in ex and "made again" in ex, ex[-2000:]
+
+
 def test_shared_writable_file_mapping_is_named(ck):
     """A file mapped shared and writable keeps its content in the file,
     which no image holds: the checkpoint says so in execution.log."""

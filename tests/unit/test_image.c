@@ -58,7 +58,7 @@ enum variant {
 	V_SIGINFO_THREAD, /* a pending signal for a thread not in the image */
 	V_SIGINFO_SIGNO,  /* a pending signal whose siginfo names another */
 	V_FILE_SAVED,	  /* a file saved whole (aux 1) with FD_DATA shorter than it */
-	V_FILE_AUX,	  /* a file with aux 2 */
+	V_FILE_AUX,	  /* a file with aux 3 */
 	V_NVARIANTS
 };
 
@@ -286,7 +286,7 @@ static void make_program(struct program *pg, enum variant v)
 		pg->fds[3].data_len = sizeof fd_data - 1; /* not its 5000 bytes */
 	}
 	if (v == V_FILE_AUX)
-		pg->fds[3].aux = 2;
+		pg->fds[3].aux = 3;
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
