@@ -364,6 +364,7 @@ int restart_run(const struct run_opts *opts)
 		 : decode ? "its layout checked, its pages verified as they are read"
 			  : "verified",
 		 co.command, interval, o.interval_ms >= 0 ? " (given to restart)" : "", co.keep);
+	appended_cut_back(co.imagesfd, gen, &exec_log);
 	char lazy_flag[] = "--lazy";
 	char *rargv[] = {restorer, o.lazy ? lazy_flag : image, o.lazy ? image : NULL, NULL};
 	struct supervise_args sa = {

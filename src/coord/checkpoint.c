@@ -516,6 +516,7 @@ static void advance(struct coord *c)
 		return;
 	}
 	c->ck.stage = STAGE_CAPTURE;
+	appended_snapshot(c);
 	capture_next(c);
 }
 
@@ -611,6 +612,7 @@ static void commit(struct coord *c)
 	for (int i = 0; i < c->ck.ndone; i++)
 		rc |= kv_addf(&kv, "image", "%lld.img", (long long)c->ck.done[i]);
 	rc |= gpuckpt_manifest(c, &kv);
+	rc |= appended_manifest(c, &kv);
 	if (rc || !root || gens_commit(c->o->imagesfd, gen, &kv) < 0) {
 		char reason[1024];
 		snprintf(reason, sizeof(reason), "cannot complete it: %s",

@@ -801,6 +801,7 @@ int coord_run(const struct coord_opts *o)
 		free(c->conns[i]);
 	}
 	free(c->conns);
+	appended_free(c);
 	free(c->gpu_job);
 	if (c->verify_pid > 0) {
 		kill(c->verify_pid, SIGKILL);

@@ -59,7 +59,7 @@ struct coord_opts {
 	const char *command;	  /* the command line, for messages */
 	uint64_t next_gen;	  /* first generation number to use */
 	uint64_t restored_gen;	  /* 0 at start; the generation restarted from */
-	int lazy;	  /* restart --lazy: restored_gen's pages are verified while it runs */
+	int lazy; /* restart --lazy: restored_gen's pages are verified while it runs */
 	/* restart: restored_gen's page data were not read before the restorer
 	 * started (it checks each chunk as it reads it); a restorer that fails
 	 * has them verified, and damage marks the generation (GENS_DAMAGED) */
@@ -90,5 +90,8 @@ struct coord_opts {
  * SIGTERM or --before-limit, or -1 when the launch failed (message set).
  * When the program exited by itself, RUNDIR/finished records it. */
 int coord_run(const struct coord_opts *o);
+/* Restart (appended.c): cut back the files the program appended to after
+ * generation gen's checkpoint, as its manifest lists them. */
+void appended_cut_back(int imagesfd, uint64_t gen, struct ckpt_log *log);
 
 #endif

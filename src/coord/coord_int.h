@@ -93,6 +93,14 @@ struct ckpt_state {
 	int gpu_held;
 };
 
+/* A file the program opened for appending (appended.c): its size at the
+ * running checkpoint, if it was still at its path then. */
+struct appended_file {
+	uint64_t dev, ino, size;
+	char *path;
+	int present;
+};
+
 struct coord {
 	const struct coord_opts *o;
 	struct conn **conns;
@@ -161,6 +169,11 @@ struct coord {
 	int hold_err;
 	size_t nheld;
 	char held[4096];
+	/* the files appended to, from the run directory's journal */
+	struct appended_file *appended;
+	size_t nappended;
+	uint64_t appended_read; /* bytes of the journal read */
+	int appended_full;
 };
 
 /* coord.c */
@@ -215,6 +228,12 @@ void gpuckpt_give_back(struct coord *c, const char *when);
 /* The generation's manifest entries; 0 or -1 (out of memory). */
 struct kvfile;
 int gpuckpt_manifest(struct coord *c, struct kvfile *kv);
+
+/* appended.c: while every process is stopped, the sizes of the files the
+ * program appends to; then their manifest entries */
+void appended_snapshot(struct coord *c);
+int appended_manifest(struct coord *c, struct kvfile *kv);
+void appended_free(struct coord *c);
 /* " GPU: ..." for the line logging a completed checkpoint ("" without). */
 void gpuckpt_summary(const struct gpu_stats *g, char *out, size_t cap);
 /* Restart: an agent said HELLO restored=; once every process that was

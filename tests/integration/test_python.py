@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import check_chain, py_prog, require_python_modules, restart_context
+from conftest import PYDIR, Prog, check_chain, py_prog, require_python_modules, restart_context
 
 # script, steps, per-step sleep (ms), modules it needs
 SCRIPTS = [
@@ -56,6 +56,31 @@ def test_file_renamed_away_after_the_checkpoint(ck):
     rundir = ck.cycle(prog, k_range=(3, 12), more_lines=3)
     ex = (rundir / "execution.log").read_text()
     assert "state.json.tmp: " in ex and "made again" in ex, ex[-2000:]
+
+
+def _appending(name, ck):
+    out_ckpt, out_ref = ck.work / "out-ckpt.txt", ck.work / "out-ref.txt"
+    if name.endswith(".py"):
+        prog = py_prog(name[:-3], 40, 60, out_ckpt)
+    else:
+        script = str(PYDIR / name)
+        argv = [script, "40", "60", str(out_ckpt)]
+        prog = Prog(name, argv, list(argv))
+    prog.ref_argv = [*prog.ref_argv[:-1], str(out_ref)]
+    return prog, out_ckpt, out_ref
+
+
+@pytest.mark.parametrize("name", ["append_loop.sh", "append_reopen.py"])
+def test_closed_file_appended_after_the_checkpoint(ck, name):
+    """A file opened for appending and closed at every step (a shell
+    loop's >>, Python's open(f, "a")) is closed at the checkpoint: the
+    restart still cuts back what was appended after it, or those lines
+    come twice, in the file and in what the program prints."""
+    prog, out_ckpt, out_ref = _appending(name, ck)
+    rundir = ck.cycle(prog, k_range=(3, 15), more_lines=4)
+    assert out_ckpt.read_bytes() == out_ref.read_bytes(), "the appended file differs from the uninterrupted run's"
+    ex = (rundir / "execution.log").read_text()
+    assert "out-ckpt.txt: cut back from" in ex, ex[-2000:]
 
 
 def test_shared_writable_file_mapping_is_named(ck):

@@ -1,0 +1,272 @@
+/* Files the program opens for appending, written down for the coordinator.
+ * A restart cuts back what was appended after the checkpoint, since the
+ * restarted program appends it again; for a file open at the checkpoint
+ * the descriptor says so (fds.c), but a shell loop's `echo ... >> out`, or
+ * a log opened, appended to and closed at every step, is closed by then,
+ * and its lines would come twice. So every successful open with O_APPEND
+ * of a regular file adds a line "DEV INO PATH" to the run directory's
+ * journal (`appended`, docs/design.md), once per file and process as far
+ * as a small table remembers; the coordinator records the sizes of those
+ * files at each checkpoint, while the program is stopped (coord/appended.c).
+ *
+ * The wrappers run in any thread, possibly between fork and exec: the
+ * journal is written with raw system calls, nothing is allocated, errno is
+ * kept, and the real functions are looked up once. Opens without O_APPEND
+ * only pass through. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/rawsys.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define JOURNAL_NAME "appended"
+#define SEEN_SLOTS 256
+
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+typedef FILE *(*fopen_fn)(const char *, const char *);
+typedef FILE *(*freopen_fn)(const char *, const char *, FILE *);
+
+static open_fn next_open, next_open64;
+static openat_fn next_openat, next_openat64;
+static fopen_fn next_fopen, next_fopen64;
+static freopen_fn next_freopen, next_freopen64;
+
+static char journal[4096]; /* RUNDIR/appended; empty: not under ckpt */
+/* (dev, ino) already written by this process; a collision only writes a
+ * line twice */
+static struct {
+	unsigned long long dev, ino;
+} seen[SEEN_SLOTS];
+
+static void resolve(void)
+{
+	next_open = (open_fn)dlsym(RTLD_NEXT, "open");
+	next_open64 = (open_fn)dlsym(RTLD_NEXT, "open64");
+	next_openat = (openat_fn)dlsym(RTLD_NEXT, "openat");
+	next_openat64 = (openat_fn)dlsym(RTLD_NEXT, "openat64");
+	next_fopen = (fopen_fn)dlsym(RTLD_NEXT, "fopen");
+	next_fopen64 = (fopen_fn)dlsym(RTLD_NEXT, "fopen64");
+	next_freopen = (freopen_fn)dlsym(RTLD_NEXT, "freopen");
+	next_freopen64 = (freopen_fn)dlsym(RTLD_NEXT, "freopen64");
+}
+
+/* The control socket lies in the run directory (docs/protocol.md, "Launch
+ * contract"), and so does the journal. */
+__attribute__((constructor)) static void appendlog_init(void)
+{
+	resolve();
+	const char *ctl = getenv("CKPT_CTL");
+	const char *slash = ctl ? strrchr(ctl, '/') : NULL;
+	size_t dir = slash ? (size_t)(slash - ctl) : 0;
+	if (!dir || dir + sizeof "/" JOURNAL_NAME > sizeof journal)
+		return;
+	memcpy(journal, ctl, dir);
+	memcpy(journal + dir, "/" JOURNAL_NAME, sizeof "/" JOURNAL_NAME);
+}
+
+/* "%" and newline percent-encoded, so that one line holds any path. */
+static size_t put_path(char *out, size_t cap, const char *path, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)path[i];
+		if (ch != '%' && ch != '\n') {
+			if (n + 1 >= cap)
+				return 0;
+			out[n++] = (char)ch;
+			continue;
+		}
+		if (n + 3 >= cap)
+			return 0;
+		out[n++] = '%';
+		out[n++] = hex[ch >> 4];
+		out[n++] = hex[ch & 15];
+	}
+	return n;
+}
+
+static size_t put_u64(char *out, unsigned long long v)
+{
+	char tmp[24];
+	size_t n = 0, k = 0;
+	do
+		tmp[k++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (k)
+		out[n++] = tmp[--k];
+	return n;
+}
+
+static void note(int fd)
+{
+	if (fd < 0 || !journal[0])
+		return;
+	int saved_errno = errno;
+	struct stat st;
+	if (raw_syscall2(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode))
+		goto out;
+	unsigned slot = (unsigned)((st.st_dev * 31 + st.st_ino) % SEEN_SLOTS);
+	if (seen[slot].dev == st.st_dev && seen[slot].ino == st.st_ino)
+		goto out;
+	char self[40] = "/proc/self/fd/", path[4096], line[4096 * 3 + 64];
+	self[14 + put_u64(self + 14, (unsigned long long)fd)] = 0;
+	long len = raw_syscall4(SYS_readlinkat, AT_FDCWD, self, path, sizeof path);
+	if (len <= 0 || len >= (long)sizeof path || path[0] != '/')
+		goto out;
+	size_t n = put_u64(line, st.st_dev);
+	line[n++] = ' ';
+	n += put_u64(line + n, st.st_ino);
+	line[n++] = ' ';
+	size_t p = put_path(line + n, sizeof line - n - 1, path, (size_t)len);
+	if (!p)
+		goto out;
+	n += p;
+	line[n++] = '\n';
+	long j = raw_syscall4(SYS_openat, AT_FDCWD, journal,
+			      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (j < 0)
+		goto out;
+	/* one write: appends of several processes do not mix */
+	if (raw_syscall3(SYS_write, j, line, n) == (long)n) {
+		seen[slot].dev = st.st_dev;
+		seen[slot].ino = st.st_ino;
+	}
+	raw_syscall1(SYS_close, j);
+out:
+	errno = saved_errno;
+}
+
+/* Without the real function (not found by dlsym): the system call. */
+static int direct_open(int dirfd, const char *path, int flags, mode_t mode)
+{
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+
+static int wants_mode(int flags)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+EXPORT int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (wants_mode(flags)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (!next_open)
+		resolve();
+	int fd =
+	    next_open ? next_open(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode);
+	if (flags & O_APPEND)
+		note(fd);
+	return fd;
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (wants_mode(flags)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (!next_open64)
+		resolve();
+	int fd =
+	    next_open64 ? next_open64(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode);
+	if (flags & O_APPEND)
+		note(fd);
+	return fd;
+}
+
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (wants_mode(flags)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (!next_openat)
+		resolve();
+	int fd = next_openat ? next_openat(dirfd, path, flags, mode)
+			     : direct_open(dirfd, path, flags, mode);
+	if (flags & O_APPEND)
+		note(fd);
+	return fd;
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (wants_mode(flags)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (!next_openat64)
+		resolve();
+	int fd = next_openat64 ? next_openat64(dirfd, path, flags, mode)
+			       : direct_open(dirfd, path, flags, mode);
+	if (flags & O_APPEND)
+		note(fd);
+	return fd;
+}
+
+static void note_stream(FILE *f, const char *mode)
+{
+	if (f && mode && strchr(mode, 'a'))
+		note(fileno(f));
+}
+
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	if (!next_fopen)
+		resolve();
+	FILE *f = next_fopen(path, mode);
+	note_stream(f, mode);
+	return f;
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	if (!next_fopen64)
+		resolve();
+	FILE *f = next_fopen64(path, mode);
+	note_stream(f, mode);
+	return f;
+}
+
+EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
+{
+	if (!next_freopen)
+		resolve();
+	FILE *f = next_freopen(path, mode, stream);
+	note_stream(f, mode);
+	return f;
+}
+
+EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
+{
+	if (!next_freopen64)
+		resolve();
+	FILE *f = next_freopen64(path, mode, stream);
+	note_stream(f, mode);
+	return f;
+}
