@@ -193,6 +193,20 @@ int restart_run(const struct run_opts *opts)
 		    rundir, rundir);
 		return report_error(EXIT_USAGE);
 	}
+	/* A program that ended by itself would run again from its last
+	 * checkpoint, repeating what it did after it (its output, appends to
+	 * its files): a requeued job's restart line must not do that. Naming
+	 * the generation says it is meant. */
+	struct kvfile fin;
+	if (!o.generation && kv_read(&fin, co.dirfd, "finished") == 0) {
+		const char *st = kv_get(&fin, "status"), *when = kv_get(&fin, "time");
+		ckpt_fail("the program of %s finished by itself already (exit status %s, %s); a "
+			  "restart would run it again from its last checkpoint, repeating its work "
+			  "and output: to do that, name the checkpoint (--generation %llu)",
+			  rundir, st ? st : "?", when ? when : "?", (unsigned long long)latest);
+		kv_free(&fin);
+		return report_error(EXIT_USAGE);
+	}
 	/* Candidates, in the order they are tried: the one asked for; else
 	 * latest, then each older complete generation. Each is verified
 	 * whole (manifest, every checksum, owner) before anything starts. */

@@ -125,6 +125,29 @@ def test_restart_without_checkpoint(ck):
     assert_unharmed(before, snapshot(rundir), "restart with no checkpoint")
 
 
+def test_restart_of_a_finished_run(ck):
+    """A program that ended by itself is not run again by a plain restart
+    (a requeued job's restart line would repeat its work and output): one
+    line, a non-zero status, nothing changed; naming the generation runs it
+    again from there."""
+    prog = c_prog("counter", 30, 20)
+    run = ck.start(prog)
+    run.wait_lines(5)
+    rundir = ck.rundir(proc=run)
+    ck.checkpoint(rundir)
+    run.finish()
+    assert (rundir / "finished").exists(), "no finished file after the program ended"
+    before = snapshot(rundir)
+    r = ck.cmd("restart", "--interval", "0", "--dir", ck.runs, *prog.argv, timeout=60)
+    assert_refused(r, "restart of a finished run", ["--generation"])
+    assert r.stdout == "", f"nothing may run: stdout {r.stdout!r}"
+    assert_unharmed(before, snapshot(rundir), "restart of a finished run")
+    r = ck.cmd("restart", "--interval", "0", "--generation", "1", "--dir", ck.runs, *prog.argv,
+               timeout=T_RUN)
+    assert r.returncode == 0 and "done steps=" in r.stdout, \
+        f"restart --generation 1: status {r.returncode}, stdout {r.stdout[-300:]!r}, stderr {r.stderr!r}"
+
+
 # ------------------------------------------------------- damaged images
 
 PROG = ("counter", 80, 20)
