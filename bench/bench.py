@@ -532,8 +532,13 @@ def memory_costs():
     got = dict(kv.split("=", 1) for kv in r.stdout.split() if "=" in kv)
     if r.returncode != 0 or not {"fresh", "child_read", "parent_read"} <= got.keys():
         return f"memory costs: memcost failed: {(r.stderr or r.stdout).strip()[-200:]}"
+    extra = ""
+    if {"populated", "child_sparse_us"} <= got.keys():
+        extra = (f"; fresh memory populated by the kernel (MADV_POPULATE_WRITE) {got['populated']}; "
+                 f"first read of every 100th page in a fork()ed child {got['child_sparse_us']} us per page")
     return (f"memory costs (bench/memcost, 4 KiB pages, s/GiB): fresh memory faulted in {got['fresh']}, "
-            f"first read in a fork()ed child {got['child_read']}, read by the parent {got['parent_read']}")
+            f"first read in a fork()ed child {got['child_read']}, read by the parent {got['parent_read']}"
+            f"{extra}")
 
 
 def detect():

@@ -73,26 +73,30 @@ __attribute__((constructor)) static void appendlog_init(void)
 	memcpy(journal + dir, "/" JOURNAL_NAME, sizeof "/" JOURNAL_NAME);
 }
 
-/* "%" and newline percent-encoded, so that one line holds any path. */
-static size_t put_path(char *out, size_t cap, const char *path, size_t len)
+/* The len bytes of path at p (in a buffer of cap bytes from p) with "%"
+ * and newline percent-encoded in place, so that one line holds any path;
+ * the new length, or 0 if it does not fit. One buffer on the stack: the
+ * wrappers may run on a thread with a small stack. */
+static size_t encode_path(char *p, size_t len, size_t cap)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)path[i];
+	size_t specials = 0;
+	for (size_t i = 0; i < len; i++)
+		specials += p[i] == '%' || p[i] == '\n';
+	size_t out = len + 2 * specials;
+	if (out >= cap)
+		return 0;
+	for (size_t i = len, o = out; i-- > 0;) {
+		unsigned char ch = (unsigned char)p[i];
 		if (ch != '%' && ch != '\n') {
-			if (n + 1 >= cap)
-				return 0;
-			out[n++] = (char)ch;
+			p[--o] = (char)ch;
 			continue;
 		}
-		if (n + 3 >= cap)
-			return 0;
-		out[n++] = '%';
-		out[n++] = hex[ch >> 4];
-		out[n++] = hex[ch & 15];
+		p[--o] = hex[ch & 15];
+		p[--o] = hex[ch >> 4];
+		p[--o] = '%';
 	}
-	return n;
+	return out;
 }
 
 static size_t put_u64(char *out, unsigned long long v)
@@ -118,16 +122,16 @@ static void note(int fd)
 	unsigned slot = (unsigned)((st.st_dev * 31 + st.st_ino) % SEEN_SLOTS);
 	if (seen[slot].dev == st.st_dev && seen[slot].ino == st.st_ino)
 		goto out;
-	char self[40] = "/proc/self/fd/", path[4096], line[4096 * 3 + 64];
+	char self[40] = "/proc/self/fd/", line[4096 + 64];
 	self[14 + put_u64(self + 14, (unsigned long long)fd)] = 0;
-	long len = raw_syscall4(SYS_readlinkat, AT_FDCWD, self, path, sizeof path);
-	if (len <= 0 || len >= (long)sizeof path || path[0] != '/')
-		goto out;
 	size_t n = put_u64(line, st.st_dev);
 	line[n++] = ' ';
 	n += put_u64(line + n, st.st_ino);
 	line[n++] = ' ';
-	size_t p = put_path(line + n, sizeof line - n - 1, path, (size_t)len);
+	long len = raw_syscall4(SYS_readlinkat, AT_FDCWD, self, line + n, sizeof line - n - 1);
+	if (len <= 0 || len >= (long)(sizeof line - n - 1) || line[n] != '/')
+		goto out;
+	size_t p = encode_path(line + n, (size_t)len, sizeof line - n - 1);
 	if (!p)
 		goto out;
 	n += p;

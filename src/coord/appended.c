@@ -16,7 +16,6 @@
 #include "coord/gens.h"
 #include "coord/kvfile.h"
 #include "coord/log.h"
-#include "coord/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +30,35 @@
 /* More distinct files than this are not followed (logged once). */
 #define APPENDED_MAX 4096
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				      : -1;
+}
+
+/* The journal's path encoding: "%XX" for "%" and newline, every other
+ * byte as it is (so not ckpt_pct_decode, which wants protocol fields). */
+static int decode_path(char *dst, const char *src, size_t len)
+{
+	size_t out = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (src[i] != '%') {
+			dst[out++] = src[i];
+			continue;
+		}
+		int hi = i + 2 < len ? hexval(src[i + 1]) : -1,
+		    lo = hi < 0 ? -1 : hexval(src[i + 2]);
+		if (lo < 0 || (hi << 4 | lo) == 0)
+			return -1;
+		dst[out++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	dst[out] = '\0';
+	return 0;
+}
+
 /* One journal line; 0, or -1 if it is not one. */
 static int parse_line(const char *line, size_t len, struct appended_file *f)
 {
@@ -44,7 +72,7 @@ static int parse_line(const char *line, size_t len, struct appended_file *f)
 		return -1;
 	const char *path = end + 1;
 	size_t plen = len - (size_t)(path - line);
-	if (!(f->path = malloc(plen + 1)) || ckpt_pct_decode(f->path, plen + 1, path, plen) < 0) {
+	if (!(f->path = malloc(plen + 1)) || decode_path(f->path, path, plen) < 0) {
 		free(f->path);
 		f->path = NULL;
 		return -1;
