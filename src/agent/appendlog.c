@@ -3,16 +3,17 @@
  * restarted program appends it again; for a file open at the checkpoint
  * the descriptor says so (fds.c), but a shell loop's `echo ... >> out`, or
  * a log opened, appended to and closed at every step, is closed by then,
- * and its lines would come twice. So every successful open with O_APPEND
- * of a regular file adds a line "DEV INO PATH" to the run directory's
- * journal (`appended`, docs/design.md), once per file and process as far
- * as a small table remembers; the coordinator records the sizes of those
- * files at each checkpoint, while the program is stopped (coord/appended.c).
+ * and its lines would come twice. So every successful open of a regular
+ * file for appending (appends()) adds a line "DEV INO PATH" to the run
+ * directory's journal (`appended`, docs/design.md), once per file and
+ * process as far as a small table remembers; the coordinator records the
+ * sizes of those files at each checkpoint, while the program is stopped
+ * (coord/appended.c).
  *
  * The wrappers run in any thread, possibly between fork and exec: the
  * journal is written with raw system calls, nothing is allocated, errno is
- * kept, and the real functions are looked up once. Opens without O_APPEND
- * only pass through. */
+ * kept, and the real functions are looked up once. Other opens only pass
+ * through. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -150,6 +151,15 @@ out:
 	errno = saved_errno;
 }
 
+/* Opened to append: with O_APPEND, or write-only without truncating
+ * (Fortran's position="append" opens so and seeks to the end). A file
+ * written in place is opened read-write (a database) and left alone: its
+ * bytes before the end are not restored by cutting it. */
+static int appends(int flags)
+{
+	return (flags & O_APPEND) || ((flags & O_ACCMODE) == O_WRONLY && !(flags & O_TRUNC));
+}
+
 /* Without the real function (not found by dlsym): the system call. */
 static int direct_open(int dirfd, const char *path, int flags, mode_t mode)
 {
@@ -174,7 +184,7 @@ EXPORT int open(const char *path, int flags, ...)
 		resolve();
 	int fd =
 	    next_open ? next_open(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode);
-	if (flags & O_APPEND)
+	if (appends(flags))
 		note(fd);
 	return fd;
 }
@@ -192,7 +202,7 @@ EXPORT int open64(const char *path, int flags, ...)
 		resolve();
 	int fd =
 	    next_open64 ? next_open64(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode);
-	if (flags & O_APPEND)
+	if (appends(flags))
 		note(fd);
 	return fd;
 }
@@ -210,7 +220,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 		resolve();
 	int fd = next_openat ? next_openat(dirfd, path, flags, mode)
 			     : direct_open(dirfd, path, flags, mode);
-	if (flags & O_APPEND)
+	if (appends(flags))
 		note(fd);
 	return fd;
 }
@@ -228,7 +238,7 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 		resolve();
 	int fd = next_openat64 ? next_openat64(dirfd, path, flags, mode)
 			       : direct_open(dirfd, path, flags, mode);
-	if (flags & O_APPEND)
+	if (appends(flags))
 		note(fd);
 	return fd;
 }

@@ -58,26 +58,29 @@ def test_file_renamed_away_after_the_checkpoint(ck):
     assert "state.json.tmp: " in ex and "made again" in ex, ex[-2000:]
 
 
-def _appending(name, ck):
+def _appending(spec, ck):
     # a name with a space and a "%": the journal encodes it
     out_ckpt, out_ref = ck.work / "out 50%-ckpt.txt", ck.work / "out 50%-ref.txt"
+    name, *extra = spec.split()
     if name.endswith(".py"):
-        prog = py_prog(name[:-3], 40, 60, out_ckpt)
+        prog = py_prog(name[:-3], 40, 60, out_ckpt, *extra)
     else:
         script = str(PYDIR / name)
-        argv = [script, "40", "60", str(out_ckpt)]
+        argv = [script, "40", "60", str(out_ckpt), *extra]
         prog = Prog(name, argv, list(argv))
-    prog.ref_argv = [*prog.ref_argv[:-1], str(out_ref)]
+    at = prog.ref_argv.index(str(out_ckpt))
+    prog.ref_argv = [*prog.ref_argv[:at], str(out_ref), *prog.ref_argv[at + 1:]]
     return prog, out_ckpt, out_ref
 
 
-@pytest.mark.parametrize("name", ["append_loop.sh", "append_reopen.py"])
-def test_closed_file_appended_after_the_checkpoint(ck, name):
+@pytest.mark.parametrize("spec", ["append_loop.sh", "append_reopen.py", "append_reopen.py seek"])
+def test_closed_file_appended_after_the_checkpoint(ck, spec):
     """A file opened for appending and closed at every step (a shell
-    loop's >>, Python's open(f, "a")) is closed at the checkpoint: the
-    restart still cuts back what was appended after it, or those lines
-    come twice, in the file and in what the program prints."""
-    prog, out_ckpt, out_ref = _appending(name, ck)
+    loop's >>, Python's open(f, "a"), or write-only with a seek to its
+    end, as Fortran appends) is closed at the checkpoint: the restart still
+    cuts back what was appended after it, or those lines come twice, in
+    the file and in what the program prints."""
+    prog, out_ckpt, out_ref = _appending(spec, ck)
     rundir = ck.cycle(prog, k_range=(3, 15), more_lines=4)
     assert out_ckpt.read_bytes() == out_ref.read_bytes(), "the appended file differs from the uninterrupted run's"
     ex = (rundir / "execution.log").read_text()
