@@ -787,12 +787,8 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 		str_copy(err, "cannot list /proc/self/fd", 64);
 		return -1;
 	}
-	struct fd_list l = {scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)),
-			    0,
-			    scratch_alloc(s, FD_DATA_MAX),
-			    0,
-			    0,
-			    0};
+	struct fd_list l = {.fds = scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)),
+			    .data = scratch_alloc(s, FD_DATA_MAX)};
 	if (!l.fds || !l.data) {
 		str_copy(err, "out of scratch memory for file descriptors", 64);
 		return -1;
