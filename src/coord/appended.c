@@ -16,6 +16,7 @@
 #include "coord/gens.h"
 #include "coord/kvfile.h"
 #include "coord/log.h"
+#include "coord/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,14 +31,6 @@
 /* More distinct files than this are not followed (logged once). */
 #define APPENDED_MAX 4096
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9'   ? c - '0'
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-				      : -1;
-}
-
 /* The journal's path encoding: "%XX" for "%" and newline, every other
  * byte as it is (so not ckpt_pct_decode, which wants protocol fields). */
 static int decode_path(char *dst, const char *src, size_t len)
@@ -48,8 +41,8 @@ static int decode_path(char *dst, const char *src, size_t len)
 			dst[out++] = src[i];
 			continue;
 		}
-		int hi = i + 2 < len ? hexval(src[i + 1]) : -1,
-		    lo = hi < 0 ? -1 : hexval(src[i + 2]);
+		int hi = i + 2 < len ? ckpt_hexval(src[i + 1]) : -1,
+		    lo = hi < 0 ? -1 : ckpt_hexval(src[i + 2]);
 		if (lo < 0 || (hi << 4 | lo) == 0)
 			return -1;
 		dst[out++] = (char)(hi << 4 | lo);

@@ -42,7 +42,7 @@ size_t ckpt_pct_encode(char *dst, size_t dstlen, const void *src, size_t len)
 	return need;
 }
 
-static int hexval(char c)
+int ckpt_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -61,7 +61,7 @@ long ckpt_pct_decode(char *dst, size_t dstlen, const char *src, size_t len)
 		if (c == '%') {
 			if (len - i < 3)
 				return -1;
-			int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+			int hi = ckpt_hexval(src[i + 1]), lo = ckpt_hexval(src[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (unsigned char)(hi << 4 | lo);

@@ -27,6 +27,8 @@ size_t ckpt_pct_encode(char *dst, size_t dstlen, const void *src, size_t len);
  * byte that should have been encoded, a bad %XX, an encoded NUL (values
  * are C strings), or does not fit. */
 long ckpt_pct_decode(char *dst, size_t dstlen, const char *src, size_t len);
+/* The value of a hexadecimal digit, or -1. */
+int ckpt_hexval(char c);
 
 /* ---- parsing ---- */
 
