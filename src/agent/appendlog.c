@@ -166,121 +166,89 @@ static int direct_open(int dirfd, const char *path, int flags, mode_t mode)
 	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
 }
 
-static int wants_mode(int flags)
+/* The mode argument of an open-like call, read only where it is passed. */
+static mode_t mode_arg(int flags, va_list ap)
 {
-	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
+}
+
+/* The real function, looked up now if a wrapper runs before the
+ * constructor (another library's constructor opening a file). */
+#define REAL(next) (next ? next : (resolve(), next))
+
+/* What every open wrapper does with the real call's result. */
+static int opened(int fd, int flags)
+{
+	if (appends(flags))
+		note(fd);
+	return fd;
 }
 
 EXPORT int open(const char *path, int flags, ...)
 {
-	mode_t mode = 0;
-	if (wants_mode(flags)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (!next_open)
-		resolve();
-	int fd =
-	    next_open ? next_open(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode);
-	if (appends(flags))
-		note(fd);
-	return fd;
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	open_fn f = REAL(next_open);
+	return opened(f ? f(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode), flags);
 }
 
 EXPORT int open64(const char *path, int flags, ...)
 {
-	mode_t mode = 0;
-	if (wants_mode(flags)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (!next_open64)
-		resolve();
-	int fd =
-	    next_open64 ? next_open64(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode);
-	if (appends(flags))
-		note(fd);
-	return fd;
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	open_fn f = REAL(next_open64);
+	return opened(f ? f(path, flags, mode) : direct_open(AT_FDCWD, path, flags, mode), flags);
 }
 
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
 {
-	mode_t mode = 0;
-	if (wants_mode(flags)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (!next_openat)
-		resolve();
-	int fd = next_openat ? next_openat(dirfd, path, flags, mode)
-			     : direct_open(dirfd, path, flags, mode);
-	if (appends(flags))
-		note(fd);
-	return fd;
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	openat_fn f = REAL(next_openat);
+	return opened(f ? f(dirfd, path, flags, mode) : direct_open(dirfd, path, flags, mode),
+		      flags);
 }
 
 EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 {
-	mode_t mode = 0;
-	if (wants_mode(flags)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (!next_openat64)
-		resolve();
-	int fd = next_openat64 ? next_openat64(dirfd, path, flags, mode)
-			       : direct_open(dirfd, path, flags, mode);
-	if (appends(flags))
-		note(fd);
-	return fd;
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	openat_fn f = REAL(next_openat64);
+	return opened(f ? f(dirfd, path, flags, mode) : direct_open(dirfd, path, flags, mode),
+		      flags);
 }
 
-static void note_stream(FILE *f, const char *mode)
+static FILE *noted_stream(FILE *f, const char *mode)
 {
 	if (f && mode && strchr(mode, 'a'))
 		note(fileno(f));
+	return f;
 }
 
 EXPORT FILE *fopen(const char *path, const char *mode)
 {
-	if (!next_fopen)
-		resolve();
-	FILE *f = next_fopen(path, mode);
-	note_stream(f, mode);
-	return f;
+	return noted_stream(REAL(next_fopen)(path, mode), mode);
 }
 
 EXPORT FILE *fopen64(const char *path, const char *mode)
 {
-	if (!next_fopen64)
-		resolve();
-	FILE *f = next_fopen64(path, mode);
-	note_stream(f, mode);
-	return f;
+	return noted_stream(REAL(next_fopen64)(path, mode), mode);
 }
 
 EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
 {
-	if (!next_freopen)
-		resolve();
-	FILE *f = next_freopen(path, mode, stream);
-	note_stream(f, mode);
-	return f;
+	return noted_stream(REAL(next_freopen)(path, mode, stream), mode);
 }
 
 EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
 {
-	if (!next_freopen64)
-		resolve();
-	FILE *f = next_freopen64(path, mode, stream);
-	note_stream(f, mode);
-	return f;
+	return noted_stream(REAL(next_freopen64)(path, mode, stream), mode);
 }
