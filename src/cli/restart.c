@@ -197,14 +197,13 @@ int restart_run(const struct run_opts *opts)
 	 * checkpoint, repeating what it did after it (its output, appends to
 	 * its files): a requeued job's restart line must not do that. Naming
 	 * the generation says it is meant. */
-	struct kvfile fin;
-	if (!o.generation && kv_read(&fin, co.dirfd, "finished") == 0) {
-		const char *st = kv_get(&fin, "status"), *when = kv_get(&fin, "time");
-		ckpt_fail("the program of %s finished by itself already (exit status %s, %s); a "
+	int fin_status;
+	char fin_when[64];
+	if (!o.generation && rundir_finished(co.dirfd, &fin_status, fin_when, sizeof(fin_when))) {
+		ckpt_fail("the program of %s finished by itself already (exit status %d, %s); a "
 			  "restart would run it again from its last checkpoint, repeating its work "
 			  "and output: to do that, name the checkpoint (--generation %llu)",
-			  rundir, st ? st : "?", when ? when : "?", (unsigned long long)latest);
-		kv_free(&fin);
+			  rundir, fin_status, fin_when, (unsigned long long)latest);
 		return report_error(EXIT_USAGE);
 	}
 	/* Candidates, in the order they are tried: the one asked for; else

@@ -95,17 +95,13 @@ int cmd_run(int argc, char **argv)
 		close(dfd);
 		return report_error(EXIT_USAGE);
 	}
-	struct kvfile fin;
-	if (kv_read(&fin, dfd, "finished") == 0) {
-		const char *st = kv_get(&fin, "status");
-		const char *when = kv_get(&fin, "time");
-		int status = st ? atoi(st) : 0;
+	int status;
+	char when[64];
+	if (rundir_finished(dfd, &status, when, sizeof(when))) {
 		fprintf(stderr,
 			"ckpt: the program of %s finished already (exit status %d, %s); nothing to "
-			"do (to "
-			"run it again, remove the run directory)\n",
-			rundir, status, when ? when : "?");
-		kv_free(&fin);
+			"do (to run it again, remove the run directory)\n",
+			rundir, status, when);
 		close(dfd);
 		return status;
 	}

@@ -3,6 +3,7 @@
 #include "cli/sha256.h"
 #include "coord/err.h"
 #include "coord/fsutil.h"
+#include "coord/kvfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -247,4 +248,16 @@ int rundir_read_token(int dirfd, char *hex, size_t len)
 	if (n != 32)
 		return ckpt_fail("the run directory's token file is damaged");
 	return 0;
+}
+
+int rundir_finished(int dirfd, int *status, char *when, size_t cap)
+{
+	struct kvfile fin;
+	if (kv_read(&fin, dirfd, "finished") != 0)
+		return 0;
+	const char *st = kv_get(&fin, "status"), *recorded = kv_get(&fin, "time");
+	*status = st ? atoi(st) : 0;
+	snprintf(when, cap, "%s", recorded ? recorded : "?");
+	kv_free(&fin);
+	return 1;
 }

@@ -31,6 +31,11 @@ int rundir_lock_claim(int fd, const char *rundir);
  * creates the file. */
 int rundir_lock_held(int dirfd, pid_t *holder);
 
+/* RUNDIR/finished, written when the program exited by itself: 1 with its
+ * exit status and the time it was recorded ("?" when missing), 0 when
+ * there is none (or it cannot be read). */
+int rundir_finished(int dirfd, int *status, char *when, size_t cap);
+
 /* Create RUNDIR/token (0600): 128 random bits as 32 hex digits. */
 int rundir_make_token(int dirfd, char *hex, size_t len);
 /* Read RUNDIR/token. */

@@ -9,6 +9,7 @@
 #include "cli/sha256.c"
 #include "coord/err.c"
 #include "coord/fsutil.c"
+#include "coord/kvfile.c"
 
 static int failures;
 
