@@ -1380,6 +1380,13 @@ static int par_one(struct par *p, const struct chunk_job *j, char **zin, ZSTD_DC
 	return r;
 }
 
+/* The bytes read and checked before a job's data: with PAGE_INDEX its
+ * chunk header, and a compressed chunk's length words after it. */
+static uint64_t job_head_len(const struct ckpt_image *img, const struct chunk_job *j)
+{
+	return img->index ? CHUNK_HDR + (j->zlen ? 2 * sizeof(uint32_t) : 0) : 0;
+}
+
 /* The n bytes of the job's data (its pages, or its frame) into buf, from
  * the file or, for a chunk of a batch, from mem (its bytes from the
  * header on, as in the file). Returns where the data are: buf, or in mem
@@ -1392,7 +1399,7 @@ static const char *par_read(struct par *p, const struct chunk_job *j, char *buf,
 {
 	struct ckpt_image *img = p->w->img;
 	char head[CHUNK_HDR + 2 * sizeof(uint32_t)];
-	uint64_t head_len = img->index ? CHUNK_HDR + (j->zlen ? sizeof head - CHUNK_HDR : 0) : 0;
+	uint64_t head_len = job_head_len(img, j);
 	const char *data = buf;
 	if (mem) {
 		memcpy(head, mem, head_len);
@@ -1472,7 +1479,7 @@ static int par_check(struct par *p, const struct chunk_job *j, char *dst, char *
 /* The bytes of a batch's chunks, from the first one's header on. */
 static uint64_t batch_from(const struct par *p, const struct chunk_job *j)
 {
-	return j->data - (p->w->img->index ? CHUNK_HDR + (j->zlen ? 8 : 0) : 0);
+	return j->data - job_head_len(p->w->img, j);
 }
 
 static uint64_t job_end(const struct chunk_job *j)
