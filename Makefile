@@ -48,7 +48,7 @@ $(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
 
 # The injected agent: position independent, no sanitizers (it lives inside
 # the user's program).
-$(AGENT): $(call obj,agent,$(AGENT_SRCS) src/image/writer.c src/image/format_check.c $(COMMON_SRCS))
+$(AGENT): $(call obj,agent,$(AGENT_SRCS) src/image/writer.c src/image/record.c src/image/format_check.c $(COMMON_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $^ -lpthread -lzstd -Wl,-z,now -Wl,--version-script=src/agent/exports.map
 

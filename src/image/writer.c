@@ -171,6 +171,10 @@ void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size)
 
 void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type)
 {
+	if (w->rec) {
+		ckpt_record_section(w, 1, type);
+		return;
+	}
 	if (w->error)
 		return;
 	if (w->open || w->nsections >= CKPT_MAX_SECTIONS) {
@@ -189,6 +193,10 @@ void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type)
 
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len)
 {
+	if (w->rec) {
+		ckpt_record_bytes(w, data, len);
+		return;
+	}
 	if (w->error)
 		return;
 	if (!w->open) {
@@ -208,6 +216,10 @@ static void check_pages_end(struct ckpt_writer *w);
  * argument is ignored); for other sections it is the caller's. */
 void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 {
+	if (w->rec) {
+		ckpt_record_section(w, 0, count);
+		return;
+	}
 	if (w->error)
 		return;
 	if (!w->open) {
@@ -235,6 +247,10 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 
 void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entries, uint32_t cap)
 {
+	if (w->rec) {
+		ckpt_record_index(w, entries, cap);
+		return;
+	}
 	w->index = entries;
 	w->index_cap = entries ? cap : 0;
 	w->index_used = 0;
@@ -466,6 +482,10 @@ static void flush_jobs(struct ckpt_writer *w)
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		       uint32_t npages)
 {
+	if (w->rec) {
+		ckpt_record_pages(w, 1, area, addr, data, npages);
+		return;
+	}
 	if (w->error)
 		return;
 	if (!w->open || w->open->type != CKPT_SEC_PAGES) {
@@ -501,6 +521,10 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 
 void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
 {
+	if (w->rec) {
+		ckpt_record_pages(w, 0, area, addr, NULL, npages);
+		return;
+	}
 	if (w->error)
 		return;
 	if (!w->open || w->open->type != CKPT_SEC_PAGES) {

@@ -79,6 +79,15 @@ struct ckpt_writer {
 	uint32_t ck_crc;    /* its checksum so far */
 	unsigned char ck_head[sizeof(struct ckpt_page_chunk)];
 	int checked; /* set by finish: every page chunk read back and matched */
+	/* recording (ckpt_writer_record): operations kept for later */
+	struct ckpt_writer_record *rec;
+};
+
+/* A buffer that holds writer operations (record.c). */
+struct ckpt_writer_record {
+	char *buf;
+	size_t cap, used;
+	uint64_t spilled; /* bytes of operations done at once because buf was full */
 };
 
 /* Below this many pages, mapping a raw chunk from the image at a lazy
@@ -137,6 +146,25 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
  * generation's image (docs/image-format.md); written in order with the
  * other chunks, header only. */
 void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages);
+/* Recording: from now on begin_section, write, end_section, chunk, ref
+ * and set_index are kept in rec's buffer, with copies of the bytes written
+ * and of the chunks' pages, instead of being done; ckpt_writer_replay does
+ * them, in their order, so the file is the same as if they had been done
+ * at once. This lets a program be stopped only while its changed pages are
+ * copied, and resumed before they are compressed and written. When the
+ * buffer is full, what it holds is done at once and recording goes on (an
+ * operation larger than the whole buffer is done at once as well). */
+void ckpt_writer_record(struct ckpt_writer *w, struct ckpt_writer_record *rec);
+/* Does what was recorded and stops recording. Returns 0, or -1 with
+ * w->error set. */
+int ckpt_writer_replay(struct ckpt_writer *w);
+/* writer.c's entry points hand their operation here while recording */
+void ckpt_record_section(struct ckpt_writer *w, int begin, uint32_t type_or_count);
+void ckpt_record_bytes(struct ckpt_writer *w, const void *data, size_t len);
+void ckpt_record_pages(struct ckpt_writer *w, int chunk, uint32_t area, uint64_t addr,
+		       const void *data, uint32_t npages);
+void ckpt_record_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entries, uint32_t cap);
+
 /* Writes the section table and the header (completing hdr's table,
  * size and checksum fields), then fsyncs. Returns 0 or -1 (w->error set). */
 int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr);

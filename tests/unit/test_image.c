@@ -403,15 +403,25 @@ static void use_zstd_batch(struct ckpt_writer *w)
 	ckpt_writer_set_batch_compressor(w, zstd_batch, cctx, jobs, 3);
 }
 
+static int verify(const char *path, char *err, size_t errlen);
+
+/* recording > 0: the writer's operations are recorded into a buffer of
+ * that many bytes and replayed before the image is finished */
+static size_t recording;
+static uint64_t recording_spilled;
+
 /* Write the image of variant v to fd through a buffer of buf_size bytes. */
 static int write_image(int fd, enum variant v, size_t buf_size)
 {
 	static char buf[1 << 16];
 	struct program pg;
 	struct ckpt_writer w;
+	struct ckpt_writer_record rec = {recording ? malloc(recording) : NULL, recording, 0, 0};
 
 	make_program(&pg, v);
 	ckpt_writer_init(&w, fd, buf_size ? buf : NULL, buf_size);
+	if (rec.buf)
+		ckpt_writer_record(&w, &rec);
 	if (!stored)
 		w.stored_max_pages = 0;
 	static struct ckpt_chunk_entry entries[NCHUNKS + SCATTERED_MAX];
@@ -437,6 +447,11 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 		section(&w, CKPT_SEC_SIGINFO, pg.siginfo, pg.nsiginfo * sizeof *pg.siginfo,
 			pg.nsiginfo);
 	write_pages(&w, &pg, v);
+	if (rec.buf) {
+		CHECK(ckpt_writer_replay(&w) == 0 && !w.rec, "replay of the recorded writer");
+		recording_spilled = rec.spilled;
+		free(rec.buf);
+	}
 	return ckpt_writer_finish(&w, &pg.hdr);
 }
 
@@ -613,6 +628,41 @@ static void test_batch_same_bytes(const char *path)
 	      "batch compression changed the image");
 	free(one);
 	free(batch);
+}
+
+/* Recorded and replayed writer operations (the agent's staged captures)
+ * give the same file as operations done at once: with room for all of
+ * them, with a buffer that fills several times (what it holds is done at
+ * once), and with one smaller than any page chunk (each done at once). */
+static void test_recorded_same_bytes(const char *path)
+{
+	static const size_t rooms[] = {64u << 20, 5 * CKPT_PAGE_SIZE + 100, 64};
+	for (int variant = 0; variant < 8; variant++) {
+		compressed = variant & 1 ? 2 : 0;
+		scattered = variant & 2 ? 3000 : 0;
+		enum variant v = variant & 4 ? V_REFS : V_GOOD; /* with a reference chunk */
+		size_t len0, len;
+		CHECK(create_image(path, v, 4096) == 0, "write image");
+		char *ref = slurp(path, &len0);
+		for (size_t i = 0; ref && i < sizeof rooms / sizeof rooms[0]; i++) {
+			recording = rooms[i];
+			CHECK(create_image(path, v, 4096) == 0, "write recorded image");
+			char *p = slurp(path, &len);
+			CHECK(p && len == len0 && !memcmp(p, ref, len),
+			      "variant %d, record buffer %zu: image differs", variant, rooms[i]);
+			CHECK((recording_spilled == 0) == (i == 0),
+			      "variant %d, record buffer %zu: %llu bytes done at once", variant,
+			      rooms[i], (unsigned long long)recording_spilled);
+			char err[256] = "";
+			CHECK(v != V_GOOD || verify(path, err, sizeof err) == 0,
+			      "recorded image: %s", err);
+			free(p);
+		}
+		recording = 0;
+		free(ref);
+	}
+	compressed = 0;
+	scattered = 0;
 }
 
 /* 0 if the image at path opens and all its pages verify. */
@@ -1673,6 +1723,9 @@ int main(int argc, char **argv)
 	test_direct_reads(path);
 	test_batched_reads(path);
 	test_read_back_check(path);
+	stored = 1;
+	test_recorded_same_bytes(path);
+	stored = 0;
 
 	unlink(path);
 	rmdir(dir);
