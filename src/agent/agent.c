@@ -185,6 +185,7 @@ static void after_restore(void)
 	}
 	agent.restore_info.magic = 0;
 	track_forget_restored();
+	stage_forget();
 	/* a restart without pid namespaces gives new ids */
 	agent.pid = (pid_t)syscall(SYS_getpid);
 	agent.agent_tid = (pid_t)syscall(SYS_gettid);
@@ -224,8 +225,9 @@ static void on_suspend(const char *line)
 	char opt[8];
 	if (field(line, "track", opt, sizeof opt) == 0 && opt[0] == '1') {
 		pthread_mutex_lock(&connect_lock);
-		track_arm();
+		uint64_t expected = track_arm(stage_limit());
 		pthread_mutex_unlock(&connect_lock);
+		stage_reserve(expected);
 	}
 	agent.stop_ns = now_ns();
 	struct timespec boot;
@@ -371,6 +373,18 @@ static void on_capture(const char *line)
 	send_line(out);
 }
 
+/* Pages written since the capture are protected again, while the program
+ * runs (microseconds per page in some VMs): while a copy-on-write writer
+ * works, or once the image was written from the stage. */
+static void reprotect_written(void)
+{
+	if (!agent.hash_pages)
+		return;
+	pthread_mutex_lock(&connect_lock);
+	track_reprotect();
+	pthread_mutex_unlock(&connect_lock);
+}
+
 /* Every process is captured: run on while the image is written, then say
  * when it is durable. */
 static void on_continue(const char *line)
@@ -382,13 +396,12 @@ static void on_continue(const char *line)
 	if (!keep_stopped)
 		resume_all_threads();
 	agent.resumed_ns = now_ns();
-	if (agent.hash_pages && !keep_stopped) {
-		pthread_mutex_lock(&connect_lock);
-		track_reprotect();
-		pthread_mutex_unlock(&connect_lock);
-	}
-	/* copy-on-write: the program runs meanwhile; the writer is reaped
-	 * once the coordinator knows */
+	/* the program runs meanwhile: the image is written from the stage
+	 * here, or by the copy-on-write writer, reaped once the coordinator
+	 * knows */
+	capture_finish_staged();
+	if (!keep_stopped)
+		reprotect_written();
 	capture_wait_writer_report();
 	uint64_t written_ns = now_ns();
 	if (agent.result != 0) {
@@ -427,6 +440,7 @@ static void on_resume(const char *line)
 		return;
 	phase = PHASE_IDLE;
 	resume_all_threads();
+	capture_drop_staged();
 	capture_wait_writer();
 }
 

@@ -131,12 +131,17 @@ void capture_wait_writer(void);
  * it to be gone (its memory torn down: tens of ms per GiB). */
 void capture_wait_writer_report(void);
 void capture_reap_writer(void);
+/* A capture recorded into the stage (stage.c): written now that the
+ * program runs on, or dropped (the checkpoint was abandoned). */
+void capture_finish_staged(void);
+void capture_drop_staged(void);
 /* memory.c: the process's mapped size in pages (statm), -1 if unknown:
  * a fork lacks what fork does not copy (MADV_DONTFORK) */
 long vm_pages(void);
 
 /* memory.c, fds.c: parts of the image */
 struct ckpt_writer;
+struct ckpt_writer_record;
 struct scratch;
 struct strtab;
 /* cow_child: running in the copy-on-write child, which reads pages
@@ -165,12 +170,21 @@ int incr_page(uint64_t addr, const void *src);
  * 1 when the parent holds it (it is recorded and referred to), else 0
  * (the page must then be read). */
 int incr_page_unchanged(uint64_t addr);
+/* The parent image's records are complete and do not hold the page at addr
+ * (it was left out: zero, or not there). */
+int incr_parent_lacks(uint64_t addr);
 void incr_write_hashes(struct ckpt_writer *w);
 void incr_end(void);
 
 /* track.c: which pages were written since the last checkpoint, from
  * userfaultfd write-protection and PAGEMAP_SCAN, where the kernel has them */
-void track_arm(void); /* at SUSPEND, program running */
+/* At SUSPEND, program running: registers new memory, and returns about
+ * how many bytes of pages the coming capture will store (written since the
+ * last one, new memory, memory not tracked), UINT64_MAX when it cannot
+ * tell (no baseline). Pages written since the last protection are
+ * protected again now, unless that is at most stage_limit (a capture into
+ * the stage, which forks nothing). */
+uint64_t track_arm(uint64_t stage_limit);
 /* at the capture, stopped, before the fork; maps: /proc/self/maps (kept) */
 void track_collect(struct scratch *s, char *maps);
 void track_reprotect(void);	    /* after the capture, program running */
@@ -182,7 +196,25 @@ void track_done(void);
 int track_fd(void);		  /* its userfaultfd, -1 if none (not imaged) */
 void track_forget(void);	  /* in a forked child */
 void track_forget_restored(void); /* after a restart */
+/* At the capture, after track_collect: at most how many bytes of pages it
+ * can store; UINT64_MAX when tracking cannot bound it. */
+uint64_t track_store_bound(char *maps);
+
+/* stage.c: memory kept across checkpoints that receives the writer's
+ * recorded operations (ckpt_writer_record) while the program is stopped,
+ * so that a small incremental checkpoint needs no copy-on-write child */
+void stage_reserve(uint64_t expected_bytes); /* at SUSPEND, program running */
+uint64_t stage_limit(void);		     /* the most bytes of pages a stage may receive */
+/* At the capture: the stage's record buffer if bound bytes of pages fit,
+ * else NULL (copy-on-write then) */
+struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes);
+int stage_owns(uint64_t start, uint64_t end); /* [start, end) lies in the stage */
+void stage_range(uint64_t *lo, uint64_t *hi); /* lo == hi: none */
+void stage_forget(void);		      /* after a restart: not ours any more */
 void memory_forget_snapshots(void);
+/* once the image's PAGES section is written (memory_capture keeps its
+ * index for recorded operations) */
+void memory_release_index(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 
 /* compress.c: zstd for page chunks (level 0: none) */

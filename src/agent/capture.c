@@ -259,7 +259,12 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	char *check = scratch_alloc(s, CHECK_BUF_SIZE);
 	if (check)
 		ckpt_writer_set_check(w, check, CHECK_BUF_SIZE);
-	int r = memory_capture(w, s, st, cow_child, err);
+	int r = 0;
+	if (w->rec)
+		ckpt_writer_replay(w); /* recorded while stopped; a failure shows at finish */
+	else
+		r = memory_capture(w, s, st, cow_child, err);
+	memory_release_index();
 	compress_stop(); /* the last batch was written when PAGES ended */
 	if (io) {
 		ckpt_writer_flush_io(w);
@@ -366,9 +371,77 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 		raw_syscall1(SYS_exit_group, agent.result == 0 ? 0 : 1);
 }
 
+static char tmp[4200], final[4200];
+static struct ckpt_writer w;
+
+/* A capture recorded into the stage, to be written once the program runs
+ * on (capture_finish_staged). */
+static struct {
+	int active;
+	int fd, nthreads;
+} staged;
+/* The capture's scratch memory: static, since the compressor keeps a
+ * pointer to it and a staged capture is finished after capture_image
+ * has returned. */
+static struct scratch scr;
+static struct strtab strs;
+
+static void drop_image(int fd, struct scratch *s)
+{
+	raw_syscall1(SYS_close, fd);
+	if (agent.result != 0)
+		raw_syscall1(SYS_unlink, tmp);
+	scratch_free(s);
+}
+
+/* Stopped: the pages to store are copied into the stage with the rest of
+ * the memory sections' operations; 0 when the image is left to
+ * capture_finish_staged. */
+static int record_staged(struct ckpt_writer_record *rec, int fd, struct scratch *s,
+			 struct strtab *st, int nthreads)
+{
+	static char err[512];
+	err[0] = 0;
+	memory_forget_snapshots(); /* shared memory is read now, as it is */
+	ckpt_writer_record(&w, rec);
+	if (memory_capture(&w, s, st, 0, err) != 0 || w.error) {
+		w.rec = NULL;
+		memory_release_index();
+		if (err[0])
+			set_error(err, 0, 0);
+		else
+			fail_errno("writing the image failed", -w.error);
+		return -1;
+	}
+	(void)s;
+	(void)st;
+	staged = (typeof(staged)){1, fd, nthreads};
+	return 0;
+}
+
+void capture_finish_staged(void)
+{
+	if (!staged.active)
+		return;
+	staged.active = 0;
+	finish_image(&w, &scr, &strs, staged.nthreads, 0, tmp, final);
+	drop_image(staged.fd, &scr);
+}
+
+void capture_drop_staged(void)
+{
+	if (!staged.active)
+		return;
+	staged.active = 0;
+	w.rec = NULL;
+	memory_release_index();
+	agent.result = -1;
+	drop_image(staged.fd, &scr);
+}
+
 void capture_image(void *self_frame)
 {
-	static char tmp[4200], final[4200], err[512];
+	static char err[512];
 	int nthreads = 1;
 	capture_thread_state(&agent.self_info, self_frame);
 	agent.self_info.flags |= CKPT_THREAD_AGENT;
@@ -381,17 +454,17 @@ void capture_image(void *self_frame)
 		fail_errno("cannot create the image file in ", fd);
 		return;
 	}
-	struct scratch s;
-	if (scratch_init(&s, SCRATCH_SIZE) != 0) {
+	struct scratch *s = &scr;
+	if (scratch_init(s, SCRATCH_SIZE) != 0) {
 		set_error("cannot map scratch memory for the checkpoint", 0, 0);
 		raw_syscall1(SYS_close, fd);
 		return;
 	}
-	struct strtab st = {scratch_alloc(&s, STRTAB_SIZE), STRTAB_SIZE, 1};
-	st.buf[0] = 0;
-	static struct ckpt_writer w;
-	ckpt_writer_init(&w, fd, scratch_alloc(&s, WRITE_BUF_SIZE), WRITE_BUF_SIZE);
-	if (compress_setup(&w, &s, agent.compress_level) != 0)
+	strs = (struct strtab){scratch_alloc(s, STRTAB_SIZE), STRTAB_SIZE, 1};
+	strs.buf[0] = 0;
+	struct strtab *st = &strs;
+	ckpt_writer_init(&w, fd, scratch_alloc(s, WRITE_BUF_SIZE), WRITE_BUF_SIZE);
+	if (compress_setup(&w, s, agent.compress_level) != 0)
 		add_warning("compression unavailable for this checkpoint", 0, 0);
 
 	/* Descriptors (pipes are drained and refilled) and per-thread state
@@ -400,7 +473,7 @@ void capture_image(void *self_frame)
 	static struct ckpt_process proc;
 	err[0] = 0;
 	ntimers = timers_capture(timers, MAX_TIMERS); /* before the pending signals */
-	int captured = process_capture(&proc, &st, err) == 0 && fds_capture(&w, &s, &st, err) == 0;
+	int captured = process_capture(&proc, st, err) == 0 && fds_capture(&w, s, st, err) == 0;
 	if (captured)
 		write_small_sections(&w, &proc, nthreads);
 	if (!captured) {
@@ -411,15 +484,25 @@ void capture_image(void *self_frame)
 		uint64_t t0 = now_ns();
 		/* read once for both (a large maps file takes milliseconds) */
 		char *maps = NULL;
-		if ((agent.hash_pages || agent.use_cow) && memory_read_maps(&s, &maps) <= 0)
+		if ((agent.hash_pages || agent.use_cow) && memory_read_maps(s, &maps) <= 0)
 			maps = NULL;
 		if (agent.hash_pages)
-			track_collect(&s, maps);
+			track_collect(s, maps);
 		agent.track_ns = now_ns() - t0;
+		/* few pages to store: copied now, written once the program runs */
+		struct ckpt_writer_record *rec = agent.use_cow && agent.hash_pages
+						     ? stage_record_for(track_store_bound(maps))
+						     : 0;
+		if (rec) {
+			if (record_staged(rec, fd, s, st, nthreads) == 0)
+				return;
+			drop_image(fd, s);
+			return;
+		}
 		/* Shared memory changes under a copy-on-write writer while the
 		 * program runs on: its pages are copied now, while stopped (or,
 		 * when that cannot be done, the process is written stopped). */
-		int cow = agent.use_cow && memory_snapshot_shared(&s, maps) == 0;
+		int cow = agent.use_cow && memory_snapshot_shared(s, maps) == 0;
 		if (!cow)
 			memory_forget_snapshots();
 		agent.fork_ns = now_ns();
@@ -428,7 +511,7 @@ void capture_image(void *self_frame)
 			agent.skip_lo = (uint64_t)(uintptr_t)agent.cow;
 			agent.skip_hi = agent.skip_lo + sizeof(struct cow_result);
 			if (cow_child_check_maps())
-				finish_image(&w, &s, &st, nthreads, 1, tmp, final);
+				finish_image(&w, s, st, nthreads, 1, tmp, final);
 			else
 				set_error("memory not inherited by fork", 0, 0);
 			if (agent.result != 0)
@@ -440,7 +523,7 @@ void capture_image(void *self_frame)
 			int maps_ok = cow_parent_check_maps(pid);
 			agent.writer_pid = (int)pid;
 			raw_syscall1(SYS_close, fd);
-			scratch_free(&s);
+			scratch_free(s);
 			if (maps_ok != 1) {
 				capture_wait_writer();
 				agent.result = -1;
@@ -452,12 +535,12 @@ void capture_image(void *self_frame)
 			}
 			return;
 		}
-		finish_image(&w, &s, &st, nthreads, 0, tmp, final);
+		finish_image(&w, s, st, nthreads, 0, tmp, final);
 	}
 	raw_syscall1(SYS_close, fd);
 	if (agent.result != 0)
 		raw_syscall1(SYS_unlink, tmp);
-	scratch_free(&s);
+	scratch_free(s);
 }
 
 /* After the program has been resumed: wait for the copy-on-write writer's

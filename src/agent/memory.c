@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 
 #include "agent/agent.h"
+#include "agent/pagescan.h"
 #include "common/rawsys.h"
 #include "image/writer.h"
 
@@ -335,6 +336,54 @@ static void end_run(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, st
 	r->len = 0;
 }
 
+/* The pagemap entries of the n pages at base, as far as deciding which
+ * pages to save needs them. For anonymous memory only existence matters
+ * (present or swapped): PAGEMAP_SCAN returns it as ranges, where reading
+ * pagemap itself costs 8 bytes and a page table walk per page (13 ms per
+ * GiB in the reference VM, in every checkpoint, full or incremental).
+ * Elsewhere, or on a kernel without PAGEMAP_SCAN, pagemap is read. */
+#define SCAN_REGIONS 4096
+static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base, uint64_t n,
+			uint64_t *pm)
+{
+	static int scan_broken;
+	static struct pagescan_region out[SCAN_REGIONS];
+	uint64_t end = base + n * CKPT_PAGE_SIZE;
+	if (a->kind != CKPT_AREA_ANON || scan_broken) {
+		long got =
+		    raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
+		return got == (long)(n * 8) ? 0 : -1;
+	}
+	mem_zero(pm, n * 8);
+	for (uint64_t at = base; at < end;) {
+		struct pagescan_arg q = {.size = sizeof q,
+					 .start = at,
+					 .end = end,
+					 .vec = (uint64_t)(uintptr_t)out,
+					 .vec_len = SCAN_REGIONS,
+					 .category_anyof_mask =
+					     PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED,
+					 .return_mask = PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED};
+		long r = raw_syscall3(SYS_ioctl, pagemap_fd, PAGESCAN_IOCTL, &q);
+		if (r < 0) {
+			if (at != base)
+				return -1;
+			scan_broken = 1; /* an older kernel: read pagemap from now on */
+			return read_pagemap(pagemap_fd, a, base, n, pm);
+		}
+		for (long i = 0; i < r; i++) {
+			uint64_t bit =
+			    out[i].categories & PAGESCAN_IS_PRESENT ? PM_PRESENT : PM_SWAPPED;
+			for (uint64_t p = out[i].start; p < out[i].end; p += CKPT_PAGE_SIZE)
+				pm[(p - base) / CKPT_PAGE_SIZE] = bit;
+		}
+		if (q.walk_end <= at)
+			return -1;
+		at = q.walk_end;
+	}
+	return 0;
+}
+
 /* Save the wanted pages of one area as chunks of consecutive pages:
  * stored, or referred to (unchanged since the parent generation). */
 static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, int pagemap_fd,
@@ -347,9 +396,7 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	for (uint64_t first = 0; first < npages; first += BATCH_PAGES) {
 		uint64_t n = npages - first < BATCH_PAGES ? npages - first : BATCH_PAGES;
 		uint64_t base = a->start + first * CKPT_PAGE_SIZE;
-		long got =
-		    raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
-		if (got != (long)(n * 8)) {
+		if (read_pagemap(pagemap_fd, a, base, n, pm) != 0) {
 			str_copy(err, "cannot read /proc/self/pagemap", 64);
 			return -1;
 		}
@@ -387,6 +434,10 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			if (win->state[k] == PAGE_TRACKED && incr_page_unchanged(addr)) {
 				kind = REFERRED;
 				agent.pages_proven++;
+			} else if (win->state[k] == PAGE_TRACKED && incr_parent_lacks(addr)) {
+				/* zero when the parent was captured (else it would hold
+				 * it) and not written since: still zero, left out unread
+				 * (reading it costs microseconds in some VMs) */
 			} else if (candidate(a, pm[i], vec[i] & 1) && want_page(a, data))
 				kind = incr_page(addr, data) ? REFERRED : STORED;
 			if (kind != NONE && kind == run.kind && run.len < CHUNK_PAGES) {
@@ -460,6 +511,71 @@ long vm_pages(void)
 	return pages;
 }
 
+/* PAGE_INDEX entries of the image being written */
+static long kept_index = -1;
+static uint64_t kept_index_len;
+
+void memory_release_index(void)
+{
+	if (kept_index > 0)
+		raw_syscall2(SYS_munmap, kept_index, kept_index_len);
+	kept_index = -1;
+}
+
+/* Our own memory (scratch, the writer's result page, the stage) is left
+ * out of the image. The kernel may have merged it with a neighbouring
+ * mapping of the program's into one line of maps, so it is cut out of the
+ * lines, not matched with them: the first of our ranges that overlaps
+ * [at, end), or 0. */
+static int next_own_range(uint64_t at, uint64_t end, const struct scratch *s, uint64_t *lo,
+			  uint64_t *hi)
+{
+	uint64_t r[3][2] = {{(uint64_t)(uintptr_t)s->base, (uint64_t)(uintptr_t)s->base + s->size},
+			    {agent.skip_lo, agent.skip_hi},
+			    {0, 0}};
+	stage_range(&r[2][0], &r[2][1]);
+	r[1][1] = (r[1][1] + CKPT_PAGE_SIZE - 1) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
+	int found = 0;
+	for (int i = 0; i < 3; i++)
+		if (r[i][0] < r[i][1] && r[i][0] < end && r[i][1] > at &&
+		    (!found || r[i][0] < *lo)) {
+			*lo = r[i][0];
+			*hi = r[i][1];
+			found = 1;
+		}
+	return found;
+}
+
+/* One line (or part of one) of maps as an area: a->end stays 0 when it is
+ * not saved; -1 when it cannot be checkpointed (err says why). */
+static int add_area(const struct map_line *m, struct ckpt_area *a, struct strtab *st,
+		    int *shared_writable, char *err)
+{
+	mem_zero(a, sizeof *a);
+	if (str_starts(m->path, "/dev/nvidia")) {
+		/* see fds_capture: GPU state not in host memory */
+		err[0] = 0;
+		str_append(err, 512, "GPU: ");
+		str_append(err, 200, m->path);
+		str_append(err, 512,
+			   " is still mapped when stopped: the GPU state is not "
+			   "in host memory, so it would be missing from the image");
+		return -1;
+	}
+	if (classify(m, a, err) != 0) {
+		a->end = 0;
+		return 0;
+	}
+	/* its content is the file's, which no image holds */
+	if (a->kind == CKPT_AREA_FILE_SHARED && (a->prot & PROT_WRITE) && !(*shared_writable)++)
+		add_warning(m->path,
+			    " is mapped shared and writable: what the program writes into it "
+			    "after the checkpoint stays after a restart",
+			    0);
+	a->name_str = strtab_add(st, m->path);
+	return 0;
+}
+
 int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int cow_child,
 		   char *err)
 {
@@ -472,46 +588,39 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	uint32_t lines = 0;
 	for (long i = 0; i < len; i++)
 		lines += maps[i] == '\n';
-	struct ckpt_area *areas = scratch_alloc(s, (lines + 1) * sizeof *areas);
+	/* our three ranges may each split a line in two */
+	struct ckpt_area *areas = scratch_alloc(s, (lines + 4) * sizeof *areas);
 	uint64_t *pm = scratch_alloc(s, BATCH_PAGES * 8);
 	unsigned char *vec = scratch_alloc(s, BATCH_PAGES);
 	if (!areas || !pm || !vec) {
 		str_copy(err, "out of scratch memory for the memory map", 64);
 		return -1;
 	}
-	uint64_t skip_lo = (uint64_t)(uintptr_t)s->base, skip_hi = skip_lo + s->size;
 	uint32_t n = 0;
 	int shared_writable = 0;
 	for (char *p = maps; *p;) {
 		struct map_line m;
 		p = parse_line(p, &m);
-		if ((m.start >= skip_lo && m.end <= skip_hi) ||
-		    (m.start >= agent.skip_lo && m.end <= agent.skip_hi))
-			continue; /* our own scratch memory, the writer's result page */
-		if (str_starts(m.path, "/dev/nvidia")) {
-			/* see fds_capture: GPU state not in host memory */
-			err[0] = 0;
-			str_append(err, 512, "GPU: ");
-			str_append(err, 200, m.path);
-			str_append(err, 512,
-				   " is still mapped when stopped: the GPU state is not "
-				   "in host memory, so it would be missing from the image");
-			return -1;
+		/* the parts of the line that are not ours */
+		for (uint64_t at = m.start, lo = 0, hi = 0; at < m.end;) {
+			uint64_t to = m.end;
+			if (next_own_range(at, m.end, s, &lo, &hi)) {
+				if (lo <= at) {
+					at = hi;
+					continue;
+				}
+				to = lo;
+			}
+			struct map_line piece = m;
+			piece.start = at;
+			piece.end = to;
+			piece.offset += at - m.start;
+			if (add_area(&piece, &areas[n], st, &shared_writable, err) < 0)
+				return -1;
+			if (areas[n].end)
+				n++;
+			at = to;
 		}
-		struct ckpt_area *a = &areas[n];
-		mem_zero(a, sizeof *a);
-		if (classify(&m, a, err) != 0)
-			continue;
-		/* its content is the file's, which no image holds */
-		if (a->kind == CKPT_AREA_FILE_SHARED && (a->prot & PROT_WRITE) &&
-		    !shared_writable++)
-			add_warning(
-			    m.path,
-			    " is mapped shared and writable: what the program writes into it "
-			    "after the checkpoint stays after a restart",
-			    0);
-		a->name_str = strtab_add(st, m.path);
-		n++;
 	}
 	long pagemap_fd =
 	    raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
@@ -546,10 +655,11 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, &win, err) != 0)
 			break;
 	ckpt_writer_end_section(w, 0);
-	if (w->index) {
-		ckpt_writer_set_index(w, NULL, 0);
-		raw_syscall2(SYS_munmap, index, index_len);
-	}
+	ckpt_writer_set_index(w, NULL, 0);
+	kept_index = index;
+	kept_index_len = index_len;
+	if (!w->rec) /* else the recorded operations still refer to it */
+		memory_release_index();
 	incr_write_hashes(w);
 	incr_end();
 	track_done();

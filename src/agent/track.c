@@ -33,23 +33,12 @@
 #include <sys/syscall.h>
 
 #include "agent/agent.h"
+#include "agent/pagescan.h"
 #include "common/rawsys.h"
 
-/* Kernel interfaces newer than Debian 12's headers (linux/fs.h and
- * linux/userfaultfd.h of Linux 6.7). */
+/* userfaultfd interfaces newer than Debian 12's linux/userfaultfd.h */
 #define TRK_FEATURE_WP_ASYNC (1ull << 15)
 #define TRK_USER_MODE_ONLY 1 /* userfaultfd(2) flag: needed without privileges */
-struct trk_region {
-	uint64_t start, end, categories;
-};
-struct trk_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define TRK_PAGEMAP_SCAN _IOWR('f', 16, struct trk_scan_arg)
-#define TRK_PAGE_IS_WRITTEN (1ull << 1)
-#define TRK_SCAN_WP_MATCHING (1ull << 0)
-#define TRK_SCAN_CHECK_WPASYNC (1ull << 1)
 
 #define MAX_FRESH 4096
 #define MAX_SPANS 65536
@@ -87,7 +76,7 @@ static struct {
 	int covering;
 	struct span *covered;
 	uint32_t ncovered, c_cur;
-	struct trk_region *written; /* ascending */
+	struct pagescan_region *written; /* ascending */
 	uint32_t nwritten;
 	struct span *again; /* trk.again as it was at the capture */
 	uint32_t nagain;
@@ -169,17 +158,17 @@ static int setup(void)
 }
 
 static long scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
-		 struct trk_region *vec, uint64_t vec_len, uint64_t *walk_end)
+		 struct pagescan_region *vec, uint64_t vec_len, uint64_t *walk_end)
 {
-	struct trk_scan_arg a = {.size = sizeof a,
+	struct pagescan_arg a = {.size = sizeof a,
 				 .flags = flags,
 				 .start = start,
 				 .end = end,
 				 .vec = (uint64_t)(uintptr_t)vec,
 				 .vec_len = vec_len,
-				 .category_mask = TRK_PAGE_IS_WRITTEN,
-				 .return_mask = TRK_PAGE_IS_WRITTEN};
-	long r = raw_syscall3(SYS_ioctl, pagemap_fd, TRK_PAGEMAP_SCAN, &a);
+				 .category_mask = PAGESCAN_IS_WRITTEN,
+				 .return_mask = PAGESCAN_IS_WRITTEN};
+	long r = raw_syscall3(SYS_ioctl, pagemap_fd, PAGESCAN_IOCTL, &a);
 	if (walk_end)
 		*walk_end = a.walk_end;
 	return r;
@@ -192,9 +181,20 @@ static int trackable(const char *line_perms, uint64_t ino, const char *path)
 	       !str_starts(path, "[anon:ckpt") && !str_eq(path, "[vsyscall]");
 }
 
+/* Mappings tracking does not cover whose pages a checkpoint may store:
+ * writable or shared (file-private data, shared memory), not ckpt's own. */
+static int may_change_untracked(const char *line_perms, uint64_t ino, const char *path)
+{
+	return !trackable(line_perms, ino, path) &&
+	       (line_perms[1] == 'w' || line_perms[3] == 's') && !str_starts(path, "[anon:ckpt") &&
+	       !str_eq(path, "[vsyscall]");
+}
+
 /* Calls fn for every trackable mapping of maps (the text of
- * /proc/self/maps, left as it was). */
-static void each_mapping_in(char *maps, void (*fn)(uint64_t, uint64_t, void *), void *arg)
+ * /proc/self/maps, left as it was), or with untracked set, for every
+ * other mapping that may_change_untracked. */
+static void each_mapping_of(char *maps, int untracked, void (*fn)(uint64_t, uint64_t, void *),
+			    void *arg)
 {
 	for (const char *p = maps; *p;) {
 		uint64_t start = scan_hex(&p);
@@ -219,12 +219,18 @@ static void each_mapping_in(char *maps, void (*fn)(uint64_t, uint64_t, void *), 
 			p++;
 		char save = *p;
 		*(char *)p = 0;
-		if (trackable(perms, ino, path))
+		if (untracked ? may_change_untracked(perms, ino, path) && !stage_owns(start, end)
+			      : trackable(perms, ino, path) && !stage_owns(start, end))
 			fn(start, end, arg);
 		*(char *)p = save;
 		if (*p)
 			p++;
 	}
+}
+
+static void each_mapping_in(char *maps, void (*fn)(uint64_t, uint64_t, void *), void *arg)
+{
+	each_mapping_of(maps, 0, fn, arg);
 }
 
 /* The same, for /proc/self/maps read into buf. */
@@ -244,10 +250,10 @@ static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, vo
 static int protect_written(int pagemap_fd, uint64_t start, uint64_t end, struct span *list,
 			   uint32_t *n)
 {
-	static struct trk_region out[4096];
+	static struct pagescan_region out[4096];
 	for (uint64_t at = start; at < end;) {
 		uint64_t walk_end = end;
-		long r = scan(pagemap_fd, at, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC,
+		long r = scan(pagemap_fd, at, end, PAGESCAN_WP_MATCHING | PAGESCAN_CHECK_WPASYNC,
 			      out, 4096, &walk_end);
 		if (r < 0)
 			return at == start ? -1 : 0; /* else the next scan says so */
@@ -265,15 +271,54 @@ static int protect_written(int pagemap_fd, uint64_t start, uint64_t end, struct 
 	return 0;
 }
 
+/* Adds to *bytes the size of the pages of [start, end) written since they
+ * were last protected, changing nothing; -1 when the mapping is not
+ * registered. */
+static int count_written(int pagemap_fd, uint64_t start, uint64_t end, uint64_t *bytes)
+{
+	static struct pagescan_region out[4096];
+	for (uint64_t at = start; at < end;) {
+		uint64_t walk_end = end;
+		long r = scan(pagemap_fd, at, end, PAGESCAN_CHECK_WPASYNC, out, 4096, &walk_end);
+		if (r < 0)
+			return at == start ? -1 : 0;
+		for (long i = 0; i < r; i++)
+			*bytes += out[i].end - out[i].start;
+		if (walk_end <= at)
+			return 0;
+		at = walk_end;
+	}
+	return 0;
+}
+
+struct arm {
+	int pagemap_fd;
+	int protect; /* protect again what was written (else only count it) */
+	uint64_t bytes;
+};
+
+/* How much the coming capture would store of [start, end): what was
+ * written, or all of it when it is not registered yet. */
+static void count_one(uint64_t start, uint64_t end, void *arg)
+{
+	struct arm *a = arg;
+	if (count_written(a->pagemap_fd, start, end, &a->bytes) != 0)
+		a->bytes += end - start;
+}
+
 static void arm_one(uint64_t start, uint64_t end, void *arg)
 {
-	int pagemap_fd = *(int *)arg;
+	struct arm *a = arg;
 	/* Registered already: protect again what was written since, now
 	 * while the program runs. Those pages count as written at the coming
-	 * capture, and the copy-on-write fork then finds their entries
+	 * capture, and a copy-on-write fork then finds their entries
 	 * read-only already (changing a page table entry is what a fork
-	 * costs per page written, microseconds each in some VMs). */
-	if (protect_written(pagemap_fd, start, end, trk.pre, &trk.npre) == 0)
+	 * costs per page written, microseconds each in some VMs). A capture
+	 * into the stage forks nothing: the capture's scan finds those pages
+	 * written as well, and protecting them twice per checkpoint would
+	 * only cost time. */
+	if (a->protect ? protect_written(a->pagemap_fd, start, end, trk.pre, &trk.npre) == 0
+		       : count_written(a->pagemap_fd, start, end, &a->bytes) == 0)
 		return;
 	struct uffdio_register reg = {.range = {start, end - start},
 				      .mode = UFFDIO_REGISTER_MODE_WP};
@@ -285,24 +330,57 @@ static void arm_one(uint64_t start, uint64_t end, void *arg)
 		trk.fresh[trk.nfresh++] = (struct span){start, end};
 	}
 	/* protect every page; what was written since reads as written */
-	scan(pagemap_fd, start, end, TRK_SCAN_WP_MATCHING | TRK_SCAN_CHECK_WPASYNC, 0, 0, 0);
+	scan(a->pagemap_fd, start, end, PAGESCAN_WP_MATCHING | PAGESCAN_CHECK_WPASYNC, 0, 0, 0);
 }
 
-void track_arm(void)
+static uint64_t span_bytes(const struct span *list, uint32_t n)
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < n; i++)
+		sum += list[i].end - list[i].start;
+	return sum;
+}
+
+static void add_size(uint64_t start, uint64_t end, void *arg)
+{
+	*(uint64_t *)arg += end - start;
+}
+
+static uint64_t untracked_bytes(char *text)
+{
+	uint64_t sum = 0;
+	each_mapping_of(text, 1, add_size, &sum);
+	return sum;
+}
+
+uint64_t track_arm(uint64_t stage_limit)
 {
 	if (setup() != 0)
-		return;
+		return UINT64_MAX;
 	if (trk.pre_pending)
 		trk.base_gen = 0; /* an earlier SUSPEND's list was never captured */
 	trk.npre = 0;
 	trk.pre_pending = 1;
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return;
-	int pagemap_fd = (int)fd;
-	if (each_mapping(maps, sizeof maps, arm_one, &pagemap_fd) != 0)
+		return UINT64_MAX;
+	struct arm a = {(int)fd, 1, 0};
+	uint64_t expected = UINT64_MAX;
+	long n = read_file("/proc/self/maps", maps, sizeof maps);
+	if (n <= 0 || (size_t)n >= sizeof maps) {
 		trk.fresh_overflow = 1; /* could not see every mapping */
+	} else {
+		if (trk.base_gen) {
+			/* what the capture will store, were it to come now */
+			each_mapping_in(maps, count_one, &a);
+			expected =
+			    a.bytes + span_bytes(trk.again, trk.nagain) + untracked_bytes(maps);
+			a.protect = expected > stage_limit;
+		}
+		each_mapping_in(maps, arm_one, &a);
+	}
 	raw_syscall1(SYS_close, fd);
+	return expected;
 }
 
 struct collect {
@@ -341,7 +419,7 @@ static void collect_one(uint64_t start, uint64_t end, void *arg)
 	uint32_t first = res.nwritten;
 	for (uint64_t at = start; at < end;) {
 		uint64_t walk_end = end;
-		long r = scan(c->pagemap_fd, at, end, TRK_SCAN_CHECK_WPASYNC,
+		long r = scan(c->pagemap_fd, at, end, PAGESCAN_CHECK_WPASYNC,
 			      res.written + res.nwritten, MAX_WRITTEN - res.nwritten, &walk_end);
 		if (r < 0) {
 			/* not registered (new, replaced, moved): all of it counts
@@ -458,4 +536,20 @@ void track_reprotect(void)
 void track_done(void)
 {
 	res.valid = res.covering = 0;
+}
+
+/* ---- how much the coming capture may store (stage.c) ---- */
+
+uint64_t track_store_bound(char *maps_text)
+{
+	if (!res.valid || !maps_text)
+		return UINT64_MAX;
+	uint64_t written = 0;
+	for (uint32_t i = 0; i < res.nwritten; i++)
+		written += res.written[i].end - res.written[i].start;
+	/* mappings covered but not tracked are fresh: all of them may be stored */
+	uint64_t fresh =
+	    span_bytes(res.covered, res.ncovered) - span_bytes(res.tracked, res.ntracked);
+	return written + span_bytes(res.again, res.nagain) + span_bytes(res.pre, res.npre) + fresh +
+	       untracked_bytes(maps_text);
 }

@@ -1,0 +1,114 @@
+/* The stage: memory kept from one checkpoint to the next, into which the
+ * pause copies the pages a small incremental checkpoint stores (and the
+ * writer's other operations: ckpt_writer_record). The program is resumed
+ * as soon as they are copied, and the image is compressed and written from
+ * the copy, in the program's own process. Without it, every incremental
+ * checkpoint forks a copy-on-write writer, whose first read of each page it
+ * saves, whose buffers (fresh memory each time) and whose exit cost
+ * microseconds per page in some VMs, however few pages changed.
+ *
+ * It is sized at SUSPEND, while the program still runs, from what write
+ * tracking expects the capture to store, so that the pause finds its pages
+ * present (fresh memory costs a fault per page, microseconds each in those
+ * VMs), and used only when tracking bounds what the capture can store
+ * below its size. It is not part of any image: after a restart it is gone. */
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "agent/agent.h"
+#include "common/rawsys.h"
+#include "image/writer.h"
+
+#define STAGE_MAX (64ull << 20)
+#define STAGE_ROUND (2ull << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define PR_SET_VMA_ 0x53564d41
+#define PR_SET_VMA_ANON_NAME_ 0
+
+static struct {
+	char *buf;
+	size_t cap;
+	struct ckpt_writer_record rec;
+} stage;
+
+/* Room for bound bytes of pages with their operations' headers, the
+ * sections recorded with them (areas, hashes) and some slack. */
+static uint64_t room_for(uint64_t bound)
+{
+	if (bound > STAGE_MAX)
+		return UINT64_MAX;
+	return bound + bound / 64 + STAGE_ROUND;
+}
+
+static void release(void)
+{
+	if (stage.buf)
+		raw_syscall2(SYS_munmap, stage.buf, stage.cap);
+	stage.buf = 0;
+	stage.cap = 0;
+}
+
+uint64_t stage_limit(void)
+{
+	/* what stage_reserve would make room for */
+	return (STAGE_MAX - STAGE_ROUND) * 4 / 5 - STAGE_MAX / 64;
+}
+
+void stage_reserve(uint64_t expected_bytes)
+{
+	uint64_t want = room_for(expected_bytes + expected_bytes / 4);
+	if (want == UINT64_MAX || want > STAGE_MAX)
+		return; /* a large capture: copy-on-write; keep what there is */
+	want = (want + STAGE_ROUND - 1) & ~(STAGE_ROUND - 1);
+	/* grow; shrink only when far too large, since growing costs */
+	if (stage.cap >= want && stage.cap <= 4 * want)
+		return;
+	release();
+	long p = raw_syscall6(SYS_mmap, 0, (long)want, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p < 0 && p > -4096)
+		return;
+	stage.buf = (char *)p;
+	stage.cap = want;
+	/* a mapping of its own, never merged with the program's (which write
+	 * tracking would then register with it), and out of core dumps */
+	raw_syscall3(SYS_madvise, p, (long)want, MADV_DONTDUMP);
+	raw_syscall5(SYS_prctl, PR_SET_VMA_, PR_SET_VMA_ANON_NAME_, p, (long)want,
+		     (long)"ckpt-stage");
+	raw_syscall3(SYS_madvise, p, (long)want, MADV_POPULATE_WRITE);
+	/* and touched: in VMs that shadow the page tables, a page the kernel
+	 * populated still costs microseconds at its first access from user
+	 * space, which would otherwise fall in the first pause to use it */
+	for (size_t at = 0; at < want; at += 4096)
+		((volatile char *)stage.buf)[at] = 0;
+}
+
+struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes)
+{
+	uint64_t need = room_for(bound_bytes);
+	if (!stage.buf || need == UINT64_MAX || need > stage.cap)
+		return 0;
+	stage.rec = (struct ckpt_writer_record){stage.buf, stage.cap, 0, 0};
+	return &stage.rec;
+}
+
+void stage_range(uint64_t *lo, uint64_t *hi)
+{
+	*lo = (uint64_t)(uintptr_t)stage.buf;
+	*hi = *lo + stage.cap;
+}
+
+int stage_owns(uint64_t start, uint64_t end)
+{
+	uint64_t lo = (uint64_t)(uintptr_t)stage.buf;
+	return stage.buf && start >= lo && end <= lo + stage.cap;
+}
+
+void stage_forget(void)
+{
+	stage.buf = 0;
+	stage.cap = 0;
+}
