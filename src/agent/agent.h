@@ -144,10 +144,12 @@ struct ckpt_writer;
 struct ckpt_writer_record;
 struct scratch;
 struct strtab;
-/* cow_child: running in the copy-on-write child, which reads pages
- * through /proc/self/mem rather than in place (memory.c, window_fill). */
-int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int cow_child,
-		   char *err);
+/* maps: the text of /proc/self/maps, read while stopped and not parsed
+ * in place since (NULL: read now); it is parsed in place. cow_child:
+ * running in the copy-on-write child, which reads pages through
+ * /proc/self/mem rather than in place (memory.c, window_fill). */
+int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *maps,
+		   int cow_child, char *err);
 /* Shared memory whose content the image holds (not a file's) changes
  * under a copy-on-write writer: copy its resident pages into scratch
  * memory for the writer to save (0, also when there is none); -1 when

@@ -263,7 +263,7 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	if (w->rec)
 		ckpt_writer_replay(w); /* recorded while stopped; a failure shows at finish */
 	else
-		r = memory_capture(w, s, st, cow_child, err);
+		r = memory_capture(w, s, st, NULL, cow_child, err);
 	memory_release_index();
 	compress_stop(); /* the last batch was written when PAGES ended */
 	if (io) {
@@ -398,13 +398,13 @@ static void drop_image(int fd, struct scratch *s)
  * the memory sections' operations; 0 when the image is left to
  * capture_finish_staged. */
 static int record_staged(struct ckpt_writer_record *rec, int fd, struct scratch *s,
-			 struct strtab *st, int nthreads)
+			 struct strtab *st, char *maps, int nthreads)
 {
 	static char err[512];
 	err[0] = 0;
 	memory_forget_snapshots(); /* shared memory is read now, as it is */
 	ckpt_writer_record(&w, rec);
-	if (memory_capture(&w, s, st, 0, err) != 0 || w.error) {
+	if (memory_capture(&w, s, st, maps, 0, err) != 0 || w.error) {
 		w.rec = NULL;
 		memory_release_index();
 		if (err[0])
@@ -494,7 +494,7 @@ void capture_image(void *self_frame)
 						     ? stage_record_for(track_store_bound(maps))
 						     : 0;
 		if (rec) {
-			if (record_staged(rec, fd, s, st, nthreads) == 0)
+			if (record_staged(rec, fd, s, st, maps, nthreads) == 0)
 				return;
 			drop_image(fd, s);
 			return;

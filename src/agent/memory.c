@@ -108,6 +108,26 @@ static int is_image_file(const char *path)
 	return 1;
 }
 
+/* A library is mapped four or five times in a row: its file is looked at
+ * once per capture (memory_capture forgets it first), not once per
+ * mapping (a thousand mappings with torch, in the pause when it is staged). */
+static struct {
+	int valid, result;
+	char path[4096];
+	struct stat st;
+} last_stat;
+
+static int stat_once(const char *path, struct stat *st)
+{
+	if (!last_stat.valid || !str_eq(path, last_stat.path)) {
+		last_stat.valid = str_len(path) < sizeof last_stat.path;
+		str_copy(last_stat.path, path, sizeof last_stat.path);
+		last_stat.result = raw_syscall2(SYS_stat, path, &last_stat.st) == 0 ? 0 : -1;
+	}
+	*st = last_stat.st;
+	return last_stat.result;
+}
+
 static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 {
 	int shared = m->perms[3] == 's';
@@ -162,8 +182,7 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	}
 	a->kind = CKPT_AREA_FILE_PRIVATE;
 	struct stat st;
-	if (deleted || is_image_file(path) || raw_syscall2(SYS_stat, path, &st) != 0 ||
-	    st.st_ino != m->ino) {
+	if (deleted || is_image_file(path) || stat_once(path, &st) != 0 || st.st_ino != m->ino) {
 		/* the file is gone or replaced: keep every page it gives */
 		a->kind = CKPT_AREA_ANON;
 		a->flags |= AREA_FILE_GONE;
@@ -576,15 +595,15 @@ static int add_area(const struct map_line *m, struct ckpt_area *a, struct strtab
 	return 0;
 }
 
-int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, int cow_child,
-		   char *err)
+int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *maps,
+		   int cow_child, char *err)
 {
-	char *maps;
-	long len = memory_read_maps(s, &maps);
+	long len = maps ? (long)str_len(maps) : memory_read_maps(s, &maps);
 	if (len <= 0) {
 		str_copy(err, "cannot read /proc/self/maps", 64);
 		return -1;
 	}
+	last_stat.valid = 0;
 	uint32_t lines = 0;
 	for (long i = 0; i < len; i++)
 		lines += maps[i] == '\n';
