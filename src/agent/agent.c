@@ -225,6 +225,7 @@ static void on_suspend(const char *line)
 	char opt[8];
 	if (field(line, "track", opt, sizeof opt) == 0 && opt[0] == '1') {
 		pthread_mutex_lock(&connect_lock);
+		stage_populate_own_data();
 		uint64_t expected = track_arm(stage_limit());
 		pthread_mutex_unlock(&connect_lock);
 		stage_reserve(expected);
@@ -596,6 +597,7 @@ __attribute__((constructor)) static void agent_init(void)
 	agent.stop_timeout_ms = to ? atoi(to) : AGENT_STOP_TIMEOUT_MS_DEFAULT;
 	agent.pid = getpid();
 	agent.pthread_tid_offset = find_pthread_tid_offset();
+	stage_find_own_data();
 	stdio_identities();
 	if (suspend_install() != 0) {
 		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",

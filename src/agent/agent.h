@@ -172,9 +172,6 @@ int incr_page(uint64_t addr, const void *src);
  * 1 when the parent holds it (it is recorded and referred to), else 0
  * (the page must then be read). */
 int incr_page_unchanged(uint64_t addr);
-/* The parent image's records are complete and do not hold the page at addr
- * (it was left out: zero, or not there). */
-int incr_parent_lacks(uint64_t addr);
 void incr_write_hashes(struct ckpt_writer *w);
 void incr_end(void);
 
@@ -213,6 +210,8 @@ struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes);
 int stage_owns(uint64_t start, uint64_t end); /* [start, end) lies in the stage */
 void stage_range(uint64_t *lo, uint64_t *hi); /* lo == hi: none */
 void stage_forget(void);		      /* after a restart: not ours any more */
+void stage_find_own_data(void);		      /* at start: where the agent's .bss is */
+void stage_populate_own_data(void);	      /* at the first SUSPEND (see stage.c) */
 void memory_forget_snapshots(void);
 /* once the image's PAGES section is written (memory_capture keeps its
  * index for recorded operations) */

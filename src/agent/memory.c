@@ -453,10 +453,6 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			if (win->state[k] == PAGE_TRACKED && incr_page_unchanged(addr)) {
 				kind = REFERRED;
 				agent.pages_proven++;
-			} else if (win->state[k] == PAGE_TRACKED && incr_parent_lacks(addr)) {
-				/* zero when the parent was captured (else it would hold
-				 * it) and not written since: still zero, left out unread
-				 * (reading it costs microseconds in some VMs) */
 			} else if (candidate(a, pm[i], vec[i] & 1) && want_page(a, data))
 				kind = incr_page(addr, data) ? REFERRED : STORED;
 			if (kind != NONE && kind == run.kind && run.len < CHUNK_PAGES) {
