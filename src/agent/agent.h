@@ -172,6 +172,9 @@ int incr_page(uint64_t addr, const void *src);
  * 1 when the parent holds it (it is recorded and referred to), else 0
  * (the page must then be read). */
 int incr_page_unchanged(uint64_t addr);
+/* The parent image's records are complete and do not hold the page at
+ * addr: it was zero or not there when the parent was captured. */
+int incr_parent_lacks(uint64_t addr);
 void incr_write_hashes(struct ckpt_writer *w);
 void incr_end(void);
 
@@ -212,6 +215,8 @@ void stage_range(uint64_t *lo, uint64_t *hi); /* lo == hi: none */
 void stage_forget(void);		      /* after a restart: not ours any more */
 void stage_find_own_data(void);		      /* at start: where the agent's .bss is */
 void stage_populate_own_data(void);	      /* at the first SUSPEND (see stage.c) */
+/* [start, end) overlaps the agent's .bss */
+int stage_in_own_data(uint64_t start, uint64_t end);
 void memory_forget_snapshots(void);
 /* once the image's PAGES section is written (memory_capture keeps its
  * index for recorded operations) */

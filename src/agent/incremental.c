@@ -240,6 +240,15 @@ int incr_page_unchanged(uint64_t addr)
 	return 1;
 }
 
+int incr_parent_lacks(uint64_t addr)
+{
+	int held;
+	if (!agent.hash_pages || !incr.have_parent)
+		return 0;
+	parent_has(addr, &held);
+	return !held;
+}
+
 void incr_write_hashes(struct ckpt_writer *w)
 {
 	if (!agent.hash_pages || incr.overflow || incr.n > UINT32_MAX || incr.nruns > UINT32_MAX)

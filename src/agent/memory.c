@@ -412,6 +412,12 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	int unreadable = !(a->prot & PROT_READ);
 	int protected = 0;
 	populate_file_pages(a);
+	/* A page the parent image lacks was zero in the parent's snapshot
+	 * and, unchanged since, still is: true of the program's memory, not
+	 * of the memory the capture itself changes after the snapshot (the
+	 * agent's .bss, the stack it runs on), which is read. */
+	uint64_t sp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
+	int own = stage_in_own_data(a->start, a->end) || (sp >= a->start && sp < a->end);
 	for (uint64_t first = 0; first < npages; first += BATCH_PAGES) {
 		uint64_t n = npages - first < BATCH_PAGES ? npages - first : BATCH_PAGES;
 		uint64_t base = a->start + first * CKPT_PAGE_SIZE;
@@ -453,6 +459,11 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			if (win->state[k] == PAGE_TRACKED && incr_page_unchanged(addr)) {
 				kind = REFERRED;
 				agent.pages_proven++;
+			} else if (win->state[k] == PAGE_TRACKED && !own &&
+				   incr_parent_lacks(addr)) {
+				/* zero when the parent was captured (else it would hold
+				 * it) and not written since: still zero, left out unread
+				 * (reading it costs microseconds in some VMs) */
 			} else if (candidate(a, pm[i], vec[i] & 1) && want_page(a, data))
 				kind = incr_page(addr, data) ? REFERRED : STORED;
 			if (kind != NONE && kind == run.kind && run.len < CHUNK_PAGES) {

@@ -158,3 +158,8 @@ void stage_populate_own_data(void)
 	bss_populated = 1;
 	raw_syscall3(SYS_madvise, bss.lo, bss.hi - bss.lo, MADV_POPULATE_WRITE);
 }
+
+int stage_in_own_data(uint64_t start, uint64_t end)
+{
+	return start < bss.hi && end > bss.lo;
+}
