@@ -386,6 +386,8 @@ static struct {
 static struct scratch scr;
 static struct strtab strs;
 
+/* The image's descriptor and scratch memory go; the file too unless it
+ * was written and renamed into place. */
 static void drop_image(int fd, struct scratch *s)
 {
 	raw_syscall1(SYS_close, fd);
@@ -413,8 +415,6 @@ static int record_staged(struct ckpt_writer_record *rec, int fd, struct scratch 
 			fail_errno("writing the image failed", -w.error);
 		return -1;
 	}
-	(void)s;
-	(void)st;
 	staged = (typeof(staged)){1, fd, nthreads};
 	return 0;
 }
@@ -494,9 +494,8 @@ void capture_image(void *self_frame)
 						     ? stage_record_for(track_store_bound(maps))
 						     : 0;
 		if (rec) {
-			if (record_staged(rec, fd, s, st, maps, nthreads) == 0)
-				return;
-			drop_image(fd, s);
+			if (record_staged(rec, fd, s, st, maps, nthreads) != 0)
+				drop_image(fd, s);
 			return;
 		}
 		/* Shared memory changes under a copy-on-write writer while the
@@ -537,10 +536,7 @@ void capture_image(void *self_frame)
 		}
 		finish_image(&w, s, st, nthreads, 0, tmp, final);
 	}
-	raw_syscall1(SYS_close, fd);
-	if (agent.result != 0)
-		raw_syscall1(SYS_unlink, tmp);
-	scratch_free(s);
+	drop_image(fd, s);
 }
 
 /* After the program has been resumed: wait for the copy-on-write writer's
