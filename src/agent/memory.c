@@ -375,15 +375,10 @@ static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base
 	}
 	mem_zero(pm, n * 8);
 	for (uint64_t at = base; at < end;) {
-		struct pagescan_arg q = {.size = sizeof q,
-					 .start = at,
-					 .end = end,
-					 .vec = (uint64_t)(uintptr_t)out,
-					 .vec_len = SCAN_REGIONS,
-					 .category_anyof_mask =
-					     PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED,
-					 .return_mask = PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED};
-		long r = raw_syscall3(SYS_ioctl, pagemap_fd, PAGESCAN_IOCTL, &q);
+		uint64_t walk_end = end;
+		long r =
+		    pagescan(pagemap_fd, at, end, 0, 0, PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED,
+			     out, SCAN_REGIONS, &walk_end);
 		if (r < 0) {
 			if (at != base)
 				return -1;
@@ -396,9 +391,9 @@ static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base
 			for (uint64_t p = out[i].start; p < out[i].end; p += CKPT_PAGE_SIZE)
 				pm[(p - base) / CKPT_PAGE_SIZE] = bit;
 		}
-		if (q.walk_end <= at)
+		if (walk_end <= at)
 			return -1;
-		at = q.walk_end;
+		at = walk_end;
 	}
 	return 0;
 }

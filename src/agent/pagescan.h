@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+
+#include "common/rawsys.h"
 
 struct pagescan_region {
 	uint64_t start, end, categories;
@@ -20,5 +23,29 @@ struct pagescan_arg {
 #define PAGESCAN_IS_SWAPPED (1ull << 4)
 #define PAGESCAN_WP_MATCHING (1ull << 0)
 #define PAGESCAN_CHECK_WPASYNC (1ull << 1)
+
+/* Up to vec_len ranges of [start, end) whose pages have every category of
+ * all_of and (when any_of is not 0) one of any_of, reported with those
+ * categories; flags: PAGESCAN_WP_MATCHING, PAGESCAN_CHECK_WPASYNC. Returns
+ * the number of ranges or a -errno; *walk_end (if given) is where the
+ * scan stopped. */
+static inline long pagescan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
+			    uint64_t all_of, uint64_t any_of, struct pagescan_region *vec,
+			    uint64_t vec_len, uint64_t *walk_end)
+{
+	struct pagescan_arg a = {.size = sizeof a,
+				 .flags = flags,
+				 .start = start,
+				 .end = end,
+				 .vec = (uint64_t)(uintptr_t)vec,
+				 .vec_len = vec_len,
+				 .category_mask = all_of,
+				 .category_anyof_mask = any_of,
+				 .return_mask = all_of | any_of};
+	long r = raw_syscall3(SYS_ioctl, pagemap_fd, PAGESCAN_IOCTL, &a);
+	if (walk_end)
+		*walk_end = a.walk_end;
+	return r;
+}
 
 #endif

@@ -157,21 +157,12 @@ static int setup(void)
 	return 0;
 }
 
+/* the pages written since they were last protected */
 static long scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
 		 struct pagescan_region *vec, uint64_t vec_len, uint64_t *walk_end)
 {
-	struct pagescan_arg a = {.size = sizeof a,
-				 .flags = flags,
-				 .start = start,
-				 .end = end,
-				 .vec = (uint64_t)(uintptr_t)vec,
-				 .vec_len = vec_len,
-				 .category_mask = PAGESCAN_IS_WRITTEN,
-				 .return_mask = PAGESCAN_IS_WRITTEN};
-	long r = raw_syscall3(SYS_ioctl, pagemap_fd, PAGESCAN_IOCTL, &a);
-	if (walk_end)
-		*walk_end = a.walk_end;
-	return r;
+	return pagescan(pagemap_fd, start, end, flags, PAGESCAN_IS_WRITTEN, 0, vec, vec_len,
+			walk_end);
 }
 
 /* The mappings tracking covers: private, anonymous, writable. */
