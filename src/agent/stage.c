@@ -69,18 +69,29 @@ void stage_reserve(uint64_t expected_bytes)
 	if (stage.cap >= want && stage.cap <= 4 * want)
 		return;
 	release();
-	long p = raw_syscall6(SYS_mmap, 0, (long)want, PROT_READ | PROT_WRITE,
+	/* aligned to 2 MiB (mapped with 2 MiB more, the ends cut off), for
+	 * huge pages */
+	long p = raw_syscall6(SYS_mmap, 0, (long)(want + STAGE_ROUND), PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p < 0 && p > -4096)
 		return;
-	stage.buf = (char *)p;
+	long aligned = (long)(((uint64_t)p + STAGE_ROUND - 1) & ~(STAGE_ROUND - 1));
+	if (aligned > p)
+		raw_syscall2(SYS_munmap, p, aligned - p);
+	raw_syscall2(SYS_munmap, aligned + (long)want, p + (long)STAGE_ROUND - aligned);
+	stage.buf = (char *)aligned;
 	stage.cap = want;
 	/* a mapping of its own, never merged with the program's (which write
 	 * tracking would then register with it), and out of core dumps */
-	raw_syscall3(SYS_madvise, p, (long)want, MADV_DONTDUMP);
-	raw_syscall5(SYS_prctl, PR_SET_VMA_, PR_SET_VMA_ANON_NAME_, p, (long)want,
+	raw_syscall3(SYS_madvise, aligned, (long)want, MADV_DONTDUMP);
+	raw_syscall5(SYS_prctl, PR_SET_VMA_, PR_SET_VMA_ANON_NAME_, aligned, (long)want,
 		     (long)"ckpt-stage");
-	raw_syscall3(SYS_madvise, p, (long)want, MADV_POPULATE_WRITE);
+	/* Huge pages where the system offers them (transparent huge pages
+	 * "always" or "madvise"): this runs on the checkpoint's way (after
+	 * SUSPEND, before the threads stop), and 12 MiB cost 10 ms in small
+	 * pages where the VM shadows page tables, 1 ms in huge ones. */
+	raw_syscall3(SYS_madvise, aligned, (long)want, MADV_HUGEPAGE);
+	raw_syscall3(SYS_madvise, aligned, (long)want, MADV_POPULATE_WRITE);
 	/* and touched: in VMs that shadow the page tables, a page the kernel
 	 * populated still costs microseconds at its first access from user
 	 * space, which would otherwise fall in the first pause to use it */
