@@ -662,6 +662,23 @@ static void check_pages_end(struct ckpt_writer *w)
 		     w->ck_next == w->index_used && w->ck_pos == w->pages_end;
 }
 
+/* On disk now: a restart reads the pages from there, and the program
+ * needs the memory. The rest stays cached: the next incremental
+ * checkpoint reads this image's header, section table, page hashes and
+ * runs while the program is stopped (from the disk, if dropped: 1.5-5 ms
+ * of a 256 MiB program's 10 ms pause). Advice only. */
+static void drop_from_cache(struct ckpt_writer *w)
+{
+	for (uint32_t i = 0; i < w->nsections; i++) {
+		const struct ckpt_section *s = &w->sections[i];
+		uint64_t from = (s->offset + CKPT_PAGE_SIZE - 1) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
+		uint64_t to = (s->offset + s->length) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
+		if (s->type == CKPT_SEC_PAGES && to > from)
+			(void)posix_fadvise(w->fd, (off_t)from, (off_t)(to - from),
+					    POSIX_FADV_DONTNEED);
+	}
+}
+
 int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)
 {
 	if (w->open)
@@ -686,7 +703,7 @@ int ckpt_writer_finish(struct ckpt_writer *w, struct ckpt_image_header *hdr)
 	}
 	if (w->error)
 		w->checked = 0;
-	if (!w->error) /* on disk now: a restart reads it from there */
-		(void)posix_fadvise(w->fd, 0, 0, POSIX_FADV_DONTNEED);
+	if (!w->error)
+		drop_from_cache(w);
 	return w->error ? -1 : 0;
 }
