@@ -172,6 +172,11 @@ int incr_page(uint64_t addr, const void *src);
  * 1 when the parent holds it (it is recorded and referred to), else 0
  * (the page must then be read). */
 int incr_page_unchanged(uint64_t addr);
+/* The same for up to max pages from addr, all known unchanged: how many
+ * of them, from addr on, write tracking covers and the parent holds in
+ * a run of pages (each recorded and to be referred to); 0 when the first
+ * is not such a page (then ask incr_page_unchanged). */
+uint64_t incr_pages_unchanged(uint64_t addr, uint64_t max);
 /* The parent image's records are complete and do not hold the page at
  * addr: it was zero or not there when the parent was captured. */
 int incr_parent_lacks(uint64_t addr);
@@ -194,6 +199,8 @@ int track_unchanged(uint64_t addr); /* in the writer, ascending addresses */
 /* the page's mapping is tracked from this capture on (in the writer,
  * ascending addresses) */
 int track_covers(uint64_t addr);
+/* how many pages from addr on (at most max) are covered, like addr */
+uint64_t track_covers_pages(uint64_t addr, uint64_t max);
 void track_done(void);
 int track_fd(void);		  /* its userfaultfd, -1 if none (not imaged) */
 void track_forget(void);	  /* in a forked child */

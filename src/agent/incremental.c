@@ -240,6 +240,49 @@ int incr_page_unchanged(uint64_t addr)
 	return 1;
 }
 
+/* The run form of record() for covered pages. */
+static void record_run(uint64_t addr, uint64_t npages)
+{
+	if (incr.overflow)
+		return;
+	struct ckpt_page_run *last = incr.nruns ? &incr.runs[incr.nruns - 1] : 0;
+	if (last && run_end(last) == addr)
+		last->npages += npages;
+	else if (incr.nruns < incr.cap)
+		incr.runs[incr.nruns++] = (struct ckpt_page_run){addr, npages};
+	else
+		incr.overflow = 1;
+}
+
+uint64_t incr_pages_unchanged(uint64_t addr, uint64_t max)
+{
+	if (!agent.hash_pages || !incr.have_parent || incr.overflow)
+		return 0;
+	uint64_t n = track_covers_pages(addr, max);
+	if (!n)
+		return 0;
+	struct records *h = &incr.parent_hashes, *r = &incr.parent_runs;
+	const struct ckpt_page_hash *hash = (const struct ckpt_page_hash *)h->data;
+	const struct ckpt_page_run *run = (const struct ckpt_page_run *)r->data;
+	while (h->cursor < h->n && hash[h->cursor].addr < addr)
+		h->cursor++;
+	/* up to the parent's next page with a hash (one at a time there) */
+	if (h->cursor < h->n) {
+		uint64_t before = (hash[h->cursor].addr - addr) / CKPT_PAGE_SIZE;
+		n = n < before ? n : before;
+	}
+	while (r->cursor < r->n && run_end(&run[r->cursor]) <= addr)
+		r->cursor++;
+	if (!n || r->cursor == r->n || run[r->cursor].addr > addr)
+		return 0;
+	uint64_t in_run = run_end(&run[r->cursor]) == UINT64_MAX
+			      ? n
+			      : (run_end(&run[r->cursor]) - addr) / CKPT_PAGE_SIZE;
+	n = n < in_run ? n : in_run;
+	record_run(addr, n);
+	return n;
+}
+
 int incr_parent_lacks(uint64_t addr)
 {
 	int held;

@@ -450,7 +450,29 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 					       ? win->buf + k * CKPT_PAGE_SIZE
 					       : (const char *)source(sn, addr);
 			int kind = NONE;
-			/* a page proven unchanged is referred to without reading it */
+			/* pages proven unchanged are referred to without reading
+			 * them: as many at once as can (a page at a time, the
+			 * decisions cost 2-5 ms of a 256 MiB program's pause) */
+			uint64_t same = 0;
+			if (win->state[k] == PAGE_TRACKED) {
+				uint64_t m = 1, room = CHUNK_PAGES;
+				while (k + m < WINDOW_PAGES && i + m < n &&
+				       win->state[k + m] == PAGE_TRACKED)
+					m++;
+				if (run.kind == REFERRED)
+					room -= run.len;
+				same = room ? incr_pages_unchanged(addr, m < room ? m : room) : 0;
+			}
+			if (same) {
+				if (run.kind != REFERRED) {
+					end_run(w, idx, a, &run);
+					run = (struct run){REFERRED, addr, 0, data};
+				}
+				run.len += same;
+				agent.pages_proven += same;
+				i += same - 1;
+				continue;
+			}
 			if (win->state[k] == PAGE_TRACKED && incr_page_unchanged(addr)) {
 				kind = REFERRED;
 				agent.pages_proven++;

@@ -502,6 +502,14 @@ int track_covers(uint64_t addr)
 	return res.c_cur < res.ncovered && res.covered[res.c_cur].start <= addr;
 }
 
+uint64_t track_covers_pages(uint64_t addr, uint64_t max)
+{
+	if (!track_covers(addr))
+		return 0;
+	uint64_t n = (res.covered[res.c_cur].end - addr) / CKPT_PAGE_SIZE;
+	return n < max ? n : max;
+}
+
 static void reprotect_one(uint64_t start, uint64_t end, void *arg)
 {
 	protect_written(*(int *)arg, start, end, trk.again, &trk.nagain);
