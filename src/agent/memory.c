@@ -356,34 +356,41 @@ static void end_run(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, st
 }
 
 /* The pagemap entries of the n pages at base, as far as deciding which
- * pages to save needs them. For anonymous memory only existence matters
- * (present or swapped): PAGEMAP_SCAN returns it as ranges, where reading
- * pagemap itself costs 8 bytes and a page table walk per page (13 ms per
- * GiB in the reference VM, in every checkpoint, full or incremental).
+ * pages to save needs them, and (in *any) whether any page may be saved.
+ * For anonymous memory only existence matters (present or swapped), for a
+ * private file mapping only the pages that are no longer the file's
+ * (present and not a file page, or swapped): PAGEMAP_SCAN returns them as
+ * ranges, where reading pagemap itself costs 8 bytes and a page table walk
+ * per page (13 ms per GiB in the reference VM, in every checkpoint, full
+ * or incremental; torch's libraries are 150,000 pages of file mappings).
  * Elsewhere, or on a kernel without PAGEMAP_SCAN, pagemap is read. */
 #define SCAN_REGIONS 4096
+static struct pagescan_region scan_out[SCAN_REGIONS];
 static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base, uint64_t n,
-			uint64_t *pm)
+			uint64_t *pm, int *any)
 {
 	static int scan_broken;
-	static struct pagescan_region out[SCAN_REGIONS];
+	struct pagescan_region *out = scan_out;
 	uint64_t end = base + n * CKPT_PAGE_SIZE;
-	if (a->kind != CKPT_AREA_ANON || scan_broken) {
+	*any = 1;
+	int file = a->kind == CKPT_AREA_FILE_PRIVATE;
+	if ((a->kind != CKPT_AREA_ANON && !file) || scan_broken) {
 		long got =
 		    raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
 		return got == (long)(n * 8) ? 0 : -1;
 	}
+	*any = 0;
 	mem_zero(pm, n * 8);
 	for (uint64_t at = base; at < end;) {
 		uint64_t walk_end = end;
-		long r =
-		    pagescan(pagemap_fd, at, end, 0, 0, PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED,
-			     out, SCAN_REGIONS, &walk_end);
+		long r = pagescan(pagemap_fd, at, end, 0, 0, file ? PAGESCAN_IS_FILE : 0,
+				  PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED, out, SCAN_REGIONS,
+				  &walk_end);
 		if (r < 0) {
 			if (at != base)
 				return -1;
 			scan_broken = 1; /* an older kernel: read pagemap from now on */
-			return read_pagemap(pagemap_fd, a, base, n, pm);
+			return read_pagemap(pagemap_fd, a, base, n, pm, any);
 		}
 		for (long i = 0; i < r; i++) {
 			uint64_t bit =
@@ -391,11 +398,53 @@ static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base
 			for (uint64_t p = out[i].start; p < out[i].end; p += CKPT_PAGE_SIZE)
 				pm[(p - base) / CKPT_PAGE_SIZE] = bit;
 		}
+		*any |= r > 0;
 		if (walk_end <= at)
 			return -1;
 		at = walk_end;
 	}
 	return 0;
+}
+
+/* Private file mappings come in groups (a library's segments side by
+ * side): which of them may hold a page that is no longer the file's, from
+ * one PAGEMAP_SCAN a group rather than one a mapping (a system call costs
+ * microseconds in some VMs, and torch maps 1,600 such areas, few of them
+ * written). maybe[i] is 1 for each area to look at page by page, 0 for a
+ * private file mapping none of whose pages is to be saved. */
+static void mark_written_file_areas(int pagemap_fd, const struct ckpt_area *areas, uint32_t n,
+				    unsigned char *maybe)
+{
+	struct pagescan_region *out = scan_out;
+	for (uint32_t i = 0; i < n; i++)
+		maybe[i] = areas[i].kind != CKPT_AREA_FILE_PRIVATE;
+	for (uint32_t i = 0, j; i < n; i = j) {
+		for (j = i; j < n && areas[j].kind == CKPT_AREA_FILE_PRIVATE; j++)
+			;
+		if (j == i) {
+			j++;
+			continue;
+		}
+		uint32_t cur = i;
+		for (uint64_t at = areas[i].start, end = areas[j - 1].end; at < end;) {
+			uint64_t walk_end = end;
+			long r = pagescan(pagemap_fd, at, end, 0, 0, PAGESCAN_IS_FILE,
+					  PAGESCAN_IS_PRESENT | PAGESCAN_IS_SWAPPED, out,
+					  SCAN_REGIONS, &walk_end);
+			if (r < 0 || walk_end <= at) {
+				for (uint32_t k = i; k < j; k++)
+					maybe[k] = 1; /* no PAGEMAP_SCAN: look at each */
+				break;
+			}
+			for (long q = 0; q < r; q++) {
+				while (cur < j && areas[cur].end <= out[q].start)
+					cur++;
+				for (uint32_t k = cur; k < j && areas[k].start < out[q].end; k++)
+					maybe[k] = 1;
+			}
+			at = walk_end;
+		}
+	}
 }
 
 /* Save the wanted pages of one area as chunks of consecutive pages:
@@ -416,10 +465,13 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 	for (uint64_t first = 0; first < npages; first += BATCH_PAGES) {
 		uint64_t n = npages - first < BATCH_PAGES ? npages - first : BATCH_PAGES;
 		uint64_t base = a->start + first * CKPT_PAGE_SIZE;
-		if (read_pagemap(pagemap_fd, a, base, n, pm) != 0) {
+		int any;
+		if (read_pagemap(pagemap_fd, a, base, n, pm, &any) != 0) {
 			str_copy(err, "cannot read /proc/self/pagemap", 64);
 			return -1;
 		}
+		if (!any)
+			continue; /* nothing to save here: no page to look at */
 		const struct shared_snap *sn = a->kind == CKPT_AREA_SHARED_ANON ? snap_of(a) : 0;
 		if (sn)
 			mem_copy(vec, sn->vec + first, n);
@@ -693,9 +745,13 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (index > 0) /* else no index: readers find the chunks by their headers */
 		ckpt_writer_set_index(w, (struct ckpt_chunk_entry *)index, (uint32_t)index_cap);
+	unsigned char *maybe = scratch_alloc(s, n ? n : 1);
+	if (maybe)
+		mark_written_file_areas((int)pagemap_fd, areas, n, maybe);
 	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);
 	for (uint32_t i = 0; i < n && !w->error; i++)
-		if (save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, &win, err) != 0)
+		if ((!maybe || maybe[i]) &&
+		    save_area(w, i, &areas[i], (int)pagemap_fd, pm, vec, &win, err) != 0)
 			break;
 	ckpt_writer_end_section(w, 0);
 	ckpt_writer_set_index(w, NULL, 0);

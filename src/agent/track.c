@@ -161,7 +161,7 @@ static int setup(void)
 static long scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t flags,
 		 struct pagescan_region *vec, uint64_t vec_len, uint64_t *walk_end)
 {
-	return pagescan(pagemap_fd, start, end, flags, PAGESCAN_IS_WRITTEN, 0, vec, vec_len,
+	return pagescan(pagemap_fd, start, end, flags, PAGESCAN_IS_WRITTEN, 0, 0, vec, vec_len,
 			walk_end);
 }
 

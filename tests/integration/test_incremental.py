@@ -92,6 +92,22 @@ def test_chain_restart_exact(ck):
     assert rc == ref_rc
 
 
+def test_chain_private_file_mapping(ck):
+    """Pages written in private mappings of a file (four neighbouring
+    mappings, as a library's segments lie) are found and saved by every
+    generation, full or incremental, and come back over the file's own
+    pages: the restart from the newest incremental goes on exactly."""
+    prog = c_prog("private_map", 300, 40)
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "4"], 4, more=2)
+    assert manifest(rundir, 4).get("parent") == "3", manifest(rundir, 4)
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart from generation 4", out, seen[3])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
 def evict(paths):
     """Drop the files from the page cache (written back first), as on a
     node that has not read them: the restorer then reads their raw chunks
