@@ -457,26 +457,52 @@ void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch
 	w->jobs = jobs;
 	w->njobs = njobs;
 	w->jobs_used = 0;
+	w->nrefs = 0;
 }
 
-/* Compress the collected chunks together, then write them in order. */
+static void emit_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
+{
+	align(w, 8);
+	uint64_t hpos = w->offset;
+	struct ckpt_page_chunk c = {
+	    .magic = CKPT_RCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
+	c.crc = crc32c_update(0, &c, sizeof c);
+	emit(w, &c, sizeof c);
+	index_add(w, &c, hpos, 0);
+	w->open->count++;
+}
+
+/* The references queued before job i (before == i), in their order. */
+static void emit_refs_before(struct ckpt_writer *w, int i, int *next)
+{
+	for (; *next < w->nrefs && w->refs[*next].before == i && !w->error; (*next)++)
+		emit_ref(w, w->refs[*next].area, w->refs[*next].addr, w->refs[*next].npages);
+}
+
+/* Compress the collected chunks together, then write them in order, with
+ * the references that came between them. */
 static void flush_jobs(struct ckpt_writer *w)
 {
 	if (!w->jobs_used)
 		return;
-	int n = w->jobs_used;
+	int n = w->jobs_used, next = 0;
 	w->jobs_used = 0;
-	if (w->error)
+	if (w->error) {
+		w->nrefs = 0;
 		return;
+	}
 	w->batch(w->batch_ctx, w->jobs, n);
 	for (int i = 0; i < n && !w->error; i++) {
 		struct ckpt_zjob *j = &w->jobs[i];
 		size_t len = (size_t)j->npages * CKPT_PAGE_SIZE;
+		emit_refs_before(w, i, &next);
 		if (worth(j->zlen, len))
 			emit_compressed(w, j->area, j->addr, j->npages, j->out, j->zlen);
 		else
 			emit_raw(w, j->area, j->addr, j->raw, j->npages);
 	}
+	emit_refs_before(w, n, &next);
+	w->nrefs = 0;
 }
 
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
@@ -531,15 +557,15 @@ void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32
 		fail(w, EINVAL);
 		return;
 	}
-	flush_jobs(w); /* chunks are written in their order */
-	align(w, 8);
-	uint64_t hpos = w->offset;
-	struct ckpt_page_chunk c = {
-	    .magic = CKPT_RCHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
-	c.crc = crc32c_update(0, &c, sizeof c);
-	emit(w, &c, sizeof c);
-	index_add(w, &c, hpos, 0);
-	w->open->count++;
+	/* chunks are written in their order: after the jobs collected so
+	 * far, which are written when their batch is */
+	if (w->jobs_used && w->nrefs == (int)(sizeof w->refs / sizeof w->refs[0]))
+		flush_jobs(w);
+	if (w->jobs_used) {
+		w->refs[w->nrefs++] = (struct ckpt_pending_ref){area, npages, addr, w->jobs_used};
+		return;
+	}
+	emit_ref(w, area, addr, npages);
 }
 
 void ckpt_writer_set_check(struct ckpt_writer *w, void *buf, size_t size)

@@ -53,6 +53,17 @@ struct ckpt_writer {
 	void *batch_ctx;
 	struct ckpt_zjob *jobs;
 	int njobs, jobs_used;
+	/* reference chunks that came between the collected jobs, written in
+	 * their place when the batch is: an incremental generation alternates
+	 * stored and referred runs, and writing a reference at once would end
+	 * every batch after one job (a hand-over to the compressing threads
+	 * per stored run) */
+	struct ckpt_pending_ref {
+		uint32_t area, npages;
+		uint64_t addr;
+		int before; /* the job it comes before (jobs_used when it came) */
+	} refs[256];
+	int nrefs;
 	const struct ckpt_writer_io *io;
 	char *io_spare; /* the other buffer, same size as buf */
 	int io_busy;

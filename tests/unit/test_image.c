@@ -163,6 +163,9 @@ static void make_threads(struct program *pg)
 /* When set, the heap area holds this many one-page chunks, every other
  * page, instead of chunks 1 and 2 (as an incremental generation does). */
 static unsigned scattered;
+/* scattered pages partly written as references: every other one, and a
+ * long run of them (more than the writer queues between two jobs) */
+static int scattered_refs;
 #define SCATTERED_MAX 4096u
 #define SCATTERED_BASE 0x600000ull
 
@@ -310,7 +313,10 @@ static void write_pages(struct ckpt_writer *w, const struct program *pg, enum va
 			for (unsigned k = 0; k < scattered && c->page == 0; k++) {
 				addr = SCATTERED_BASE + 2ull * k * CKPT_PAGE_SIZE;
 				page_pattern(data, addr);
-				ckpt_writer_chunk(w, 1, addr, data, 1);
+				if (scattered_refs && (k % 2 || (k >= 1000 && k < 1600)))
+					ckpt_writer_ref(w, 1, addr, 1);
+				else
+					ckpt_writer_chunk(w, 1, addr, data, 1);
 			}
 			continue;
 		}
@@ -614,20 +620,30 @@ static void test_buffer_sizes(const char *path)
 	free(ref);
 }
 
+/* The same with references among the chunks (an incremental generation):
+ * written in their place, between the jobs of a batch, whether a few or
+ * more than the writer queues between two jobs come between them. */
 static void test_batch_same_bytes(const char *path)
 {
-	size_t len1, len2;
-	compressed = 1;
-	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
-	char *one = slurp(path, &len1);
-	compressed = 2;
-	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image in batches");
-	char *batch = slurp(path, &len2);
-	compressed = 1;
-	CHECK(one && batch && len1 == len2 && !memcmp(one, batch, len1),
-	      "batch compression changed the image");
-	free(one);
-	free(batch);
+	for (int variant = 0; variant < 3; variant++) {
+		size_t len1, len2;
+		enum variant v = variant ? V_REFS : V_GOOD;
+		scattered = variant == 2 ? 3000 : 0;
+		scattered_refs = variant == 2;
+		compressed = 1;
+		CHECK(create_image(path, v, 4096) == 0, "write image");
+		char *one = slurp(path, &len1);
+		compressed = 2;
+		CHECK(create_image(path, v, 4096) == 0, "write image in batches");
+		char *batch = slurp(path, &len2);
+		compressed = 1;
+		CHECK(one && batch && len1 == len2 && !memcmp(one, batch, len1),
+		      "batch compression changed the image (variant %d)", variant);
+		free(one);
+		free(batch);
+	}
+	scattered = 0;
+	scattered_refs = 0;
 }
 
 /* Recorded and replayed writer operations (the agent's staged captures)
