@@ -430,8 +430,16 @@ static void on_continue(const char *line)
 		 agent.pages_checked, enc);
 	send_line(out);
 	capture_reap_writer();
-	if (keep_stopped)
+	if (keep_stopped) {
 		wait_for_resume();
+		return;
+	}
+	if (agent.hash_pages) {
+		pthread_mutex_lock(&connect_lock);
+		uint64_t untracked = track_untracked_bytes();
+		pthread_mutex_unlock(&connect_lock);
+		stage_prepare_next(untracked);
+	}
 }
 
 /* The checkpoint was abandoned: run on. */

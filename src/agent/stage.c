@@ -59,6 +59,41 @@ uint64_t stage_limit(void)
 	return (STAGE_MAX - STAGE_ROUND) * 4 / 5 - STAGE_MAX / 64;
 }
 
+/* A new range of len bytes, aligned to 2 MiB (mapped with 2 MiB more, the
+ * ends cut off) for huge pages; 0 if none. */
+static long map_aligned(uint64_t len)
+{
+	long p = raw_syscall6(SYS_mmap, 0, (long)(len + STAGE_ROUND), PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p < 0 && p > -4096)
+		return 0;
+	long aligned = (long)(((uint64_t)p + STAGE_ROUND - 1) & ~(STAGE_ROUND - 1));
+	if (aligned > p)
+		raw_syscall2(SYS_munmap, p, aligned - p);
+	raw_syscall2(SYS_munmap, aligned + (long)len, p + (long)STAGE_ROUND - aligned);
+	return aligned;
+}
+
+/* Make [from, to) of the stage ready: its own mapping, never merged with
+ * the program's (which write tracking would then register with it), out
+ * of core dumps, present. */
+static void prepare(uint64_t from, uint64_t to)
+{
+	long lo = (long)(uintptr_t)stage.buf, len = (long)stage.cap;
+	raw_syscall3(SYS_madvise, lo, len, MADV_DONTDUMP);
+	raw_syscall5(SYS_prctl, PR_SET_VMA_, PR_SET_VMA_ANON_NAME_, lo, len, (long)"ckpt-stage");
+	/* Huge pages where the system offers them (transparent huge pages
+	 * "always" or "madvise"): 12 MiB cost 10 ms in small pages where the
+	 * VM shadows page tables, 1 ms in huge ones. */
+	raw_syscall3(SYS_madvise, lo, len, MADV_HUGEPAGE);
+	raw_syscall3(SYS_madvise, lo + (long)from, (long)(to - from), MADV_POPULATE_WRITE);
+	/* and touched: in VMs that shadow the page tables, a page the kernel
+	 * populated still costs microseconds at its first access from user
+	 * space, which would otherwise fall in the first pause to use it */
+	for (uint64_t at = from; at < to; at += 4096)
+		((volatile char *)stage.buf)[at] = 0;
+}
+
 void stage_reserve(uint64_t expected_bytes)
 {
 	uint64_t want = room_for(expected_bytes + expected_bytes / 4);
@@ -68,35 +103,35 @@ void stage_reserve(uint64_t expected_bytes)
 	/* grow; shrink only when far too large, since growing costs */
 	if (stage.cap >= want && stage.cap <= 4 * want)
 		return;
-	release();
-	/* aligned to 2 MiB (mapped with 2 MiB more, the ends cut off), for
-	 * huge pages */
-	long p = raw_syscall6(SYS_mmap, 0, (long)(want + STAGE_ROUND), PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p < 0 && p > -4096)
+	long at = map_aligned(want);
+	if (!at)
 		return;
-	long aligned = (long)(((uint64_t)p + STAGE_ROUND - 1) & ~(STAGE_ROUND - 1));
-	if (aligned > p)
-		raw_syscall2(SYS_munmap, p, aligned - p);
-	raw_syscall2(SYS_munmap, aligned + (long)want, p + (long)STAGE_ROUND - aligned);
-	stage.buf = (char *)aligned;
+	uint64_t kept = 0;
+	/* Growing: the pages there are move along (their page tables, not
+	 * their bytes), and only the rest is new memory, which costs (the
+	 * first capture after a full checkpoint finds the stage too small by
+	 * the pages written since, each time it grows). */
+	if (stage.buf && stage.cap < want &&
+	    raw_syscall5(SYS_mremap, stage.buf, stage.cap, stage.cap, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 at) == at)
+		kept = stage.cap;
+	else
+		release();
+	stage.buf = (char *)at;
 	stage.cap = want;
-	/* a mapping of its own, never merged with the program's (which write
-	 * tracking would then register with it), and out of core dumps */
-	raw_syscall3(SYS_madvise, aligned, (long)want, MADV_DONTDUMP);
-	raw_syscall5(SYS_prctl, PR_SET_VMA_, PR_SET_VMA_ANON_NAME_, aligned, (long)want,
-		     (long)"ckpt-stage");
-	/* Huge pages where the system offers them (transparent huge pages
-	 * "always" or "madvise"): this runs on the checkpoint's way (after
-	 * SUSPEND, before the threads stop), and 12 MiB cost 10 ms in small
-	 * pages where the VM shadows page tables, 1 ms in huge ones. */
-	raw_syscall3(SYS_madvise, aligned, (long)want, MADV_HUGEPAGE);
-	raw_syscall3(SYS_madvise, aligned, (long)want, MADV_POPULATE_WRITE);
-	/* and touched: in VMs that shadow the page tables, a page the kernel
-	 * populated still costs microseconds at its first access from user
-	 * space, which would otherwise fall in the first pause to use it */
-	for (size_t at = 0; at < want; at += 4096)
-		((volatile char *)stage.buf)[at] = 0;
+	prepare(kept, want);
+}
+
+/* After a checkpoint, program running: room for what the next capture
+ * will store of the memory write tracking does not cover, which is
+ * known now, so that its SUSPEND only adds room for the pages written
+ * until then (fresh memory, microseconds a page in some VMs: the first
+ * incremental checkpoint of a torch program spent 75 ms at SUSPEND
+ * making 36 MiB of room). */
+void stage_prepare_next(uint64_t untracked_bytes)
+{
+	if (untracked_bytes != UINT64_MAX)
+		stage_reserve(untracked_bytes);
 }
 
 struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes)

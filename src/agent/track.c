@@ -374,6 +374,16 @@ uint64_t track_arm(uint64_t stage_limit)
 	return expected;
 }
 
+uint64_t track_untracked_bytes(void)
+{
+	if (!still_ours() || !trk.base_gen)
+		return UINT64_MAX;
+	long n = read_file("/proc/self/maps", maps, sizeof maps);
+	if (n <= 0 || (size_t)n >= sizeof maps)
+		return UINT64_MAX;
+	return span_bytes(trk.again, trk.nagain) + untracked_bytes(maps);
+}
+
 struct collect {
 	int pagemap_fd;
 	int failed;
