@@ -107,7 +107,7 @@ void stage_reserve(uint64_t expected_bytes)
 	if (!at)
 		return;
 	uint64_t kept = 0;
-	/* Growing: the pages there are move along (their page tables, not
+	/* Growing: the pages it holds move along (their page tables, not
 	 * their bytes), and only the rest is new memory, which costs (the
 	 * first capture after a full checkpoint finds the stage too small by
 	 * the pages written since, each time it grows). */
