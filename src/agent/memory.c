@@ -490,6 +490,7 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			protected = 1;
 		}
 		struct run run = {NONE, 0, 0, 0};
+		uint64_t tracked_end = 0;
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t addr = base + i * CKPT_PAGE_SIZE, k = i % WINDOW_PAGES;
 			if (k == 0) {
@@ -507,10 +508,16 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 			 * decisions cost 2-5 ms of a 256 MiB program's pause) */
 			uint64_t same = 0;
 			if (win->state[k] == PAGE_TRACKED) {
-				uint64_t m = 1, room = CHUNK_PAGES;
-				while (k + m < WINDOW_PAGES && i + m < n &&
-				       win->state[k + m] == PAGE_TRACKED)
-					m++;
+				/* where this window's run of such pages ends (found
+				 * once a run: its pages may fail one by one) */
+				if (i >= tracked_end)
+					for (tracked_end = i + 1;
+					     tracked_end - i + k < WINDOW_PAGES &&
+					     tracked_end < n &&
+					     win->state[tracked_end - i + k] == PAGE_TRACKED;
+					     tracked_end++)
+						;
+				uint64_t m = tracked_end - i, room = CHUNK_PAGES;
 				if (run.kind == REFERRED)
 					room -= run.len;
 				same = room ? incr_pages_unchanged(addr, m < room ? m : room) : 0;
