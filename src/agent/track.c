@@ -43,6 +43,7 @@
 #define MAX_FRESH 4096
 #define MAX_SPANS 65536
 #define MAX_WRITTEN (1u << 20)
+#define MAX_SCANNED 4096
 
 struct span {
 	uint64_t start, end;
@@ -63,6 +64,10 @@ static struct {
 	struct span pre[MAX_SPANS];
 	uint32_t npre;
 	int pre_pending; /* a SUSPEND protected pages no capture has seen */
+	/* the mappings the last capture scanned, when they fit (nscanned ==
+	 * MAX_SCANNED + 1: they did not): the ones to protect again after it */
+	struct span scanned[MAX_SCANNED];
+	uint32_t nscanned;
 } trk = {.uffd = -1};
 
 /* The capture's result, in scratch memory (read by the writer). */
@@ -480,6 +485,9 @@ void track_collect(struct scratch *s, char *maps)
 	trk.base_gen = agent.generation;
 	res.valid = trusted;
 	res.covering = 1;
+	trk.nscanned = res.ncovered <= MAX_SCANNED ? res.ncovered : MAX_SCANNED + 1;
+	if (res.ncovered <= MAX_SCANNED)
+		mem_copy(trk.scanned, res.covered, res.ncovered * sizeof *res.covered);
 }
 
 int track_unchanged(uint64_t addr)
@@ -537,8 +545,17 @@ void track_reprotect(void)
 	}
 	int pagemap_fd = (int)fd;
 	trk.nagain = 0;
-	if (each_mapping(maps, sizeof maps, reprotect_one, &pagemap_fd) != 0)
+	/* The mappings the capture scanned, as it listed them: the maps file
+	 * is not read again (2 ms of a torch checkpoint's way to DONE). One
+	 * unmapped or replaced since is no longer registered and the scan
+	 * fails there, as it would for the maps file's; one new since is not
+	 * registered yet (SUSPEND registers it and protects all its pages). */
+	if (trk.nscanned <= MAX_SCANNED) {
+		for (uint32_t i = 0; i < trk.nscanned; i++)
+			reprotect_one(trk.scanned[i].start, trk.scanned[i].end, &pagemap_fd);
+	} else if (each_mapping(maps, sizeof maps, reprotect_one, &pagemap_fd) != 0) {
 		trk.base_gen = 0;
+	}
 	raw_syscall1(SYS_close, fd);
 }
 
