@@ -6,6 +6,7 @@
 #define CKPT_TEST_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,27 @@ static inline uint64_t xorshift64(uint64_t *s)
 	x ^= x >> 7;
 	x ^= x << 17;
 	return *s = x;
+}
+
+/* A new file NAME.PID.dat in the working directory (its name in name, cap
+ * bytes) holding size bytes of xorshift64 words from seed; returns its
+ * descriptor, open for reading and writing. */
+static inline int random_file(const char *prefix, size_t size, uint64_t seed, char *name,
+			      size_t cap)
+{
+	snprintf(name, cap, "%s.%d.dat", prefix, (int)getpid());
+	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die("open");
+	for (size_t done = 0; done < size;) {
+		uint64_t block[512];
+		for (unsigned i = 0; i < 512; i++)
+			block[i] = xorshift64(&seed);
+		size_t n = size - done < sizeof block ? size - done : sizeof block;
+		write_full(fd, block, n);
+		done += n;
+	}
+	return fd;
 }
 
 #endif

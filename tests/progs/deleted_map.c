@@ -19,20 +19,8 @@ int main(int argc, char **argv)
 	steps_and_sleep(argc, argv, &steps, &sleep);
 
 	char name[64];
-	snprintf(name, sizeof name, "deleted_map.%d.dat", (int)getpid());
-	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		die("open");
-	size_t size = FILE_PAGES * PAGE + 100;
-	uint64_t seed = 0x853c49e6748fea9bull;
-	for (size_t done = 0; done < size;) {
-		uint64_t block[512];
-		for (unsigned i = 0; i < 512; i++)
-			block[i] = xorshift64(&seed);
-		size_t n = size - done < sizeof block ? size - done : sizeof block;
-		write_full(fd, block, n);
-		done += n;
-	}
+	int fd = random_file("deleted_map", FILE_PAGES * PAGE + 100, 0x853c49e6748fea9bull, name,
+			     sizeof name);
 	unsigned char *map =
 	    mmap(NULL, (FILE_PAGES + 2) * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED)

@@ -19,17 +19,8 @@ int main(int argc, char **argv)
 	steps_and_sleep(argc, argv, &steps, &sleep);
 
 	char name[64];
-	snprintf(name, sizeof name, "private_map.%d.dat", (int)getpid());
-	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		die("open");
-	uint64_t seed = 0x9e3779b97f4a7c15ull;
-	for (unsigned page = 0; page < FILE_PAGES; page++) {
-		uint64_t block[PAGE / 8];
-		for (unsigned i = 0; i < PAGE / 8; i++)
-			block[i] = xorshift64(&seed);
-		write_full(fd, block, sizeof block);
-	}
+	int fd =
+	    random_file("private_map", FILE_PAGES * PAGE, 0x9e3779b97f4a7c15ull, name, sizeof name);
 	unsigned char *map =
 	    mmap(NULL, FILE_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED)
