@@ -192,6 +192,21 @@ static const struct ckpt_page_hash *parent_has(uint64_t addr, int *held)
 	return 0;
 }
 
+/* This image holds the npages pages at addr, covered by tracking: in a
+ * run. */
+static void record_run(uint64_t addr, uint64_t npages)
+{
+	if (incr.overflow)
+		return;
+	struct ckpt_page_run *last = incr.nruns ? &incr.runs[incr.nruns - 1] : 0;
+	if (last && run_end(last) == addr)
+		last->npages += npages;
+	else if (incr.nruns < incr.cap)
+		incr.runs[incr.nruns++] = (struct ckpt_page_run){addr, npages};
+	else
+		incr.overflow = 1;
+}
+
 /* This image holds the page at addr: with its hash lo/hi, or (covered by
  * tracking) in a run. */
 static void record(uint64_t addr, int covered, uint64_t lo, uint64_t hi)
@@ -199,13 +214,7 @@ static void record(uint64_t addr, int covered, uint64_t lo, uint64_t hi)
 	if (incr.overflow)
 		return;
 	if (covered) {
-		struct ckpt_page_run *last = incr.nruns ? &incr.runs[incr.nruns - 1] : 0;
-		if (last && run_end(last) == addr)
-			last->npages++;
-		else if (incr.nruns < incr.cap)
-			incr.runs[incr.nruns++] = (struct ckpt_page_run){addr, 1};
-		else
-			incr.overflow = 1;
+		record_run(addr, 1);
 	} else if (incr.n < incr.cap) {
 		incr.table[incr.n++] = (struct ckpt_page_hash){addr, lo, hi};
 	} else {
@@ -238,20 +247,6 @@ int incr_page_unchanged(uint64_t addr)
 		return 0; /* not held, or its hash for this image is unknown */
 	record(addr, covered, ph ? ph->lo : 0, ph ? ph->hi : 0);
 	return 1;
-}
-
-/* The run form of record() for covered pages. */
-static void record_run(uint64_t addr, uint64_t npages)
-{
-	if (incr.overflow)
-		return;
-	struct ckpt_page_run *last = incr.nruns ? &incr.runs[incr.nruns - 1] : 0;
-	if (last && run_end(last) == addr)
-		last->npages += npages;
-	else if (incr.nruns < incr.cap)
-		incr.runs[incr.nruns++] = (struct ckpt_page_run){addr, npages};
-	else
-		incr.overflow = 1;
 }
 
 uint64_t incr_pages_unchanged(uint64_t addr, uint64_t max)
