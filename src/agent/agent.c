@@ -434,7 +434,8 @@ static void on_continue(const char *line)
 		wait_for_resume();
 		return;
 	}
-	if (agent.hash_pages) {
+	/* only a copy-on-write capture may be staged instead */
+	if (agent.hash_pages && agent.use_cow) {
 		pthread_mutex_lock(&connect_lock);
 		uint64_t untracked = track_untracked_bytes();
 		pthread_mutex_unlock(&connect_lock);
