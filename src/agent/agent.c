@@ -437,9 +437,9 @@ static void on_continue(const char *line)
 	/* only a copy-on-write capture may be staged instead */
 	if (agent.hash_pages && agent.use_cow) {
 		pthread_mutex_lock(&connect_lock);
-		uint64_t untracked = track_untracked_bytes();
+		uint64_t expected = track_next_store_bytes();
 		pthread_mutex_unlock(&connect_lock);
-		stage_prepare_next(untracked);
+		stage_prepare_next(expected);
 	}
 }
 

@@ -192,10 +192,11 @@ void incr_end(void);
  * protected again now, unless that is at most stage_limit (a capture into
  * the stage, which forks nothing). */
 uint64_t track_arm(uint64_t stage_limit);
-/* After a capture, program running: what the next capture would store
- * were no page written until then (pages written around the capture,
- * memory not tracked); UINT64_MAX when it cannot tell. */
-uint64_t track_untracked_bytes(void);
+/* After a capture, program running: what the next capture is expected to
+ * store (pages written around the capture, memory not tracked, and as
+ * many written pages as in the last interval); UINT64_MAX when it cannot
+ * tell. */
+uint64_t track_next_store_bytes(void);
 /* at the capture, stopped, before the fork; maps: /proc/self/maps (kept) */
 void track_collect(struct scratch *s, char *maps);
 void track_reprotect(void);	    /* after the capture, program running */
@@ -216,9 +217,9 @@ uint64_t track_store_bound(char *maps);
 /* stage.c: memory kept across checkpoints that receives the writer's
  * recorded operations (ckpt_writer_record) while the program is stopped,
  * so that a small incremental checkpoint needs no copy-on-write child */
-void stage_reserve(uint64_t expected_bytes);	   /* at SUSPEND, program running */
-void stage_prepare_next(uint64_t untracked_bytes); /* after a checkpoint (see stage.c) */
-uint64_t stage_limit(void);			   /* the most bytes of pages a stage may receive */
+void stage_reserve(uint64_t expected_bytes);	  /* at SUSPEND, program running */
+void stage_prepare_next(uint64_t expected_bytes); /* after a checkpoint (see stage.c) */
+uint64_t stage_limit(void);			  /* the most bytes of pages a stage may receive */
 /* At the capture: the stage's record buffer if bound bytes of pages fit,
  * else NULL (copy-on-write then) */
 struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes);
