@@ -230,6 +230,8 @@ void stage_find_own_data(void);		      /* at start: where the agent's .bss is */
 void stage_populate_own_data(void);	      /* at the first SUSPEND (see stage.c) */
 /* [start, end) overlaps the agent's .bss */
 int stage_in_own_data(uint64_t start, uint64_t end);
+/* [start, end) overlaps the agent's writable segment (.data and .bss) */
+int stage_in_own_segment(uint64_t start, uint64_t end);
 void memory_forget_snapshots(void);
 /* once the image's PAGES section is written (memory_capture keeps its
  * index for recorded operations) */

@@ -366,6 +366,41 @@ static void end_run(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, st
  * Elsewhere, or on a kernel without PAGEMAP_SCAN, pagemap is read. */
 #define SCAN_REGIONS 4096
 static struct pagescan_region scan_out[SCAN_REGIONS];
+
+/* What the scans of groups of private file mappings found (ascending),
+ * when all of it fitted: read_pagemap takes a mapping's pages from it
+ * instead of scanning the mapping again (630 system calls, 2 ms of a
+ * torch program's pause). Nothing changes the program's file pages in
+ * between, but the agent's own data segment, which the capture writes. */
+#define FILE_REGIONS 16384
+static struct {
+	struct pagescan_region r[FILE_REGIONS];
+	uint32_t n, cursor;
+	int complete;
+} found;
+
+static int pagemap_from_found(const struct ckpt_area *a, uint64_t base, uint64_t n, uint64_t *pm,
+			      int *any)
+{
+	if (!found.complete || stage_in_own_segment(a->start, a->end))
+		return -1;
+	uint64_t end = base + n * CKPT_PAGE_SIZE;
+	mem_zero(pm, n * 8);
+	*any = 0;
+	while (found.cursor < found.n && found.r[found.cursor].end <= base)
+		found.cursor++;
+	for (uint32_t i = found.cursor; i < found.n && found.r[i].start < end; i++) {
+		uint64_t bit =
+		    found.r[i].categories & PAGESCAN_IS_PRESENT ? PM_PRESENT : PM_SWAPPED;
+		uint64_t from = found.r[i].start > base ? found.r[i].start : base;
+		uint64_t to = found.r[i].end < end ? found.r[i].end : end;
+		for (uint64_t p = from; p < to; p += CKPT_PAGE_SIZE)
+			pm[(p - base) / CKPT_PAGE_SIZE] = bit;
+		*any = 1;
+	}
+	return 0;
+}
+
 static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base, uint64_t n,
 			uint64_t *pm, int *any)
 {
@@ -374,6 +409,8 @@ static int read_pagemap(int pagemap_fd, const struct ckpt_area *a, uint64_t base
 	uint64_t end = base + n * CKPT_PAGE_SIZE;
 	*any = 1;
 	int file = a->kind == CKPT_AREA_FILE_PRIVATE;
+	if (file && pagemap_from_found(a, base, n, pm, any) == 0)
+		return 0;
 	if ((a->kind != CKPT_AREA_ANON && !file) || scan_broken) {
 		long got =
 		    raw_syscall4(SYS_pread64, pagemap_fd, pm, n * 8, (base / CKPT_PAGE_SIZE) * 8);
@@ -416,6 +453,8 @@ static void mark_written_file_areas(int pagemap_fd, const struct ckpt_area *area
 				    unsigned char *maybe)
 {
 	struct pagescan_region *out = scan_out;
+	found.n = found.cursor = 0;
+	found.complete = 1;
 	for (uint32_t i = 0; i < n; i++)
 		maybe[i] = areas[i].kind != CKPT_AREA_FILE_PRIVATE;
 	for (uint32_t i = 0, j; i < n; i = j) {
@@ -434,7 +473,14 @@ static void mark_written_file_areas(int pagemap_fd, const struct ckpt_area *area
 			if (r < 0 || walk_end <= at) {
 				for (uint32_t k = i; k < j; k++)
 					maybe[k] = 1; /* no PAGEMAP_SCAN: look at each */
+				found.complete = 0;
 				break;
+			}
+			if (found.complete && found.n + (uint64_t)r <= FILE_REGIONS) {
+				mem_copy(found.r + found.n, out, (uint64_t)r * sizeof *out);
+				found.n += (uint32_t)r;
+			} else {
+				found.complete = 0;
 			}
 			for (long q = 0; q < r; q++) {
 				while (cur < j && areas[cur].end <= out[q].start)
@@ -753,6 +799,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 	if (index > 0) /* else no index: readers find the chunks by their headers */
 		ckpt_writer_set_index(w, (struct ckpt_chunk_entry *)index, (uint32_t)index_cap);
 	unsigned char *maybe = scratch_alloc(s, n ? n : 1);
+	found.complete = 0;
 	if (maybe)
 		mark_written_file_areas((int)pagemap_fd, areas, n, maybe);
 	ckpt_writer_begin_section(w, CKPT_SEC_PAGES);

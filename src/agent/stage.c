@@ -173,6 +173,7 @@ void stage_forget(void)
  * program runs, before write tracking registers them. */
 static struct {
 	uint64_t lo, hi;
+	uint64_t segment_lo; /* the writable segment: its file part, then .bss */
 } bss;
 
 static int find_own(struct dl_phdr_info *info, size_t size, void *arg)
@@ -184,6 +185,7 @@ static int find_own(struct dl_phdr_info *info, size_t size, void *arg)
 		uint64_t lo = info->dlpi_addr + ph->p_vaddr;
 		if (ph->p_type != PT_LOAD || me < lo || me >= lo + ph->p_memsz)
 			continue;
+		bss.segment_lo = lo & ~(uint64_t)4095;
 		/* the part of this segment past the file's bytes */
 		bss.lo = (lo + ph->p_filesz + 4095) & ~(uint64_t)4095;
 		bss.hi = (lo + ph->p_memsz + 4095) & ~(uint64_t)4095;
@@ -194,7 +196,7 @@ static int find_own(struct dl_phdr_info *info, size_t size, void *arg)
 
 void stage_find_own_data(void)
 {
-	bss.lo = bss.hi = 0;
+	bss.lo = bss.hi = bss.segment_lo = 0;
 	dl_iterate_phdr(find_own, &bss_populated);
 }
 
@@ -209,4 +211,9 @@ void stage_populate_own_data(void)
 int stage_in_own_data(uint64_t start, uint64_t end)
 {
 	return start < bss.hi && end > bss.lo;
+}
+
+int stage_in_own_segment(uint64_t start, uint64_t end)
+{
+	return start < bss.hi && end > bss.segment_lo;
 }
