@@ -132,8 +132,9 @@ void capture_wait_writer(void);
 void capture_wait_writer_report(void);
 void capture_reap_writer(void);
 /* A capture recorded into the stage (stage.c): written now that the
- * program runs on, or dropped (the checkpoint was abandoned). */
-void capture_finish_staged(void);
+ * program runs on (1; 0: there was none), or dropped (the checkpoint was
+ * abandoned). */
+int capture_finish_staged(void);
 void capture_drop_staged(void);
 /* memory.c: the process's mapped size in pages (statm), -1 if unknown:
  * a fork lacks what fork does not copy (MADV_DONTFORK) */

@@ -419,13 +419,14 @@ static int record_staged(struct ckpt_writer_record *rec, int fd, struct scratch 
 	return 0;
 }
 
-void capture_finish_staged(void)
+int capture_finish_staged(void)
 {
 	if (!staged.active)
-		return;
+		return 0;
 	staged.active = 0;
 	finish_image(&w, &scr, &strs, staged.nthreads, 0, tmp, final);
 	drop_image(staged.fd, &scr);
+	return 1;
 }
 
 void capture_drop_staged(void)
