@@ -614,6 +614,8 @@ __attribute__((constructor)) static void agent_init(void)
 	agent.pid = getpid();
 	agent.pthread_tid_offset = find_pthread_tid_offset();
 	stage_find_own_data();
+	track_own_scratch();
+	memory_own_scratch();
 	stdio_identities();
 	if (suspend_install() != 0) {
 		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",

@@ -233,6 +233,11 @@ void stage_populate_own_data(void);	      /* at the first SUSPEND (see stage.c) 
 int stage_in_own_data(uint64_t start, uint64_t end);
 /* [start, end) overlaps the agent's writable segment (.data and .bss) */
 int stage_in_own_segment(uint64_t start, uint64_t end);
+/* buf is a buffer of the agent's .bss that no image needs (see stage.c) */
+void stage_own_scratch(const void *buf, size_t len);
+int stage_own_scratch_page(uint64_t addr); /* the page at addr is in one */
+void track_own_scratch(void);		   /* at start: track.c's buffers */
+void memory_own_scratch(void);		   /* at start: memory.c's buffers */
 void memory_forget_snapshots(void);
 /* once the image's PAGES section is written (memory_capture keeps its
  * index for recorded operations) */

@@ -293,7 +293,7 @@ static void populate_file_pages(const struct ckpt_area *a)
 #define WINDOW_PAGES CHUNK_PAGES
 /* More chunks than this (256 GiB of saved pages at least): no PAGE_INDEX */
 #define INDEX_MAX_ENTRIES (1ull << 26)
-enum { PAGE_IN_PLACE, PAGE_IN_BUFFER, PAGE_TRACKED };
+enum { PAGE_IN_PLACE, PAGE_IN_BUFFER, PAGE_TRACKED, PAGE_SCRATCH };
 struct window {
 	int mem_fd; /* /proc/self/mem, or -1: every page is read in place */
 	char *buf;  /* WINDOW_PAGES pages */
@@ -304,22 +304,26 @@ struct window {
  * tracking are not read (their bytes are not needed), the other
  * candidates are, in runs. */
 static void window_fill(struct window *win, const struct ckpt_area *a, const struct shared_snap *sn,
-			uint64_t base, const uint64_t *pm, const unsigned char *vec, uint64_t n)
+			uint64_t base, const uint64_t *pm, const unsigned char *vec, uint64_t n,
+			int own)
 {
 	for (uint64_t i = 0; i < n; i++) {
+		uint64_t addr = base + i * CKPT_PAGE_SIZE;
 		int tracked = a->kind == CKPT_AREA_ANON && (pm[i] & (PM_PRESENT | PM_SWAPPED)) &&
-			      track_unchanged(base + i * CKPT_PAGE_SIZE);
-		win->state[i] = tracked ? PAGE_TRACKED : PAGE_IN_PLACE;
+			      track_unchanged(addr);
+		win->state[i] = own && stage_own_scratch_page(addr) ? PAGE_SCRATCH
+				: tracked			    ? PAGE_TRACKED
+								    : PAGE_IN_PLACE;
 	}
 	if (win->mem_fd < 0)
 		return;
 	for (uint64_t i = 0; i < n;) {
-		if (win->state[i] == PAGE_TRACKED || !candidate(a, pm[i], vec[i] & 1)) {
+		if (win->state[i] != PAGE_IN_PLACE || !candidate(a, pm[i], vec[i] & 1)) {
 			i++;
 			continue;
 		}
 		uint64_t j = i + 1;
-		while (j < n && win->state[j] != PAGE_TRACKED && candidate(a, pm[j], vec[j] & 1))
+		while (j < n && win->state[j] == PAGE_IN_PLACE && candidate(a, pm[j], vec[j] & 1))
 			j++;
 		uint64_t len = (j - i) * CKPT_PAGE_SIZE;
 		uint64_t from = (uint64_t)(uintptr_t)source(sn, base + i * CKPT_PAGE_SIZE);
@@ -378,6 +382,12 @@ static struct {
 	uint32_t n, cursor;
 	int complete;
 } found;
+
+void memory_own_scratch(void)
+{
+	stage_own_scratch(scan_out, sizeof scan_out);
+	stage_own_scratch(&found, sizeof found);
+}
 
 static int pagemap_from_found(const struct ckpt_area *a, uint64_t base, uint64_t n, uint64_t *pm,
 			      int *any)
@@ -543,7 +553,11 @@ static int save_area(struct ckpt_writer *w, uint32_t idx, struct ckpt_area *a, i
 				/* a run's bytes are in its window's buffer */
 				end_run(w, idx, a, &run);
 				uint64_t left = n - i < WINDOW_PAGES ? n - i : WINDOW_PAGES;
-				window_fill(win, a, sn, addr, pm + i, vec + i, left);
+				window_fill(win, a, sn, addr, pm + i, vec + i, left, own);
+			}
+			if (win->state[k] == PAGE_SCRATCH) {
+				end_run(w, idx, a, &run);
+				continue;
 			}
 			const char *data = win->state[k] == PAGE_IN_BUFFER
 					       ? win->buf + k * CKPT_PAGE_SIZE

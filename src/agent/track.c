@@ -97,6 +97,11 @@ static struct {
  * mappings to fit make tracking give up, never fail) */
 static char maps[4u << 20];
 
+void track_own_scratch(void)
+{
+	stage_own_scratch(maps, sizeof maps);
+}
+
 /* The program may have closed our descriptor (daemons close them all) and
  * got its number back for something else: use it, or close it, only while
  * it is still a userfaultfd. */
