@@ -234,8 +234,11 @@ void stage_own_scratch(const void *buf, size_t len)
 {
 	uint64_t lo = ((uint64_t)(uintptr_t)buf + 4095) & ~(uint64_t)4095;
 	uint64_t hi = ((uint64_t)(uintptr_t)buf + len) & ~(uint64_t)4095;
-	if (hi > lo && nown_scratch < MAX_OWN_SCRATCH)
-		own_scratch[nown_scratch++].lo = lo, own_scratch[nown_scratch - 1].hi = hi;
+	if (hi <= lo || nown_scratch == MAX_OWN_SCRATCH)
+		return;
+	own_scratch[nown_scratch].lo = lo;
+	own_scratch[nown_scratch].hi = hi;
+	nown_scratch++;
 }
 
 int stage_own_scratch_page(uint64_t addr)
