@@ -195,7 +195,8 @@ void incr_end(void);
 uint64_t track_arm(uint64_t stage_limit);
 /* After a capture, program running: what the next capture is expected to
  * store (pages written around the capture, memory not tracked, and as
- * many written pages as in the last interval); UINT64_MAX when it cannot
+ * many written pages as in the last interval, or as written since this
+ * capture before an interval was measured); UINT64_MAX when it cannot
  * tell. */
 uint64_t track_next_store_bytes(void);
 /* at the capture, stopped, before the fork; maps: /proc/self/maps (kept) */

@@ -397,10 +397,19 @@ uint64_t track_next_store_bytes(void)
 		return UINT64_MAX;
 	uint64_t known = span_bytes(trk.again, trk.nagain) + untracked_bytes(maps);
 	/* The program writes as much until the next checkpoint as it did in
-	 * the last interval; after the first capture nothing was measured
-	 * yet, and a quarter of the rest is assumed (a torch program's first
-	 * incremental checkpoint needed 6 MiB more than the untracked 23). */
-	uint64_t written = trk.written_last ? trk.written_last : known / 4;
+	 * the last interval. After the first capture nothing was measured
+	 * yet: as much as it has written since that capture's pages were
+	 * protected again, while the image was written (a program that keeps
+	 * writing the same pages has written them all by then). */
+	uint64_t written = trk.written_last;
+	long fd;
+	if (!written && (fd = raw_syscall4(SYS_openat, AT_FDCWD, "/proc/self/pagemap",
+					   O_RDONLY | O_CLOEXEC, 0)) >= 0) {
+		struct arm a = {(int)fd, 0, 0};
+		each_mapping_in(maps, count_one, &a);
+		raw_syscall1(SYS_close, fd);
+		written = a.bytes;
+	}
 	return known + written;
 }
 
