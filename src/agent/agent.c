@@ -441,12 +441,13 @@ static void on_continue(const char *line)
 	}
 	if (staged)
 		reprotect_written();
-	/* only a copy-on-write capture may be staged instead */
+	/* room in the stage for the next capture, so that its SUSPEND rarely
+	 * adds any (only a copy-on-write capture may be staged instead) */
 	if (agent.hash_pages && agent.use_cow) {
 		pthread_mutex_lock(&connect_lock);
 		uint64_t expected = track_next_store_bytes();
 		pthread_mutex_unlock(&connect_lock);
-		stage_prepare_next(expected);
+		stage_reserve(expected);
 	}
 }
 

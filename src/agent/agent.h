@@ -219,9 +219,9 @@ uint64_t track_store_bound(char *maps);
 /* stage.c: memory kept across checkpoints that receives the writer's
  * recorded operations (ckpt_writer_record) while the program is stopped,
  * so that a small incremental checkpoint needs no copy-on-write child */
-void stage_reserve(uint64_t expected_bytes);	  /* at SUSPEND, program running */
-void stage_prepare_next(uint64_t expected_bytes); /* after a checkpoint (see stage.c) */
-uint64_t stage_limit(void);			  /* the most bytes of pages a stage may receive */
+/* at SUSPEND and after a checkpoint, program running (see stage.c) */
+void stage_reserve(uint64_t expected_bytes);
+uint64_t stage_limit(void); /* the most bytes of pages a stage may receive */
 /* At the capture: the stage's record buffer if bound bytes of pages fit,
  * else NULL (copy-on-write then) */
 struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes);

@@ -94,8 +94,17 @@ static void prepare(uint64_t from, uint64_t to)
 		((volatile char *)stage.buf)[at] = 0;
 }
 
+/* Room for a capture expected to store expected_bytes of pages (at
+ * SUSPEND, and after each checkpoint for the next one: see
+ * track_next_store_bytes), made while the program runs. Room added at
+ * SUSPEND is fresh memory in the checkpoint's way, microseconds a page in
+ * some VMs: the first incremental checkpoint of a torch program spent 75
+ * ms at SUSPEND making 36 MiB of room when nothing was prepared before,
+ * 14-18 ms adding 6 MiB to room for the untracked memory alone. */
 void stage_reserve(uint64_t expected_bytes)
 {
+	if (expected_bytes > STAGE_MAX)
+		return; /* a large capture, or one tracking cannot bound (UINT64_MAX) */
 	uint64_t want = room_for(expected_bytes + expected_bytes / 4);
 	if (want == UINT64_MAX || want > STAGE_MAX)
 		return; /* a large capture: copy-on-write; keep what there is */
@@ -120,19 +129,6 @@ void stage_reserve(uint64_t expected_bytes)
 	stage.buf = (char *)at;
 	stage.cap = want;
 	prepare(kept, want);
-}
-
-/* After a checkpoint, program running: room for what the next capture is
- * expected to store (track_next_store_bytes), so that its SUSPEND rarely
- * has to add any. Room added there is fresh memory in the checkpoint's
- * way, microseconds a page in some VMs: the first incremental checkpoint
- * of a torch program spent 75 ms at SUSPEND making 36 MiB of room when
- * nothing was prepared, 14-18 ms adding 6 MiB to room for the untracked
- * memory alone. */
-void stage_prepare_next(uint64_t expected_bytes)
-{
-	if (expected_bytes != UINT64_MAX)
-		stage_reserve(expected_bytes);
 }
 
 struct ckpt_writer_record *stage_record_for(uint64_t bound_bytes)
