@@ -91,6 +91,16 @@ struct ckpt_section {
 	uint32_t reserved;
 };
 
+/* The whole file pages that lie inside section s (what can be dropped from
+ * the page cache without touching its neighbours): their bytes, 0 if none,
+ * the first at *from. */
+static inline uint64_t ckpt_section_whole_pages(const struct ckpt_section *s, uint64_t *from)
+{
+	*from = (s->offset + CKPT_PAGE_SIZE - 1) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
+	uint64_t to = (s->offset + s->length) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
+	return to > *from ? to - *from : 0;
+}
+
 struct ckpt_rlimit {
 	uint64_t cur, max;
 };

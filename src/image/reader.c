@@ -1741,14 +1741,9 @@ static int verify_path(const char *path, int decode, char *err, size_t errlen)
 	/* but for the rest, which the next incremental checkpoint reads while
 	 * the program is stopped (from the disk, if dropped: 1-3 ms of a
 	 * 10 ms pause) */
-	if (img->pages) {
-		uint64_t from =
-		    (img->pages->offset + CKPT_PAGE_SIZE - 1) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
-		uint64_t to =
-		    (img->pages->offset + img->pages->length) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
-		if (to > from)
-			drop_read(img, from, to - from);
-	}
+	uint64_t from, len;
+	if (img->pages && (len = ckpt_section_whole_pages(img->pages, &from)) != 0)
+		drop_read(img, from, len);
 	ckpt_image_close(img);
 	return r;
 }

@@ -696,12 +696,10 @@ static void check_pages_end(struct ckpt_writer *w)
 static void drop_from_cache(struct ckpt_writer *w)
 {
 	for (uint32_t i = 0; i < w->nsections; i++) {
-		const struct ckpt_section *s = &w->sections[i];
-		uint64_t from = (s->offset + CKPT_PAGE_SIZE - 1) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
-		uint64_t to = (s->offset + s->length) & ~(uint64_t)(CKPT_PAGE_SIZE - 1);
-		if (s->type == CKPT_SEC_PAGES && to > from)
-			(void)posix_fadvise(w->fd, (off_t)from, (off_t)(to - from),
-					    POSIX_FADV_DONTNEED);
+		uint64_t from, len;
+		if (w->sections[i].type == CKPT_SEC_PAGES &&
+		    (len = ckpt_section_whole_pages(&w->sections[i], &from)) != 0)
+			(void)posix_fadvise(w->fd, (off_t)from, (off_t)len, POSIX_FADV_DONTNEED);
 	}
 }
 
