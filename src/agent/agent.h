@@ -181,6 +181,8 @@ uint64_t incr_pages_unchanged(uint64_t addr, uint64_t max);
 /* The parent image's records are complete and do not hold the page at
  * addr: it was zero or not there when the parent was captured. */
 int incr_parent_lacks(uint64_t addr);
+/* There is a parent image to refer to (else incr_page says 0 always). */
+int incr_has_parent(void);
 void incr_write_hashes(struct ckpt_writer *w);
 void incr_end(void);
 
@@ -253,7 +255,7 @@ void compress_stop(void); /* before the scratch memory goes */
 /* iothread.c: writes the image's buffers while the next one fills */
 struct io_thread;
 struct ckpt_writer_io;
-struct io_thread *io_thread_start(struct scratch *s, int fd);
+struct io_thread *io_thread_start(struct scratch *s, struct ckpt_writer *w);
 const struct ckpt_writer_io *io_thread_ops(struct io_thread *t);
 void io_thread_stop(struct io_thread *t);
 

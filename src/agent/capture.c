@@ -21,6 +21,9 @@
 #define SCRATCH_SIZE (1ull << 30) /* address space only: MAP_NORESERVE */
 #define WRITE_BUF_SIZE (1u << 20)
 #define CHECK_BUF_SIZE (1u << 20)
+/* A copy-on-write writer's buffers hold a whole chunk of CKPT_CHUNK_PAGES_MAX
+ * pages and its padding (its header is then patched in memory) */
+#define COW_WRITE_BUF_SIZE (2u << 20)
 #define STRTAB_SIZE (16u << 20)
 
 static void fill_cpu_features(struct ckpt_image_header *h)
@@ -249,9 +252,14 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 	err[0] = 0;
 	/* the page data: copied, checksummed and compressed here while an
 	 * I/O thread writes the previous buffer */
-	char *spare = scratch_alloc_populated(s, WRITE_BUF_SIZE);
+	if (cow_child && !w->rec) {
+		char *big = scratch_alloc(s, COW_WRITE_BUF_SIZE);
+		if (big)
+			ckpt_writer_set_buffer(w, big, COW_WRITE_BUF_SIZE);
+	}
+	char *spare = scratch_alloc_populated(s, w->buf_size);
 	populate_for_writing(w->buf, w->buf_size);
-	struct io_thread *io = spare ? io_thread_start(s, w->fd) : 0;
+	struct io_thread *io = spare ? io_thread_start(s, w) : 0;
 	if (io)
 		ckpt_writer_set_io(w, io_thread_ops(io), spare);
 	/* the pages are read back as the page cache writes them out, so

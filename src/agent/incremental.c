@@ -222,6 +222,11 @@ static void record(uint64_t addr, int covered, uint64_t lo, uint64_t hi)
 	}
 }
 
+int incr_has_parent(void)
+{
+	return incr.have_parent;
+}
+
 int incr_page(uint64_t addr, const void *src)
 {
 	if (!agent.hash_pages)

@@ -1,6 +1,8 @@
 /* The image writer's I/O thread: while the checkpoint thread copies,
  * checksums and compresses the next buffer, this one writes the previous
- * buffer to the file, so the work overlaps the disk. It is a bare kernel
+ * buffer to the file and does the write-behind that follows (writeback,
+ * the read-back check, dropping from the cache: ckpt_writer_behind), so
+ * the work overlaps the disk and the writer's. It is a bare kernel
  * thread (raw clone, no glibc thread state): it only makes raw system
  * calls, which is all that is safe while the program's threads are
  * stopped or, in a copy-on-write child, absent. */
@@ -22,7 +24,7 @@ struct io_thread {
 	const char *buf;
 	size_t len;
 	uint64_t off;
-	int fd;
+	struct ckpt_writer *w;
 	int err;
 	struct ckpt_writer_io ops;
 };
@@ -43,7 +45,7 @@ static void write_job(struct io_thread *t)
 	size_t len = t->len;
 	uint64_t off = t->off;
 	while (len) {
-		long n = raw_syscall4(SYS_pwrite64, t->fd, p, len, off);
+		long n = raw_syscall4(SYS_pwrite64, t->w->fd, p, len, off);
 		if (n == -4 /* EINTR */)
 			continue;
 		if (n <= 0) {
@@ -64,6 +66,8 @@ static __attribute__((noreturn)) void io_thread_main(void *arg)
 		if (st == IO_WORK) {
 			if (!t->err)
 				write_job(t);
+			if (!t->err) /* the buffer is the writer's, free till wait */
+				t->err = ckpt_writer_behind(t->w, (char *)t->buf, t->off + t->len);
 			atomic_store(&t->state, IO_DONE);
 			futex_wake(&t->state);
 		} else if (st == IO_QUIT) {
@@ -95,14 +99,14 @@ static int io_wait(void *ctx)
 	return t->err;
 }
 
-struct io_thread *io_thread_start(struct scratch *s, int fd)
+struct io_thread *io_thread_start(struct scratch *s, struct ckpt_writer *w)
 {
 	struct io_thread *t = scratch_alloc(s, sizeof *t);
 	char *stack = scratch_alloc(s, IO_STACK);
 	if (!t || !stack)
 		return 0;
 	mem_zero(t, sizeof *t);
-	t->fd = fd;
+	t->w = w;
 	t->ops.submit = io_submit;
 	t->ops.wait = io_wait;
 	t->ops.ctx = t;

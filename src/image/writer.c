@@ -11,10 +11,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/rawsys.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -65,27 +67,37 @@ static void write_at(struct ckpt_writer *w, const char *p, size_t len, uint64_t 
  * window has been written (chunk headers are patched up to a buffer and a
  * chunk behind the end), and dropped from the cache once written, a
  * window later: the cache holds a few windows, whose pages are reused.
- * Errors are left to the final fsync, which reports what writeback met. */
+ * Errors are left to the final fsync, which reports what writeback met.
+ * With an I/O thread, the thread does this after each write (so the
+ * writer is not held up by it): raw system calls only, and errors are
+ * returned, not set in w. */
 #define WB_WINDOW (16u << 20)
 
-static void read_back(struct ckpt_writer *w, uint64_t from, uint64_t to);
+static int read_back(struct ckpt_writer *w, uint64_t from, uint64_t to, char *buf, size_t size);
 
-static void write_behind(struct ckpt_writer *w, uint64_t written)
+static int write_behind(struct ckpt_writer *w, uint64_t written, char *buf, size_t size)
 {
+	int err = 0;
 	while (w->wb_started + 2 * (uint64_t)WB_WINDOW <= written) {
-		(void)sync_file_range(w->fd, (off_t)w->wb_started, WB_WINDOW,
-				      SYNC_FILE_RANGE_WRITE);
+		raw_syscall4(SYS_sync_file_range, w->fd, w->wb_started, WB_WINDOW,
+			     SYNC_FILE_RANGE_WRITE);
 		w->wb_started += WB_WINDOW;
 	}
-	while (w->wb_dropped + WB_WINDOW < w->wb_started) {
-		(void)sync_file_range(w->fd, (off_t)w->wb_dropped, WB_WINDOW,
-				      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-					  SYNC_FILE_RANGE_WAIT_AFTER);
+	while (w->wb_dropped + WB_WINDOW < w->wb_started && !err) {
+		raw_syscall4(SYS_sync_file_range, w->fd, w->wb_dropped, WB_WINDOW,
+			     SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				 SYNC_FILE_RANGE_WAIT_AFTER);
 		/* still cached (and hot): the check costs a copy, not a read */
-		read_back(w, w->wb_dropped, w->wb_dropped + WB_WINDOW);
-		(void)posix_fadvise(w->fd, (off_t)w->wb_dropped, WB_WINDOW, POSIX_FADV_DONTNEED);
+		err = read_back(w, w->wb_dropped, w->wb_dropped + WB_WINDOW, buf, size);
+		raw_syscall4(SYS_fadvise64, w->fd, w->wb_dropped, WB_WINDOW, POSIX_FADV_DONTNEED);
 		w->wb_dropped += WB_WINDOW;
 	}
+	return err;
+}
+
+int ckpt_writer_behind(struct ckpt_writer *w, char *buf, uint64_t written)
+{
+	return write_behind(w, written, buf, w->buf_size);
 }
 
 /* Wait for the buffer the I/O thread is writing, if any. */
@@ -109,8 +121,7 @@ static void flush(struct ckpt_writer *w)
 	}
 	uint64_t off = w->offset - w->buf_used;
 	if (w->io) {
-		io_drain(w);
-		write_behind(w, off); /* everything before this buffer is written */
+		io_drain(w); /* which did the write-behind after its write */
 		if (!w->error) {
 			w->io->submit(w->io->ctx, w->buf, w->buf_used, off);
 			w->io_busy = 1;
@@ -120,7 +131,9 @@ static void flush(struct ckpt_writer *w)
 		}
 	} else {
 		write_at(w, w->buf, w->buf_used, off);
-		write_behind(w, w->offset);
+		int err = write_behind(w, w->offset, w->ck_buf, w->ck_size);
+		if (err)
+			fail(w, err);
 	}
 	w->buf_used = 0;
 }
@@ -267,8 +280,10 @@ static void index_add(struct ckpt_writer *w, const struct ckpt_page_chunk *c, ui
 		w->index_lost = 1;
 		return;
 	}
-	w->index[w->index_used++] =
+	w->index[w->index_used] =
 	    (struct ckpt_chunk_entry){.chunk = *c, .offset = hpos, .zlen = zlen, .reserved = 0};
+	/* the I/O thread's read-back check reads the entries meanwhile */
+	__atomic_store_n(&w->index_used, w->index_used + 1, __ATOMIC_RELEASE);
 }
 
 /* A write at an earlier offset (a chunk header patched after its data):
@@ -323,6 +338,17 @@ static void patch_header(struct ckpt_writer *w, const struct ckpt_page_chunk *c,
 		pwrite_all(w, c, sizeof *c, hpos);
 }
 
+void ckpt_writer_set_buffer(struct ckpt_writer *w, void *buf, size_t size)
+{
+	if (w->io || w->buf_used > size) {
+		fail(w, EINVAL);
+		return;
+	}
+	memcpy(buf, w->buf, w->buf_used);
+	w->buf = buf;
+	w->buf_size = size;
+}
+
 void ckpt_writer_set_io(struct ckpt_writer *w, const struct ckpt_writer_io *io, void *spare)
 {
 	w->io = io;
@@ -350,10 +376,21 @@ void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void
 	w->zout_cap = out_cap;
 }
 
+/* A chunk of at most need bytes (padding included) starts in an empty
+ * buffer when the rest of this one cannot hold it but a whole one can: its
+ * header is then patched in the buffer, not in the file, which would wait
+ * for the I/O thread to finish the write in flight and its write-behind. */
+static void chunk_room(struct ckpt_writer *w, uint64_t need)
+{
+	if (need > w->buf_size - w->buf_used && need <= w->buf_size)
+		flush(w);
+}
+
 /* A compressed chunk: header, length, frame (out, zlen bytes of it). */
 static void emit_compressed(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages,
 			    const char *out, size_t zlen)
 {
+	chunk_room(w, 8 + sizeof(struct ckpt_page_chunk) + 8 + zlen);
 	align(w, 8);
 	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
@@ -382,6 +419,7 @@ static void emit_stored(struct ckpt_writer *w, uint32_t area, uint64_t addr, con
 {
 	enum { BLOCK = 128u << 10 };
 	uint32_t len = npages * CKPT_PAGE_SIZE, nblocks = (len + BLOCK - 1) / BLOCK;
+	chunk_room(w, 8 + sizeof(struct ckpt_page_chunk) + 17 + 3 * nblocks + len + 4);
 	align(w, 8);
 	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
@@ -430,6 +468,7 @@ static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const 
 		return;
 	}
 	uint64_t hsize = sizeof(struct ckpt_page_chunk);
+	chunk_room(w, CKPT_PAGE_SIZE + hsize + (uint64_t)npages * CKPT_PAGE_SIZE);
 	emit_zeros(w, (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
 	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
@@ -438,6 +477,51 @@ static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const 
 	c.crc = copy_through(w, data, (size_t)npages * CKPT_PAGE_SIZE,
 			     crc32c_update(0, &c, sizeof c), NULL);
 	patch_header(w, &c, hpos);
+	index_add(w, &c, hpos, 0);
+	w->open->count++;
+}
+
+void *ckpt_writer_slot(struct ckpt_writer *w, uint32_t npages)
+{
+	uint64_t hsize = sizeof(struct ckpt_page_chunk), len = (uint64_t)npages * CKPT_PAGE_SIZE;
+	w->slot_job = 0;
+	if (w->rec || w->error || !w->open || w->open->type != CKPT_SEC_PAGES || !npages)
+		return NULL;
+	if (w->batch) {
+		if (len > w->jobs[0].raw_cap || npages > CKPT_ZCHUNK_MAX_PAGES)
+			return NULL;
+		w->slot_job = 1;
+		return w->jobs[w->jobs_used].raw;
+	}
+	if (w->compress || npages <= w->stored_max_pages ||
+	    CKPT_PAGE_SIZE + hsize + len > w->buf_size)
+		return NULL;
+	chunk_room(w, CKPT_PAGE_SIZE + hsize + len);
+	if (w->error)
+		return NULL;
+	w->slot_pad = (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE;
+	return w->buf + w->buf_used + w->slot_pad + hsize;
+}
+
+static void add_job(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages);
+
+void ckpt_writer_slot_commit(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
+{
+	size_t hsize = sizeof(struct ckpt_page_chunk), len = (size_t)npages * CKPT_PAGE_SIZE;
+	w->raw_page_bytes += len;
+	if (w->slot_job) {
+		add_job(w, area, addr, npages);
+		return;
+	}
+	char *at = w->buf + w->buf_used;
+	uint64_t hpos = w->offset + w->slot_pad;
+	struct ckpt_page_chunk c = {
+	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
+	c.crc = crc32c_update(crc32c_update(0, &c, sizeof c), at + w->slot_pad + hsize, len);
+	memset(at, 0, w->slot_pad);
+	memcpy(at + w->slot_pad, &c, hsize);
+	w->buf_used += w->slot_pad + hsize + len;
+	w->offset += w->slot_pad + hsize + len;
 	index_add(w, &c, hpos, 0);
 	w->open->count++;
 }
@@ -505,6 +589,18 @@ static void flush_jobs(struct ckpt_writer *w)
 	w->nrefs = 0;
 }
 
+/* The next job's raw pages are filled: it joins the batch. */
+static void add_job(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
+{
+	struct ckpt_zjob *j = &w->jobs[w->jobs_used++];
+	j->area = area;
+	j->addr = addr;
+	j->npages = npages;
+	j->zlen = 0;
+	if (w->jobs_used == w->njobs)
+		flush_jobs(w);
+}
+
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		       uint32_t npages)
 {
@@ -521,15 +617,9 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
 	w->raw_page_bytes += len;
 	if (w->batch && len <= w->jobs[0].raw_cap && npages <= CKPT_ZCHUNK_MAX_PAGES) {
-		struct ckpt_zjob *j = &w->jobs[w->jobs_used++];
-		j->area = area;
-		j->addr = addr;
-		j->npages = npages;
-		j->zlen = 0;
 		/* a stable copy: checksum and compressor must see the same bytes */
-		memcpy(j->raw, data, len);
-		if (w->jobs_used == w->njobs)
-			flush_jobs(w);
+		memcpy(w->jobs[w->jobs_used].raw, data, len);
+		add_job(w, area, addr, npages);
 		return;
 	}
 	flush_jobs(w); /* chunks are written in their order */
@@ -604,7 +694,7 @@ static int all_zero(const char *p, size_t n)
 static int check_bytes(struct ckpt_writer *w, const char *p, uint64_t n)
 {
 	const size_t hsize = sizeof(struct ckpt_page_chunk);
-	while (n && w->ck_next < w->index_used) {
+	while (n && w->ck_next < __atomic_load_n(&w->index_used, __ATOMIC_ACQUIRE)) {
 		const struct ckpt_chunk_entry *e = &w->index[w->ck_next];
 		uint64_t hend = e->offset + hsize, end = hend + chunk_body(e), k;
 		if (w->ck_pos < e->offset) {
@@ -638,52 +728,55 @@ static int check_bytes(struct ckpt_writer *w, const char *p, uint64_t n)
 	return 0;
 }
 
-/* Reads [from, to) of the file back (the part of PAGES in it) and checks
- * it. Called in file order, when no write is in flight. */
-static void read_back(struct ckpt_writer *w, uint64_t from, uint64_t to)
+/* Reads [from, to) of the file back (the part of PAGES in it) into buf
+ * and checks it. Called in file order, when no write is in flight, by the
+ * I/O thread (if any) while PAGES is written: raw system calls, and w's
+ * error is left alone. Returns 0 or an errno (EBADMSG: a difference). */
+static int read_back(struct ckpt_writer *w, uint64_t from, uint64_t to, char *buf, size_t size)
 {
-	if (!w->ck_on || w->error || !w->ck_pos || (w->pages_end && w->ck_pos >= w->pages_end))
-		return; /* off, PAGES not begun, or all of it checked */
+	if (!w->ck_on || !w->ck_pos || !buf || (w->pages_end && w->ck_pos >= w->pages_end))
+		return 0; /* off, PAGES not begun, or all of it checked */
 	if (w->pages_end && to > w->pages_end)
 		to = w->pages_end;
 	if (from > w->ck_pos) { /* bytes dropped unchecked: cannot vouch */
 		w->ck_on = 0;
-		return;
+		return 0;
 	}
 	from = w->ck_pos;
-	/* With an I/O thread, its other buffer is free here (it has written
-	 * it, and the writer fills the first), and used often enough to be in
-	 * memory: a buffer of its own would be fresh pages in a copy-on-write
-	 * writer, which cost more than the check of a small image. */
-	char *buf = w->io ? w->io_spare : w->ck_buf;
-	size_t size = w->io ? w->buf_size : w->ck_size;
-	while (from < to && !w->error) {
+	while (from < to) {
 		size_t n = to - from < size ? (size_t)(to - from) : size;
-		ssize_t got = pread(w->fd, buf, n, (off_t)from);
-		if (got < 0 && errno == EINTR)
+		long got = raw_syscall4(SYS_pread64, w->fd, buf, n, from);
+		if (got == -EINTR)
 			continue;
-		if (got <= 0) {
-			fail(w, got < 0 ? errno : EIO);
-			return;
-		}
-		if (check_bytes(w, buf, (uint64_t)got) < 0) {
-			fail(w, EBADMSG);
-			return;
-		}
+		if (got <= 0)
+			return got < 0 ? (int)-got : EIO;
+		if (check_bytes(w, buf, (uint64_t)got) < 0)
+			return EBADMSG;
 		from += (uint64_t)got;
 	}
+	return 0;
 }
 
 /* PAGES has ended: the rest of it is read back from the page cache now,
  * while the index still lists its chunks (the caller may free it). */
 static void check_pages_end(struct ckpt_writer *w)
 {
+	io_drain(w); /* the I/O thread reads pages_end */
 	w->pages_end = w->offset;
 	if (!w->ck_on)
 		return;
 	flush(w);
 	io_drain(w);
-	read_back(w, w->wb_dropped, w->pages_end);
+	/* with an I/O thread, its other buffer is free here (it has written
+	 * it, and the writer fills the first), and used often enough to be in
+	 * memory: a buffer of its own would be fresh pages in a copy-on-write
+	 * writer, which cost more than the check of a small image */
+	int err = w->error
+		      ? 0
+		      : read_back(w, w->wb_dropped, w->pages_end, w->io ? w->io_spare : w->ck_buf,
+				  w->io ? w->buf_size : w->ck_size);
+	if (err)
+		fail(w, err);
 	w->checked = !w->error && w->ck_on && w->index && !w->index_lost &&
 		     w->ck_next == w->index_used && w->ck_pos == w->pages_end;
 }

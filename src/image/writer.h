@@ -11,8 +11,9 @@
 #include "image/format.h"
 
 /* An I/O thread: submit hands it len bytes to write at file offset off
- * (the buffer stays untouched until wait returns); wait blocks until the
- * last submission is written and returns 0 or an errno. */
+ * (the buffer stays untouched until wait returns); after writing them the
+ * thread calls ckpt_writer_behind. wait blocks until the last submission
+ * is done and returns 0 or an errno (the write's or the write-behind's). */
 struct ckpt_writer_io {
 	void (*submit)(void *ctx, const char *buf, size_t len, uint64_t off);
 	int (*wait)(void *ctx);
@@ -90,6 +91,11 @@ struct ckpt_writer {
 	uint32_t ck_crc;    /* its checksum so far */
 	unsigned char ck_head[sizeof(struct ckpt_page_chunk)];
 	int checked; /* set by finish: every page chunk read back and matched */
+	/* the slot given out last (ckpt_writer_slot): a job's raw copy, or
+	 * a raw chunk's data in the buffer after slot_pad bytes of padding
+	 * and the header */
+	int slot_job;
+	size_t slot_pad;
 	/* recording (ckpt_writer_record): operations kept for later */
 	struct ckpt_writer_record *rec;
 };
@@ -110,6 +116,15 @@ void ckpt_writer_init(struct ckpt_writer *w, int fd, void *buf, size_t buf_size)
 /* Double buffering: once set, a full buffer goes to io while the writer
  * fills spare (buf_size bytes). ckpt_writer_finish waits for io. */
 void ckpt_writer_set_io(struct ckpt_writer *w, const struct ckpt_writer_io *io, void *spare);
+/* For the I/O thread, once everything before file offset written is
+ * written: write-behind for that part of the file (writeback, read-back
+ * check, dropped from the cache; see writer.c) with buf, the buffer just
+ * written, as room for the read-back. Raw system calls only; returns 0 or
+ * an errno (EBADMSG: a chunk read back otherwise than written). */
+int ckpt_writer_behind(struct ckpt_writer *w, char *buf, uint64_t written);
+/* Writes through buf (size bytes) from now on, keeping what the old
+ * buffer holds; before ckpt_writer_set_io. */
+void ckpt_writer_set_buffer(struct ckpt_writer *w, void *buf, size_t size);
 /* Wait for the I/O thread and go back to writing directly. */
 void ckpt_writer_flush_io(struct ckpt_writer *w);
 
@@ -153,6 +168,18 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count);
  * PAGE_INDEX is written after it if an index was set. */
 void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		       uint32_t npages);
+/* A chunk's pages read in place: memory for the pages of a chunk of
+ * npages pages, which the caller fills (reading them straight into it
+ * saves copying them there) and then either commits as the chunk of the
+ * pages at addr, or forgets. With a batch compressor it is the next job's
+ * raw copy; without a compressor, the place of a raw chunk's data in the
+ * buffer (4096-aligned in the file). The file's bytes are the same as
+ * ckpt_writer_chunk's. NULL where that cannot be (a single compressor, a
+ * run short enough for a stored frame, a buffer that cannot hold the
+ * chunk whole): use ckpt_writer_chunk then. No other writer call may come
+ * between the two. */
+void *ckpt_writer_slot(struct ckpt_writer *w, uint32_t npages);
+void ckpt_writer_slot_commit(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages);
 /* Reference chunk: npages pages at addr are those of the parent
  * generation's image (docs/image-format.md); written in order with the
  * other chunks, header only. */

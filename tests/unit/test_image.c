@@ -300,6 +300,9 @@ static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c,
 	return addr;
 }
 
+/* pages handed to the writer through ckpt_writer_slot where it gives one */
+static int slot_jobs, slot_jobs_used;
+
 static void write_pages(struct ckpt_writer *w, const struct program *pg, enum variant v)
 {
 	static unsigned char data[4 * CKPT_PAGE_SIZE];
@@ -323,10 +326,16 @@ static void write_pages(struct ckpt_writer *w, const struct program *pg, enum va
 		for (uint32_t p = 0; p < c->npages; p++)
 			page_pattern(data + p * CKPT_PAGE_SIZE, addr + p * CKPT_PAGE_SIZE);
 		uint32_t area = v == V_CHUNK_AREA_INDEX && i == 3 ? 17 : c->area;
-		if ((v == V_REFS || v == V_REFS_NO_PARENT || v == V_RUNS_ORDER) && i == 2)
-			ckpt_writer_ref(w, area, addr, c->npages);
-		else
+		void *slot = slot_jobs ? ckpt_writer_slot(w, c->npages) : NULL;
+		if ((v == V_REFS || v == V_REFS_NO_PARENT || v == V_RUNS_ORDER) && i == 2) {
+			ckpt_writer_ref(w, area, addr, c->npages); /* the slot is forgotten */
+		} else if (slot) {
+			memcpy(slot, data, (size_t)c->npages * CKPT_PAGE_SIZE);
+			ckpt_writer_slot_commit(w, area, addr, c->npages);
+			slot_jobs_used++;
+		} else {
 			ckpt_writer_chunk(w, area, addr, data, c->npages);
+		}
 	}
 	ckpt_writer_end_section(w, 0);
 	if (v == V_REFS || v == V_REFS_NO_PARENT || v == V_RUNS_ORDER) {
@@ -1581,26 +1590,33 @@ struct flip_io {
 	int fd;
 	int64_t flip_at; /* file offset of the byte to change; -1: none */
 	int flipped;
+	struct ckpt_writer *w;
+	int err; /* the write-behind's result */
 };
 
+/* Writes (as the agent's I/O thread does, at once) and does the
+ * write-behind, whose read-back check must find the changed byte. */
 static void flip_submit(void *ctx, const char *buf, size_t len, uint64_t off)
 {
 	struct flip_io *f = ctx;
 	static char copy[1 << 20];
+	const char *data = buf;
 	if (f->flip_at >= (int64_t)off && f->flip_at < (int64_t)(off + len) && len <= sizeof copy) {
 		memcpy(copy, buf, len);
 		copy[f->flip_at - (int64_t)off] ^= 0x20;
-		buf = copy;
+		data = copy;
 		f->flipped = 1;
 	}
-	CHECK(pwrite(f->fd, buf, len, (off_t)off) == (ssize_t)len, "flip_submit: %s",
+	CHECK(pwrite(f->fd, data, len, (off_t)off) == (ssize_t)len, "flip_submit: %s",
 	      strerror(errno));
+	if (!f->err)
+		f->err = ckpt_writer_behind(f->w, (char *)buf, off + len);
 }
 
 static int flip_wait(void *ctx)
 {
-	(void)ctx;
-	return 0;
+	struct flip_io *f = ctx;
+	return f->err;
 }
 
 enum { BIG_ROUNDS = 40, BIG_PAGES = 256 };
@@ -1617,6 +1633,8 @@ static int write_big(const char *path, struct flip_io *f, struct ckpt_writer *w,
 	static char pages[BIG_PAGES * CKPT_PAGE_SIZE];
 	f->fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	f->flipped = 0;
+	f->w = w;
+	f->err = 0;
 	struct ckpt_writer_io io = {flip_submit, flip_wait, f};
 	ckpt_writer_init(w, f->fd, buf, sizeof buf);
 	ckpt_writer_set_io(w, &io, spare);
@@ -1697,6 +1715,90 @@ static void test_read_back_check(const char *path)
 	      "a checked image without an index is refused: %s", err);
 }
 
+/* ---- raw chunks read in place ---- */
+
+/* Writes chunks of these sizes (pages) with ckpt_writer_chunk, or where
+ * the writer gives one, through a raw slot filled after the fact; returns
+ * the file's bytes. */
+static char *write_slots(const char *path, int use_slots, int *slots, size_t *len)
+{
+	static const uint32_t runs[] = {256, 40, 3, 256, 17, 16, 256, 256, 1, 100, 256};
+	static char buf[2 << 20];
+	static char pages[256 * CKPT_PAGE_SIZE];
+	struct ckpt_writer w;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ckpt_writer_init(&w, fd, buf, sizeof buf);
+	ckpt_writer_begin_section(&w, CKPT_SEC_PAGES);
+	uint64_t addr = 0x200000000ull;
+	*slots = 0;
+	for (unsigned r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+		uint32_t n = runs[r];
+		for (size_t i = 0; i < n * CKPT_PAGE_SIZE; i++)
+			pages[i] = (char)(i * 7 + r);
+		char *slot = use_slots ? ckpt_writer_slot(&w, n) : NULL;
+		if (slot) {
+			memcpy(slot, pages, n * CKPT_PAGE_SIZE);
+			ckpt_writer_slot_commit(&w, 0, addr, n);
+			(*slots)++;
+		} else {
+			ckpt_writer_chunk(&w, 0, addr, pages, n);
+		}
+		addr += (n + 1) * CKPT_PAGE_SIZE;
+	}
+	ckpt_writer_end_section(&w, 0);
+	struct ckpt_image_header hdr = {0};
+	CHECK(ckpt_writer_finish(&w, &hdr) == 0, "finish: errno %d", w.error);
+	close(fd);
+	return slurp(path, len);
+}
+
+static void test_raw_slots(const char *path)
+{
+	size_t len1, len2;
+	int slots;
+	char *plain = write_slots(path, 0, &slots, &len1);
+	char *slotted = write_slots(path, 1, &slots, &len2);
+	/* runs of 17 pages and more: the stored-frame limit is 16 */
+	CHECK(slots == 8, "%d runs written through a slot, 8 expected", slots);
+	CHECK(plain && slotted && len1 == len2 && !memcmp(plain, slotted, len1),
+	      "chunks written in place differ from chunks written from a copy");
+	free(plain);
+	free(slotted);
+	/* no slot with a compressor, nor for a chunk larger than the buffer */
+	static char buf[1 << 20];
+	struct ckpt_writer w;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ckpt_writer_init(&w, fd, buf, sizeof buf);
+	ckpt_writer_begin_section(&w, CKPT_SEC_PAGES);
+	CHECK(ckpt_writer_slot(&w, 256) == NULL, "a 1 MiB buffer gave a slot for 256 pages");
+	CHECK(ckpt_writer_slot(&w, 200) != NULL, "no slot for 200 pages in a 1 MiB buffer");
+	use_zstd(&w);
+	CHECK(ckpt_writer_slot(&w, 200) == NULL, "a slot despite a single compressor");
+	close(fd);
+	/* with a batch compressor, the slot is the next job's copy */
+	for (int variant = 0; variant < 2; variant++) {
+		compressed = 2;
+		slot_jobs = variant;
+		CHECK(create_image(path, V_REFS, 4096) == 0, "write image");
+		size_t l = 0;
+		char *p = slurp(path, &l);
+		if (!variant) {
+			plain = p;
+			len1 = l;
+		} else {
+			slotted = p;
+			len2 = l;
+		}
+	}
+	CHECK(slot_jobs_used > 0, "no job filled through a slot");
+	CHECK(plain && slotted && len1 == len2 && !memcmp(plain, slotted, len1),
+	      "jobs filled in place: image differs");
+	compressed = 0;
+	slot_jobs = 0;
+	free(plain);
+	free(slotted);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--write-seed"))
@@ -1722,6 +1824,7 @@ int main(int argc, char **argv)
 	test_roundtrip(path);
 	test_byte_flips(path);
 	test_batch_same_bytes(path);
+	test_raw_slots(path);
 	compressed = 0;
 	indexed = 0; /* images of versions before 6 */
 	test_version_2(path);
