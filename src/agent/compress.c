@@ -16,7 +16,7 @@
 #include "image/writer.h"
 
 #define MAX_WORKERS 7
-#define JOBS_PER_THREAD 4
+#define JOBS_PER_THREAD 2 /* in each of the two sets */
 #define WORKER_STACK (256u << 10)
 #define WORKER_ARENA (64u << 20)
 
@@ -52,7 +52,8 @@ struct zpool {
 	_Atomic int n[2], done[2];
 	uint32_t batch; /* the writer's count of batches started */
 	_Atomic uint32_t done_futex;
-	ZSTD_CCtx *cctx; /* the writing thread's */
+	uint32_t done_seen; /* done_futex when the batch started */
+	ZSTD_CCtx *cctx;    /* the writing thread's */
 	int nworkers, started;
 	struct zworker w[MAX_WORKERS];
 };
@@ -128,9 +129,9 @@ static void start_workers(struct zpool *p)
 	p->nworkers = n; /* fewer threads: the rest is done by those there are */
 }
 
-/* A batch: the workers are woken, the writing thread takes jobs too, then
- * waits until the last one is done. */
-static void compress_batch(void *ctx, struct ckpt_zjob *jobs, int n)
+/* A batch starts: the workers are woken and take its jobs while the
+ * writing thread collects the next (writer.c). */
+static void compress_start(void *ctx, struct ckpt_zjob *jobs, int n)
 {
 	struct zpool *p = ctx;
 	if (!p->started)
@@ -140,11 +141,20 @@ static void compress_batch(void *ctx, struct ckpt_zjob *jobs, int n)
 	p->jobs[slot] = jobs;
 	atomic_store(&p->n[slot], n);
 	atomic_store(&p->done[slot], 0);
-	uint32_t seen = atomic_load(&p->done_futex);
+	p->done_seen = atomic_load(&p->done_futex);
 	atomic_store(&p->ticket, (uint64_t)b << 32); /* publishes the batch */
 	atomic_fetch_add(&p->gen, 1);
 	futex_wake(&p->gen);
+}
+
+/* The batch started last: the writing thread takes the jobs still
+ * untaken, then waits until the last one is done. */
+static void compress_wait(void *ctx)
+{
+	struct zpool *p = ctx;
+	int slot = (int)(p->batch & 1), n = atomic_load(&p->n[slot]);
 	run_jobs(p, p->cctx);
+	uint32_t seen = p->done_seen;
 	while (atomic_load(&p->done[slot]) < n) {
 		futex_wait(&p->done_futex, seen);
 		seen = atomic_load(&p->done_futex);
@@ -200,7 +210,8 @@ int compress_setup(struct ckpt_writer *w, struct scratch *s, int level)
 			break;
 		p->nworkers++;
 	}
-	int njobs = JOBS_PER_THREAD * (p->nworkers + 1);
+	/* two sets (writer.c): one compressing, one being collected */
+	int njobs = 2 * JOBS_PER_THREAD * (p->nworkers + 1);
 	size_t raw = CKPT_CHUNK_PAGES_MAX * CKPT_PAGE_SIZE, out = ZSTD_compressBound(raw);
 	struct ckpt_zjob *jobs = scratch_alloc(s, (size_t)njobs * sizeof *jobs);
 	if (!jobs)
@@ -214,7 +225,7 @@ int compress_setup(struct ckpt_writer *w, struct scratch *s, int level)
 		if (!jobs[i].raw || !jobs[i].out)
 			return -1;
 	}
-	ckpt_writer_set_batch_compressor(w, compress_batch, p, jobs, njobs);
+	ckpt_writer_set_batch_compressor(w, compress_start, compress_wait, p, jobs, njobs);
 	pool = p;
 	return 0;
 }

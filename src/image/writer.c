@@ -200,8 +200,10 @@ void ckpt_writer_begin_section(struct ckpt_writer *w, uint32_t type)
 	s->type = type;
 	s->offset = w->offset;
 	w->open = s;
-	if (type == CKPT_SEC_PAGES && w->ck_on)
+	if (type == CKPT_SEC_PAGES && w->ck_on) {
+		io_drain(w); /* whose write-behind reads ck_pos */
 		w->ck_pos = s->offset;
+	}
 }
 
 void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len)
@@ -222,7 +224,7 @@ void ckpt_writer_write(struct ckpt_writer *w, const void *data, size_t len)
 	emit(w, data, len);
 }
 
-static void flush_jobs(struct ckpt_writer *w);
+static void drain_jobs(struct ckpt_writer *w);
 static void check_pages_end(struct ckpt_writer *w);
 
 /* For PAGES the count is the number of chunks written (counted here, the
@@ -240,7 +242,7 @@ void ckpt_writer_end_section(struct ckpt_writer *w, uint32_t count)
 		return;
 	}
 	if (w->open->type == CKPT_SEC_PAGES)
-		flush_jobs(w);
+		drain_jobs(w);
 	struct ckpt_section *s = w->open;
 	s->length = w->offset - s->offset;
 	if (s->type == CKPT_SEC_PAGES)
@@ -481,6 +483,12 @@ static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const 
 	w->open->count++;
 }
 
+/* A set of jobs (ckpt_writer_set_batch_compressor) */
+static struct ckpt_zjob *set_jobs(struct ckpt_writer *w, int set)
+{
+	return w->jobs + set * w->njobs;
+}
+
 void *ckpt_writer_slot(struct ckpt_writer *w, uint32_t npages)
 {
 	uint64_t hsize = sizeof(struct ckpt_page_chunk), len = (uint64_t)npages * CKPT_PAGE_SIZE;
@@ -491,7 +499,7 @@ void *ckpt_writer_slot(struct ckpt_writer *w, uint32_t npages)
 		if (len > w->jobs[0].raw_cap || npages > CKPT_ZCHUNK_MAX_PAGES)
 			return NULL;
 		w->slot_job = 1;
-		return w->jobs[w->jobs_used].raw;
+		return set_jobs(w, w->jset)[w->zset[w->jset].n].raw;
 	}
 	if (w->compress || npages <= w->stored_max_pages ||
 	    CKPT_PAGE_SIZE + hsize + len > w->buf_size)
@@ -533,15 +541,20 @@ static int worth(size_t zlen, size_t len)
 	return zlen != 0 && zlen < len && zlen <= UINT32_MAX;
 }
 
-void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn fn, void *ctx,
-				      struct ckpt_zjob *jobs, int njobs)
+void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn start,
+				      ckpt_compress_wait_fn wait, void *ctx, struct ckpt_zjob *jobs,
+				      int njobs)
 {
-	w->batch = fn;
+	w->batch = start;
+	w->batch_wait = wait;
 	w->batch_ctx = ctx;
 	w->jobs = jobs;
-	w->njobs = njobs;
-	w->jobs_used = 0;
-	w->nrefs = 0;
+	/* two sets with a wait: one collected while the other compresses */
+	w->njobs = wait && njobs >= 2 ? njobs / 2 : njobs;
+	if (!w->njobs)
+		w->batch = NULL;
+	w->jset = 0;
+	memset(w->zset, 0, sizeof w->zset);
 }
 
 static void emit_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
@@ -556,48 +569,83 @@ static void emit_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32
 	w->open->count++;
 }
 
-/* The references queued before job i (before == i), in their order. */
-static void emit_refs_before(struct ckpt_writer *w, int i, int *next)
+/* The references queued in set z before its job i (before == i), in
+ * their order. */
+static void emit_refs_before(struct ckpt_writer *w, struct ckpt_zset *z, int i, int *next)
 {
-	for (; *next < w->nrefs && w->refs[*next].before == i && !w->error; (*next)++)
-		emit_ref(w, w->refs[*next].area, w->refs[*next].addr, w->refs[*next].npages);
+	for (; *next < z->nrefs && z->refs[*next].before == i && !w->error; (*next)++)
+		emit_ref(w, z->refs[*next].area, z->refs[*next].addr, z->refs[*next].npages);
 }
 
-/* Compress the collected chunks together, then write them in order, with
- * the references that came between them. */
-static void flush_jobs(struct ckpt_writer *w)
+/* Writes a set's jobs, compressed by now, in their order, with the
+ * references that came between them, and empties it. */
+static void write_set(struct ckpt_writer *w, int set)
 {
-	if (!w->jobs_used)
-		return;
-	int n = w->jobs_used, next = 0;
-	w->jobs_used = 0;
-	if (w->error) {
-		w->nrefs = 0;
-		return;
-	}
-	w->batch(w->batch_ctx, w->jobs, n);
-	for (int i = 0; i < n && !w->error; i++) {
-		struct ckpt_zjob *j = &w->jobs[i];
+	struct ckpt_zset *z = &w->zset[set];
+	struct ckpt_zjob *jobs = set_jobs(w, set);
+	int next = 0;
+	for (int i = 0; i < z->n && !w->error; i++) {
+		struct ckpt_zjob *j = &jobs[i];
 		size_t len = (size_t)j->npages * CKPT_PAGE_SIZE;
-		emit_refs_before(w, i, &next);
+		emit_refs_before(w, z, i, &next);
 		if (worth(j->zlen, len))
 			emit_compressed(w, j->area, j->addr, j->npages, j->out, j->zlen);
 		else
 			emit_raw(w, j->area, j->addr, j->raw, j->npages);
 	}
-	emit_refs_before(w, n, &next);
-	w->nrefs = 0;
+	emit_refs_before(w, z, z->n, &next);
+	z->n = z->nrefs = z->started = 0;
 }
 
-/* The next job's raw pages are filled: it joins the batch. */
+/* The collected set is handed to the compressor. With a wait function the
+ * set before it, compressing meanwhile, is waited for first and written
+ * while this one compresses, and the next is collected in its place; the
+ * writer thread helps in the wait (compress.c). Without one the set is
+ * compressed at once, then written. */
+static void flush_jobs(struct ckpt_writer *w)
+{
+	int c = w->jset, o = c ^ 1;
+	if (!w->batch_wait) {
+		if (w->zset[c].n && !w->error)
+			w->batch(w->batch_ctx, set_jobs(w, c), w->zset[c].n);
+		write_set(w, c);
+		return;
+	}
+	if (w->zset[o].started)
+		w->batch_wait(w->batch_ctx);
+	if (w->zset[c].n && !w->error) {
+		w->batch(w->batch_ctx, set_jobs(w, c), w->zset[c].n);
+		w->zset[c].started = 1;
+	}
+	write_set(w, o);
+	w->jset = o;
+}
+
+/* Everything queued is written: before a chunk written otherwise, and
+ * when PAGES ends. */
+static void drain_jobs(struct ckpt_writer *w)
+{
+	if (!w->batch)
+		return;
+	flush_jobs(w);
+	if (!w->batch_wait)
+		return;
+	int o = w->jset ^ 1;
+	if (w->zset[o].started)
+		w->batch_wait(w->batch_ctx);
+	write_set(w, o);
+}
+
+/* The next job's raw pages are filled: it joins the set collected. */
 static void add_job(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages)
 {
-	struct ckpt_zjob *j = &w->jobs[w->jobs_used++];
+	struct ckpt_zset *z = &w->zset[w->jset];
+	struct ckpt_zjob *j = &set_jobs(w, w->jset)[z->n++];
 	j->area = area;
 	j->addr = addr;
 	j->npages = npages;
 	j->zlen = 0;
-	if (w->jobs_used == w->njobs)
+	if (z->n == w->njobs)
 		flush_jobs(w);
 }
 
@@ -618,11 +666,11 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 	w->raw_page_bytes += len;
 	if (w->batch && len <= w->jobs[0].raw_cap && npages <= CKPT_ZCHUNK_MAX_PAGES) {
 		/* a stable copy: checksum and compressor must see the same bytes */
-		memcpy(w->jobs[w->jobs_used].raw, data, len);
+		memcpy(set_jobs(w, w->jset)[w->zset[w->jset].n].raw, data, len);
 		add_job(w, area, addr, npages);
 		return;
 	}
-	flush_jobs(w); /* chunks are written in their order */
+	drain_jobs(w); /* chunks are written in their order */
 	if (w->compress && len <= w->zraw_cap && npages <= CKPT_ZCHUNK_MAX_PAGES) {
 		memcpy(w->zraw, data, len);
 		size_t zlen = w->compress(w->compress_ctx, w->zout, w->zout_cap, w->zraw, len);
@@ -647,15 +695,18 @@ void ckpt_writer_ref(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32
 		fail(w, EINVAL);
 		return;
 	}
-	/* chunks are written in their order: after the jobs collected so
-	 * far, which are written when their batch is */
-	if (w->jobs_used && w->nrefs == (int)(sizeof w->refs / sizeof w->refs[0]))
-		flush_jobs(w);
-	if (w->jobs_used) {
-		w->refs[w->nrefs++] = (struct ckpt_pending_ref){area, npages, addr, w->jobs_used};
+	/* chunks are written in their order: after the jobs collected or
+	 * compressing so far, which are written when their set is */
+	struct ckpt_zset *z = &w->zset[w->jset], *o = &w->zset[w->jset ^ 1];
+	if (!w->batch || (!z->n && !z->nrefs && !o->n && !o->nrefs)) {
+		emit_ref(w, area, addr, npages);
 		return;
 	}
-	emit_ref(w, area, addr, npages);
+	if (z->nrefs == (int)(sizeof z->refs / sizeof z->refs[0])) {
+		flush_jobs(w);
+		z = &w->zset[w->jset]; /* written and empty: collects now */
+	}
+	z->refs[z->nrefs++] = (struct ckpt_pending_ref){area, npages, addr, z->n};
 }
 
 void ckpt_writer_set_check(struct ckpt_writer *w, void *buf, size_t size)

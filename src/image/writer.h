@@ -35,6 +35,26 @@ struct ckpt_zjob {
 };
 /* see ckpt_writer_set_batch_compressor */
 typedef void (*ckpt_compress_batch_fn)(void *ctx, struct ckpt_zjob *jobs, int n);
+typedef void (*ckpt_compress_wait_fn)(void *ctx);
+
+/* reference chunks that came between the collected jobs, written in
+ * their place when the jobs are: an incremental generation alternates
+ * stored and referred runs, and writing a reference at once would end
+ * every batch after one job (a hand-over to the compressing threads per
+ * stored run) */
+struct ckpt_pending_ref {
+	uint32_t area, npages;
+	uint64_t addr;
+	int before; /* the job it comes before (the set's n when it came) */
+};
+
+/* A set of jobs: collected, then compressed while the next is collected */
+struct ckpt_zset {
+	int n;	     /* jobs in it */
+	int started; /* handed to the compressor, not yet written */
+	int nrefs;
+	struct ckpt_pending_ref refs[256];
+};
 
 struct ckpt_writer {
 	int fd;
@@ -51,20 +71,12 @@ struct ckpt_writer {
 	size_t zraw_cap, zout_cap;
 	uint64_t raw_page_bytes; /* page bytes before compression */
 	ckpt_compress_batch_fn batch;
+	ckpt_compress_wait_fn batch_wait;
 	void *batch_ctx;
-	struct ckpt_zjob *jobs;
-	int njobs, jobs_used;
-	/* reference chunks that came between the collected jobs, written in
-	 * their place when the batch is: an incremental generation alternates
-	 * stored and referred runs, and writing a reference at once would end
-	 * every batch after one job (a hand-over to the compressing threads
-	 * per stored run) */
-	struct ckpt_pending_ref {
-		uint32_t area, npages;
-		uint64_t addr;
-		int before; /* the job it comes before (jobs_used when it came) */
-	} refs[256];
-	int nrefs;
+	struct ckpt_zjob *jobs; /* two sets of njobs with batch_wait, else one */
+	int njobs;
+	int jset; /* the set being collected */
+	struct ckpt_zset zset[2];
 	const struct ckpt_writer_io *io;
 	char *io_spare; /* the other buffer, same size as buf */
 	int io_busy;
@@ -137,10 +149,15 @@ void ckpt_writer_flush_io(struct ckpt_writer *w);
 void ckpt_writer_set_compressor(struct ckpt_writer *w, ckpt_compress_fn fn, void *ctx, void *raw,
 				size_t raw_cap, void *out, size_t out_cap);
 /* Compression of page chunks in batches (several threads): chunks are
- * collected into the njobs jobs, handed to fn together, and written in
- * their order, so the image is the same as with one compressor. */
-void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn fn, void *ctx,
-				      struct ckpt_zjob *jobs, int njobs);
+ * collected into jobs, handed to start together, and written in their
+ * order, so the image is the same as with one compressor. With a wait
+ * function (which returns once the batch started last is done), the njobs
+ * jobs are two sets: one is collected while the other compresses, and
+ * written once the next is handed over. Without one, start compresses
+ * the batch before it returns. */
+void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch_fn start,
+				      ckpt_compress_wait_fn wait, void *ctx, struct ckpt_zjob *jobs,
+				      int njobs);
 /* PAGE_INDEX: with room for cap entries, one is kept per chunk, and the
  * section follows PAGES when it ends. With more chunks than that the
  * image has no index (readers then find the chunks by their headers). */

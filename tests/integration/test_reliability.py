@@ -148,13 +148,43 @@ def refresh_table_crc(data):
     struct.pack_into("<I", data, 316, crc32c(bytes(data[:320])))
 
 
+CHUNK_MAGICS = {b"CHNK", b"CHNZ", b"CHNR"}
+
+
+def page_data_byte(data, off, length):
+    """The offset of a byte of page data near the middle of PAGES (at off,
+    length bytes): inside the body of the chunk there, never the padding
+    between chunks, which no restart reads (docs/image-format.md: a raw
+    chunk's data follows its 24-byte header, 4096-aligned; a compressed one
+    has an 8-byte length field, then its frame)."""
+    pos, end, best = off, off + length, None
+    while pos < end:
+        while pos < end and bytes(data[pos:pos + 4]) not in CHUNK_MAGICS:
+            pos += 1
+        if pos >= end:
+            break
+        magic, _, _, npages, _ = struct.unpack_from("<IIQII", data, pos)
+        kind = bytes(data[pos:pos + 4])
+        if kind == b"CHNK":
+            body, blen = pos + 24, npages * 4096
+        elif kind == b"CHNZ":
+            body, blen = pos + 32, struct.unpack_from("<I", data, pos + 24)[0]
+        else:
+            body, blen = pos + 24, 0
+        if blen and (best is None or abs(body - (off + length // 2)) < abs(best - (off + length // 2))):
+            best = body + blen // 2
+        pos = body + blen
+    assert best is not None, "no page chunk with data in PAGES"
+    return best
+
+
 def damage_image(path, kind):
     """Damages one image in place; returns the words the error must name."""
     data = bytearray(path.read_bytes())
     secs = sections(data)
     if kind == "flip-pages":
         _, off, length = secs["PAGES"]
-        data[off + length // 2] ^= 0x01
+        data[page_data_byte(data, off, length)] ^= 0x01
         words = ("PAGES",)
     elif kind == "flip-threads":
         _, off, length = secs["THREADS"]
