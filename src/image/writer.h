@@ -163,7 +163,8 @@ void ckpt_writer_set_batch_compressor(struct ckpt_writer *w, ckpt_compress_batch
  * image has no index (readers then find the chunks by their headers). */
 void ckpt_writer_set_index(struct ckpt_writer *w, struct ckpt_chunk_entry *entries, uint32_t cap);
 /* Read-back check: once the page cache has written part of the file out
- * (write-behind), the writer reads that part back, before dropping it,
+ * (write-behind), the writer (its I/O thread, if it has one: see
+ * ckpt_writer_behind) reads that part back, before dropping it,
  * and checks every page chunk in it against its PAGE_INDEX entry: header
  * equal, checksum over the bytes read matching, padding zero. buf (size
  * bytes, one MiB is plenty) receives the reads (with an I/O thread, its
