@@ -300,6 +300,13 @@ struct window {
 	unsigned char state[WINDOW_PAGES];
 };
 
+/* Page i of the window is read (into it, or in place) to be looked at. */
+static int to_read(const struct window *win, const struct ckpt_area *a, const uint64_t *pm,
+		   const unsigned char *vec, uint64_t i)
+{
+	return win->state[i] == PAGE_IN_PLACE && candidate(a, pm[i], vec[i] & 1);
+}
+
 /* A window whose pages are all to be stored, the usual case of a full
  * checkpoint, is read straight to where the writer wants the chunk's pages
  * (a compressing job's copy, or the buffer for a raw chunk) instead of
@@ -316,7 +323,7 @@ static int window_in_place(struct window *win, struct ckpt_writer *w, uint32_t i
 	if (incr_has_parent())
 		return 0;
 	for (uint64_t i = 0; i < n; i++)
-		if (win->state[i] != PAGE_IN_PLACE || !candidate(a, pm[i], vec[i] & 1))
+		if (!to_read(win, a, pm, vec, i))
 			return 0;
 	char *slot = ckpt_writer_slot(w, (uint32_t)n);
 	if (!slot || raw_syscall4(SYS_pread64, win->mem_fd, slot, n * CKPT_PAGE_SIZE, base) !=
@@ -360,12 +367,12 @@ static int window_fill(struct window *win, struct ckpt_writer *w, uint32_t idx, 
 	if (in_place)
 		return in_place > 0;
 	for (uint64_t i = 0; i < n;) {
-		if (win->state[i] != PAGE_IN_PLACE || !candidate(a, pm[i], vec[i] & 1)) {
+		if (!to_read(win, a, pm, vec, i)) {
 			i++;
 			continue;
 		}
 		uint64_t j = i + 1;
-		while (j < n && win->state[j] == PAGE_IN_PLACE && candidate(a, pm[j], vec[j] & 1))
+		while (j < n && to_read(win, a, pm, vec, j))
 			j++;
 		uint64_t len = (j - i) * CKPT_PAGE_SIZE;
 		uint64_t from = (uint64_t)(uintptr_t)source(sn, base + i * CKPT_PAGE_SIZE);

@@ -462,6 +462,19 @@ static void emit_stored(struct ckpt_writer *w, uint32_t area, uint64_t addr, con
  * pages instead of copying them. Readers rely on this rule to find the
  * next chunk (docs/image-format.md). Runs too short to gain from mapping
  * are stored unpadded instead (emit_stored). */
+/* Bytes a raw chunk of npages takes at most, padding included. */
+static uint64_t raw_need(uint32_t npages)
+{
+	return CKPT_PAGE_SIZE + sizeof(struct ckpt_page_chunk) + (uint64_t)npages * CKPT_PAGE_SIZE;
+}
+
+/* Zero padding before a raw chunk's header at the current offset. */
+static size_t raw_padding(const struct ckpt_writer *w)
+{
+	uint64_t hsize = sizeof(struct ckpt_page_chunk);
+	return (size_t)((CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
+}
+
 static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const void *data,
 		     uint32_t npages)
 {
@@ -469,9 +482,8 @@ static void emit_raw(struct ckpt_writer *w, uint32_t area, uint64_t addr, const 
 		emit_stored(w, area, addr, data, npages);
 		return;
 	}
-	uint64_t hsize = sizeof(struct ckpt_page_chunk);
-	chunk_room(w, CKPT_PAGE_SIZE + hsize + (uint64_t)npages * CKPT_PAGE_SIZE);
-	emit_zeros(w, (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE);
+	chunk_room(w, raw_need(npages));
+	emit_zeros(w, raw_padding(w));
 	uint64_t hpos = w->offset;
 	struct ckpt_page_chunk c = {
 	    .magic = CKPT_CHUNK_MAGIC, .area = area, .addr = addr, .npages = npages, .crc = 0};
@@ -489,26 +501,32 @@ static struct ckpt_zjob *set_jobs(struct ckpt_writer *w, int set)
 	return w->jobs + set * w->njobs;
 }
 
+/* A chunk of npages goes to the batch compressor (else it is written
+ * alone, after the batches before it). */
+static int fits_job(const struct ckpt_writer *w, uint32_t npages)
+{
+	return w->batch && (size_t)npages * CKPT_PAGE_SIZE <= w->jobs[0].raw_cap &&
+	       npages <= CKPT_ZCHUNK_MAX_PAGES;
+}
+
 void *ckpt_writer_slot(struct ckpt_writer *w, uint32_t npages)
 {
-	uint64_t hsize = sizeof(struct ckpt_page_chunk), len = (uint64_t)npages * CKPT_PAGE_SIZE;
 	w->slot_job = 0;
 	if (w->rec || w->error || !w->open || w->open->type != CKPT_SEC_PAGES || !npages)
 		return NULL;
 	if (w->batch) {
-		if (len > w->jobs[0].raw_cap || npages > CKPT_ZCHUNK_MAX_PAGES)
+		if (!fits_job(w, npages))
 			return NULL;
 		w->slot_job = 1;
 		return set_jobs(w, w->jset)[w->zset[w->jset].n].raw;
 	}
-	if (w->compress || npages <= w->stored_max_pages ||
-	    CKPT_PAGE_SIZE + hsize + len > w->buf_size)
+	if (w->compress || npages <= w->stored_max_pages || raw_need(npages) > w->buf_size)
 		return NULL;
-	chunk_room(w, CKPT_PAGE_SIZE + hsize + len);
+	chunk_room(w, raw_need(npages));
 	if (w->error)
 		return NULL;
-	w->slot_pad = (CKPT_PAGE_SIZE - (w->offset + hsize) % CKPT_PAGE_SIZE) % CKPT_PAGE_SIZE;
-	return w->buf + w->buf_used + w->slot_pad + hsize;
+	w->slot_pad = raw_padding(w);
+	return w->buf + w->buf_used + w->slot_pad + sizeof(struct ckpt_page_chunk);
 }
 
 static void add_job(struct ckpt_writer *w, uint32_t area, uint64_t addr, uint32_t npages);
@@ -664,7 +682,7 @@ void ckpt_writer_chunk(struct ckpt_writer *w, uint32_t area, uint64_t addr, cons
 	}
 	size_t len = (size_t)npages * CKPT_PAGE_SIZE;
 	w->raw_page_bytes += len;
-	if (w->batch && len <= w->jobs[0].raw_cap && npages <= CKPT_ZCHUNK_MAX_PAGES) {
+	if (fits_job(w, npages)) {
 		/* a stable copy: checksum and compressor must see the same bytes */
 		memcpy(set_jobs(w, w->jset)[w->zset[w->jset].n].raw, data, len);
 		add_job(w, area, addr, npages);
