@@ -259,8 +259,19 @@ static int protect_written(int pagemap_fd, uint64_t start, uint64_t end, struct 
 		uint64_t walk_end = end;
 		long r = scan(pagemap_fd, at, end, PAGESCAN_WP_MATCHING | PAGESCAN_CHECK_WPASYNC,
 			      out, 4096, &walk_end);
-		if (r < 0)
-			return at == start ? -1 : 0; /* else the next scan says so */
+		if (r < 0) {
+			/* The walk stopped at a mapping not registered (never,
+			 * or no longer: [start, end) may have been listed before
+			 * part of it was replaced or moved), after protecting the
+			 * pages before it without saying which were written: all
+			 * of [at, end) counts as written. Dropping them lost the
+			 * writes and zaps just before a re-protection. */
+			if (*n == MAX_SPANS)
+				trk.base_gen = 0;
+			else
+				list[(*n)++] = (struct span){at, end};
+			return at == start ? -1 : 0;
+		}
 		for (long i = 0; i < r; i++) {
 			if (*n == MAX_SPANS) {
 				trk.base_gen = 0; /* too scattered to remember */
