@@ -210,6 +210,25 @@ def test_restart_from_middle_of_chain(ck):
     assert rc == ref_rc
 
 
+def test_chain_while_memory_churns(ck):
+    """Memory that changes every millisecond, also while each image is
+    written and the written pages are protected again: pages written,
+    64 KiB moved away and back (splitting what write tracking registered),
+    pages zeroed with MADV_DONTNEED. Each incremental generation must
+    still hold every change since the one before: restart from the newest
+    of a chain of five resumes exactly."""
+    prog = c_prog("remap_churn", 150, 0, 16)
+    ref = ck.reference(prog)
+    rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "6"], 5, first=(2, 4),
+                                           more=2)
+    assert manifest(rundir, 5).get("parent") == "4", manifest(rundir, 5)
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart from generation 5", out, seen[4])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
 def test_keep_holds_what_chains_need(ck):
     """--keep 1 --full-every 3: a kept incremental generation keeps its
     parents; once a full one is complete, the old chain goes."""

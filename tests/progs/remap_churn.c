@@ -1,0 +1,74 @@
+/* remap_churn STEPS SLEEP_MS MIB: memory changed all the time, in small
+ * rounds a millisecond apart, so that some of it changes while every
+ * checkpoint's image is being written and write tracking is armed again:
+ * pages written, 64 KiB moved away and back with mremap (which splits
+ * the mapping the tracking registered), a page given back with
+ * MADV_DONTNEED. Each step prints a digest of every byte. */
+#include "common.h"
+#include <sys/mman.h>
+
+#define PAGE 4096u
+#define PIECE (1u << 16)
+#define ROUNDS 16
+
+static uint64_t digest(const uint64_t *mem, size_t words)
+{
+	return fnv1a(FNV_INIT, mem, words * sizeof(uint64_t));
+}
+
+/* One round: every change is a function of the round's random numbers
+ * only, so a restored run goes on exactly as the original did. */
+static void round_of_changes(uint64_t *mem, size_t pages, char *spare, uint64_t *seed)
+{
+	for (int k = 0; k < 16; k++) {
+		uint64_t x = xorshift64(seed);
+		mem[(x % pages) * (PAGE / 8) + x % (PAGE / 8)] ^= x | 1;
+	}
+	uint64_t x = xorshift64(seed);
+	char *at = (char *)mem + (x % (pages * PAGE / PIECE)) * PIECE;
+	if (mremap(at, PIECE, PIECE, MREMAP_MAYMOVE | MREMAP_FIXED, spare) != spare ||
+	    mremap(spare, PIECE, PIECE, MREMAP_MAYMOVE | MREMAP_FIXED, at) != at)
+		die("mremap");
+	/* the reservation the piece went through, back for the next round */
+	if (mmap(spare, PIECE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != spare)
+		die("mmap spare");
+	/* a write just before the moved piece, in the same registered span */
+	if (at != (char *)mem)
+		at[-1] ^= (char)x;
+	x = xorshift64(seed);
+	if (madvise((char *)mem + (x % pages) * PAGE, PAGE, MADV_DONTNEED))
+		die("madvise");
+}
+
+int main(int argc, char **argv)
+{
+	const char *extra = "MIB";
+	if (argc != 4)
+		usage_exit(argv[0], extra);
+	long steps = parse_num(argv[1], argv[0], extra);
+	long sleep = parse_num(argv[2], argv[0], extra);
+	long mib = parse_num(argv[3], argv[0], extra);
+	if (mib < 1)
+		usage_exit(argv[0], extra);
+	setup_stdout();
+
+	size_t len = (size_t)mib << 20, pages = len / PAGE, words = len / 8;
+	uint64_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *spare = mmap(NULL, PIECE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || spare == MAP_FAILED)
+		die("mmap");
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+	for (size_t i = 0; i < words; i++)
+		mem[i] = i % 3 ? xorshift64(&seed) : i / 512;
+	for (long s = 0; s < steps; s++) {
+		for (int r = 0; r < ROUNDS; r++) {
+			round_of_changes(mem, pages, spare, &seed);
+			sleep_ms(1);
+		}
+		printf("step %ld digest=%016llx\n", s, (unsigned long long)digest(mem, words));
+		if (sleep)
+			sleep_ms(sleep);
+	}
+	printf("done steps=%ld checksum=%016llx\n", steps, (unsigned long long)digest(mem, words));
+	return 0;
+}
