@@ -212,6 +212,10 @@ int track_covers(uint64_t addr);
 uint64_t track_covers_pages(uint64_t addr, uint64_t max);
 void track_done(void);
 int track_fd(void);		  /* its userfaultfd, -1 if none (not imaged) */
+/* From a program thread, around its mremap (mapwrap.c): [start, start +
+ * len) is no longer tracked, and no SUSPEND registers it until _end. */
+void track_release_begin(uint64_t start, uint64_t len);
+void track_release_end(void);
 void track_forget(void);	  /* in a forked child */
 void track_forget_restored(void); /* after a restart */
 /* At the capture, after track_collect: at most how many bytes of pages it

@@ -18,6 +18,7 @@ struct pagescan_arg {
 	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 #define PAGESCAN_IOCTL _IOWR('f', 16, struct pagescan_arg)
+#define PAGESCAN_IS_WPALLOWED (1ull << 0) /* in a mapping registered for async write-protection */
 #define PAGESCAN_IS_WRITTEN (1ull << 1)
 #define PAGESCAN_IS_FILE (1ull << 2)
 #define PAGESCAN_IS_PRESENT (1ull << 3)

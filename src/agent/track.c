@@ -27,6 +27,7 @@
  * copy-on-write writer consults the result, which lies in scratch memory
  * it inherited. */
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -124,6 +125,68 @@ int track_fd(void)
 	return still_ours() ? trk.uffd : -1;
 }
 
+/* Registering and mremap exclude each other (mapwrap.c): a range the
+ * wrapper has just released must not be registered again before the
+ * program's mremap has moved it. Held for two system calls at most; the
+ * program's threads are never stopped while the checkpoint thread waits
+ * for it (it registers while they run, at SUSPEND). The owner's thread id
+ * makes it safe to take again in a signal handler that calls mremap. */
+static struct {
+	_Atomic int owner; /* thread id, 0 when free */
+	_Atomic int waiters;
+	int depth; /* the owner's */
+} map_lock;
+
+static void map_lock_take(void)
+{
+	int self = (int)raw_syscall0(SYS_gettid), free = 0;
+	if (__atomic_load_n(&map_lock.owner, __ATOMIC_RELAXED) == self) {
+		/* 0: interrupted between taking it and counting it */
+		map_lock.depth = map_lock.depth ? map_lock.depth + 1 : 2;
+		return;
+	}
+	while (!__atomic_compare_exchange_n(&map_lock.owner, &free, self, 0, __ATOMIC_ACQUIRE,
+					    __ATOMIC_RELAXED)) {
+		__atomic_fetch_add(&map_lock.waiters, 1, __ATOMIC_SEQ_CST);
+		raw_syscall4(SYS_futex, &map_lock.owner, FUTEX_WAIT_PRIVATE, free, 0);
+		__atomic_fetch_sub(&map_lock.waiters, 1, __ATOMIC_RELAXED);
+		free = 0;
+	}
+	map_lock.depth = 1;
+}
+
+static void map_lock_drop(void)
+{
+	if (--map_lock.depth)
+		return;
+	/* both sequentially consistent: a waiter counted after this load
+	 * sees the lock free when it goes to sleep */
+	__atomic_exchange_n(&map_lock.owner, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&map_lock.waiters, __ATOMIC_SEQ_CST))
+		raw_syscall3(SYS_futex, &map_lock.owner, FUTEX_WAKE_PRIVATE, 1);
+}
+
+void track_release_begin(uint64_t start, uint64_t len)
+{
+	map_lock_take();
+	int fd = __atomic_load_n(&trk.uffd, __ATOMIC_RELAXED);
+	if (fd < 0 || !len)
+		return;
+	/* only our own descriptor: the program may have one of its own */
+	char path[40] = "/proc/self/fd/", link[64];
+	str_append_u64(path, sizeof path, (uint64_t)fd);
+	long n = raw_readlink(path, link, sizeof link);
+	if (n <= 0 || !str_eq(link, "anon_inode:[userfaultfd]"))
+		return;
+	struct uffdio_range range = {start, len};
+	raw_syscall3(SYS_ioctl, fd, UFFDIO_UNREGISTER, &range); /* else as it is */
+}
+
+void track_release_end(void)
+{
+	map_lock_drop();
+}
+
 void track_forget(void)
 {
 	/* after fork (the descriptor acts on the parent's memory: close it
@@ -131,6 +194,8 @@ void track_forget(void)
 	if (still_ours())
 		raw_syscall1(SYS_close, trk.uffd);
 	trk.uffd = -1;
+	/* a thread that held it is not in this process */
+	map_lock.owner = map_lock.waiters = map_lock.depth = 0;
 	trk.base_gen = 0;
 	trk.nfresh = 0;
 	trk.fresh_overflow = 0;
@@ -247,6 +312,18 @@ static int each_mapping(char *buf, size_t cap, void (*fn)(uint64_t, uint64_t, vo
 	return 0;
 }
 
+/* Appends [start, end) to list; a list too long to hold it makes the
+ * next capture untrusted (-1). */
+static int append_span(struct span *list, uint32_t *n, uint64_t start, uint64_t end)
+{
+	if (*n == MAX_SPANS) {
+		trk.base_gen = 0; /* too scattered to remember */
+		return -1;
+	}
+	list[(*n)++] = (struct span){start, end};
+	return 0;
+}
+
 /* Protect again the pages of [start, end) written since they were last
  * protected, appending them to list (ascending); -1 when the mapping is
  * not registered. A list too long to hold them makes the next capture
@@ -266,19 +343,12 @@ static int protect_written(int pagemap_fd, uint64_t start, uint64_t end, struct 
 			 * pages before it without saying which were written: all
 			 * of [at, end) counts as written. Dropping them lost the
 			 * writes and zaps just before a re-protection. */
-			if (*n == MAX_SPANS)
-				trk.base_gen = 0;
-			else
-				list[(*n)++] = (struct span){at, end};
+			append_span(list, n, at, end);
 			return at == start ? -1 : 0;
 		}
-		for (long i = 0; i < r; i++) {
-			if (*n == MAX_SPANS) {
-				trk.base_gen = 0; /* too scattered to remember */
+		for (long i = 0; i < r; i++)
+			if (append_span(list, n, out[i].start, out[i].end) != 0)
 				return 0;
-			}
-			list[(*n)++] = (struct span){out[i].start, out[i].end};
-		}
 		if (walk_end <= at)
 			return 0;
 		at = walk_end;
@@ -321,31 +391,73 @@ static void count_one(uint64_t start, uint64_t end, void *arg)
 		a->bytes += end - start;
 }
 
-static void arm_one(uint64_t start, uint64_t end, void *arg)
+/* Registered already: protect again what was written since, now while
+ * the program runs. Those pages count as written at the coming capture,
+ * and a copy-on-write fork then finds their entries read-only already
+ * (changing a page table entry is what a fork costs per page written,
+ * microseconds each in some VMs). A capture into the stage forks nothing:
+ * the capture's scan finds those pages written as well, and protecting
+ * them twice per checkpoint would only cost time. -1 when [start, end)
+ * is not registered at its start. */
+static int arm_registered(struct arm *a, uint64_t start, uint64_t end)
 {
-	struct arm *a = arg;
-	/* Registered already: protect again what was written since, now
-	 * while the program runs. Those pages count as written at the coming
-	 * capture, and a copy-on-write fork then finds their entries
-	 * read-only already (changing a page table entry is what a fork
-	 * costs per page written, microseconds each in some VMs). A capture
-	 * into the stage forks nothing: the capture's scan finds those pages
-	 * written as well, and protecting them twice per checkpoint would
-	 * only cost time. */
-	if (a->protect ? protect_written(a->pagemap_fd, start, end, trk.pre, &trk.npre) == 0
-		       : count_written(a->pagemap_fd, start, end, &a->bytes) == 0)
-		return;
+	return a->protect ? protect_written(a->pagemap_fd, start, end, trk.pre, &trk.npre)
+			  : count_written(a->pagemap_fd, start, end, &a->bytes);
+}
+
+/* Not registered yet: registered and every page protected; it proves
+ * nothing until the next capture has seen it (fresh). */
+static void register_fresh(struct arm *a, uint64_t start, uint64_t end)
+{
 	struct uffdio_register reg = {.range = {start, end - start},
 				      .mode = UFFDIO_REGISTER_MODE_WP};
-	if (raw_syscall3(SYS_ioctl, trk.uffd, UFFDIO_REGISTER, &reg) != 0)
+	map_lock_take();
+	long r = raw_syscall3(SYS_ioctl, trk.uffd, UFFDIO_REGISTER, &reg);
+	map_lock_drop();
+	if (r != 0)
 		return; /* not allowed for this mapping: it stays hashed */
 	if (trk.nfresh == MAX_FRESH) {
 		trk.fresh_overflow = 1;
 	} else {
 		trk.fresh[trk.nfresh++] = (struct span){start, end};
 	}
-	/* protect every page; what was written since reads as written */
+	/* what was written since reads as written */
 	scan(a->pagemap_fd, start, end, PAGESCAN_WP_MATCHING | PAGESCAN_CHECK_WPASYNC, 0, 0, 0);
+}
+
+static void arm_one(uint64_t start, uint64_t end, void *arg)
+{
+	struct arm *a = arg;
+	uint32_t npre = trk.npre;
+	if (arm_registered(a, start, end) == 0)
+		return;
+	/* A new mapping, or a line of a maps file read before a piece of it
+	 * was moved or replaced (the program runs): only the parts not
+	 * registered become fresh, the rest proves what it proved. A scan
+	 * that fails protects the registered pages before the first part not
+	 * registered without listing the written ones: those count as
+	 * written (protect_written listed all of the line). */
+	static struct pagescan_region parts[256];
+	uint64_t walk_end = end;
+	long n = pagescan(a->pagemap_fd, start, end, 0, PAGESCAN_IS_WPALLOWED, 0, 0, parts, 256,
+			  &walk_end);
+	if (n < 0 || walk_end < end) {
+		register_fresh(a, start, end);
+		return;
+	}
+	trk.npre = npre;
+	uint64_t at = start;
+	for (long i = 0; i < n; i++) {
+		if (parts[i].start > at)
+			register_fresh(a, at, parts[i].start);
+		if (parts[i].start == start && a->protect)
+			append_span(trk.pre, &trk.npre, start, parts[i].end);
+		else
+			arm_registered(a, parts[i].start, parts[i].end);
+		at = parts[i].end;
+	}
+	if (at < end)
+		register_fresh(a, at, end);
 }
 
 static uint64_t span_bytes(const struct span *list, uint32_t n)

@@ -3,13 +3,16 @@
  * checkpoint's image is being written and write tracking is armed again:
  * pages written, 64 KiB moved away and back with mremap (which splits
  * the mapping the tracking registered), a page given back with
- * MADV_DONTNEED. Each step prints a digest of every byte. */
+ * MADV_DONTNEED, 64 KiB made read-only and writable again, a page
+ * replaced by a fresh mapping; and at each step a buffer shrunk and grown
+ * again with mremap. Each step prints a digest of every byte. */
 #include "common.h"
 #include <sys/mman.h>
 
 #define PAGE 4096u
 #define PIECE (1u << 16)
 #define ROUNDS 16
+#define BUF (64 * PAGE)
 
 static uint64_t digest(const uint64_t *mem, size_t words)
 {
@@ -38,6 +41,35 @@ static void round_of_changes(uint64_t *mem, size_t pages, char *spare, uint64_t 
 	x = xorshift64(seed);
 	if (madvise((char *)mem + (x % pages) * PAGE, PAGE, MADV_DONTNEED))
 		die("madvise");
+	/* a piece made read-only and writable again (the mapping split
+	 * and merged), then written */
+	x = xorshift64(seed);
+	at = (char *)mem + (x % (pages * PAGE / PIECE)) * PIECE;
+	if (mprotect(at, PIECE, PROT_READ) || mprotect(at, PIECE, PROT_READ | PROT_WRITE))
+		die("mprotect");
+	at[x % PIECE] ^= (char)(x >> 8) | 1;
+	/* a page replaced by a fresh one, with new contents */
+	x = xorshift64(seed);
+	at = (char *)mem + (x % pages) * PAGE;
+	if (mmap(at, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+		 0) != at)
+		die("mmap fixed");
+	if (x & 1)
+		memset(at, (int)(x >> 16) | 1, PAGE / 2);
+}
+
+/* The buffer written, its second half dropped and grown again (zero),
+ * written again: it may move. */
+static char *regrow(char *buf, long step)
+{
+	memset(buf + (size_t)(step % (BUF / PAGE / 2)) * PAGE, (int)step | 1, PAGE / 4);
+	if (mremap(buf, BUF, BUF / 2, 0) != buf)
+		die("mremap shrink");
+	buf = mremap(buf, BUF / 2, BUF, MREMAP_MAYMOVE);
+	if (buf == MAP_FAILED)
+		die("mremap grow");
+	buf[BUF / 2 + (size_t)step % (BUF / 2)] = (char)step;
+	return buf;
 }
 
 int main(int argc, char **argv)
@@ -55,7 +87,8 @@ int main(int argc, char **argv)
 	size_t len = (size_t)mib << 20, pages = len / PAGE, words = len / 8;
 	uint64_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	char *spare = mmap(NULL, PIECE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED || spare == MAP_FAILED)
+	char *buf = mmap(NULL, BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || spare == MAP_FAILED || buf == MAP_FAILED)
 		die("mmap");
 	uint64_t seed = 0x2545f4914f6cdd1dull;
 	for (size_t i = 0; i < words; i++)
@@ -65,7 +98,10 @@ int main(int argc, char **argv)
 			round_of_changes(mem, pages, spare, &seed);
 			sleep_ms(1);
 		}
-		printf("step %ld digest=%016llx\n", s, (unsigned long long)digest(mem, words));
+		buf = regrow(buf, s);
+		printf("step %ld digest=%016llx buffer=%016llx\n", s,
+		       (unsigned long long)digest(mem, words),
+		       (unsigned long long)fnv1a(FNV_INIT, buf, BUF));
 		if (sleep)
 			sleep_ms(sleep);
 	}
