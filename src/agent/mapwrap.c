@@ -5,13 +5,15 @@
  * registered: a page mapped afresh inside a registered region, or a piece
  * moved away and back, leaves the region in several mappings where there
  * would have been one, and an mremap of the region fails with EFAULT,
- * after moving the mappings before the registered one (Linux 6.17 moves
- * several mappings at once and stops at the first it may not move). So
- * the range is given up by the tracking first (it is stored whole at the
- * next checkpoint, as a moved mapping is anyway): its pieces merge again
- * and nothing in it stops the move. Programs calling the system call
- * directly bypass this, as glibc's realloc does; a block of malloc's lies
- * in a mapping of its own, which tracking does not split. */
+ * after moving the mappings before the registered one (recent kernels,
+ * 6.18 here, move several mappings at once and stop at the first they
+ * may not move). So the range is given up by the tracking first (it is
+ * stored whole at the next checkpoint, as a moved mapping is anyway):
+ * nothing in it stops the move, and pieces that can merge do. Growing a
+ * range across a fresh mapping the program has written still fails (it
+ * keeps an anonymous-memory identity of its own). Programs calling the
+ * system call directly bypass this, as glibc's realloc does; a block of
+ * malloc's lies in a mapping of its own, which tracking does not split. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
