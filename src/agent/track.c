@@ -103,6 +103,14 @@ void track_own_scratch(void)
 	stage_own_scratch(maps, sizeof maps);
 }
 
+static int is_userfaultfd(int fd)
+{
+	char path[40] = "/proc/self/fd/", link[64];
+	str_append_u64(path, sizeof path, (uint64_t)fd);
+	long n = raw_readlink(path, link, sizeof link);
+	return n > 0 && str_eq(link, "anon_inode:[userfaultfd]");
+}
+
 /* The program may have closed our descriptor (daemons close them all) and
  * got its number back for something else: use it, or close it, only while
  * it is still a userfaultfd. */
@@ -110,10 +118,7 @@ static int still_ours(void)
 {
 	if (trk.uffd < 0)
 		return 0;
-	char path[40] = "/proc/self/fd/", link[64];
-	str_append_u64(path, sizeof path, (uint64_t)trk.uffd);
-	long n = raw_readlink(path, link, sizeof link);
-	if (n > 0 && str_eq(link, "anon_inode:[userfaultfd]"))
+	if (is_userfaultfd(trk.uffd))
 		return 1;
 	trk.uffd = -1;
 	trk.base_gen = 0;
@@ -170,13 +175,10 @@ void track_release_begin(uint64_t start, uint64_t len)
 {
 	map_lock_take();
 	int fd = __atomic_load_n(&trk.uffd, __ATOMIC_RELAXED);
-	if (fd < 0 || !len)
-		return;
-	/* only our own descriptor: the program may have one of its own */
-	char path[40] = "/proc/self/fd/", link[64];
-	str_append_u64(path, sizeof path, (uint64_t)fd);
-	long n = raw_readlink(path, link, sizeof link);
-	if (n <= 0 || !str_eq(link, "anon_inode:[userfaultfd]"))
+	/* only while still ours, read-only here (still_ours changes trk,
+	 * which belongs to the checkpoint thread): the program may have
+	 * reused the number, even for a userfaultfd of its own */
+	if (fd < 0 || !len || !is_userfaultfd(fd))
 		return;
 	struct uffdio_range range = {start, len};
 	raw_syscall3(SYS_ioctl, fd, UFFDIO_UNREGISTER, &range); /* else as it is */

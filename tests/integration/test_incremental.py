@@ -50,6 +50,18 @@ def chain_then_crash(ck, prog, opts, n, first=(2, 8), more=0):
     return rundir, run.output(), seen
 
 
+def restart_resumes_newest(ck, prog, ref, rundir, first, seen):
+    """ckpt restart after chain_then_crash: from the newest generation,
+    the run goes on exactly as the uninterrupted one, with its status."""
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    n = len(seen)
+    check_chain(expected,
+                [("first run", first, 0), (f"restart from generation {n}", out, seen[-1])],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+
+
 def test_chain_restart_exact(ck):
     """--full-every 3: generations 1 (full), 2 and 3 (incremental), 4
     (full), 5 (incremental). The memory changes in every way (pages
@@ -85,11 +97,7 @@ def test_chain_restart_exact(ck):
     assert re.search(r"kind: +incremental on generation 4 \(depth 1\): \d+ pages stored", st), st
     assert re.search(r"on disk: +5 generations, [\d.]+ MiB", st) and "program paused:" in st, st
 
-    out, rc, bg = ck.restart(prog)
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart from generation 5", out, seen[4])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
+    restart_resumes_newest(ck, prog, ref, rundir, first, seen)
 
 
 def test_chain_private_file_mapping(ck):
@@ -101,11 +109,7 @@ def test_chain_private_file_mapping(ck):
     ref = ck.reference(prog)
     rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "4"], 4, more=2)
     assert manifest(rundir, 4).get("parent") == "3", manifest(rundir, 4)
-    out, rc, bg = ck.restart(prog)
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart from generation 4", out, seen[3])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
+    restart_resumes_newest(ck, prog, ref, rundir, first, seen)
 
 
 def evict(paths):
@@ -222,11 +226,7 @@ def test_chain_while_memory_churns(ck):
     rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "6"], 5, first=(2, 4),
                                            more=2)
     assert manifest(rundir, 5).get("parent") == "4", manifest(rundir, 5)
-    out, rc, bg = ck.restart(prog)
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("first run", first, 0), ("restart from generation 5", out, seen[4])],
-                context=restart_context(rc, bg, rundir))
-    assert rc == ref_rc
+    restart_resumes_newest(ck, prog, ref, rundir, first, seen)
 
 
 def test_keep_holds_what_chains_need(ck):

@@ -54,6 +54,22 @@ static inline void steps_and_sleep(int argc, char **argv, long *steps, long *sle
 	setup_stdout();
 }
 
+/* STEPS SLEEP_MS MIB, MIB at least min_mib, and stdout set up: the start
+ * of the programs that hold memory changing step by step. Returns MIB. */
+static inline long steps_sleep_mib(int argc, char **argv, long *steps, long *sleep, long min_mib)
+{
+	const char *extra = "MIB";
+	if (argc != 4)
+		usage_exit(argv[0], extra);
+	*steps = parse_num(argv[1], argv[0], extra);
+	*sleep = parse_num(argv[2], argv[0], extra);
+	long mib = parse_num(argv[3], argv[0], extra);
+	if (mib < min_mib)
+		usage_exit(argv[0], extra);
+	setup_stdout();
+	return mib;
+}
+
 /* Sleep ms milliseconds, resuming after EINTR with the time left. */
 static inline void sleep_ms(long ms)
 {

@@ -17,15 +17,7 @@ static uint64_t digest(const uint64_t *mem, size_t words)
 
 int main(int argc, char **argv)
 {
-	const char *extra = "MIB";
-	if (argc != 4)
-		usage_exit(argv[0], extra);
-	long steps = parse_num(argv[1], argv[0], extra);
-	long sleep = parse_num(argv[2], argv[0], extra);
-	long mib = parse_num(argv[3], argv[0], extra);
-	if (mib < 4)
-		usage_exit(argv[0], extra);
-	setup_stdout();
+	long steps, sleep, mib = steps_sleep_mib(argc, argv, &steps, &sleep, 4);
 
 	size_t len = (size_t)mib << 20, pages = len / PAGE, words = len / 8;
 	uint64_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
