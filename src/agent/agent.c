@@ -210,6 +210,65 @@ static int main_thread_stopped(void)
 	return 0;
 }
 
+/* SUSPENDED, with the hand-overs to other processes this process is
+ * caught in half-way (fds.c): the coordinator lets the processes that can
+ * finish them run on a moment, and sends RECHECK to the others. */
+static void send_suspended(void)
+{
+	char what[300], enc[1000], out[1200];
+	int unaccepted, in_flight;
+	fds_unsettled(&unaccepted, &in_flight, what, sizeof what);
+	int n =
+	    snprintf(out, sizeof out, "SUSPENDED gen=%llu pid=%d unaccepted=%d in_flight=%d",
+		     (unsigned long long)agent.generation, (int)agent.pid, unaccepted, in_flight);
+	if (what[0]) {
+		encode(enc, sizeof enc, what);
+		n += snprintf(out + n, sizeof out - (size_t)n, " what=%s", enc);
+	}
+	snprintf(out + n, sizeof out - (size_t)n, "\n");
+	send_line(out);
+}
+
+/* Still stopped, while other processes ran: has what it waited for
+ * happened? */
+static void on_recheck(const char *line)
+{
+	if (phase != PHASE_SUSPENDED || gen_of(line) != agent.generation) {
+		send_fail("RECHECK out of order or malformed");
+		return;
+	}
+	send_suspended();
+}
+
+/* Descriptors sent to this process wait at its sockets: its threads run
+ * until it has taken them (a thread blocked in recvmsg does so at once),
+ * at most ms milliseconds, and are stopped again before they can start
+ * another hand-over, then SUSPENDED says what is left. */
+static void on_settle(const char *line)
+{
+	char v[32];
+	if (phase != PHASE_SUSPENDED || gen_of(line) != agent.generation ||
+	    field(line, "ms", v, sizeof v) != 0) {
+		send_fail("SETTLE out of order or malformed");
+		return;
+	}
+	uint64_t start = now_ns(), until = start + strtoull(v, 0, 10) * 1000000ull;
+	resume_all_threads();
+	/* the first millisecond without sleeping: the receiver is usually
+	 * quick, and should not get far past it */
+	for (uint64_t now = start; fds_still_in_flight() && now < until; now = now_ns()) {
+		struct timespec ts = {0, 50000};
+		if (now - start > 1000000ull)
+			nanosleep(&ts, 0);
+	}
+	if (suspend_all_threads() != 0) {
+		phase = PHASE_IDLE;
+		send_fail(agent.errmsg);
+		return;
+	}
+	send_suspended();
+}
+
 static void on_suspend(const char *line)
 {
 	if (phase != PHASE_IDLE) {
@@ -254,10 +313,7 @@ static void on_suspend(const char *line)
 		return;
 	}
 	phase = PHASE_SUSPENDED;
-	char out[128];
-	snprintf(out, sizeof out, "SUSPENDED gen=%llu pid=%d\n",
-		 (unsigned long long)agent.generation, (int)agent.pid);
-	send_line(out);
+	send_suspended();
 }
 
 /* The other processes of the computation, for finding descriptions this
@@ -472,6 +528,10 @@ static void on_line(const char *line)
 		on_continue(line);
 	else if (strncmp(line, "RESUME ", 7) == 0)
 		on_resume(line);
+	else if (strncmp(line, "RECHECK ", 8) == 0)
+		on_recheck(line);
+	else if (strncmp(line, "SETTLE ", 7) == 0)
+		on_settle(line);
 }
 
 static void at_fork_prepare(void)

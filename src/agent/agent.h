@@ -211,7 +211,7 @@ int track_covers(uint64_t addr);
 /* how many pages from addr on (at most max) are covered, like addr */
 uint64_t track_covers_pages(uint64_t addr, uint64_t max);
 void track_done(void);
-int track_fd(void);		  /* its userfaultfd, -1 if none (not imaged) */
+int track_fd(void); /* its userfaultfd, -1 if none (not imaged) */
 /* From a program thread, around its mremap (mapwrap.c): [start, start +
  * len) is no longer tracked, and no SUSPEND registers it until _end. */
 void track_release_begin(uint64_t start, uint64_t len);
@@ -250,6 +250,9 @@ void memory_forget_snapshots(void);
  * index for recorded operations) */
 void memory_release_index(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+/* hand-overs caught half-way (see fds.c), of each kind; the first in what */
+void fds_unsettled(int *unaccepted, int *in_flight, char *what, size_t cap);
+int fds_still_in_flight(void); /* at the sockets fds_unsettled found them */
 
 /* compress.c: zstd for page chunks (level 0: none) */
 #define CKPT_CHUNK_PAGES_MAX 256

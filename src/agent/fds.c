@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <linux/netlink.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
@@ -153,6 +154,133 @@ static void peek_socket_data(struct fd_list *l, struct ckpt_fd *f)
 	f->data_len = l->data_len - f->data_off;
 }
 
+/* ---- Hand-overs between processes, caught half-way ----
+ * Two moments of handing a descriptor or a request to another process of
+ * the computation cannot be restored: a connection still queued on a
+ * listener after its client sent bytes (they sit in the unaccepted
+ * connection, where nothing can read them without accepting it), and
+ * descriptors sent with SCM_RIGHTS that the receiver has not read yet
+ * (restart would queue the bytes without them). PyTorch's DataLoader
+ * passes every batch's shared memory this way. Both end as soon as the
+ * other side runs, so SUSPENDED reports them and the coordinator lets the
+ * program run a moment and stops it again (docs/design.md). */
+
+/* A Unix stream connection whose other end is a socket no process holds
+ * yet (its inode is 0: it waits on a listener), with bytes sent. */
+static int queued_with_bytes(int fd, uint64_t ino)
+{
+	int outq = 0;
+	if (raw_syscall3(SYS_ioctl, fd, SIOCOUTQ, &outq) != 0 || outq <= 0)
+		return 0;
+	struct sockaddr_un peer;
+	int alen = sizeof peer;
+	if (raw_syscall3(SYS_getpeername, fd, &peer, &alen) != 0 ||
+	    alen <= (int)sizeof(sa_family_t))
+		return 0;
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	if (raw_syscall3(SYS_poll, &p, 1, 0) < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return 0;
+	return unix_peer(ino) == 0;
+}
+
+/* Descriptors queued at a Unix socket with the bytes sent along: a peek
+ * without room for them says so with MSG_CTRUNC, and leaves them queued.
+ * Sockets that also receive credentials would say so for those: left
+ * alone (their descriptors, if any, are lost at restart). */
+static int descriptors_queued(int fd)
+{
+	int inq = 0, flag = 0, len = sizeof flag;
+	if (raw_syscall3(SYS_ioctl, fd, FIONREAD, &inq) != 0 || inq <= 0)
+		return 0;
+	if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_PASSCRED, &flag, &len) != 0 || flag)
+		return 0;
+	static char buf[65536];
+	int off = 0, found = 0;
+	if (raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+		return 0;
+	for (int i = 0; i < 256 && !found; i++) {
+		struct iovec v = {buf, sizeof buf};
+		struct msghdr m;
+		mem_zero(&m, sizeof m);
+		m.msg_iov = &v;
+		m.msg_iovlen = 1;
+		long n = raw_syscall3(SYS_recvmsg, fd, &m, MSG_DONTWAIT | MSG_PEEK);
+		found = n >= 0 && (m.msg_flags & MSG_CTRUNC);
+		if (n <= 0)
+			break;
+	}
+	off = -1;
+	raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+	return found;
+}
+
+/* Where descriptors were found queued by the last fds_unsettled. */
+#define MAX_RECEIVERS 16
+static int receivers[MAX_RECEIVERS], nreceivers;
+
+int fds_still_in_flight(void)
+{
+	for (int i = 0; i < nreceivers; i++)
+		if (descriptors_queued(receivers[i]))
+			return 1;
+	return 0;
+}
+
+/* The descriptors as fds_unsettled listed them, while the threads are
+ * stopped (none can open or close one until they run again): the capture
+ * that follows uses the list instead of reading /proc/self/fd again. */
+static int listed_fds[MAX_FDS], nlisted = -1;
+static uint32_t listed_epoch;
+
+static int list_fds(int **out)
+{
+	*out = listed_fds;
+	if (nlisted >= 0 && listed_epoch == atomic_load(&agent.resume_epoch))
+		return nlisted;
+	nlisted = list_numeric_dir("/proc/self/fd", listed_fds, MAX_FDS);
+	listed_epoch = atomic_load(&agent.resume_epoch);
+	return nlisted;
+}
+
+void fds_unsettled(int *unaccepted, int *in_flight, char *what, size_t cap)
+{
+	int *fds;
+	nlisted = -1;
+	nreceivers = 0;
+	int n = list_fds(&fds);
+	*unaccepted = *in_flight = 0;
+	what[0] = 0;
+	for (int i = 0; i < n; i++) {
+		int fd = fds[i], domain = 0, listening = 0, len = sizeof domain;
+		struct stat sb;
+		if (fd == agent.ctl_fd || fd == track_fd() ||
+		    raw_syscall2(SYS_fstat, fd, &sb) != 0 || !S_ISSOCK(sb.st_mode) ||
+		    raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+		    domain != AF_UNIX)
+			continue;
+		len = sizeof listening;
+		if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) !=
+			0 ||
+		    listening)
+			continue;
+		const char *why = 0;
+		if (queued_with_bytes(fd, sb.st_ino)) {
+			why = ": a connection not accepted yet holds bytes sent on it";
+			++*unaccepted;
+		} else if (descriptors_queued(fd)) {
+			why = ": descriptors sent to it are not received yet";
+			++*in_flight;
+			if (nreceivers < MAX_RECEIVERS)
+				receivers[nreceivers++] = fd;
+		}
+		if (why && !what[0]) {
+			str_copy(what, "fd ", cap);
+			str_append_u64(what, cap, (uint64_t)fd);
+			str_append(what, cap, why);
+		}
+	}
+}
+
 /* The descriptor is of this kind, described by a record in FD_DATA. */
 static int put_record(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, const void *rec,
 		      size_t len)
@@ -190,6 +318,14 @@ static int reconnectable(int fd, int domain)
 	       ti.tcpi_bytes_sent == 0;
 }
 
+/* The other end of this connection was closed (it may have left bytes to
+ * read). */
+static int peer_closed(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	return raw_syscall3(SYS_poll, &p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
 /* A socket whose other end is not in this process: a listener is bound
  * and listens again at restart; a connection cannot come back (its peer
  * has its own state), so the program finds an unconnected socket and gets
@@ -216,6 +352,8 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	    (domain == AF_UNIX || domain == AF_INET || domain == AF_INET6) &&
 	    reconnectable(f->fd, domain))
 		so.flags |= CKPT_SOCKET_RECONNECTABLE;
+	if (so.peerlen && type == SOCK_STREAM && domain == AF_UNIX && peer_closed(f->fd))
+		so.flags |= CKPT_SOCKET_PEER_CLOSED;
 	if (put_record(l, f, CKPT_FD_SOCKET, &so, sizeof so) != 0)
 		return -1;
 	/* A connection whose other end is in the computation too (a local
@@ -781,8 +919,8 @@ static int find_shares(const struct fd_list *l, struct scratch *s, struct ckpt_f
 
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
 {
-	static int fds[MAX_FDS];
-	int n = list_numeric_dir("/proc/self/fd", fds, MAX_FDS);
+	int *fds;
+	int n = list_fds(&fds);
 	if (n < 0) {
 		str_copy(err, "cannot list /proc/self/fd", 64);
 		return -1;

@@ -302,6 +302,9 @@ void ckpt_start(struct coord *c, const char *why)
 	}
 	c->ck.stage = STAGE_SUSPEND;
 	c->ck.unknown_since = 0;
+	c->ck.settle_tries = 0;
+	c->ck.settle_since = c->ck.settle_at = 0;
+	c->ck.recheck = 0;
 	c->ck.abandoning = 0;
 	c->ck.ncont = 0;
 	c->ck.norphans = 0;
@@ -344,6 +347,7 @@ static void join(struct coord *c, struct conn *k)
 	ckpt_line_end(&l);
 	k->in_ckpt = 1;
 	k->phase = CK_SUSPENDING;
+	k->unaccepted = k->in_flight = 0;
 	k->pending = 0;
 	k->done_file[0] = '\0';
 	conn_send(c, k, &l);
@@ -498,8 +502,136 @@ static int all_stopped(struct coord *c, char *why, size_t cap)
 	return !waiting;
 }
 
+/* A process stopped with a hand-over to another process half-way
+ * (agent's fds.c: bytes sent on a connection not accepted yet,
+ * descriptors sent and not received) would lose it at a restart. The
+ * processes that can finish it run on a moment, a little longer each
+ * time, and are stopped again: the listeners a connection waits on (every
+ * process but those whose connections wait, which would only start more
+ * hand-overs), or the receivers of descriptors alone (nobody can send
+ * them more), which stop again as soon as they have taken them. Returns
+ * 1 if some run on, 0 to take the checkpoint as it is
+ * (nothing half-way, or the budget is spent: execution.log names what a
+ * restart will lack). A process stopped by SIGSTOP stays suspended. */
+static int settle(struct coord *c)
+{
+	struct conn *first = NULL;
+	for (size_t i = 0; i < c->nconns && !first; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->in_ckpt && (k->unaccepted || k->in_flight))
+			first = k;
+	}
+	if (!first)
+		return 0;
+	int64_t now = ckpt_mono_ms();
+	if (!c->ck.settle_since)
+		c->ck.settle_since = now;
+	int for_listeners = first->unaccepted > 0, nrun = 0;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		k->settling = k->fd >= 0 && k->in_ckpt && k->phase == CK_SUSPENDED &&
+			      !k->was_stopped &&
+			      (for_listeners ? !k->unaccepted : k->in_flight > 0);
+		nrun += k->settling;
+	}
+	if (nrun == 0 || now - c->ck.settle_since >= COORD_SETTLE_BUDGET_MS) {
+		ckpt_log(
+		    c->o->exec_log,
+		    "checkpoint generation %llu: pid %lld (%s): %s, still after %lld ms of "
+		    "letting the processes that can finish it run on; the checkpoint is taken "
+		    "so, and a restart from it lacks that hand-over (the program may then fail)",
+		    (unsigned long long)c->ck.gen, (long long)first->pid, first->cmd,
+		    first->unsettled_what, (long long)(now - c->ck.settle_since));
+		return 0;
+	}
+	int shift = c->ck.settle_tries < 16 ? c->ck.settle_tries : 16;
+	int64_t wait = (int64_t)COORD_SETTLE_FIRST_MS << shift;
+	if (wait > COORD_SETTLE_CAP_MS)
+		wait = COORD_SETTLE_CAP_MS;
+	c->ck.settle_tries++;
+	ckpt_log(c->o->coord_log, "gen=%llu: pid %lld: %s; %s %d process(es) for %lld ms (%d)",
+		 (unsigned long long)c->ck.gen, (long long)first->pid, first->unsettled_what,
+		 for_listeners ? "RESUME" : "SETTLE", nrun, (long long)wait, c->ck.settle_tries);
+	struct ckpt_line l;
+	ckpt_line_begin(&l, for_listeners ? "RESUME" : "SETTLE");
+	ckpt_line_u64(&l, "gen", c->ck.gen);
+	if (!for_listeners)
+		ckpt_line_u64(&l, "ms", (uint64_t)wait);
+	ckpt_line_end(&l);
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->settling) {
+			conn_send(c, k, &l);
+			k->phase = for_listeners ? CK_NONE : CK_SUSPENDING;
+		}
+	}
+	if (!for_listeners) {
+		/* the receivers stop by themselves once they have taken them */
+		c->ck.recheck = 1;
+		return 1;
+	}
+	c->ck.stage = STAGE_SETTLE;
+	c->ck.settle_at = now + wait;
+	if (c->ck.settle_at < c->ck.deadline)
+		c->ck.deadline = c->ck.settle_at;
+	return 1;
+}
+
+/* The moment given to a hand-over is over: the processes that ran are
+ * stopped again; once they all are (see advance), the others are asked
+ * whether theirs is done now. */
+static void settle_over(struct coord *c)
+{
+	if (ckpt_mono_ms() < c->ck.settle_at) {
+		if (c->ck.settle_at < c->ck.deadline)
+			c->ck.deadline = c->ck.settle_at;
+		return;
+	}
+	c->ck.stage = STAGE_SUSPEND;
+	c->ck.unknown_since = 0;
+	c->ck.recheck = 1;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->role == ROLE_AGENT &&
+		    !(k->in_ckpt && k->phase == CK_SUSPENDED))
+			join(c, k);
+	}
+	ckpt_log(c->o->coord_log, "gen=%llu: SUSPEND again", (unsigned long long)c->ck.gen);
+}
+
+/* Every process is stopped again after a hand-over's moment: those that
+ * stayed stopped look at their sockets again (a listener may have
+ * accepted their connection, a receiver taken their descriptors).
+ * Returns 1 if any was asked. */
+static int recheck(struct coord *c)
+{
+	c->ck.recheck = 0;
+	struct ckpt_line l;
+	ckpt_line_begin(&l, "RECHECK");
+	ckpt_line_u64(&l, "gen", c->ck.gen);
+	ckpt_line_end(&l);
+	int n = 0;
+	for (size_t i = 0; i < c->nconns; i++) {
+		struct conn *k = c->conns[i];
+		if (k->fd >= 0 && k->in_ckpt && k->phase == CK_SUSPENDED && !k->settling &&
+		    k->knows_recheck) {
+			k->phase = CK_SUSPENDING;
+			conn_send(c, k, &l);
+			n++;
+		}
+	}
+	if (n)
+		ckpt_log(c->o->coord_log, "gen=%llu: RECHECK -> %d process(es)",
+			 (unsigned long long)c->ck.gen, n);
+	return n > 0;
+}
+
 static void advance(struct coord *c)
 {
+	if (c->ck.active && c->ck.stage == STAGE_SETTLE) {
+		settle_over(c);
+		return;
+	}
 	if (!c->ck.active || c->ck.stage != STAGE_SUSPEND)
 		return;
 	char why[1000];
@@ -515,6 +647,8 @@ static void advance(struct coord *c)
 			c->ck.deadline = soon;
 		return;
 	}
+	if ((c->ck.recheck && recheck(c)) || settle(c))
+		return;
 	c->ck.stage = STAGE_CAPTURE;
 	appended_snapshot(c);
 	capture_next(c);
@@ -541,6 +675,14 @@ void ckpt_on_suspended(struct coord *c, struct conn *agent, const struct ckpt_ms
 	if (!for_this_checkpoint(c, agent, m, CK_SUSPENDING))
 		return;
 	agent->phase = CK_SUSPENDED;
+	uint64_t unaccepted = 0, in_flight = 0;
+	agent->knows_recheck = ckpt_msg_get_u64(m, "unaccepted", &unaccepted) == 0;
+	ckpt_msg_get_u64(m, "in_flight", &in_flight);
+	agent->unaccepted = unaccepted > 0;
+	agent->in_flight = in_flight > 0;
+	const char *what = ckpt_msg_get(m, "what");
+	snprintf(agent->unsettled_what, sizeof(agent->unsettled_what), "%s",
+		 what && *what ? what : "a hand-over to another process half-way");
 	advance(c);
 }
 
@@ -813,7 +955,7 @@ void ckpt_on_agent_gone(struct coord *c, struct conn *agent)
 			c->ck.deadline = soon;
 		return;
 	}
-	if (c->ck.stage == STAGE_SUSPEND) {
+	if (c->ck.stage == STAGE_SUSPEND || c->ck.stage == STAGE_SETTLE) {
 		/* It exited, or exec'd (its new agent connects again): before
 		 * any image is taken that changes only who takes part. */
 		ckpt_log(c->o->coord_log,

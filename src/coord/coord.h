@@ -26,6 +26,13 @@
  * checkpoint; its presence is checked this often meanwhile. */
 #define COORD_AGENT_WAIT_MS 3000
 #define COORD_MEMBER_POLL_MS 20
+/* A stop that catches a hand-over between processes half-way (a request
+ * on a connection not yet accepted, descriptors in flight) lets the
+ * program run this long at first, twice as long each time after, up to
+ * the cap, and takes the checkpoint as it is after the whole budget. */
+#define COORD_SETTLE_FIRST_MS 2
+#define COORD_SETTLE_CAP_MS 128
+#define COORD_SETTLE_BUDGET_MS 1000
 #define COORD_MAX_CONT 64
 
 /* ckpt's exit status after a stop asked for by SIGTERM or --before-limit

@@ -38,6 +38,13 @@ struct conn {
 	int was_stopped; /* SIGSTOPped: continued for this checkpoint */
 	int pending;
 	char done_file[64];
+	/* SUSPENDED unaccepted=N in_flight=M: hand-overs to other processes
+	 * caught half-way (the first one in unsettled_what); an agent that
+	 * says so also knows RECHECK */
+	int unaccepted, in_flight;
+	int knows_recheck;
+	int settling; /* resumed for a hand-over to finish (checkpoint.c) */
+	char unsettled_what[320];
 };
 
 /* An agent's progress through one checkpoint (docs/protocol.md). */
@@ -53,12 +60,18 @@ enum ck_phase {
 
 /* The checkpoint as a whole: every process stops, then each is captured
  * in turn, then all run on while their images are written. */
-enum ck_stage { STAGE_SUSPEND, STAGE_CAPTURE, STAGE_WRITE };
+enum ck_stage { STAGE_SUSPEND, STAGE_SETTLE, STAGE_CAPTURE, STAGE_WRITE };
 
 struct ckpt_state {
 	int active;
 	int stage;
 	int64_t unknown_since; /* a process without an agent was first seen */
+	/* STAGE_SETTLE: the program runs on until settle_at, then is
+	 * stopped again; settle_since: the first stop that found a
+	 * hand-over half-way */
+	int settle_tries;
+	int recheck; /* when all are stopped again, RECHECK the others */
+	int64_t settle_at, settle_since;
 	int abandoning;
 	pid_t cont[COORD_MAX_CONT]; /* stopped processes continued before they joined */
 	int ncont;

@@ -310,6 +310,10 @@ struct ckpt_socket {
  * of the computation, the connection was still waiting to be accepted, and
  * restart queues a new one on the listener (nothing is lost). */
 #define CKPT_SOCKET_RECONNECTABLE 1u
+/* A connected Unix stream socket whose peer had closed (a server that
+ * answered and hung up before the client read the answer): restart gives
+ * the program the bytes queued at it, then end of file. */
+#define CKPT_SOCKET_PEER_CLOSED 2u
 #define CKPT_SOCKET_V2_SIZE 152 /* without peer */
 
 /* Where the process sits in the computation's tree of processes. Ids are

@@ -898,11 +898,34 @@ static int socket_record(const struct ckpt_image *img, const struct ckpt_fd *f,
 	return 0;
 }
 
+/* A connection whose other end had been closed: one end of a new pair,
+ * holding the bytes that were queued at it, whose other end is closed
+ * too, so the program reads them and then end of file, as it would have. */
+static int peer_closed_socket(const struct ckpt_image *img, const struct ckpt_fd *f,
+			      const struct ckpt_socket *so)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, so->type, 0, sv) != 0)
+		return fail("fd %d: cannot create a socket pair: %s", f->fd, strerror(errno));
+	uint64_t queued = f->data_len > sizeof *so ? f->data_len - sizeof *so : 0;
+	if (queued > 0 && send_all(sv[1], img->fd_data + f->data_off + sizeof *so, queued) != 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		return fail("fd %d: cannot put back the %llu bytes queued at it: %s", f->fd,
+			    (unsigned long long)queued, strerror(e));
+	}
+	close(sv[1]);
+	return sv[0];
+}
+
 static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	struct ckpt_socket so;
 	if (socket_record(img, f, &so) != 0)
 		return -1;
+	if ((so.flags & CKPT_SOCKET_PEER_CLOSED) && so.domain == AF_UNIX && !so.listening)
+		return peer_closed_socket(img, f, &so);
 	int fd = socket(so.domain, so.type, so.protocol);
 	if (fd < 0)
 		return fail("fd %d: cannot create a socket (family %d, type %d): %s", f->fd,

@@ -21,7 +21,7 @@ tree that runs on, and --stop-after-checkpoint stopping every process.
 import pytest
 
 from conftest import (PYDIR, Prog, c_prog, check_chain, py_prog, require_python_modules,
-                      restart_context)
+                      restart_context, text_of)
 
 
 def sh_prog(name, *args):
@@ -42,6 +42,12 @@ PROGRAMS = [
     # the checkpoint catches a connection the server has not accepted yet
     ("pending_connect.py-unix", lambda: py_prog("pending_connect", 40, 60, "unix"), (3, 20)),
     ("pending_connect.py-tcp", lambda: py_prog("pending_connect", 40, 60, "tcp"), (3, 20)),
+    # ... one that already holds the client's request: the checkpoint lets
+    # the program run on until the server has accepted it
+    ("pending_connect.py-unix-ask",
+     lambda: py_prog("pending_connect", 40, 60, "unix", "ask"), (3, 20)),
+    # a descriptor handed over with SCM_RIGHTS, caught half-way
+    ("fd_handover.py", lambda: py_prog("fd_handover", 40, 60), (3, 20)),
     ("shared_offset.py", lambda: py_prog("shared_offset", 60, 40), (3, 20)),
     # the child is stopped from line 16 to line 45
     ("stopped_child.py", lambda: py_prog("stopped_child", 60, 40), (18, 40)),
@@ -61,6 +67,8 @@ PROGRAMS = [
     ("fork_exit_during", lambda: c_prog("fork_exit_during", 80, 40), (3, 20)),
     ("fork_exec_during", lambda: c_prog("fork_exec_during", 50, 40), (3, 20)),
     ("socketpair_tree", lambda: c_prog("socketpair_tree", 60, 40), (3, 20)),
+    # an answer left at a connection whose other end has closed
+    ("peer_closed.py", lambda: py_prog("peer_closed", 60, 40), (3, 20)),
     ("epoll_tree", lambda: c_prog("epoll_tree", 60, 40), (3, 20)),
     # 40 lines of counter.py (lines 1-41), then counter (lines 43-83): the
     # checkpoint finds bash waiting for python3 or for counter
@@ -85,13 +93,16 @@ def test_subshells_reach_the_supervisor(ck):
 
 
 def test_waiting_connection_with_bytes_sent(ck):
-    """A client that sent its question on a connection the server had not
-    accepted yet: the bytes sit in the queued connection, where no
-    checkpoint reaches them. The restart must say so and give the client
-    an unconnected socket (an error it sees), never a connection that lost
-    them silently (both sides would wait for ever)."""
-    prog = py_prog("pending_connect", 40, 100, "unix", "ask")
-    rundir, first, seen = ck.checkpoint_then_crash(prog, k_range=(2, 6))
+    """A client that sent its question on a connection the server does not
+    accept for 3 s: the bytes sit in the queued connection, where no
+    checkpoint reaches them, longer than the checkpoint lets the program
+    run on for them (1 s). execution.log and the restart must say so, and
+    the client must get an unconnected socket (an error it sees), never a
+    connection that lost them silently (both sides would wait for ever)."""
+    prog = py_prog("pending_connect", 6, 3000, "unix", "ask")
+    rundir, first, seen = ck.checkpoint_then_crash(prog, k_range=(1, 2))
+    log = text_of(rundir / "execution.log")
+    assert "a connection not accepted yet holds bytes sent on it, still after" in log, log
     out, rc, bg = ck.restart(prog, timeout=60)
     err = bg.stderr()
     assert "held bytes it had sent" in err, (
