@@ -535,13 +535,22 @@ static int settle(struct coord *c)
 		nrun += k->settling;
 	}
 	if (nrun == 0 || now - c->ck.settle_since >= COORD_SETTLE_BUDGET_MS) {
+		char how[160];
+		if (nrun == 0)
+			snprintf(
+			    how, sizeof(how),
+			    "and no process that could finish it can run (stopped by SIGSTOP)");
+		else
+			snprintf(how, sizeof(how),
+				 "still after %lld ms of letting the processes that can finish it "
+				 "run on",
+				 (long long)(now - c->ck.settle_since));
 		ckpt_log(
 		    c->o->exec_log,
-		    "checkpoint generation %llu: pid %lld (%s): %s, still after %lld ms of "
-		    "letting the processes that can finish it run on; the checkpoint is taken "
+		    "checkpoint generation %llu: pid %lld (%s): %s, %s; the checkpoint is taken "
 		    "so, and a restart from it lacks that hand-over (the program may then fail)",
 		    (unsigned long long)c->ck.gen, (long long)first->pid, first->cmd,
-		    first->unsettled_what, (long long)(now - c->ck.settle_since));
+		    first->unsettled_what, how);
 		return 0;
 	}
 	int shift = c->ck.settle_tries < 16 ? c->ck.settle_tries : 16;
