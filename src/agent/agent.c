@@ -677,6 +677,7 @@ __attribute__((constructor)) static void agent_init(void)
 	stage_find_own_data();
 	track_own_scratch();
 	memory_own_scratch();
+	fds_own_scratch();
 	stdio_identities();
 	if (suspend_install() != 0) {
 		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",

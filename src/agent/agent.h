@@ -253,6 +253,7 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 /* hand-overs caught half-way (see fds.c), of each kind; the first in what */
 void fds_unsettled(int *unaccepted, int *in_flight, char *what, size_t cap);
 int fds_still_in_flight(void); /* at the sockets fds_unsettled found them */
+void fds_own_scratch(void);    /* at start: fds.c's buffers */
 
 /* compress.c: zstd for page chunks (level 0: none) */
 #define CKPT_CHUNK_PAGES_MAX 256

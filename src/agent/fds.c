@@ -165,6 +165,17 @@ static void peek_socket_data(struct fd_list *l, struct ckpt_fd *f)
  * other side runs, so SUSPENDED reports them and the coordinator lets the
  * program run a moment and stops it again (docs/design.md). */
 
+/* Scratch of the checks below and of the capture, not saved in images. */
+static char peek_buf[16384];
+static int listed_fds[MAX_FDS], nlisted = -1;
+static uint32_t listed_epoch;
+
+void fds_own_scratch(void)
+{
+	stage_own_scratch(peek_buf, sizeof peek_buf);
+	stage_own_scratch(listed_fds, sizeof listed_fds);
+}
+
 /* A Unix stream connection whose other end is a socket no process holds
  * yet (its inode is 0: it waits on a listener), with bytes sent. */
 static int queued_with_bytes(int fd, uint64_t ino)
@@ -194,12 +205,11 @@ static int descriptors_queued(int fd)
 		return 0;
 	if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_PASSCRED, &flag, &len) != 0 || flag)
 		return 0;
-	static char buf[65536];
 	int off = 0, found = 0;
 	if (raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
 		return 0;
 	for (int i = 0; i < 256 && !found; i++) {
-		struct iovec v = {buf, sizeof buf};
+		struct iovec v = {peek_buf, sizeof peek_buf};
 		struct msghdr m;
 		mem_zero(&m, sizeof m);
 		m.msg_iov = &v;
@@ -229,9 +239,6 @@ int fds_still_in_flight(void)
 /* The descriptors as fds_unsettled listed them, while the threads are
  * stopped (none can open or close one until they run again): the capture
  * that follows uses the list instead of reading /proc/self/fd again. */
-static int listed_fds[MAX_FDS], nlisted = -1;
-static uint32_t listed_epoch;
-
 static int list_fds(int **out)
 {
 	*out = listed_fds;
