@@ -196,15 +196,21 @@ static int queued_with_bytes(int fd, uint64_t ino)
 
 /* Descriptors queued at a Unix socket with the bytes sent along: a peek
  * without room for them says so with MSG_CTRUNC, and leaves them queued.
- * Sockets that also receive credentials would say so for those: left
- * alone (their descriptors, if any, are lost at restart). */
+ * Sockets that also receive credentials, security labels or pidfds would
+ * say so for those: left alone (their descriptors, if any, are lost at
+ * restart). */
 static int descriptors_queued(int fd)
 {
-	int inq = 0, flag = 0, len = sizeof flag;
+	int inq = 0;
 	if (raw_syscall3(SYS_ioctl, fd, FIONREAD, &inq) != 0 || inq <= 0)
 		return 0;
-	if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_PASSCRED, &flag, &len) != 0 || flag)
-		return 0;
+	static const int passes[] = {SO_PASSCRED, 34 /* SO_PASSSEC */, 76 /* SO_PASSPIDFD */};
+	for (unsigned i = 0; i < sizeof passes / sizeof passes[0]; i++) {
+		int flag = 0, len = sizeof flag;
+		if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, passes[i], &flag, &len) == 0 &&
+		    flag)
+			return 0;
+	}
 	int off = 0, found = 0;
 	if (raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
 		return 0;
