@@ -919,6 +919,44 @@ static int peer_closed_socket(const struct ckpt_image *img, const struct ckpt_fd
 	return sv[0];
 }
 
+/* The directories of a listening Unix socket's path that are gone since
+ * the checkpoint are made again, for the user only: multiprocessing's
+ * listeners (PyTorch DataLoader workers' resource sharers) live in a
+ * temporary directory their process removes when it exits, which a
+ * worker ending after the checkpoint has done. Returns how many. */
+static int make_socket_dirs(int fd, const struct sockaddr_un *un, uint32_t addrlen)
+{
+	size_t len = addrlen - offsetof(struct sockaddr_un, sun_path);
+	char dir[sizeof un->sun_path + 1];
+	if (len == 0 || len > sizeof un->sun_path || un->sun_path[0] != '/')
+		return 0;
+	memcpy(dir, un->sun_path, len);
+	dir[len] = '\0';
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		return 0;
+	*slash = '\0';
+	int made = 0;
+	for (char *p = dir + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(dir, 0700) == 0)
+			made++;
+		else if (errno != EEXIST)
+			return made;
+		*p = c;
+		if (!c)
+			break;
+	}
+	if (made)
+		warn("fd %d: the directory %s of the address it listens on was removed after the "
+		     "checkpoint; made again (mode 0700)",
+		     fd, dir);
+	return made;
+}
+
 static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	struct ckpt_socket so;
@@ -954,7 +992,11 @@ static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 	if (so.domain == AF_UNIX && so.addrlen > sizeof(sa_family_t) && un->sun_path[0] &&
 	    lstat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(un->sun_path);
-	if (bind(fd, (struct sockaddr *)so.addr, so.addrlen) != 0 || listen(fd, 128) != 0)
+	int bound = bind(fd, (struct sockaddr *)so.addr, so.addrlen);
+	if (bound != 0 && errno == ENOENT && so.domain == AF_UNIX &&
+	    make_socket_dirs(f->fd, un, so.addrlen) > 0)
+		bound = bind(fd, (struct sockaddr *)so.addr, so.addrlen);
+	if (bound != 0 || listen(fd, 128) != 0)
 		warn("fd %d: cannot listen again on its address: %s (accept will fail)", f->fd,
 		     strerror(errno));
 	return fd;

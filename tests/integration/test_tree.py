@@ -229,3 +229,13 @@ def test_torch_dataloader_workers(ck):
     through the workers' queues and shared memory at the checkpoint."""
     require_python_modules("torch")
     ck.cycle(py_prog("torch_loader", 60, 40), k_range=(3, 20))
+
+
+def test_torch_dataloader_next_epoch(ck):
+    """Checkpoint in the first epoch, crash in the second: the first
+    epoch's workers ended in between and removed the temporary
+    directories their resource sharers listened in. The restored workers
+    must listen there again (restart makes the directories), or the main
+    process can never fetch a batch."""
+    require_python_modules("torch")
+    ck.cycle(py_prog("torch_epochs", 60, 40, 3), k_range=(3, 12), more_lines=25)
