@@ -908,7 +908,16 @@ static int peer_closed_socket(const struct ckpt_image *img, const struct ckpt_fd
 	if (socketpair(AF_UNIX, so->type, 0, sv) != 0)
 		return fail("fd %d: cannot create a socket pair: %s", f->fd, strerror(errno));
 	uint64_t queued = f->data_len > sizeof *so ? f->data_len - sizeof *so : 0;
-	if (queued > 0 && send_all(sv[1], img->fd_data + f->data_off + sizeof *so, queued) != 0) {
+	const uint8_t *p = img->fd_data + f->data_off + sizeof *so;
+	uint64_t left = queued;
+	ssize_t n = 0;
+	/* never waiting: nobody reads the other end yet (EAGAIN if the bytes
+	 * do not fit the new pair's buffers) */
+	while (left > 0 && (n = send(sv[1], p, left, MSG_NOSIGNAL | MSG_DONTWAIT)) > 0) {
+		left -= (uint64_t)n;
+		p += n;
+	}
+	if (left > 0) {
 		int e = errno;
 		close(sv[0]);
 		close(sv[1]);
