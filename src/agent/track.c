@@ -393,6 +393,20 @@ static void count_one(uint64_t start, uint64_t end, void *arg)
 		a->bytes += end - start;
 }
 
+/* The parts of [start, end) registered for write tracking now, in order
+ * (*parts: until the next call); -1 when they are more than it holds or
+ * the walk fails. */
+static long registered_parts(int pagemap_fd, uint64_t start, uint64_t end,
+			     struct pagescan_region **parts)
+{
+	static struct pagescan_region found[256];
+	uint64_t walk_end = end;
+	long n =
+	    pagescan(pagemap_fd, start, end, 0, PAGESCAN_IS_WPALLOWED, 0, 0, found, 256, &walk_end);
+	*parts = found;
+	return n < 0 || walk_end < end ? -1 : n;
+}
+
 /* Registered already: protect again what was written since, now while
  * the program runs. Those pages count as written at the coming capture,
  * and a copy-on-write fork then finds their entries read-only already
@@ -439,11 +453,9 @@ static void arm_one(uint64_t start, uint64_t end, void *arg)
 	 * that fails protects the registered pages before the first part not
 	 * registered without listing the written ones: those count as
 	 * written (protect_written listed all of the line). */
-	static struct pagescan_region parts[256];
-	uint64_t walk_end = end;
-	long n = pagescan(a->pagemap_fd, start, end, 0, PAGESCAN_IS_WPALLOWED, 0, 0, parts, 256,
-			  &walk_end);
-	if (n < 0 || walk_end < end) {
+	struct pagescan_region *parts;
+	long n = registered_parts(a->pagemap_fd, start, end, &parts);
+	if (n < 0) {
 		register_fresh(a, start, end);
 		return;
 	}
@@ -688,11 +700,9 @@ uint64_t track_covers_pages(uint64_t addr, uint64_t max)
 static void reprotect_one(uint64_t start, uint64_t end, void *arg)
 {
 	int pagemap_fd = *(int *)arg;
-	static struct pagescan_region parts[256];
-	uint64_t walk_end = end;
-	long n =
-	    pagescan(pagemap_fd, start, end, 0, PAGESCAN_IS_WPALLOWED, 0, 0, parts, 256, &walk_end);
-	if (n < 0 || walk_end < end) {
+	struct pagescan_region *parts;
+	long n = registered_parts(pagemap_fd, start, end, &parts);
+	if (n < 0) {
 		protect_written(pagemap_fd, start, end, trk.again, &trk.nagain);
 		return;
 	}
