@@ -127,31 +127,61 @@ static int same_file(int a, int b)
 	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Messages queued at a socket, read with MSG_PEEK from a moving peek
- * offset, which leaves them queued (each behind a 4-byte length, so
- * datagram boundaries survive). */
+/* A socket's queue is read without taking any of it: MSG_PEEK from a
+ * moving peek offset, set to 0 first (0, or -1 if it cannot be) and off
+ * (-1) when done. */
+static int peek_offset(int fd, int off)
+{
+	return raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) == 0
+		   ? 0
+		   : -1;
+}
+
+/* The next message or bytes from the peek offset on, and its flags. */
+static long peek_next(int fd, void *buf, uint64_t cap, int *flags)
+{
+	struct iovec v = {buf, cap};
+	struct msghdr m;
+	mem_zero(&m, sizeof m);
+	m.msg_iov = &v;
+	m.msg_iovlen = 1;
+	long n = raw_syscall3(SYS_recvmsg, fd, &m, MSG_DONTWAIT | MSG_PEEK);
+	*flags = m.msg_flags;
+	return n;
+}
+
+/* Messages queued at a socket, each behind a 4-byte length, so datagram
+ * boundaries survive. */
 static void peek_socket_data(struct fd_list *l, struct ckpt_fd *f)
 {
-	int off = 0;
 	f->data_off = l->data_len;
-	if (raw_syscall5(SYS_setsockopt, f->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+	if (peek_offset(f->fd, 0) != 0)
 		return;
 	for (;;) {
 		uint64_t room = FD_DATA_MAX - l->data_len;
 		if (room < 8)
 			break;
 		char *dst = l->data + l->data_len;
-		long n = raw_syscall6(SYS_recvfrom, f->fd, dst + 4, room - 4,
-				      MSG_DONTWAIT | MSG_PEEK, 0, 0);
+		int flags;
+		long n = peek_next(f->fd, dst + 4, room - 4, &flags);
 		if (n <= 0)
 			break;
 		uint32_t len = (uint32_t)n;
 		mem_copy(dst, &len, 4);
 		l->data_len += 4 + (uint64_t)n;
 	}
-	off = -1;
-	raw_syscall5(SYS_setsockopt, f->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+	peek_offset(f->fd, -1);
 	f->data_len = l->data_len - f->data_off;
+}
+
+/* The other end of this connection has hung up (it may have left bytes to
+ * read); -1 if poll fails. */
+static int hung_up(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	if (raw_syscall3(SYS_poll, &p, 1, 0) < 0)
+		return -1;
+	return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /* ---- Hand-overs between processes, caught half-way ----
@@ -188,10 +218,7 @@ static int queued_with_bytes(int fd, uint64_t ino)
 	if (raw_syscall3(SYS_getpeername, fd, &peer, &alen) != 0 ||
 	    alen <= (int)sizeof(sa_family_t))
 		return 0;
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	if (raw_syscall3(SYS_poll, &p, 1, 0) < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-		return 0;
-	return unix_peer(ino) == 0;
+	return hung_up(fd) == 0 && unix_peer(ino) == 0;
 }
 
 /* Descriptors queued at a Unix socket with the bytes sent along: a peek
@@ -211,22 +238,17 @@ static int descriptors_queued(int fd)
 		    flag)
 			return 0;
 	}
-	int off = 0, found = 0;
-	if (raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) != 0)
+	int found = 0;
+	if (peek_offset(fd, 0) != 0)
 		return 0;
 	for (int i = 0; i < 256 && !found; i++) {
-		struct iovec v = {peek_buf, sizeof peek_buf};
-		struct msghdr m;
-		mem_zero(&m, sizeof m);
-		m.msg_iov = &v;
-		m.msg_iovlen = 1;
-		long n = raw_syscall3(SYS_recvmsg, fd, &m, MSG_DONTWAIT | MSG_PEEK);
-		found = n >= 0 && (m.msg_flags & MSG_CTRUNC);
+		int flags;
+		long n = peek_next(fd, peek_buf, sizeof peek_buf, &flags);
+		found = n >= 0 && (flags & MSG_CTRUNC);
 		if (n <= 0)
 			break;
 	}
-	off = -1;
-	raw_syscall5(SYS_setsockopt, fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+	peek_offset(fd, -1);
 	return found;
 }
 
@@ -316,8 +338,7 @@ static int put_record(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, const
  * out of reach): then the program loses nothing. */
 static int reconnectable(int fd, int domain)
 {
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	if (raw_syscall3(SYS_poll, &p, 1, 0) < 0 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+	if (hung_up(fd) != 0)
 		return 0;
 	if (domain == AF_UNIX) {
 		int outq = -1;
@@ -329,14 +350,6 @@ static int reconnectable(int fd, int domain)
 	return raw_syscall5(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
 	       len >= (int)(__builtin_offsetof(struct tcp_info, tcpi_bytes_sent) + 8) &&
 	       ti.tcpi_bytes_sent == 0;
-}
-
-/* The other end of this connection was closed (it may have left bytes to
- * read). */
-static int peer_closed(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	return raw_syscall3(SYS_poll, &p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP));
 }
 
 /* A socket whose other end is not in this process: a listener is bound
@@ -365,7 +378,7 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 	    (domain == AF_UNIX || domain == AF_INET || domain == AF_INET6) &&
 	    reconnectable(f->fd, domain))
 		so.flags |= CKPT_SOCKET_RECONNECTABLE;
-	if (so.peerlen && type == SOCK_STREAM && domain == AF_UNIX && peer_closed(f->fd))
+	if (so.peerlen && type == SOCK_STREAM && domain == AF_UNIX && hung_up(f->fd) > 0)
 		so.flags |= CKPT_SOCKET_PEER_CLOSED;
 	if (put_record(l, f, CKPT_FD_SOCKET, &so, sizeof so) != 0)
 		return -1;
