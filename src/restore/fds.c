@@ -473,10 +473,12 @@ static void *owner_slot(void)
 	return &owners[nowners];
 }
 
-static int send_all(int fd, const uint8_t *p, uint64_t len)
+/* flags: MSG_DONTWAIT where nobody reads the other end yet (EAGAIN when
+ * the bytes do not fit its buffers) */
+static int send_all(int fd, const uint8_t *p, uint64_t len, int flags)
 {
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | flags);
 		if (n <= 0)
 			return -1;
 		p += n;
@@ -568,9 +570,9 @@ static int tcp_pairs(struct fd_context *c)
 					uint64_t qa = f->data_len - sizeof a,
 						 qb = g->data_len - sizeof b;
 					if (send_all(ends[1], img->fd_data + f->data_off + sizeof a,
-						     qa) != 0 ||
+						     qa, 0) != 0 ||
 					    send_all(ends[0], im2->fd_data + g->data_off + sizeof b,
-						     qb) != 0)
+						     qb, 0) != 0)
 						return fail("fd %d: cannot put the bytes of a TCP "
 							    "connection back",
 							    f->fd);
@@ -908,16 +910,7 @@ static int peer_closed_socket(const struct ckpt_image *img, const struct ckpt_fd
 	if (socketpair(AF_UNIX, so->type, 0, sv) != 0)
 		return fail("fd %d: cannot create a socket pair: %s", f->fd, strerror(errno));
 	uint64_t queued = f->data_len > sizeof *so ? f->data_len - sizeof *so : 0;
-	const uint8_t *p = img->fd_data + f->data_off + sizeof *so;
-	uint64_t left = queued;
-	ssize_t n = 0;
-	/* never waiting: nobody reads the other end yet (EAGAIN if the bytes
-	 * do not fit the new pair's buffers) */
-	while (left > 0 && (n = send(sv[1], p, left, MSG_NOSIGNAL | MSG_DONTWAIT)) > 0) {
-		left -= (uint64_t)n;
-		p += n;
-	}
-	if (left > 0) {
+	if (send_all(sv[1], img->fd_data + f->data_off + sizeof *so, queued, MSG_DONTWAIT) != 0) {
 		int e = errno;
 		close(sv[0]);
 		close(sv[1]);
