@@ -46,8 +46,10 @@ PROGRAMS = [
     # the program run on until the server has accepted it
     ("pending_connect.py-unix-ask",
      lambda: py_prog("pending_connect", 40, 60, "unix", "ask"), (3, 20)),
-    # a descriptor handed over with SCM_RIGHTS, caught half-way
-    ("fd_handover.py", lambda: py_prog("fd_handover", 40, 60), (3, 20)),
+    # ... and answers with a descriptor (SCM_RIGHTS), which the checkpoint
+    # may catch in flight
+    ("pending_connect.py-unix-fd",
+     lambda: py_prog("pending_connect", 40, 60, "unix", "fd"), (3, 20)),
     ("shared_offset.py", lambda: py_prog("shared_offset", 60, 40), (3, 20)),
     # the child is stopped from line 16 to line 45
     ("stopped_child.py", lambda: py_prog("stopped_child", 60, 40), (18, 40)),
@@ -238,4 +240,4 @@ def test_torch_dataloader_next_epoch(ck):
     must listen there again (restart makes the directories), or the main
     process can never fetch a batch."""
     require_python_modules("torch")
-    ck.cycle(py_prog("torch_epochs", 60, 40, 3), k_range=(3, 12), more_lines=25)
+    ck.cycle(py_prog("torch_loader", 60, 40, 3), k_range=(3, 12), more_lines=25)
