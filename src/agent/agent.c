@@ -215,14 +215,15 @@ static int main_thread_stopped(void)
  * finish them run on a moment, and sends RECHECK to the others. */
 static void send_suspended(void)
 {
-	char what[300], enc[1000], out[1200];
-	int unaccepted, in_flight;
-	fds_unsettled(&unaccepted, &in_flight, what, sizeof what);
-	int n =
-	    snprintf(out, sizeof out, "SUSPENDED gen=%llu pid=%d unaccepted=%d in_flight=%d",
-		     (unsigned long long)agent.generation, (int)agent.pid, unaccepted, in_flight);
-	if (what[0]) {
-		encode(enc, sizeof enc, what);
+	char enc[1000], out[1200];
+	struct unsettled u;
+	fds_unsettled(&u);
+	int n = snprintf(out, sizeof out,
+			 "SUSPENDED gen=%llu pid=%d unaccepted=%d in_flight=%d in_transit=%d",
+			 (unsigned long long)agent.generation, (int)agent.pid, u.unaccepted,
+			 u.in_flight, u.in_transit);
+	if (u.what[0]) {
+		encode(enc, sizeof enc, u.what);
 		n += snprintf(out + n, sizeof out - (size_t)n, " what=%s", enc);
 	}
 	snprintf(out + n, sizeof out - (size_t)n, "\n");
@@ -678,6 +679,7 @@ __attribute__((constructor)) static void agent_init(void)
 	track_own_scratch();
 	memory_own_scratch();
 	fds_own_scratch();
+	tcpflow_own_scratch();
 	stdio_identities();
 	if (suspend_install() != 0) {
 		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",

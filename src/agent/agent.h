@@ -251,9 +251,23 @@ void memory_forget_snapshots(void);
 void memory_release_index(void);
 int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
 /* hand-overs caught half-way (see fds.c), of each kind; the first in what */
-void fds_unsettled(int *unaccepted, int *in_flight, char *what, size_t cap);
+struct unsettled {
+	int unaccepted; /* connections waiting on a listener with bytes sent */
+	int in_flight;	/* sockets with descriptors queued */
+	int in_transit; /* TCP connections with bytes on their way (tcpflow.c) */
+	char what[300];
+};
+void fds_unsettled(struct unsettled *u);
 int fds_still_in_flight(void); /* at the sockets fds_unsettled found them */
 void fds_own_scratch(void);    /* at start: fds.c's buffers */
+/* tcpflow.c: the bytes sent on the TCP connection fd that have not
+ * reached the socket at its other end, on this host, yet (0 if it is
+ * elsewhere); *stuck is 1 if they cannot get there while the receiver is
+ * stopped (its receive window is closed). *nl is a sock_diag socket opened
+ * on first use (-1 before), for the caller to close. */
+uint64_t tcp_undelivered(int *nl, int fd, int *stuck);
+void warn_undelivered(int fd);	/* at the capture, in the warnings */
+void tcpflow_own_scratch(void); /* at start: tcpflow.c's buffer */
 
 /* compress.c: zstd for page chunks (level 0: none) */
 #define CKPT_CHUNK_PAGES_MAX 256

@@ -277,43 +277,60 @@ static int list_fds(int **out)
 	return nlisted;
 }
 
-void fds_unsettled(int *unaccepted, int *in_flight, char *what, size_t cap)
+static void name_first(struct unsettled *u, int fd, const char *why)
 {
-	int *fds;
+	if (u->what[0])
+		return;
+	str_copy(u->what, "fd ", sizeof u->what);
+	str_append_u64(u->what, sizeof u->what, (uint64_t)fd);
+	str_append(u->what, sizeof u->what, why);
+}
+
+void fds_unsettled(struct unsettled *u)
+{
+	int *fds, nl = -1;
 	nlisted = -1;
 	nreceivers = 0;
 	int n = list_fds(&fds);
-	*unaccepted = *in_flight = 0;
-	what[0] = 0;
+	u->unaccepted = u->in_flight = u->in_transit = 0;
+	u->what[0] = 0;
 	for (int i = 0; i < n; i++) {
-		int fd = fds[i], domain = 0, listening = 0, len = sizeof domain;
+		int fd = fds[i], domain = 0, type = 0, listening = 0, len = sizeof domain;
 		struct stat sb;
 		if (fd == agent.ctl_fd || fd == track_fd() ||
 		    raw_syscall2(SYS_fstat, fd, &sb) != 0 || !S_ISSOCK(sb.st_mode) ||
-		    raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
-		    domain != AF_UNIX)
+		    raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
 			continue;
 		len = sizeof listening;
 		if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) !=
 			0 ||
 		    listening)
 			continue;
-		const char *why = 0;
-		if (queued_with_bytes(fd, sb.st_ino)) {
-			why = ": a connection not accepted yet holds bytes sent on it";
-			++*unaccepted;
+		if (domain == AF_INET || domain == AF_INET6) {
+			len = sizeof type;
+			int stuck;
+			if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &len) ==
+				0 &&
+			    type == SOCK_STREAM && tcp_undelivered(&nl, fd, &stuck) && !stuck) {
+				++u->in_transit;
+				name_first(u, fd,
+					   ": bytes sent on a TCP connection to a socket of this "
+					   "host have not reached it yet");
+			}
+		} else if (domain != AF_UNIX) {
+			continue;
+		} else if (queued_with_bytes(fd, sb.st_ino)) {
+			++u->unaccepted;
+			name_first(u, fd, ": a connection not accepted yet holds bytes sent on it");
 		} else if (descriptors_queued(fd)) {
-			why = ": descriptors sent to it are not received yet";
-			++*in_flight;
+			++u->in_flight;
 			if (nreceivers < MAX_RECEIVERS)
 				receivers[nreceivers++] = fd;
-		}
-		if (why && !what[0]) {
-			str_copy(what, "fd ", cap);
-			str_append_u64(what, cap, (uint64_t)fd);
-			str_append(what, cap, why);
+			name_first(u, fd, ": descriptors sent to it are not received yet");
 		}
 	}
+	if (nl >= 0)
+		raw_syscall1(SYS_close, nl);
 }
 
 /* The descriptor is of this kind, described by a record in FD_DATA. */
@@ -401,6 +418,8 @@ static int capture_other_socket(struct fd_list *l, struct ckpt_fd *f, int domain
 		l->data_len = out;
 		f->data_len = out - f->data_off;
 	}
+	if (so.peerlen && type == SOCK_STREAM && (domain == AF_INET || domain == AF_INET6))
+		warn_undelivered(f->fd);
 	return 0;
 }
 

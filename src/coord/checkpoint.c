@@ -347,7 +347,7 @@ static void join(struct coord *c, struct conn *k)
 	ckpt_line_end(&l);
 	k->in_ckpt = 1;
 	k->phase = CK_SUSPENDING;
-	k->unaccepted = k->in_flight = 0;
+	k->unaccepted = k->in_flight = k->in_transit = 0;
 	k->pending = 0;
 	k->done_file[0] = '\0';
 	conn_send(c, k, &l);
@@ -509,16 +509,22 @@ static int all_stopped(struct coord *c, char *why, size_t cap)
  * time, and are stopped again: the listeners a connection waits on (every
  * process but those whose connections wait, which would only start more
  * hand-overs), or the receivers of descriptors alone (nobody can send
- * them more), which stop again as soon as they have taken them. Returns
- * 1 if some run on, 0 to take the checkpoint as it is
- * (nothing half-way, or the budget is spent: execution.log names what a
- * restart will lack). A process stopped by SIGSTOP stays suspended. */
+ * them more), which stop again as soon as they have taken them. Bytes of
+ * a TCP connection on their way to a socket of this host (tcpflow.c) get
+ * there without anyone running: the coordinator only waits. Returns 1 if
+ * some run on or it waits, 0 to take the checkpoint as it is (nothing
+ * half-way, or the budget is spent: execution.log names what a restart
+ * will lack). A process stopped by SIGSTOP stays suspended. */
+enum settle_mode { FOR_LISTENERS, FOR_RECEIVERS, FOR_DELIVERY };
+
+static const char *const settle_verb[] = {"RESUME", "SETTLE", "wait"};
+
 static int settle(struct coord *c)
 {
 	struct conn *first = NULL;
 	for (size_t i = 0; i < c->nconns && !first; i++) {
 		struct conn *k = c->conns[i];
-		if (k->fd >= 0 && k->in_ckpt && (k->unaccepted || k->in_flight))
+		if (k->fd >= 0 && k->in_ckpt && (k->unaccepted || k->in_flight || k->in_transit))
 			first = k;
 	}
 	if (!first)
@@ -526,20 +532,28 @@ static int settle(struct coord *c)
 	int64_t now = ckpt_mono_ms();
 	if (!c->ck.settle_since)
 		c->ck.settle_since = now;
-	int for_listeners = first->unaccepted > 0, nrun = 0;
+	enum settle_mode mode = first->unaccepted  ? FOR_LISTENERS
+				: first->in_flight ? FOR_RECEIVERS
+						   : FOR_DELIVERY;
+	int nrun = 0;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
-		k->settling = k->fd >= 0 && k->in_ckpt && k->phase == CK_SUSPENDED &&
-			      !k->was_stopped &&
-			      (for_listeners ? !k->unaccepted : k->in_flight > 0);
+		k->settling = mode != FOR_DELIVERY && k->fd >= 0 && k->in_ckpt &&
+			      k->phase == CK_SUSPENDED && !k->was_stopped &&
+			      (mode == FOR_LISTENERS ? !k->unaccepted : k->in_flight > 0);
 		nrun += k->settling;
 	}
-	if (nrun == 0 || now - c->ck.settle_since >= COORD_SETTLE_BUDGET_MS) {
+	if ((nrun == 0 && mode != FOR_DELIVERY) ||
+	    now - c->ck.settle_since >= COORD_SETTLE_BUDGET_MS) {
 		char how[160];
-		if (nrun == 0)
+		if (nrun == 0 && mode != FOR_DELIVERY)
 			snprintf(
 			    how, sizeof(how),
 			    "and no process that could finish it can run (stopped by SIGSTOP)");
+		else if (mode == FOR_DELIVERY)
+			snprintf(how, sizeof(how),
+				 "still after %lld ms (the receiving socket's buffer may be full)",
+				 (long long)(now - c->ck.settle_since));
 		else
 			snprintf(how, sizeof(how),
 				 "still after %lld ms of letting the processes that can finish it "
@@ -560,21 +574,23 @@ static int settle(struct coord *c)
 	c->ck.settle_tries++;
 	ckpt_log(c->o->coord_log, "gen=%llu: pid %lld: %s; %s %d process(es) for %lld ms (%d)",
 		 (unsigned long long)c->ck.gen, (long long)first->pid, first->unsettled_what,
-		 for_listeners ? "RESUME" : "SETTLE", nrun, (long long)wait, c->ck.settle_tries);
-	struct ckpt_line l;
-	ckpt_line_begin(&l, for_listeners ? "RESUME" : "SETTLE");
-	ckpt_line_u64(&l, "gen", c->ck.gen);
-	if (!for_listeners)
-		ckpt_line_u64(&l, "ms", (uint64_t)wait);
-	ckpt_line_end(&l);
-	for (size_t i = 0; i < c->nconns; i++) {
-		struct conn *k = c->conns[i];
-		if (k->settling) {
-			conn_send(c, k, &l);
-			k->phase = for_listeners ? CK_NONE : CK_SUSPENDING;
+		 settle_verb[mode], nrun, (long long)wait, c->ck.settle_tries);
+	if (nrun) {
+		struct ckpt_line l;
+		ckpt_line_begin(&l, settle_verb[mode]);
+		ckpt_line_u64(&l, "gen", c->ck.gen);
+		if (mode == FOR_RECEIVERS)
+			ckpt_line_u64(&l, "ms", (uint64_t)wait);
+		ckpt_line_end(&l);
+		for (size_t i = 0; i < c->nconns; i++) {
+			struct conn *k = c->conns[i];
+			if (k->settling) {
+				conn_send(c, k, &l);
+				k->phase = mode == FOR_LISTENERS ? CK_NONE : CK_SUSPENDING;
+			}
 		}
 	}
-	if (!for_listeners) {
+	if (mode == FOR_RECEIVERS) {
 		/* the receivers stop by themselves once they have taken them */
 		c->ck.recheck = 1;
 		return 1;
@@ -599,13 +615,18 @@ static void settle_over(struct coord *c)
 	c->ck.stage = STAGE_SUSPEND;
 	c->ck.unknown_since = 0;
 	c->ck.recheck = 1;
+	int n = 0;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
 		if (k->fd >= 0 && k->role == ROLE_AGENT &&
-		    !(k->in_ckpt && k->phase == CK_SUSPENDED))
+		    !(k->in_ckpt && k->phase == CK_SUSPENDED)) {
 			join(c, k);
+			n++;
+		}
 	}
-	ckpt_log(c->o->coord_log, "gen=%llu: SUSPEND again", (unsigned long long)c->ck.gen);
+	if (n)
+		ckpt_log(c->o->coord_log, "gen=%llu: SUSPEND again -> %d process(es)",
+			 (unsigned long long)c->ck.gen, n);
 }
 
 /* Every process is stopped again after a hand-over's moment: those that
@@ -639,7 +660,9 @@ static void advance(struct coord *c)
 {
 	if (c->ck.active && c->ck.stage == STAGE_SETTLE) {
 		settle_over(c);
-		return;
+		/* when nobody ran (a wait for delivery), all are stopped now */
+		if (c->ck.stage == STAGE_SETTLE)
+			return;
 	}
 	if (!c->ck.active || c->ck.stage != STAGE_SUSPEND)
 		return;
@@ -684,11 +707,13 @@ void ckpt_on_suspended(struct coord *c, struct conn *agent, const struct ckpt_ms
 	if (!for_this_checkpoint(c, agent, m, CK_SUSPENDING))
 		return;
 	agent->phase = CK_SUSPENDED;
-	uint64_t unaccepted = 0, in_flight = 0;
+	uint64_t unaccepted = 0, in_flight = 0, in_transit = 0;
 	agent->knows_recheck = ckpt_msg_get_u64(m, "unaccepted", &unaccepted) == 0;
 	ckpt_msg_get_u64(m, "in_flight", &in_flight);
+	ckpt_msg_get_u64(m, "in_transit", &in_transit);
 	agent->unaccepted = unaccepted > 0;
 	agent->in_flight = in_flight > 0;
+	agent->in_transit = in_transit > 0;
 	const char *what = ckpt_msg_get(m, "what");
 	snprintf(agent->unsettled_what, sizeof(agent->unsettled_what), "%s",
 		 what && *what ? what : "a hand-over to another process half-way");

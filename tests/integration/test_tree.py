@@ -38,6 +38,8 @@ PROGRAMS = [
     ("mp_queue.py", lambda: py_prog("mp_queue", 50, 40), (3, 20)),
     ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
+    # most of the time, half a request waits in the client's socket (Nagle)
+    ("tcp_pair.py-split", lambda: py_prog("tcp_pair", 60, 30, "split"), (3, 20)),
     ("fifo_pair.py", lambda: py_prog("fifo_pair", 60, 40), (3, 20)),
     # the checkpoint catches a connection the server has not accepted yet
     ("pending_connect.py-unix", lambda: py_prog("pending_connect", 40, 60, "unix"), (3, 20)),
