@@ -64,11 +64,12 @@ def wait_done(cluster, job, timeout):
 
 
 def test_job_outlives_its_time_limit(cluster, ck):
-    """--time=1, about 160 s of work: --before-limit stops it before each
-    limit, --requeue requeues it, ckpt run resumes it; it completes with
-    exactly the uninterrupted output."""
-    prog = c_prog("counter", 160, 1000)
-    ref = ck.reference(c_prog("counter", 160, 0))
+    """--time=1, about 110 s of work (more than two runs of at most 52 s
+    each): --before-limit stops it before each limit, --requeue requeues
+    it, ckpt run resumes it; it completes with exactly the uninterrupted
+    output."""
+    prog = c_prog("counter", 110, 1000)
+    ref = ck.reference(c_prog("counter", 110, 0))
     script = job_script(ck, "limit", ["--time=1", "--requeue"],
                         ["--interval", "20", "--before-limit", "8", "--requeue"], prog)
     t0 = time.monotonic()
@@ -88,7 +89,7 @@ def test_job_outlives_its_time_limit(cluster, ck):
         assert f"Slurm job {job}, restart count {n}," in ex, f"restart count {n} missing:\n{tail(ex, 30)}"
     assert ex.count("status 85 (stopped after a checkpoint") == requeues, tail(ex, 30)
     assert re.search(r"exit: the program \(pid \d+\) exited with status 0", ex), tail(ex, 30)
-    print(f"\njob {job}: 160 s of work with a 1-minute limit completed after {requeues} requeues "
+    print(f"\njob {job}: 110 s of work with a 1-minute limit completed after {requeues} requeues "
           f"in {took:.0f} s")
 
 

@@ -98,12 +98,12 @@ def test_subshells_reach_the_supervisor(ck):
 
 def test_waiting_connection_with_bytes_sent(ck):
     """A client that sent its question on a connection the server does not
-    accept for 3 s: the bytes sit in the queued connection, where no
+    accept for 2 s: the bytes sit in the queued connection, where no
     checkpoint reaches them, longer than the checkpoint lets the program
     run on for them (1 s). execution.log and the restart must say so, and
     the client must get an unconnected socket (an error it sees), never a
     connection that lost them silently (both sides would wait for ever)."""
-    prog = py_prog("pending_connect", 6, 3000, "unix", "ask")
+    prog = py_prog("pending_connect", 4, 2000, "unix", "ask")
     rundir, first, seen = ck.checkpoint_then_crash(prog, k_range=(1, 2))
     log = text_of(rundir / "execution.log")
     assert "a connection not accepted yet holds bytes sent on it, still after" in log, log

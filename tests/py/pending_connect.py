@@ -41,7 +41,7 @@ srv.listen(8)
 child = os.fork()
 if child == 0:
     # a server whose client is gone gives up instead of waiting for ever
-    srv.settimeout(10)
+    srv.settimeout(5)
     h = hashlib.sha256(b"pending server")
     for i in range(steps):
         time.sleep(sleep_ms / 1000)
