@@ -197,6 +197,24 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	return 0;
 }
 
+/* glibc makes a named semaphore under a temporary name in /dev/shm, links
+ * it to its real name and removes the temporary one: the mapping says
+ * "(deleted)" while the semaphore lives on under its name, which processes
+ * started later open (multiprocessing's spawn and forkserver children open
+ * the program's locks by name, and its finalizers unlink them). The name
+ * it has now is recorded, so restart makes it again. */
+static const char *shm_name(const struct map_line *m, const struct ckpt_area *a)
+{
+	static char named[9 + 256];
+	if (a->kind != CKPT_AREA_SHARED_ANON || !str_starts(m->path, "/dev/shm/") ||
+	    !str_ends(m->path, " (deleted)"))
+		return m->path;
+	str_copy(named, "/dev/shm/", sizeof named);
+	if (name_in_dir("/dev/shm", m->ino, named + 9, sizeof named - 9) != 0)
+		return m->path;
+	return named;
+}
+
 static int page_is_zero(const uint64_t *p)
 {
 	for (unsigned i = 0; i < CKPT_PAGE_SIZE / 8; i += 8)
@@ -788,7 +806,7 @@ static int add_area(const struct map_line *m, struct ckpt_area *a, struct strtab
 			    " is mapped shared and writable: what the program writes into it "
 			    "after the checkpoint stays after a restart",
 			    0);
-	a->name_str = strtab_add(st, m->path);
+	a->name_str = strtab_add(st, shm_name(m, a));
 	return 0;
 }
 

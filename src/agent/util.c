@@ -256,6 +256,35 @@ int64_t dec_field(const char *s, const char *key, const char **after)
 	return 0;
 }
 
+int name_in_dir(const char *dir, uint64_t ino, char *name, size_t cap)
+{
+	char buf[4096];
+	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0)
+		return -1;
+	int found = -1;
+	for (long got;
+	     found < 0 && (got = raw_syscall3(SYS_getdents64, dfd, buf, sizeof buf)) > 0;) {
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			if (d->ino == ino && str_len(d->name) < cap) {
+				str_copy(name, d->name, cap);
+				found = 0;
+				break;
+			}
+		}
+	}
+	raw_syscall1(SYS_close, dfd);
+	return found;
+}
+
 int list_numeric_dir(const char *path, int *out, int cap)
 {
 	/* listing our own descriptors shows the one doing the listing */

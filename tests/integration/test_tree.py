@@ -36,6 +36,10 @@ PROGRAMS = [
     ("fork_pipes.py", lambda: py_prog("fork_pipes", 60, 40), (3, 20)),
     ("mp_pool.py", lambda: py_prog("mp_pool", 50, 30), (3, 20)),
     ("mp_queue.py", lambda: py_prog("mp_queue", 50, 40), (3, 20)),
+    # the checkpoint finds a queue whose locks the next children open by name
+    ("spawn_queue.py-spawn", lambda: py_prog("spawn_queue", 12, 200, "spawn"), (2, 8)),
+    ("spawn_queue.py-forkserver",
+     lambda: py_prog("spawn_queue", 12, 200, "forkserver"), (2, 8)),
     ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
     # most of the time, half a request waits in the client's socket (Nagle)
