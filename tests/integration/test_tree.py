@@ -18,6 +18,8 @@ changes the output. Beyond the standard cycle: two checkpoints in one run,
 a checkpoint of a restarted tree, a checkpoint that must not disturb a
 tree that runs on, and --stop-after-checkpoint stopping every process.
 """
+import re
+
 import pytest
 
 from conftest import (PYDIR, Prog, c_prog, check_chain, py_prog, require_python_modules,
@@ -117,6 +119,22 @@ def test_waiting_connection_with_bytes_sent(ck):
         f"the restart did not name the connection whose sent bytes were lost\n{bg.report()}")
     assert "Invalid argument" in err and rc != 0, (
         f"the client did not get an error on its unconnected socket (status {rc})\n{bg.report()}")
+
+
+def test_tcp_stream_faster_than_its_reader_is_named(ck):
+    """Bytes a TCP sender holds because the receiver's buffer is full do
+    not move while the receiver is stopped, and nothing can read them out
+    of the sender's socket: the checkpoint must name them in execution.log
+    (docs/design.md, known limits) instead of losing them silently."""
+    prog = py_prog("tcp_stream", 400, 100)
+    run = ck.start(prog)
+    run.wait_lines(3)
+    rundir = ck.rundir(proc=run)
+    ck.checkpoint(rundir)
+    ck.crash(run)
+    log = text_of(rundir / "execution.log")
+    assert re.search(r"fd \d+: \d+ bytes sent on a TCP connection to a socket of this host "
+                     r"wait for room in its receive buffer", log), log[-2000:]
 
 
 def test_checkpoint_twice_then_restart(ck):
