@@ -329,9 +329,10 @@ uint64_t hex_field(const char *s, const char *key, int at_line_start, int *found
  * blanks and a '('), *after set past it; 0 if absent. */
 int64_t dec_field(const char *s, const char *key, const char **after);
 /* Numeric entries of a /proc directory (tasks, descriptors): count, or -1. */
-/* the name in dir (not below it) of the file with inode ino; -1 if none */
-int name_in_dir(const char *dir, uint64_t ino, char *name, size_t cap);
 int list_numeric_dir(const char *path, int *out, int cap);
+/* The name in dir (not below it) of the file with inode ino: 0, or -1 if
+ * there is none. */
+int name_in_dir(const char *dir, uint64_t ino, char *name, size_t cap);
 void set_error(const char *a, const char *b, const char *c);
 void add_warning(const char *a, const char *b, const char *c);
 

@@ -30,8 +30,8 @@
 #include "agent/agent.h"
 #include "common/rawsys.h"
 
-/* Both counters need Linux 4.19; older kernels say nothing is on its way
- * (as before this check existed). */
+/* Both counters need Linux 4.19; on older kernels nothing is taken to be
+ * on its way. */
 #define TCP_INFO_NEEDED (__builtin_offsetof(struct tcp_info, tcpi_bytes_retrans) + 8)
 
 static char diag_buf[8192];
