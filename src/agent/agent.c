@@ -218,10 +218,11 @@ static void send_suspended(void)
 	char enc[1000], out[1200];
 	struct unsettled u;
 	fds_unsettled(&u);
-	int n = snprintf(out, sizeof out,
-			 "SUSPENDED gen=%llu pid=%d unaccepted=%d in_flight=%d in_transit=%d",
-			 (unsigned long long)agent.generation, (int)agent.pid, u.unaccepted,
-			 u.in_flight, u.in_transit);
+	int n =
+	    snprintf(out, sizeof out,
+		     "SUSPENDED gen=%llu pid=%d unaccepted=%d in_flight=%d in_transit=%d stuck=%d",
+		     (unsigned long long)agent.generation, (int)agent.pid, u.unaccepted,
+		     u.in_flight, u.in_transit, u.stuck);
 	if (u.what[0]) {
 		encode(enc, sizeof enc, u.what);
 		n += snprintf(out + n, sizeof out - (size_t)n, " what=%s", enc);

@@ -255,6 +255,7 @@ struct unsettled {
 	int unaccepted; /* connections waiting on a listener with bytes sent */
 	int in_flight;	/* sockets with descriptors queued */
 	int in_transit; /* TCP connections with bytes on their way (tcpflow.c) */
+	int stuck;	/* ... with bytes waiting for room at the receiver */
 	char what[300];
 };
 void fds_unsettled(struct unsettled *u);

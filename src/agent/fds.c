@@ -292,7 +292,7 @@ void fds_unsettled(struct unsettled *u)
 	nlisted = -1;
 	nreceivers = 0;
 	int n = list_fds(&fds);
-	u->unaccepted = u->in_flight = u->in_transit = 0;
+	u->unaccepted = u->in_flight = u->in_transit = u->stuck = 0;
 	u->what[0] = 0;
 	for (int i = 0; i < n; i++) {
 		int fd = fds[i], domain = 0, type = 0, listening = 0, len = sizeof domain;
@@ -309,9 +309,16 @@ void fds_unsettled(struct unsettled *u)
 		if (domain == AF_INET || domain == AF_INET6) {
 			len = sizeof type;
 			int stuck;
-			if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &len) ==
-				0 &&
-			    type == SOCK_STREAM && tcp_undelivered(&nl, fd, &stuck) && !stuck) {
+			if (raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &len) !=
+				0 ||
+			    type != SOCK_STREAM || !tcp_undelivered(&nl, fd, &stuck))
+				continue;
+			if (stuck) {
+				++u->stuck;
+				name_first(u, fd,
+					   ": bytes sent on a TCP connection to a socket of this "
+					   "host wait for room in its receive buffer");
+			} else {
 				++u->in_transit;
 				name_first(u, fd,
 					   ": bytes sent on a TCP connection to a socket of this "

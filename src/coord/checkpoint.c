@@ -347,7 +347,7 @@ static void join(struct coord *c, struct conn *k)
 	ckpt_line_end(&l);
 	k->in_ckpt = 1;
 	k->phase = CK_SUSPENDING;
-	k->unaccepted = k->in_flight = k->in_transit = 0;
+	k->unaccepted = k->in_flight = k->in_transit = k->stuck = 0;
 	k->pending = 0;
 	k->done_file[0] = '\0';
 	conn_send(c, k, &l);
@@ -511,38 +511,73 @@ static int all_stopped(struct coord *c, char *why, size_t cap)
  * hand-overs), or the receivers of descriptors alone (nobody can send
  * them more), which stop again as soon as they have taken them. Bytes of
  * a TCP connection on their way to a socket of this host (tcpflow.c) get
- * there without anyone running: the coordinator only waits. Returns 1 if
+ * there without anyone running: the coordinator only waits. Bytes a TCP
+ * sender holds for want of room at the receiver need the reader to run:
+ * every process but the senders runs on. Returns 1 if
  * some run on or it waits, 0 to take the checkpoint as it is (nothing
  * half-way, or the budget is spent: execution.log names what a restart
  * will lack). A process stopped by SIGSTOP stays suspended. */
-enum settle_mode { FOR_LISTENERS, FOR_RECEIVERS, FOR_DELIVERY };
+enum settle_mode { FOR_LISTENERS, FOR_RECEIVERS, FOR_DELIVERY, FOR_READERS };
 
-static const char *const settle_verb[] = {"RESUME", "SETTLE", "wait"};
+static const char *const settle_verb[] = {"RESUME", "SETTLE", "wait", "RESUME"};
+
+/* Whether k runs on for a hand-over of this kind. */
+static int runs_for(const struct conn *k, enum settle_mode mode)
+{
+	switch (mode) {
+	case FOR_LISTENERS:
+		return !k->unaccepted;
+	case FOR_RECEIVERS:
+		return k->in_flight > 0;
+	case FOR_READERS:
+		return !k->stuck && !k->unaccepted;
+	case FOR_DELIVERY:
+		break;
+	}
+	return 0;
+}
+
+/* The kind of hand-over to settle first (the order of settle_mode), and
+ * the first process caught in one of that kind; NULL if none is. */
+static struct conn *first_unsettled(struct coord *c, enum settle_mode *mode)
+{
+	for (int m = FOR_LISTENERS; m <= FOR_READERS; m++)
+		for (size_t i = 0; i < c->nconns; i++) {
+			struct conn *k = c->conns[i];
+			if (k->fd < 0 || !k->in_ckpt)
+				continue;
+			int has = m == FOR_LISTENERS   ? k->unaccepted
+				  : m == FOR_RECEIVERS ? k->in_flight
+				  : m == FOR_DELIVERY  ? k->in_transit
+						       : k->stuck;
+			if (has) {
+				*mode = (enum settle_mode)m;
+				return k;
+			}
+		}
+	return NULL;
+}
 
 static int settle(struct coord *c)
 {
-	struct conn *first = NULL;
-	for (size_t i = 0; i < c->nconns && !first; i++) {
-		struct conn *k = c->conns[i];
-		if (k->fd >= 0 && k->in_ckpt && (k->unaccepted || k->in_flight || k->in_transit))
-			first = k;
-	}
+	enum settle_mode mode;
+	struct conn *first = first_unsettled(c, &mode);
 	if (!first)
 		return 0;
 	int64_t now = ckpt_mono_ms();
 	if (!c->ck.settle_since)
 		c->ck.settle_since = now;
-	enum settle_mode mode = first->unaccepted  ? FOR_LISTENERS
-				: first->in_flight ? FOR_RECEIVERS
-						   : FOR_DELIVERY;
 	int nrun = 0;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
-		k->settling = mode != FOR_DELIVERY && k->fd >= 0 && k->in_ckpt &&
-			      k->phase == CK_SUSPENDED && !k->was_stopped &&
-			      (mode == FOR_LISTENERS ? !k->unaccepted : k->in_flight > 0);
+		k->settling = k->fd >= 0 && k->in_ckpt && k->phase == CK_SUSPENDED &&
+			      !k->was_stopped && runs_for(k, mode);
 		nrun += k->settling;
 	}
+	/* a reader in the same process as its sender, or itself waiting
+	 * to send, cannot run apart: the capture's warning names the bytes */
+	if (nrun == 0 && mode == FOR_READERS)
+		return 0;
 	if ((nrun == 0 && mode != FOR_DELIVERY) ||
 	    now - c->ck.settle_since >= COORD_SETTLE_BUDGET_MS) {
 		char how[160];
@@ -586,7 +621,7 @@ static int settle(struct coord *c)
 			struct conn *k = c->conns[i];
 			if (k->settling) {
 				conn_send(c, k, &l);
-				k->phase = mode == FOR_LISTENERS ? CK_NONE : CK_SUSPENDING;
+				k->phase = mode == FOR_RECEIVERS ? CK_SUSPENDING : CK_NONE;
 			}
 		}
 	}
@@ -707,13 +742,15 @@ void ckpt_on_suspended(struct coord *c, struct conn *agent, const struct ckpt_ms
 	if (!for_this_checkpoint(c, agent, m, CK_SUSPENDING))
 		return;
 	agent->phase = CK_SUSPENDED;
-	uint64_t unaccepted = 0, in_flight = 0, in_transit = 0;
+	uint64_t unaccepted = 0, in_flight = 0, in_transit = 0, stuck = 0;
 	agent->knows_recheck = ckpt_msg_get_u64(m, "unaccepted", &unaccepted) == 0;
 	ckpt_msg_get_u64(m, "in_flight", &in_flight);
 	ckpt_msg_get_u64(m, "in_transit", &in_transit);
 	agent->unaccepted = unaccepted > 0;
 	agent->in_flight = in_flight > 0;
 	agent->in_transit = in_transit > 0;
+	ckpt_msg_get_u64(m, "stuck", &stuck);
+	agent->stuck = stuck > 0;
 	const char *what = ckpt_msg_get(m, "what");
 	snprintf(agent->unsettled_what, sizeof(agent->unsettled_what), "%s",
 		 what && *what ? what : "a hand-over to another process half-way");

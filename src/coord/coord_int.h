@@ -38,10 +38,10 @@ struct conn {
 	int was_stopped; /* SIGSTOPped: continued for this checkpoint */
 	int pending;
 	char done_file[64];
-	/* SUSPENDED unaccepted=N in_flight=M in_transit=T: hand-overs to
-	 * other processes caught half-way (the first one in unsettled_what);
-	 * an agent that says so also knows RECHECK */
-	int unaccepted, in_flight, in_transit;
+	/* SUSPENDED unaccepted=N in_flight=M in_transit=T stuck=S: hand-overs
+	 * to other processes caught half-way (the first one in
+	 * unsettled_what); an agent that says so also knows RECHECK */
+	int unaccepted, in_flight, in_transit, stuck;
 	int knows_recheck;
 	int settling; /* resumed for a hand-over to finish (checkpoint.c) */
 	char unsettled_what[320];

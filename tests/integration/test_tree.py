@@ -46,6 +46,9 @@ PROGRAMS = [
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
     # most of the time, half a request waits in the client's socket (Nagle)
     ("tcp_pair.py-split", lambda: py_prog("tcp_pair", 60, 30, "split"), (3, 20)),
+    # a stream from another process, ahead by a full buffer: the reader
+    # runs on until the sender's bytes have room
+    ("tcp_stream.py-fork", lambda: py_prog("tcp_stream", 100, 25, "fork"), (3, 20)),
     ("fifo_pair.py", lambda: py_prog("fifo_pair", 60, 40), (3, 20)),
     # the checkpoint catches a connection the server has not accepted yet
     ("pending_connect.py-unix", lambda: py_prog("pending_connect", 40, 60, "unix"), (3, 20)),

@@ -1,9 +1,10 @@
-"""tcp_stream.py MIB SLEEP_MS: a thread streams MIB MiB over a loopback TCP
-connection to the main thread, which reads a MiB, prints its running hash
-and sleeps SLEEP_MS: the sender is ahead by its socket's whole send
-buffer nearly all the time, bytes the receiver's full buffer has no room
-for yet."""
+"""tcp_stream.py MIB SLEEP_MS [fork]: a thread (with fork, a child process)
+streams MIB MiB over a loopback TCP connection to the main thread, which
+reads a MiB, prints its running hash and sleeps SLEEP_MS: the sender is
+ahead by its socket's whole send buffer nearly all the time, bytes the
+receiver's full buffer has no room for yet."""
 import hashlib
+import os
 import socket
 import sys
 import threading
@@ -22,11 +23,22 @@ def main():
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    threading.Thread(target=send, args=(listener, mib), daemon=True).start()
-    reader = socket.create_connection(listener.getsockname())
+    if sys.argv[3:] == ["fork"]:
+        child = os.fork()
+        if child == 0:
+            send(listener, mib)
+            os._exit(0)
+        listener_addr = listener.getsockname()
+        listener.close()
+    else:
+        child = 0
+        threading.Thread(target=send, args=(listener, mib), daemon=True).start()
+        listener_addr = listener.getsockname()
+    reader = socket.create_connection(listener_addr)
     h, got, shown = hashlib.sha256(), 0, 0
     while True:
-        data = reader.recv(1 << 16)
+        # up to the next MiB at most, so each line hashes the same bytes
+        data = reader.recv(min(1 << 16, ((shown + 1) << 20) - got))
         if not data:
             break
         h.update(data)
@@ -35,6 +47,8 @@ def main():
             shown = got >> 20
             print(f"MiB {shown} {h.hexdigest()[:16]}", flush=True)
             time.sleep(sleep_ms / 1000)
+    if child:
+        os.waitpid(child, 0)
     print(f"done bytes={got} {h.hexdigest()[:16]}", flush=True)
 
 
