@@ -197,16 +197,18 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 	return 0;
 }
 
-/* glibc makes a named semaphore under a temporary name in /dev/shm, links
- * it to its real name and removes the temporary one: the mapping says
- * "(deleted)" while the semaphore lives on under its name, which processes
- * started later open (multiprocessing's spawn and forkserver children open
- * the program's locks by name, and its finalizers unlink them). The name
- * it has now is recorded, so restart makes it again. */
+/* glibc makes a named semaphore under a temporary name in /dev/shm
+ * (sem.XXXXXX), links it to its real name (sem.NAME) and removes the
+ * temporary one: the mapping says "(deleted)" while the semaphore lives on
+ * under its name, which processes started later open (multiprocessing's
+ * spawn and forkserver children open the program's locks by name, and its
+ * finalizers unlink them). The name it has now is recorded, so restart
+ * makes it again. Other deleted objects (PyTorch's shared tensors, many)
+ * are not looked for. */
 static const char *shm_name(const struct map_line *m, const struct ckpt_area *a)
 {
 	static char named[9 + 256];
-	if (a->kind != CKPT_AREA_SHARED_ANON || !str_starts(m->path, "/dev/shm/") ||
+	if (a->kind != CKPT_AREA_SHARED_ANON || !str_starts(m->path, "/dev/shm/sem.") ||
 	    !str_ends(m->path, " (deleted)"))
 		return m->path;
 	str_copy(named, "/dev/shm/", sizeof named);
