@@ -267,8 +267,7 @@ void fds_own_scratch(void);    /* at start: fds.c's buffers */
  * stopped (its receive window is closed). *nl is a sock_diag socket opened
  * on first use (-1 before), for the caller to close. */
 uint64_t tcp_undelivered(int *nl, int fd, int *stuck);
-void warn_undelivered(int fd);	/* at the capture, in the warnings */
-void tcpflow_own_scratch(void); /* at start: tcpflow.c's buffer */
+void warn_undelivered(int fd); /* at the capture, in the warnings */
 
 /* compress.c: zstd for page chunks (level 0: none) */
 #define CKPT_CHUNK_PAGES_MAX 256
@@ -334,6 +333,14 @@ int list_numeric_dir(const char *path, int *out, int cap);
 /* The name in dir (not below it) of the file with inode ino: 0, or -1 if
  * there is none. */
 int name_in_dir(const char *dir, uint64_t ino, char *name, size_t cap);
+/* sock_diag: a NETLINK_SOCK_DIAG socket (-1 if none); sock_diag_ask sends
+ * req (len bytes, beginning with a struct nlmsghdr it fills in) and
+ * returns the answer's first message if it holds msg_size bytes, else
+ * NULL; the answer stays valid until the next question. */
+struct nlmsghdr;
+int sock_diag_open(void);
+const struct nlmsghdr *sock_diag_ask(int nl, void *req, size_t len, size_t msg_size);
+void sock_diag_own_scratch(void); /* at start: its answer buffer */
 void set_error(const char *a, const char *b, const char *c);
 void add_warning(const char *a, const char *b, const char *c);
 

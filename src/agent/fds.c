@@ -81,8 +81,7 @@ static void peek_pipe_data(struct fd_list *l, struct ckpt_fd *f)
  * unprivileged for one's own sockets); 0 if unknown. */
 static uint64_t unix_peer(uint64_t ino)
 {
-	long nl =
-	    raw_syscall3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	int nl = sock_diag_open();
 	if (nl < 0)
 		return 0;
 	struct {
@@ -90,31 +89,21 @@ static uint64_t unix_peer(uint64_t ino)
 		struct unix_diag_req r;
 	} req;
 	mem_zero(&req, sizeof req);
-	req.h.nlmsg_len = sizeof req;
-	req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	req.h.nlmsg_flags = NLM_F_REQUEST;
 	req.r.sdiag_family = AF_UNIX;
 	req.r.udiag_states = ~0u;
 	req.r.udiag_ino = (uint32_t)ino;
 	req.r.udiag_show = UDIAG_SHOW_PEER;
 	req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
-	struct sockaddr_nl sa;
-	mem_zero(&sa, sizeof sa);
-	sa.nl_family = AF_NETLINK;
 	uint64_t peer = 0;
-	static char buf[8192];
-	if (raw_syscall6(SYS_sendto, nl, &req, sizeof req, 0, &sa, sizeof sa) == sizeof req) {
-		long n = raw_syscall6(SYS_recvfrom, nl, buf, sizeof buf, 0, 0, 0);
-		struct nlmsghdr *h = (struct nlmsghdr *)buf;
-		if (n >= (long)NLMSG_LENGTH(sizeof(struct unix_diag_msg)) &&
-		    h->nlmsg_type == SOCK_DIAG_BY_FAMILY && h->nlmsg_len <= (uint32_t)n) {
-			struct unix_diag_msg *m = NLMSG_DATA(h);
-			struct rtattr *at = (struct rtattr *)(m + 1);
-			int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
-			for (; RTA_OK(at, len); at = RTA_NEXT(at, len))
-				if (at->rta_type == UNIX_DIAG_PEER)
-					peer = *(uint32_t *)RTA_DATA(at);
-		}
+	const struct nlmsghdr *h =
+	    sock_diag_ask(nl, &req, sizeof req, sizeof(struct unix_diag_msg));
+	if (h) {
+		const struct unix_diag_msg *m = NLMSG_DATA(h);
+		const struct rtattr *at = (const struct rtattr *)(m + 1);
+		int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+		for (; RTA_OK(at, len); at = RTA_NEXT(at, len))
+			if (at->rta_type == UNIX_DIAG_PEER)
+				peer = *(const uint32_t *)RTA_DATA(at);
 	}
 	raw_syscall1(SYS_close, nl);
 	return peer;

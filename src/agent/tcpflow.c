@@ -34,13 +34,6 @@
  * on its way. */
 #define TCP_INFO_NEEDED (__builtin_offsetof(struct tcp_info, tcpi_bytes_retrans) + 8)
 
-static char diag_buf[8192];
-
-void tcpflow_own_scratch(void)
-{
-	stage_own_scratch(diag_buf, sizeof diag_buf);
-}
-
 /* The tcp_info of the socket at the other end of fd's connection, found by
  * its address and port pair; 0 if found (and still a full socket: one in
  * TIME_WAIT has nothing left to receive), -1 if not. */
@@ -61,9 +54,6 @@ static int peer_tcp_info(int nl, int fd, struct tcp_info *out)
 		struct inet_diag_req_v2 r;
 	} req;
 	mem_zero(&req, sizeof req);
-	req.h.nlmsg_len = sizeof req;
-	req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	req.h.nlmsg_flags = NLM_F_REQUEST;
 	req.r.sdiag_family = (uint8_t)me.sin6_family;
 	req.r.sdiag_protocol = IPPROTO_TCP;
 	req.r.idiag_ext = 1u << (INET_DIAG_INFO - 1);
@@ -82,15 +72,9 @@ static int peer_tcp_info(int nl, int fd, struct tcp_info *out)
 		mem_copy(req.r.id.idiag_dst, &me.sin6_addr, 16);
 	}
 	req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-	struct sockaddr_nl sa;
-	mem_zero(&sa, sizeof sa);
-	sa.nl_family = AF_NETLINK;
-	if (raw_syscall6(SYS_sendto, nl, &req, sizeof req, 0, &sa, sizeof sa) != sizeof req)
-		return -1;
-	long n = raw_syscall6(SYS_recvfrom, nl, diag_buf, sizeof diag_buf, 0, 0, 0);
-	const struct nlmsghdr *h = (const struct nlmsghdr *)diag_buf;
-	if (n < (long)NLMSG_LENGTH(sizeof(struct inet_diag_msg)) ||
-	    h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len > (uint32_t)n)
+	const struct nlmsghdr *h =
+	    sock_diag_ask(nl, &req, sizeof req, sizeof(struct inet_diag_msg));
+	if (!h)
 		return -1;
 	const struct inet_diag_msg *m = NLMSG_DATA(h);
 	const struct rtattr *at = (const struct rtattr *)(m + 1);
@@ -151,13 +135,8 @@ uint64_t tcp_undelivered(int *nl, int fd, int *stuck)
 	struct tcp_info mine, peer;
 	if (my_tcp_info(fd, &mine) != 0)
 		return 0;
-	if (*nl < 0) {
-		long s = raw_syscall3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC,
-				      NETLINK_SOCK_DIAG);
-		if (s < 0)
-			return 0;
-		*nl = (int)s;
-	}
+	if (*nl < 0 && (*nl = sock_diag_open()) < 0)
+		return 0;
 	if (peer_tcp_info(*nl, fd, &peer) != 0)
 		return 0; /* on another host, or gone */
 	if (mine.tcpi_notsent_bytes > 0) {

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <time.h>
 
 #include "agent/agent.h"
@@ -256,68 +259,117 @@ int64_t dec_field(const char *s, const char *key, const char **after)
 	return 0;
 }
 
-int name_in_dir(const char *dir, uint64_t ino, char *name, size_t cap)
-{
+/* Reading a directory with getdents64, one entry at a time. */
+struct dir_walk {
+	long dfd, got, off;
 	char buf[4096];
-	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dfd < 0)
-		return -1;
-	int found = -1;
-	for (long got;
-	     found < 0 && (got = raw_syscall3(SYS_getdents64, dfd, buf, sizeof buf)) > 0;) {
-		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			if (d->ino == ino && str_len(d->name) < cap) {
-				str_copy(name, d->name, cap);
-				found = 0;
-				break;
-			}
+};
+
+struct dir_entry {
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
+
+static int walk_open(struct dir_walk *w, const char *path)
+{
+	w->dfd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	w->got = w->off = 0;
+	return w->dfd < 0 ? -1 : 0;
+}
+
+static void walk_close(struct dir_walk *w)
+{
+	if (w->dfd >= 0)
+		raw_syscall1(SYS_close, w->dfd);
+	w->dfd = -1;
+}
+
+/* the next entry; NULL at the end (the directory is closed then) */
+static const struct dir_entry *walk_next(struct dir_walk *w)
+{
+	if (w->off >= w->got) {
+		w->got =
+		    w->dfd < 0 ? 0 : raw_syscall3(SYS_getdents64, w->dfd, w->buf, sizeof w->buf);
+		w->off = 0;
+		if (w->got <= 0) {
+			walk_close(w);
+			return 0;
 		}
 	}
-	raw_syscall1(SYS_close, dfd);
-	return found;
+	const struct dir_entry *d = (const void *)(w->buf + w->off);
+	w->off += d->reclen;
+	return d;
+}
+
+int name_in_dir(const char *dir, uint64_t ino, char *name, size_t cap)
+{
+	struct dir_walk w;
+	if (walk_open(&w, dir) != 0)
+		return -1;
+	for (const struct dir_entry *d; (d = walk_next(&w));)
+		if (d->ino == ino && str_len(d->name) < cap) {
+			str_copy(name, d->name, cap);
+			walk_close(&w);
+			return 0;
+		}
+	return -1;
 }
 
 int list_numeric_dir(const char *path, int *out, int cap)
 {
 	/* listing our own descriptors shows the one doing the listing */
 	int own_fds = str_eq(path, "/proc/self/fd");
-	char buf[4096];
-	long dfd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (dfd < 0)
+	struct dir_walk w;
+	if (walk_open(&w, path) != 0)
 		return -1;
 	int n = 0;
-	for (;;) {
-		long got = raw_syscall3(SYS_getdents64, dfd, buf, sizeof buf);
-		if (got <= 0)
-			break;
-		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			if (d->name[0] < '0' || d->name[0] > '9')
-				continue;
-			int v = 0;
-			for (const char *p = d->name; *p; p++)
-				v = v * 10 + (*p - '0');
-			if ((!own_fds || v != dfd) && n < cap)
-				out[n++] = v;
-		}
+	for (const struct dir_entry *d; (d = walk_next(&w));) {
+		if (d->name[0] < '0' || d->name[0] > '9')
+			continue;
+		int v = 0;
+		for (const char *p = d->name; *p; p++)
+			v = v * 10 + (*p - '0');
+		if ((!own_fds || v != w.dfd) && n < cap)
+			out[n++] = v;
 	}
-	raw_syscall1(SYS_close, dfd);
 	return n;
+}
+
+/* ---- sock_diag: the kernel's view of any socket, unprivileged ---- */
+static char diag_buf[8192];
+
+void sock_diag_own_scratch(void)
+{
+	stage_own_scratch(diag_buf, sizeof diag_buf);
+}
+
+int sock_diag_open(void)
+{
+	long nl =
+	    raw_syscall3(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	return nl < 0 ? -1 : (int)nl;
+}
+
+const struct nlmsghdr *sock_diag_ask(int nl, void *req, size_t len, size_t msg_size)
+{
+	struct nlmsghdr *h = req;
+	h->nlmsg_len = (uint32_t)len;
+	h->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	h->nlmsg_flags = NLM_F_REQUEST;
+	struct sockaddr_nl sa;
+	mem_zero(&sa, sizeof sa);
+	sa.nl_family = AF_NETLINK;
+	if (raw_syscall6(SYS_sendto, nl, req, len, 0, &sa, sizeof sa) != (long)len)
+		return 0;
+	long n = raw_syscall6(SYS_recvfrom, nl, diag_buf, sizeof diag_buf, 0, 0, 0);
+	const struct nlmsghdr *r = (const struct nlmsghdr *)diag_buf;
+	if (n < (long)NLMSG_LENGTH(msg_size) || r->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+	    r->nlmsg_len > (uint32_t)n)
+		return 0;
+	return r;
 }
 
 void set_error(const char *a, const char *b, const char *c)
