@@ -159,6 +159,10 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 int memory_snapshot_shared(struct scratch *s, char *maps);
 /* /proc/self/maps, whole, into scratch memory: *out (its length, or -1) */
 long memory_read_maps(struct scratch *s, char **out);
+/* Whether the maps text (not yet cut into lines) has MAP_SHARED mappings
+ * of the file dev/ino (dev as fstat gives it) covering its bytes [0, size):
+ * then the image holds the file's content with the mappings' pages. */
+int memory_maps_cover_file(const char *maps, uint64_t dev, uint64_t ino, uint64_t size);
 
 /* incremental.c: what the parent image holds (read-only, mapped from its
  * PAGE_HASHES and PAGE_RUNS sections) and what this image holds. Pages
@@ -249,7 +253,10 @@ void memory_forget_snapshots(void);
 /* once the image's PAGES section is written (memory_capture keeps its
  * index for recorded operations) */
 void memory_release_index(void);
-int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err);
+/* maps: the text of /proc/self/maps if read already, else NULL; read
+ * into it here when a deleted file's descriptor needs it. */
+int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char **maps,
+		char *err);
 /* hand-overs caught half-way (see fds.c), of each kind; the first in what */
 struct unsettled {
 	int unaccepted; /* connections waiting on a listener with bytes sent */

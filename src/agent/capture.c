@@ -482,7 +482,9 @@ void capture_image(void *self_frame)
 	static struct ckpt_process proc;
 	err[0] = 0;
 	ntimers = timers_capture(timers, MAX_TIMERS); /* before the pending signals */
-	int captured = process_capture(&proc, st, err) == 0 && fds_capture(&w, s, st, err) == 0;
+	char *maps = NULL; /* read once for all that need it (a large maps file takes ms) */
+	int captured =
+	    process_capture(&proc, st, err) == 0 && fds_capture(&w, s, st, &maps, err) == 0;
 	if (captured)
 		write_small_sections(&w, &proc, nthreads);
 	if (!captured) {
@@ -491,9 +493,7 @@ void capture_image(void *self_frame)
 		/* which pages were written since the last capture (read and
 		 * protected again now, while stopped) */
 		uint64_t t0 = now_ns();
-		/* read once for both (a large maps file takes milliseconds) */
-		char *maps = NULL;
-		if ((agent.hash_pages || agent.use_cow) && memory_read_maps(s, &maps) <= 0)
+		if ((agent.hash_pages || agent.use_cow) && !maps && memory_read_maps(s, &maps) <= 0)
 			maps = NULL;
 		if (agent.hash_pages)
 			track_collect(s, maps);

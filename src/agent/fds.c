@@ -34,6 +34,8 @@ struct fd_list {
 	uint64_t data_len;
 	uint64_t output_saved;	   /* bytes of small output files saved (aux 2) */
 	uint64_t timer_wait_until; /* see timerfd_settled; 0: not begun */
+	struct scratch *scratch;
+	char **maps; /* /proc/self/maps, read when first needed */
 };
 
 static int stdio_index(const struct stat *st)
@@ -487,12 +489,31 @@ static int share_saved(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, uint
 	return 0;
 }
 
+/* Whether the process maps the whole deleted file shared (aux 1): a
+ * shared memory object kept open, as PyTorch's shared tensors and
+ * multiprocessing's heap arenas keep theirs to pass them on. The
+ * descriptor must then come back on the very object the mappings do, or
+ * what is written through one is not seen through the other (a DataLoader
+ * worker filling a batch through its mapping while the main process maps
+ * the descriptor it was sent); and the content is saved with them. */
+static int mapped_whole(struct fd_list *l, const struct ckpt_fd *f)
+{
+	if (!*l->maps && memory_read_maps(l->scratch, l->maps) <= 0)
+		*l->maps = 0;
+	return *l->maps && memory_maps_cover_file(*l->maps, f->dev, f->ino, f->size);
+}
+
 /* A file the program still has open after deleting it (a temporary file,
  * such as Python's tempfile.TemporaryFile): nobody else can reach it, so
  * its content is saved and restart recreates it, unlinked again. */
 static void save_deleted_file(struct fd_list *l, struct ckpt_fd *f, const struct stat *sb,
 			      const char *link)
 {
+	if (mapped_whole(l, f)) {
+		f->kind = CKPT_FD_DELETED;
+		f->aux = 1;
+		return;
+	}
 	if (share_saved(l, f, CKPT_FD_DELETED, 0))
 		return;
 	uint64_t size = (uint64_t)sb->st_size;
@@ -958,7 +979,7 @@ static int find_shares(const struct fd_list *l, struct scratch *s, struct ckpt_f
 	return nshares;
 }
 
-int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char *err)
+int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, char **maps, char *err)
 {
 	int *fds;
 	int n = list_fds(&fds);
@@ -967,7 +988,9 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 		return -1;
 	}
 	struct fd_list l = {.fds = scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)),
-			    .data = scratch_alloc(s, FD_DATA_MAX)};
+			    .data = scratch_alloc(s, FD_DATA_MAX),
+			    .scratch = s,
+			    .maps = maps};
 	if (!l.fds || !l.data) {
 		str_copy(err, "out of scratch memory for file descriptors", 64);
 		return -1;

@@ -88,6 +88,58 @@ long memory_read_maps(struct scratch *s, char **out)
 	return n;
 }
 
+/* The fields of a maps line that say which file it maps and where, read
+ * without cutting the text (others parse it after this). */
+static const char *peek_line(const char *p, struct map_line *m)
+{
+	m->start = scan_hex(&p);
+	p++;
+	m->end = scan_hex(&p);
+	p++;
+	for (int i = 0; i < 4; i++)
+		m->perms[i] = *p ? *p++ : 0;
+	m->perms[4] = 0;
+	p++;
+	m->offset = scan_hex(&p);
+	p++;
+	m->major = (unsigned)scan_hex(&p);
+	p++;
+	m->minor = (unsigned)scan_hex(&p);
+	p++;
+	m->ino = parse_dec(&p);
+	while (*p && *p != '\n')
+		p++;
+	return *p ? p + 1 : p;
+}
+
+int memory_maps_cover_file(const char *maps, uint64_t dev, uint64_t ino, uint64_t size)
+{
+	/* dev as stat gives it (glibc's encoding), maps shows major:minor */
+	unsigned major = (unsigned)(((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfffull));
+	unsigned minor = (unsigned)((dev & 0xff) | ((dev >> 12) & ~0xffull));
+	uint64_t covered = 0;
+	int found = 0, grew = 1;
+	/* a pass per mapping that extends the covered prefix: few mappings
+	 * of one file, in any order */
+	while (grew && (!found || covered < size)) {
+		grew = 0;
+		for (const char *p = maps; *p;) {
+			struct map_line m;
+			p = peek_line(p, &m);
+			if (m.perms[3] != 's' || m.ino != ino || m.major != major ||
+			    m.minor != minor)
+				continue;
+			found = 1;
+			uint64_t to = m.offset + (m.end - m.start);
+			if (m.offset <= covered && to > covered) {
+				covered = to;
+				grew = 1;
+			}
+		}
+	}
+	return found && covered >= size;
+}
+
 /* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img".
  * Its generation may be removed by --keep later, so its pages are saved
  * like those of a deleted file. */

@@ -10,10 +10,12 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 7
-/* Version 6 lacks TIMERS; version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version
+#define CKPT_FORMAT_VERSION 8
+/* Version 7 lacks DELETED descriptors with aux 1 (content in the mappings); version 6 also lacks
+ * TIMERS; version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version
  * 3 also lacks reference chunks, PAGE_HASHES and parent_generation; version 2 also differs in what
  * a compressed chunk's crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION_V7 7
 #define CKPT_FORMAT_VERSION_V6 6
 #define CKPT_FORMAT_VERSION_V5 5
 #define CKPT_FORMAT_VERSION_V4 4
@@ -271,7 +273,8 @@ struct ckpt_fd {
 	uint32_t aux;	   /* STDIO: 0/1/2; PIPE: 0 read end, 1 write end; SOCKPAIR: socket type;
 			    * FILE: 1 its content saved in FD_DATA (written in place, version 7),
 			    * 2 saved as a small file written at its end, made again at restart
-			    * only if its path names another file or none */
+			    * only if its path names another file or none; DELETED: 1 the
+			    * content is in the process's shared mappings of it (version 8) */
 	uint64_t pipe_id;  /* kernel inode of the pipe/socket */
 	uint64_t data_off; /* queued bytes in FD_DATA (pipe read end / socket receive queue) */
 	uint64_t data_len;

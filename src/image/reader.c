@@ -169,6 +169,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
 	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V7 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V6 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V5 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V4 &&

@@ -809,6 +809,49 @@ static void shared_close(void)
 	npipes = nowners = 0;
 }
 
+/* Flags to open a descriptor's file again through /proc/self/fd: a
+ * link, which O_NOFOLLOW (Python's tempfile.mkstemp) would refuse. */
+static int reopen_flags(const struct ckpt_fd *f)
+{
+	return (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY | O_NOFOLLOW);
+}
+
+/* A deleted file that a process of the generation maps shared (shared
+ * memory: a /dev/shm object after shm_unlink, a memfd) is opened on the
+ * object made for the mappings, so that what is written through the
+ * descriptor, or through a mapping of it made after the restart, is what
+ * the mappings see. Its saved content, if any, is written into it too (the
+ * same bytes the mappings hold, and any page they did not have). */
+static int open_mapped_deleted(const struct ckpt_image *img, const struct ckpt_fd *f,
+			       const char *path, int obj)
+{
+	char self[64];
+	snprintf(self, sizeof self, "/proc/self/fd/%d", obj);
+	if (f->aux == 0 && f->data_len) {
+		int w = open(self, O_RDWR | O_CLOEXEC);
+		int bad = w < 0 || write_content(w, img, f) != 0;
+		int e = errno;
+		if (w >= 0)
+			close(w);
+		if (bad)
+			return errno = e, fail("fd %d: cannot write the content of %s: %s", f->fd,
+					       path, strerror(e));
+	}
+	struct stat st;
+	if (fstat(obj, &st) == 0 && (uint64_t)st.st_size < f->size &&
+	    ftruncate(obj, (off_t)f->size) != 0)
+		return fail("fd %d: cannot size %s to %llu bytes: %s", f->fd, path,
+			    (unsigned long long)f->size, strerror(errno));
+	int fd = open(self, reopen_flags(f));
+	if (fd < 0)
+		return fail("fd %d: cannot open %s again: %s", f->fd, path, strerror(errno));
+	if (lseek(fd, f->offset, SEEK_SET) != f->offset) {
+		close(fd);
+		return fail("fd %d: cannot seek %s", f->fd, path);
+	}
+	return fd;
+}
+
 /* A deleted file comes back as an unlinked file with the saved content,
  * in the directory it was in (else /tmp); a second descriptor of the same
  * file opens the first one again. */
@@ -819,7 +862,7 @@ static int open_deleted(const struct ckpt_image *img, const struct ckpt_fd *f, c
 		if (o->kind == CKPT_FD_DELETED && o->ino == f->ino && o->dev == f->dev) {
 			char self[64];
 			snprintf(self, sizeof self, "/proc/self/fd/%d", o->fd);
-			int fd = open(self, (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL));
+			int fd = open(self, reopen_flags(f));
 			if (fd >= 0 && lseek(fd, f->offset, SEEK_SET) < 0) {
 				close(fd);
 				fd = -1;
@@ -829,6 +872,13 @@ static int open_deleted(const struct ckpt_image *img, const struct ckpt_fd *f, c
 					      path, strerror(errno));
 		}
 	}
+	int obj = shm_fd_of_file(f->dev, f->ino);
+	if (obj >= 0)
+		return open_mapped_deleted(img, f, path, obj);
+	if (f->aux == 1)
+		return fail("fd %d: %s: its content was to come with the shared memory it was "
+			    "mapped as, which the image does not have",
+			    f->fd, path);
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s", path);
 	char *cut = strstr(dir, " (deleted)");

@@ -72,6 +72,7 @@ static __attribute__((noreturn)) void become(int self, struct fd_context *c)
 		report_and_exit();
 	if (attrs_restore(img) != 0 || fds_restore(c, img) != 0)
 		report_and_exit();
+	shm_close_unused(plan, NULL);
 	fill_restore_info(plan, img, c);
 	plan->err_fd = c->err;
 	/* none of the restorer's own descriptors may outlive it */
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
 	 * process, which creates what processes share, then forks the rest. */
 	struct fd_context c;
 	if (tree_load(argv[1]) != 0 || fds_prepare_stdio(&c, tree.min_private) != 0 ||
-	    shared_prepare(&c) != 0 || shm_prepare() != 0)
+	    shm_prepare() != 0 || shared_prepare(&c) != 0)
 		report_and_exit();
 	int self = tree_spawn();
 	if (self < 0)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,15 +173,43 @@ int shm_prepare(void)
 	return 0;
 }
 
-/* Each process keeps only the memfds it maps (the final stage closes them). */
-static void shm_close_unused(const struct plan *p)
+/* A descriptor's device number as stat gives it, in the form area
+ * records hold (from maps: major << 8 | minor). */
+static uint64_t area_dev(uint64_t st_dev)
+{
+	return ((uint64_t)major(st_dev) << 8) | minor(st_dev);
+}
+
+static int shm_opened_by(const struct ckpt_image *img, const struct shm_rec *r)
+{
+	for (uint32_t i = 0; i < img->nfds; i++)
+		if (img->fds[i].kind == CKPT_FD_DELETED && img->fds[i].ino == r->ino &&
+		    area_dev(img->fds[i].dev) == r->dev)
+			return 1;
+	return 0;
+}
+
+int shm_fd_of_file(uint64_t st_dev, uint64_t ino)
+{
+	for (uint32_t k = 0; k < nshms; k++)
+		if (shms[k].ino == ino && shms[k].dev == area_dev(st_dev))
+			return shms[k].fd;
+	return -1;
+}
+
+/* Each process keeps only the memfds it maps (the final stage closes
+ * them) and, until its descriptors are back (img), those of files it has
+ * a descriptor of. */
+void shm_close_unused(const struct plan *p, const struct ckpt_image *img)
 {
 	for (uint32_t k = 0; k < nshms; k++) {
-		int used = 0;
+		int used = shms[k].fd < 0;
 		for (uint32_t i = 0; i < p->nareas && !used; i++)
 			used = p->areas[i].fd == shms[k].fd;
-		if (!used)
+		if (!used && !(img && shm_opened_by(img, &shms[k]))) {
 			close(shms[k].fd);
+			shms[k].fd = -1;
+		}
 	}
 }
 
@@ -951,7 +980,7 @@ static int plan_areas(struct plan *p, struct ckpt_image *img, struct fd_context 
 			p->areas[n++] = by_index[i];
 	}
 	p->nareas = n;
-	shm_close_unused(p);
+	shm_close_unused(p, img);
 	if (append_pieces(p, pieces_at) != 0)
 		goto fail;
 	free(by_index);

@@ -50,6 +50,14 @@ struct fd_context;
 int shared_prepare(struct fd_context *c);
 /* memory.c: one memfd per shared memory object of the generation */
 int shm_prepare(void);
+/* The shared memory object made for the file (a deleted one, or a memfd)
+ * with this identity (dev as fstat gives it), -1 if no process of the
+ * generation maps it or this process has closed it. */
+int shm_fd_of_file(uint64_t st_dev, uint64_t ino);
+/* Close the memfds the plan does not map, but (img not NULL) those that
+ * img's descriptors of deleted files still need. */
+struct plan;
+void shm_close_unused(const struct plan *p, const struct ckpt_image *img);
 
 /* checks.c: refuse an image this machine cannot run */
 int check_compatible(const struct ckpt_image *img);

@@ -22,6 +22,15 @@ def test_restart(ck, spec):
     ck.cycle(py_prog(name, steps, sleep), k_range=(3, steps // 3))
 
 
+def test_torch_shared_tensor(ck):
+    """A tensor in shared memory (a deleted /dev/shm file torch maps and
+    keeps open) larger than what a checkpoint saves of a deleted file
+    through its descriptor: it comes back with its mapping, and the
+    descriptor opens the same memory."""
+    require_python_modules("torch")
+    ck.cycle(py_prog("torch_shared", 40, 60, 136), k_range=(3, 12))
+
+
 def test_file_read_append(ck):
     """Reads one file, appends to another; --stop-after-checkpoint keeps the
     files as they were at the checkpoint. The output file must end up

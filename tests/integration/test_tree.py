@@ -6,7 +6,8 @@ three-stage pipeline with bytes queued in both pipes, a Unix socketpair
 with messages queued both ways, connections (Unix and TCP) caught before
 the server accepted them, an epoll loop over a pipe fed by a child
 plus a timerfd, a counter in MAP_SHARED memory guarded by process-shared
-semaphores, zombies that stay unreaped for most of the run (one killed by
+semaphores, a multiprocessing Array that spawned children get by
+descriptor, zombies that stay unreaped for most of the run (one killed by
 a signal) next to a sleeping child killed at the end, children that keep
 being created, exec'ing and exiting so that a checkpoint catches one in
 the act, Python's subprocess/platform children, and a bash script running
@@ -43,6 +44,8 @@ PROGRAMS = [
     ("spawn_queue.py-forkserver",
      lambda: py_prog("spawn_queue", 12, 200, "forkserver"), (2, 8)),
     ("locks.py", lambda: py_prog("locks", 60, 40), (3, 20)),
+    # an Array the program maps and its spawned children get by descriptor
+    ("shared_arena.py", lambda: py_prog("shared_arena", 40, 40), (3, 20)),
     ("tcp_pair.py", lambda: py_prog("tcp_pair", 60, 40), (3, 20)),
     # most of the time, half a request waits in the client's socket (Nagle)
     ("tcp_pair.py-split", lambda: py_prog("tcp_pair", 60, 30, "split"), (3, 20)),

@@ -893,7 +893,7 @@ static void test_version_2(const char *path)
 
 static void set_version(struct ckpt_image_header *h)
 {
-	h->format_version = 8;
+	h->format_version = 9;
 }
 
 static void set_version_6(struct ckpt_image_header *h)
@@ -927,8 +927,8 @@ static void test_header_checks(const char *path)
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
-	CHECK(!ckpt_image_open(path, err, sizeof err), "version 8 accepted");
-	CHECK(strstr(err, "version 8") && strstr(err, "versions 2 to 7"), "message: %s", err);
+	CHECK(!ckpt_image_open(path, err, sizeof err), "version 9 accepted");
+	CHECK(strstr(err, "version 9") && strstr(err, "versions 2 to 8"), "message: %s", err);
 
 	/* timers come back as written; version 6 has no TIMERS section */
 	CHECK(create_image(path, V_TIMERS, 4096) == 0, "write image");
