@@ -828,6 +828,10 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd)
 	} else if (std >= 0) {
 		f->kind = CKPT_FD_STDIO;
 		f->aux = (uint32_t)std;
+		if (S_ISREG(sb.st_mode)) { /* `< file`: where the program reads */
+			long off = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
+			f->offset = off > 0 ? off : 0;
+		}
 	} else if (S_ISREG(sb.st_mode)) {
 		f->kind = CKPT_FD_FILE;
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);

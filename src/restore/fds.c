@@ -48,6 +48,46 @@ int fds_prepare_stdio(struct fd_context *c, int min_private)
 	return 0;
 }
 
+/* A program reading a file given as its stdin (`ckpt start prog < data`)
+ * reads on where it was at the checkpoint: restart was given the file
+ * again, from its start. Once, before the fork: the processes of the
+ * tree share their stdin's file description. */
+int fds_resume_stdin(struct fd_context *c, const struct ckpt_image *img)
+{
+	const struct ckpt_fd *f = NULL;
+	for (uint32_t i = 0; i < img->nfds && !f; i++)
+		if (img->fds[i].kind == CKPT_FD_STDIO && img->fds[i].aux == 0 &&
+		    img->fds[i].offset > 0)
+			f = &img->fds[i];
+	if (!f)
+		return 0;
+	const char *was = ckpt_image_string(img, f->path_str);
+	struct stat st;
+	if (fstat(c->stdio[0], &st) != 0 || !S_ISREG(st.st_mode)) {
+		warn("stdin was the file %s, read up to byte %lld at the checkpoint, and is not a "
+		     "file now: the program reads on from what it is given",
+		     was, (long long)f->offset);
+		return 1;
+	}
+	int same = st.st_ino == f->ino && st.st_dev == f->dev;
+	if (st.st_size < f->offset) {
+		warn("stdin is shorter (%lld bytes) than the %lld bytes of %s the program had read "
+		     "at the checkpoint: it reads it from its start",
+		     (long long)st.st_size, (long long)f->offset, was);
+		return 1;
+	}
+	if (lseek(c->stdio[0], f->offset, SEEK_SET) != f->offset) {
+		warn("stdin: cannot seek to byte %lld, where the program was: %s",
+		     (long long)f->offset, strerror(errno));
+		return 1;
+	}
+	if (!same)
+		warn("stdin is not the file it was at the checkpoint (%s): the program reads it on "
+		     "from byte %lld, where it was",
+		     was, (long long)f->offset);
+	return 1;
+}
+
 /* In the process being restored: its own connection to the coordinator,
  * and nothing below min_private but what the program will have. */
 int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_private)

@@ -112,6 +112,9 @@ int main(int argc, char **argv)
 	if (tree_load(argv[1]) != 0 || fds_prepare_stdio(&c, tree.min_private) != 0 ||
 	    shm_prepare() != 0 || shared_prepare(&c) != 0)
 		report_and_exit();
+	if (!fds_resume_stdin(&c, tree.procs[tree.root].img))
+		for (int i = 0; i < tree.n && !fds_resume_stdin(&c, tree.procs[i].img); i++)
+			;
 	int self = tree_spawn();
 	if (self < 0)
 		report_and_exit();

@@ -71,6 +71,9 @@ struct fd_context {
 	int min_private; /* our descriptors live at or above this */
 };
 int fds_prepare_stdio(struct fd_context *c, int min_private);
+/* stdin a regular file: seek it to where img's process was; 0 if img
+ * does not say (its stdin was no file, or read nothing) */
+int fds_resume_stdin(struct fd_context *c, const struct ckpt_image *img);
 int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_private);
 int fds_restore(struct fd_context *c, const struct ckpt_image *img);
 int fd_private(struct fd_context *c, int fd); /* move fd above the program's */

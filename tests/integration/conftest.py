@@ -168,7 +168,7 @@ class Bg:
 
     registry = []
 
-    def __init__(self, argv, cwd, env, name, user=None):
+    def __init__(self, argv, cwd, env, name, user=None, stdin=None):
         self.argv = [str(a) for a in argv]
         self.name = name
         self.out_path = Path(cwd) / f"{name}.stdout"
@@ -176,11 +176,12 @@ class Bg:
         kw = {}
         if user:
             kw = dict(user=user.uid, group=user.gid, extra_groups=[])
-        with open(self.out_path, "wb") as o, open(self.err_path, "wb") as e:
+        with open(self.out_path, "wb") as o, open(self.err_path, "wb") as e, \
+                open(stdin or os.devnull, "rb") as i:
             if user:
                 os.chown(self.out_path, user.uid, user.gid)
                 os.chown(self.err_path, user.uid, user.gid)
-            self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, stdin=i,
                                          stdout=o, stderr=e, start_new_session=True, **kw)
         self.pgid = self.proc.pid
         self.started = time.monotonic()
@@ -279,6 +280,8 @@ class Prog:
     opts: list = field(default_factory=list)
     # files the program writes: (path in the ckpt run, path in the reference run)
     outputs: list = field(default_factory=list)
+    # a file given as stdin to every run (start, restart, reference); else /dev/null
+    stdin: str = None
 
     def __str__(self):
         return self.name
@@ -310,10 +313,11 @@ _ref_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
 _ref_cache = {}
 
 
-def _run_reference(argv, env, cwd):
+def _run_reference(argv, env, cwd, stdin=None):
     try:
-        r = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=T_RUN, start_new_session=True)
+        with open(stdin or os.devnull, "rb") as i:
+            r = subprocess.run(argv, env=env, cwd=cwd, stdin=i, capture_output=True,
+                               timeout=T_RUN, start_new_session=True)
     except subprocess.TimeoutExpired:
         return None, None, f"`{' '.join(argv)}` ran more than {T_RUN} s"
     return r.stdout.decode(errors="replace"), r.returncode, r.stderr.decode(errors="replace")
@@ -324,11 +328,12 @@ class Reference:
     background while the test does its work; cached per command line."""
 
     def __init__(self, prog, env, cwd):
-        self.key = tuple(prog.ref_argv)
+        self.key = (tuple(prog.ref_argv), prog.stdin)
         # its own tag: a test's clean-up must not kill a cached reference run
         env = dict(env, CKPT_TEST_TAG=f"{SESSION_TAG}-reference")
         if self.key not in _ref_cache or prog.outputs:
-            _ref_cache[self.key] = _ref_pool.submit(_run_reference, prog.ref_argv, env, cwd)
+            _ref_cache[self.key] = _ref_pool.submit(_run_reference, prog.ref_argv, env, cwd,
+                                                    prog.stdin)
         self.future = _ref_cache[self.key]
         self.prog = prog
 
@@ -538,11 +543,11 @@ class Ckpt:
 
     def start(self, prog, interval=0, opts=(), dir=None):
         return Bg(self.argv("start", prog, interval, opts, dir), self.work, self.env,
-                  self._name("start"), self.user)
+                  self._name("start"), self.user, prog.stdin)
 
     def restart_bg(self, prog, interval=0, dir=None, opts=()):
         return Bg(self.argv("restart", prog, interval, opts, dir), self.work, self.env,
-                  self._name("restart"), self.user)
+                  self._name("restart"), self.user, prog.stdin)
 
     def restart(self, prog, interval=0, dir=None, timeout=T_RUN, opts=()):
         """Runs `ckpt restart` to completion; returns (stdout, status, Bg)."""

@@ -31,6 +31,18 @@ def test_torch_shared_tensor(ck):
     ck.cycle(py_prog("torch_shared", 40, 60, 136), k_range=(3, 12))
 
 
+def test_stdin_file_read_on(ck):
+    """A file given as stdin, read with buffering: the restart, given the
+    same file, reads on from where the program was; from the file's start
+    it would read lines again once the restored buffer is used up."""
+    data = ck.work / "stdin.txt"
+    data.write_text("".join(f"{i:04d} {'abcdefgh'[i % 8] * (200 + i * 37 % 900)}\n"
+                            for i in range(80)))
+    prog = py_prog("stdin_lines", 40)
+    prog.stdin = str(data)
+    ck.cycle(prog, k_range=(3, 40))
+
+
 def test_file_read_append(ck):
     """Reads one file, appends to another; --stop-after-checkpoint keeps the
     files as they were at the checkpoint. The output file must end up
