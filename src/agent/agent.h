@@ -164,6 +164,15 @@ long memory_read_maps(struct scratch *s, char **out);
  * then the image holds the file's content with the mappings' pages. */
 int memory_maps_cover_file(const char *maps, uint64_t dev, uint64_t ino, uint64_t size);
 
+/* keep.c: files the program has open or maps, kept by a hard link in the
+ * generation's directory (files/<dev>-<ino>) so that a restart finds them
+ * when the program deleted or replaced them after the checkpoint. from: a
+ * path, or /proc/self/fd/N with follow set; owner: its st_uid (only the
+ * user's own files can be linked). */
+void keep_begin(void);
+void keep_file(const char *from, int follow, uint64_t dev, uint64_t ino, uint32_t owner);
+void keep_sync(void); /* the links are durable before the image is */
+
 /* incremental.c: what the parent image holds (read-only, mapped from its
  * PAGE_HASHES and PAGE_RUNS sections) and what this image holds. Pages
  * are given in ascending address order, each once. */

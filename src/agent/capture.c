@@ -223,6 +223,7 @@ static int open_image(char *tmp, char *final, size_t cap)
  * on disk. */
 static int publish_image(const char *tmp, const char *final)
 {
+	keep_sync();
 	if (raw_syscall2(SYS_rename, tmp, final) != 0)
 		return -1;
 	long dfd =
@@ -458,6 +459,7 @@ void capture_image(void *self_frame)
 		if (atomic_load(&agent.slots[i].state) == SLOT_STOPPED)
 			nthreads++;
 
+	keep_begin();
 	int fd = open_image(tmp, final, sizeof tmp);
 	if (fd < 0) {
 		fail_errno("cannot create the image file in ", fd);

@@ -835,6 +835,8 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd)
 	} else if (S_ISREG(sb.st_mode)) {
 		f->kind = CKPT_FD_FILE;
 		f->offset = raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
+		if (sb.st_nlink)
+			keep_file(path, 1, sb.st_dev, sb.st_ino, sb.st_uid);
 		if (sb.st_nlink == 0)
 			save_deleted_file(l, f, &sb, link);
 		else if (written_in_place(f))

@@ -242,6 +242,7 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 		return 0;
 	}
 	a->flags |= CKPT_AREA_FROM_FILE;
+	keep_file(path, 0, st.st_dev, st.st_ino, st.st_uid);
 	a->dev = st.st_dev;
 	a->ino = st.st_ino;
 	a->file_size = (uint64_t)st.st_size;

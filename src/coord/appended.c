@@ -1,4 +1,5 @@
-/* Files the program appends to, and their sizes at each checkpoint.
+/* Files the program appends to, and their sizes at each checkpoint; files
+ * it creates, kept with each checkpoint.
  *
  * The agents write a line "DEV INO PATH" to the run directory's journal
  * (APPEND_JOURNAL) for each regular file a process opens with O_APPEND
@@ -9,7 +10,18 @@
  * restart from that generation cuts back each of them that grew since: the
  * restarted program appends those bytes again. Files open at the
  * checkpoint are also handled by the restorer (their descriptors); for
- * them this is the same cut. */
+ * them this is the same cut.
+ *
+ * A second journal (CREATE_JOURNAL) lists the regular files the processes
+ * create (open with O_CREAT, mkstemp). While stopped, the coordinator
+ * links each one still at its path into the generation's files/ directory
+ * (the agents link the files open at the checkpoint there too, by the same
+ * names: agent/keep.c) and the manifest lists it ("kept=DEV INO PATH"). A
+ * restart from that generation links back each one that is gone from its
+ * path: a temporary file merged and deleted after the checkpoint, an old
+ * output the program removed, which the restarted program reads or
+ * removes again (and would fail on). A file on another filesystem than the
+ * run directory, or not the user's own, cannot be linked and is not kept. */
 #include "coord/coord_int.h"
 
 #include "coord/err.h"
@@ -28,6 +40,7 @@
 #include <unistd.h>
 
 #define APPEND_JOURNAL "appended"
+#define CREATE_JOURNAL "created"
 /* More distinct files than this are not followed (logged once). */
 #define APPENDED_MAX 4096
 
@@ -73,26 +86,28 @@ static int parse_line(const char *line, size_t len, struct appended_file *f)
 	return 0;
 }
 
-static int known(const struct coord *c, const struct appended_file *f)
+static int known(const struct journal *j, const struct appended_file *f)
 {
-	for (size_t i = 0; i < c->nappended; i++)
-		if (c->appended[i].dev == f->dev && c->appended[i].ino == f->ino &&
-		    strcmp(c->appended[i].path, f->path) == 0)
+	for (size_t i = 0; i < j->n; i++)
+		if (j->files[i].dev == f->dev && j->files[i].ino == f->ino &&
+		    strcmp(j->files[i].path, f->path) == 0)
 			return 1;
 	return 0;
 }
 
-/* The journal's new lines (whole ones) into c->appended. */
-static void read_journal(struct coord *c)
+/* The journal's new lines (whole ones) into j; what is not followed is
+ * named in the log as what. */
+static void read_journal(struct coord *c, const char *name, struct journal *j, const char *what)
 {
-	int fd = openat(c->o->dirfd, APPEND_JOURNAL, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (!j->files && !(j->files = calloc(APPENDED_MAX, sizeof(*j->files))))
+		return;
+	int fd = openat(c->o->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return;
 	char buf[65536];
 	size_t have = 0;
 	for (;;) {
-		ssize_t n =
-		    pread(fd, buf + have, sizeof(buf) - have, (off_t)(c->appended_read + have));
+		ssize_t n = pread(fd, buf + have, sizeof(buf) - have, (off_t)(j->read + have));
 		if (n <= 0)
 			break;
 		have += (size_t)n;
@@ -102,35 +117,31 @@ static void read_journal(struct coord *c)
 				continue;
 			struct appended_file f = {0};
 			if (parse_line(buf + start, i - start, &f) == 0) {
-				if (known(c, &f) || c->nappended == APPENDED_MAX) {
-					if (c->nappended == APPENDED_MAX && !c->appended_full++)
-						ckpt_log(c->o->exec_log,
-							 "more than %d files appended to: the "
-							 "others are not cut back at restart",
-							 APPENDED_MAX);
+				if (known(j, &f) || j->n == APPENDED_MAX) {
+					if (j->n == APPENDED_MAX && !j->full++)
+						ckpt_log(c->o->exec_log, "more than %d files %s",
+							 APPENDED_MAX, what);
 					free(f.path);
 				} else {
-					c->appended[c->nappended++] = f;
+					j->files[j->n++] = f;
 				}
 			}
 			start = i + 1;
 		}
-		c->appended_read += start;
+		j->read += start;
 		if (start == 0 && have == sizeof(buf))
-			c->appended_read += have; /* a line too long for any path */
+			j->read += have; /* a line too long for any path */
 		memmove(buf, buf + start, have - start);
 		have = start == 0 && have == sizeof(buf) ? 0 : have - start;
 	}
 	close(fd);
 }
 
-void appended_snapshot(struct coord *c)
+/* Which of the journal's files are still at their paths, and their sizes. */
+static void look_at(struct journal *j)
 {
-	if (!c->appended && !(c->appended = calloc(APPENDED_MAX, sizeof(*c->appended))))
-		return;
-	read_journal(c);
-	for (size_t i = 0; i < c->nappended; i++) {
-		struct appended_file *f = &c->appended[i];
+	for (size_t i = 0; i < j->n; i++) {
+		struct appended_file *f = &j->files[i];
 		struct stat st;
 		f->present = stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
 			     (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino;
@@ -138,25 +149,91 @@ void appended_snapshot(struct coord *c)
 	}
 }
 
+/* The name a kept file has in a generation's files/ (agent/keep.c). */
+static void kept_name(char *buf, size_t cap, uint64_t dev, uint64_t ino)
+{
+	snprintf(buf, cap, "0x%" PRIx64 "-0x%" PRIx64, dev, ino);
+}
+
+/* The created files still at their paths, linked into the generation
+ * being written; present stays set only for those that are linked. */
+static void keep_created(struct coord *c)
+{
+	char partial[64];
+	gens_name(partial, sizeof(partial), c->ck.gen, 1);
+	int gfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int files = -1;
+	for (size_t i = 0; i < c->created.n; i++) {
+		struct appended_file *f = &c->created.files[i];
+		if (!f->present)
+			continue;
+		f->present = 0;
+		if (files < 0 && gfd >= 0 && (mkdirat(gfd, "files", 0700) == 0 || errno == EEXIST))
+			files =
+			    openat(gfd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (files < 0)
+			break;
+		char name[64];
+		kept_name(name, sizeof(name), f->dev, f->ino);
+		struct stat st;
+		if (linkat(AT_FDCWD, f->path, files, name, 0) != 0 && errno != EEXIST)
+			continue; /* another filesystem, not the user's own */
+		/* the path may name another file by now */
+		if (fstatat(files, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino)
+			f->present = 1;
+		else
+			unlinkat(files, name, 0);
+	}
+	if (files >= 0) {
+		fsync(files);
+		close(files);
+	}
+	if (gfd >= 0)
+		close(gfd);
+}
+
+void appended_snapshot(struct coord *c)
+{
+	read_journal(c, APPEND_JOURNAL, &c->appended,
+		     "appended to: the others are not cut back at restart");
+	look_at(&c->appended);
+	read_journal(c, CREATE_JOURNAL, &c->created,
+		     "created: the others are not kept for restart");
+	look_at(&c->created);
+	keep_created(c);
+}
+
 int appended_manifest(struct coord *c, struct kvfile *kv)
 {
 	int rc = 0;
-	for (size_t i = 0; i < c->nappended; i++) {
-		const struct appended_file *f = &c->appended[i];
+	for (size_t i = 0; i < c->appended.n; i++) {
+		const struct appended_file *f = &c->appended.files[i];
 		if (f->present)
 			rc |= kv_addf(kv, "appended", "%" PRIu64 " %" PRIu64 " %" PRIu64 " %s",
 				      f->size, f->dev, f->ino, f->path);
 	}
+	for (size_t i = 0; i < c->created.n; i++) {
+		const struct appended_file *f = &c->created.files[i];
+		if (f->present)
+			rc |= kv_addf(kv, "kept", "%" PRIu64 " %" PRIu64 " %s", f->dev, f->ino,
+				      f->path);
+	}
 	return rc;
+}
+
+static void journal_free(struct journal *j)
+{
+	for (size_t i = 0; i < j->n; i++)
+		free(j->files[i].path);
+	free(j->files);
+	*j = (struct journal){0};
 }
 
 void appended_free(struct coord *c)
 {
-	for (size_t i = 0; i < c->nappended; i++)
-		free(c->appended[i].path);
-	free(c->appended);
-	c->appended = NULL;
-	c->nappended = 0;
+	journal_free(&c->appended);
+	journal_free(&c->created);
 }
 
 /* One manifest entry: cut the file back if it is the one recorded and
@@ -205,6 +282,33 @@ static void cut_back(const char *entry, struct ckpt_log *log)
 		 path, (long long)st.st_size, size);
 }
 
+/* One manifest entry "kept": a file the program created, gone from its
+ * path since the checkpoint, is linked back there from the generation. */
+static void link_back(int gfd, const char *entry, struct ckpt_log *log)
+{
+	uint64_t dev, ino;
+	int at = 0;
+	if (sscanf(entry, "%" SCNu64 " %" SCNu64 " %n", &dev, &ino, &at) != 2 || entry[at] != '/')
+		return;
+	const char *path = entry + at;
+	struct stat st;
+	if (lstat(path, &st) == 0 || errno != ENOENT)
+		return; /* there: the file itself, or one the program made since */
+	char name[80] = "files/";
+	kept_name(name + 6, sizeof(name) - 6, dev, ino);
+	if (fstatat(gfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || (uint64_t)st.st_dev != dev ||
+	    (uint64_t)st.st_ino != ino)
+		return;
+	if (linkat(gfd, name, AT_FDCWD, path, 0) == 0)
+		ckpt_log(log,
+			 "%s: created by the program and deleted after the checkpoint; made again "
+			 "from the generation's link to it",
+			 path);
+	else
+		ckpt_log(log, "%s: deleted after the checkpoint and cannot be made again: %s", path,
+			 strerror(errno));
+}
+
 void appended_cut_back(int imagesfd, uint64_t gen, struct ckpt_log *log)
 {
 	int gfd = gens_open(imagesfd, gen);
@@ -212,6 +316,10 @@ void appended_cut_back(int imagesfd, uint64_t gen, struct ckpt_log *log)
 		return;
 	struct kvfile kv;
 	if (kv_read(&kv, gfd, GENS_MANIFEST) == 0) {
+		/* first back at their paths, then cut back with the others */
+		for (size_t i = 0; i < kv.count; i++)
+			if (strcmp(kv.entries[i].key, "kept") == 0)
+				link_back(gfd, kv.entries[i].value, log);
 		for (size_t i = 0; i < kv.count; i++)
 			if (strcmp(kv.entries[i].key, "appended") == 0)
 				cut_back(kv.entries[i].value, log);

@@ -97,7 +97,8 @@ struct coord_opts {
  * SIGTERM or --before-limit, or -1 when the launch failed (message set).
  * When the program exited by itself, RUNDIR/finished records it. */
 int coord_run(const struct coord_opts *o);
-/* Restart (appended.c): cut back the files the program appended to after
+/* Restart (appended.c): put back the files the program created that are
+ * gone from their paths, then cut back the files it appended to after
  * generation gen's checkpoint, as its manifest lists them. */
 void appended_cut_back(int imagesfd, uint64_t gen, struct ckpt_log *log);
 

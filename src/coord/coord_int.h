@@ -106,12 +106,20 @@ struct ckpt_state {
 	int gpu_held;
 };
 
-/* A file the program opened for appending (appended.c): its size at the
- * running checkpoint, if it was still at its path then. */
+/* A file the program opened for appending, or created (appended.c): its
+ * size at the running checkpoint, if it was still at its path then. */
 struct appended_file {
 	uint64_t dev, ino, size;
 	char *path;
 	int present;
+};
+
+/* What the coordinator has read of one of the agents' journals. */
+struct journal {
+	struct appended_file *files;
+	size_t n;
+	uint64_t read; /* bytes of the journal read */
+	int full;
 };
 
 struct coord {
@@ -182,11 +190,9 @@ struct coord {
 	int hold_err;
 	size_t nheld;
 	char held[4096];
-	/* the files appended to, from the run directory's journal */
-	struct appended_file *appended;
-	size_t nappended;
-	uint64_t appended_read; /* bytes of the journal read */
-	int appended_full;
+	/* the files appended to and those created, from the run
+	 * directory's journals */
+	struct journal appended, created;
 };
 
 /* coord.c */

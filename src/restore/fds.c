@@ -151,10 +151,62 @@ static int check_file(int fd, const struct ckpt_fd *f, const char *path)
 	return 0;
 }
 
+int kept_open(uint64_t dev, uint64_t ino, int flags, char *name, size_t cap)
+{
+	snprintf(name, cap, "%s/files/0x%llx-0x%llx", tree.dir, (unsigned long long)dev,
+		 (unsigned long long)ino);
+	int fd = open(name, flags | O_NOCTTY);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* The file a descriptor had open, deleted (taken: 0) or replaced at its
+ * path since the checkpoint, from the link the checkpoint kept: a deleted
+ * one is linked back at its path, where the program may look for it
+ * again (a temporary file it deletes later); a replaced one is left to
+ * the file now there. -1 if none was kept. */
+static int open_kept(const struct ckpt_fd *f, const char *path, int flags, int taken)
+{
+	char kept[4400];
+	int fd = kept_open(f->dev, f->ino, flags, kept, sizeof kept);
+	if (fd < 0)
+		return -1;
+	if (taken)
+		warn("fd %d: %s is another file than at the checkpoint: the program gets the one "
+		     "it had open, kept with the checkpoint (the path is left as it is)",
+		     f->fd, path);
+	else if (linkat(AT_FDCWD, kept, AT_FDCWD, path, 0) == 0)
+		warn("fd %d: %s was deleted after the checkpoint: made again from the file kept "
+		     "with the checkpoint",
+		     f->fd, path);
+	else
+		warn("fd %d: %s was deleted after the checkpoint; the program gets the file kept "
+		     "with the checkpoint (it cannot be linked back at its path: %s)",
+		     f->fd, path, strerror(errno));
+	return fd;
+}
+
 static int open_path(const struct ckpt_fd *f, const char *path)
 {
 	int flags = (int)f->open_flags & ~(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
 	int fd = open(path, flags | O_NOCTTY);
+	struct stat st;
+	if (f->kind == CKPT_FD_FILE &&
+	    (fd < 0 ? errno == ENOENT
+		    : fstat(fd, &st) == 0 && (st.st_ino != f->ino || st.st_dev != f->dev))) {
+		int kept = open_kept(f, path, flags, fd >= 0);
+		if (kept >= 0) {
+			if (fd >= 0)
+				close(fd);
+			fd = kept;
+		} else {
+			errno = ENOENT;
+		}
+	}
 	if (fd < 0)
 		return fail("fd %d: cannot reopen %s: %s", f->fd, path, strerror(errno));
 	if (f->kind == CKPT_FD_FILE && check_file(fd, f, path) != 0) {

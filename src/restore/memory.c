@@ -78,27 +78,53 @@ static int staged(const struct ckpt_area *a)
 		a->kind == CKPT_AREA_SHARED_ANON);
 }
 
-/* Open the file behind a mapping and check it is still the same file. */
+static int same_mapped_file(int fd, const struct ckpt_area *a)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return 0;
+	if (!a->ino)
+		return 1;
+	if (st.st_ino != a->ino || st.st_dev != a->dev)
+		return 0;
+	return a->kind != CKPT_AREA_FILE_PRIVATE ||
+	       ((uint64_t)st.st_size == a->file_size &&
+		(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == a->mtime_ns);
+}
+
+/* Open the file behind a mapping and check it is still the same file;
+ * one deleted or replaced since (a package reinstalled, a library
+ * rebuilt) is mapped from the link the checkpoint kept of it, if any. */
 static int open_mapped_file(struct fd_context *c, const struct ckpt_image *img,
 			    const struct ckpt_area *a)
 {
 	const char *path = ckpt_image_string(img, a->name_str);
 	int writable = a->kind == CKPT_AREA_FILE_SHARED && (a->prot & PROT_WRITE);
 	int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (fd < 0)
-		return fail("cannot open %s, mapped at 0x%llx: %s", path,
-			    (unsigned long long)a->start, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) != 0 || (a->ino && (st.st_ino != a->ino || st.st_dev != a->dev)) ||
-	    (a->ino && a->kind == CKPT_AREA_FILE_PRIVATE &&
-	     ((uint64_t)st.st_size != a->file_size ||
-	      (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != a->mtime_ns))) {
+	if (fd >= 0 && same_mapped_file(fd, a))
+		return fd_private(c, fd);
+	int err = fd < 0 ? errno : 0;
+	if (fd >= 0)
 		close(fd);
-		return fail("%s, mapped at 0x%llx, changed since the checkpoint (a library or "
-			    "file was replaced); restart needs the same file",
-			    path, (unsigned long long)a->start);
+	if (a->ino && a->kind == CKPT_AREA_FILE_PRIVATE) {
+		char kept[4400];
+		int k = kept_open(a->dev, a->ino, O_RDONLY | O_CLOEXEC, kept, sizeof kept);
+		if (k >= 0 && same_mapped_file(k, a)) {
+			warn("%s, mapped at 0x%llx, %s since the checkpoint: mapped from the file "
+			     "kept with the checkpoint",
+			     path, (unsigned long long)a->start,
+			     err ? "was deleted" : "was replaced");
+			return fd_private(c, k);
+		}
+		if (k >= 0)
+			close(k);
 	}
-	return fd_private(c, fd);
+	if (err)
+		return fail("cannot open %s, mapped at 0x%llx: %s", path,
+			    (unsigned long long)a->start, strerror(err));
+	return fail("%s, mapped at 0x%llx, changed since the checkpoint (a library or "
+		    "file was replaced); restart needs the same file",
+		    path, (unsigned long long)a->start);
 }
 
 /* Shared memory (MAP_SHARED anonymous, memfd, SysV, deleted /dev/shm

@@ -37,6 +37,7 @@ struct tree {
 	int n, root;
 	int min_private; /* every process's descriptors are below */
 	int ready[2], go[2];
+	char dir[4096]; /* the generation's directory */
 };
 extern struct tree tree;
 int tree_load(const char *root_image);
@@ -71,6 +72,10 @@ struct fd_context {
 	int min_private; /* our descriptors live at or above this */
 };
 int fds_prepare_stdio(struct fd_context *c, int min_private);
+/* The file the checkpoint kept for dev/ino (a hard link in the
+ * generation's files/, agent/keep.c), opened with flags: -1 if there is
+ * none; name gets its path. */
+int kept_open(uint64_t dev, uint64_t ino, int flags, char *name, size_t cap);
 /* stdin a regular file: seek it to where img's process was; 0 if img
  * does not say (its stdin was no file, or read nothing) */
 int fds_resume_stdin(struct fd_context *c, const struct ckpt_image *img);

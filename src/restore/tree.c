@@ -42,6 +42,7 @@ int tree_load(const char *root_image)
 		*slash = '\0';
 	else
 		snprintf(dir, sizeof dir, ".");
+	snprintf(tree.dir, sizeof tree.dir, "%s", dir);
 	DIR *d = opendir(dir);
 	if (!d)
 		return fail("cannot list %s: %s", dir, strerror(errno));

@@ -1,5 +1,7 @@
 """C programs: checkpoint at a random step, SIGKILL everything, restart,
 and compare with an uninterrupted run (see conftest.Ckpt.cycle)."""
+import os
+
 import pytest
 
 from conftest import c_prog, check_chain, text_of
@@ -78,6 +80,24 @@ def test_file_append_cut_back(ck):
         assert got.read_bytes() == want.read_bytes(), f"{got} differs from the uninterrupted run's {want}"
     ex = (rundir / "execution.log").read_text()
     assert "out-ckpt.txt: cut back from" in ex, ex[-2000:]
+
+
+def test_temporary_files_deleted_after_the_checkpoint(ck):
+    """Temporary files (mkstemp) written, closed, read back and deleted a
+    few steps later, as a merging sort does; the program runs on past the
+    checkpoint and deletes files it had then: the restart puts them back
+    from the checkpoint's links, or the restarted program cannot open them
+    (and execution.log says so)."""
+    work, ref = ck.work / "tmp-ckpt", ck.work / "tmp-ref"
+    for d in (work, ref):
+        d.mkdir()
+        if ck.user:
+            os.chown(d, ck.user.uid, ck.user.gid)
+    prog = c_prog("temp_merge", 50, 40, work)
+    prog.ref_argv = [*prog.argv[:3], str(ref)]
+    rundir = ck.cycle(prog, k_range=(5, 25), more_lines=6)
+    ex = (rundir / "execution.log").read_text()
+    assert "deleted after the checkpoint; made again" in ex, ex[-2000:]
 
 
 def test_stop_after_checkpoint(ck):

@@ -1,5 +1,6 @@
 """Python programs under Debian's /usr/bin/python3: checkpoint at a random
 step, SIGKILL everything, restart, compare with an uninterrupted run."""
+import os
 import time
 
 import pytest
@@ -64,6 +65,24 @@ def test_sqlite_written_in_place(ck):
     prog = py_prog("sqlite_rw", 60, 40, ck.work / "ckpt.db")
     prog.ref_argv = [*prog.ref_argv[:-1], str(ck.work / "ref.db")]
     ck.cycle(prog, more_lines=4)
+
+
+def test_outputs_removed_after_the_checkpoint(ck):
+    """Output files the program writes and removes three steps later: it
+    runs on past the checkpoint and removes files it had then; the
+    restart puts them back (they were kept with the checkpoint), or the
+    restarted program's os.remove fails."""
+    work, ref = ck.work / "out-ckpt", ck.work / "out-ref"
+    for d in (work, ref):
+        d.mkdir()
+        if ck.user:
+            os.chown(d, ck.user.uid, ck.user.gid)
+    prog = py_prog("rotate_outputs", 50, 40, work)
+    prog.ref_argv = [*prog.ref_argv[:-1], str(ref)]
+    rundir = ck.cycle(prog, k_range=(5, 25), more_lines=6)
+    ex = (rundir / "execution.log").read_text()
+    assert "deleted after the checkpoint; made again" in ex, ex[-2000:]
+    assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in ref.iterdir())
 
 
 def test_file_renamed_away_after_the_checkpoint(ck):
