@@ -1,6 +1,7 @@
 """Python programs under Debian's /usr/bin/python3: checkpoint at a random
 step, SIGKILL everything, restart, compare with an uninterrupted run."""
 import os
+import subprocess
 import time
 
 import pytest
@@ -83,6 +84,42 @@ def test_outputs_removed_after_the_checkpoint(ck):
     ex = (rundir / "execution.log").read_text()
     assert "deleted after the checkpoint; made again" in ex, ex[-2000:]
     assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in ref.iterdir())
+
+
+def build_library(lib, version, user):
+    """lib: a new file (the old one removed first, as a linker does)."""
+    src = lib.with_suffix(".c")
+    src.write_text(f"int value(int x) {{ return x * 3 + {version}; }}\n")
+    lib.unlink(missing_ok=True)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    if user:
+        os.chown(lib, user.uid, user.gid)
+
+
+def test_library_rebuilt_after_the_checkpoint(ck):
+    """A shared library of the user's own, rebuilt at its path between the
+    crash and the restart: the restart maps the one the program had from
+    the checkpoint's link (before, it refused: the library changed)."""
+    lib = ck.work / "libvalue.so"
+    build_library(lib, 1, ck.user)
+    prog = py_prog("libuse", 40, 50, lib)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(3, 20))
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    expected, _ = ref.result()
+    build_library(lib, 100, ck.user)
+    out, rc, rbg = ck.restart(prog)
+    check_chain(expected, [("first run (ckpt start)", first, 0),
+                           (f"restarted run (checkpoint after {seen} lines)", out, seen)],
+                context=restart_context(rc, rbg, rundir))
+    ex = (rundir / "execution.log").read_text()
+    assert "was replaced since the checkpoint: mapped from the file kept" in ex, ex[-2000:]
 
 
 def test_file_renamed_away_after_the_checkpoint(ck):
