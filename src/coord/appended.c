@@ -163,10 +163,18 @@ static void keep_created(struct coord *c)
 	gens_name(partial, sizeof(partial), c->ck.gen, 1);
 	int gfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int files = -1;
+	/* files gone make room for new ones: a program that writes a new
+	 * file at every step and removes old ones never fills the list */
+	size_t kept = 0;
+	for (size_t i = 0; i < c->created.n; i++) {
+		if (c->created.files[i].present)
+			c->created.files[kept++] = c->created.files[i];
+		else
+			free(c->created.files[i].path);
+	}
+	c->created.n = kept;
 	for (size_t i = 0; i < c->created.n; i++) {
 		struct appended_file *f = &c->created.files[i];
-		if (!f->present)
-			continue;
 		f->present = 0;
 		if (files < 0 && gfd >= 0 && (mkdirat(gfd, "files", 0700) == 0 || errno == EEXIST))
 			files =
@@ -185,12 +193,24 @@ static void keep_created(struct coord *c)
 		else
 			unlinkat(files, name, 0);
 	}
-	if (files >= 0) {
-		fsync(files);
-		close(files);
-	}
+	if (files >= 0)
+		close(files); /* made durable with the manifest, not in the pause */
 	if (gfd >= 0)
 		close(gfd);
+}
+
+/* The links of the generation being committed reach the disk before its
+ * manifest does. */
+static void sync_kept(struct coord *c)
+{
+	char partial[80];
+	gens_name(partial, sizeof(partial) - 6, c->ck.gen, 1);
+	strcat(partial, "/files");
+	int fd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
 }
 
 void appended_snapshot(struct coord *c)
@@ -207,6 +227,7 @@ void appended_snapshot(struct coord *c)
 int appended_manifest(struct coord *c, struct kvfile *kv)
 {
 	int rc = 0;
+	sync_kept(c);
 	for (size_t i = 0; i < c->appended.n; i++) {
 		const struct appended_file *f = &c->appended.files[i];
 		if (f->present)
