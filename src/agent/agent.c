@@ -681,6 +681,7 @@ __attribute__((constructor)) static void agent_init(void)
 	memory_own_scratch();
 	fds_own_scratch();
 	sock_diag_own_scratch();
+	keep_own_scratch();
 	stdio_identities();
 	if (suspend_install() != 0) {
 		fprintf(stderr, "ckpt agent: cannot install the suspend signal handler: %s\n",

@@ -169,9 +169,11 @@ int memory_maps_cover_file(const char *maps, uint64_t dev, uint64_t ino, uint64_
  * when the program deleted or replaced them after the checkpoint. from: a
  * path, or /proc/self/fd/N with follow set; owner: its st_uid (only the
  * user's own files can be linked). */
+void keep_own_scratch(void); /* its tables are left out of images */
 void keep_begin(void);
 void keep_file(const char *from, int follow, uint64_t dev, uint64_t ino, uint32_t owner);
-void keep_sync(void); /* the links are durable before the image is */
+void keep_flush(void); /* link the mapped files keep_file put aside */
+void keep_sync(void);  /* the links are durable before the image is */
 
 /* incremental.c: what the parent image holds (read-only, mapped from its
  * PAGE_HASHES and PAGE_RUNS sections) and what this image holds. Pages

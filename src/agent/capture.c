@@ -223,6 +223,7 @@ static int open_image(char *tmp, char *final, size_t cap)
  * on disk. */
 static int publish_image(const char *tmp, const char *final)
 {
+	keep_flush();
 	keep_sync();
 	if (raw_syscall2(SYS_rename, tmp, final) != 0)
 		return -1;
