@@ -155,14 +155,46 @@ static void kept_name(char *buf, size_t cap, uint64_t dev, uint64_t ino)
 	snprintf(buf, cap, "0x%" PRIx64 "-0x%" PRIx64, dev, ino);
 }
 
-/* The created files still at their paths, linked into the generation
- * being written; present stays set only for those that are linked. */
-static void keep_created(struct coord *c)
+/* The generation's files/ directory, made if need be; -1 if it cannot be. */
+static int files_dir(struct coord *c)
 {
 	char partial[64];
 	gens_name(partial, sizeof(partial), c->ck.gen, 1);
 	int gfd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (gfd < 0)
+		return -1;
 	int files = -1;
+	if (mkdirat(gfd, "files", 0700) == 0 || errno == EEXIST)
+		files = openat(gfd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(gfd);
+	return files;
+}
+
+/* Link f into files/ from fromdir/from (its path: AT_FDCWD); 1 if the
+ * link is f's file. */
+static int link_kept(int files, struct appended_file *f, int fromdir, const char *from)
+{
+	char name[64];
+	kept_name(name, sizeof(name), f->dev, f->ino);
+	struct stat st;
+	if (linkat(fromdir, from, files, name, 0) != 0 && errno != EEXIST)
+		return 0; /* another filesystem, not the user's own */
+	/* the path may name another file by now */
+	if (fstatat(files, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (uint64_t)st.st_dev == f->dev &&
+	    (uint64_t)st.st_ino == f->ino)
+		return 1;
+	unlinkat(files, name, 0);
+	return 0;
+}
+
+/* While stopped: which created files are still at their paths (look_at),
+ * and a link into the generation being written to each one the last
+ * generation did not keep (the program may delete it as soon as it runs).
+ * Those it kept are linked from its links at commit (keep_created_rest):
+ * no system call in the pause but a stat, for a program that keeps
+ * thousands of files it made. */
+static void keep_created(struct coord *c)
+{
 	/* files gone make room for new ones: a program that writes a new
 	 * file at every step and removes old ones never fills the list */
 	size_t kept = 0;
@@ -173,44 +205,48 @@ static void keep_created(struct coord *c)
 			free(c->created.files[i].path);
 	}
 	c->created.n = kept;
+	int files = -1;
 	for (size_t i = 0; i < c->created.n; i++) {
 		struct appended_file *f = &c->created.files[i];
 		f->present = 0;
-		if (files < 0 && gfd >= 0 && (mkdirat(gfd, "files", 0700) == 0 || errno == EEXIST))
-			files =
-			    openat(gfd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (files < 0)
+		f->defer = f->kept_gen != 0;
+		if (f->defer)
+			continue;
+		if (files < 0 && (files = files_dir(c)) < 0)
 			break;
-		char name[64];
-		kept_name(name, sizeof(name), f->dev, f->ino);
-		struct stat st;
-		if (linkat(AT_FDCWD, f->path, files, name, 0) != 0 && errno != EEXIST)
-			continue; /* another filesystem, not the user's own */
-		/* the path may name another file by now */
-		if (fstatat(files, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino)
-			f->present = 1;
-		else
-			unlinkat(files, name, 0);
+		f->present = link_kept(files, f, AT_FDCWD, f->path);
 	}
 	if (files >= 0)
-		close(files); /* made durable with the manifest, not in the pause */
-	if (gfd >= 0)
-		close(gfd);
+		close(files);
 }
 
-/* The links of the generation being committed reach the disk before its
- * manifest does. */
-static void sync_kept(struct coord *c)
+/* At commit: the files the last generation kept, linked from its links
+ * (from the path if it is gone: a checkpoint given up in between), then
+ * all of them made durable before the manifest is. */
+static void keep_created_rest(struct coord *c)
 {
-	char partial[80];
-	gens_name(partial, sizeof(partial) - 6, c->ck.gen, 1);
-	strcat(partial, "/files");
-	int fd = openat(c->o->imagesfd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
+	int any = 0;
+	for (size_t i = 0; i < c->created.n && !any; i++)
+		any = c->created.files[i].defer || c->created.files[i].present;
+	int files = any ? files_dir(c) : -1;
+	if (files < 0)
+		return;
+	for (size_t i = 0; i < c->created.n; i++) {
+		struct appended_file *f = &c->created.files[i];
+		if (!f->defer)
+			continue;
+		f->defer = 0;
+		char from[160], gen[64];
+		gens_name(gen, sizeof(gen), f->kept_gen, 0);
+		snprintf(from, sizeof(from), "%s/files/", gen);
+		kept_name(from + strlen(from), sizeof(from) - strlen(from), f->dev, f->ino);
+		f->present = link_kept(files, f, c->o->imagesfd, from) ||
+			     link_kept(files, f, AT_FDCWD, f->path);
 	}
+	for (size_t i = 0; i < c->created.n; i++)
+		c->created.files[i].kept_gen = c->created.files[i].present ? c->ck.gen : 0;
+	fsync(files);
+	close(files);
 }
 
 void appended_snapshot(struct coord *c)
@@ -227,7 +263,7 @@ void appended_snapshot(struct coord *c)
 int appended_manifest(struct coord *c, struct kvfile *kv)
 {
 	int rc = 0;
-	sync_kept(c);
+	keep_created_rest(c);
 	for (size_t i = 0; i < c->appended.n; i++) {
 		const struct appended_file *f = &c->appended.files[i];
 		if (f->present)

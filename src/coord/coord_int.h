@@ -112,6 +112,10 @@ struct appended_file {
 	uint64_t dev, ino, size;
 	char *path;
 	int present;
+	/* created files: the generation whose files/ has its link (0:
+	 * none), and whether this one links it from there at commit */
+	uint64_t kept_gen;
+	int defer;
 };
 
 /* What the coordinator has read of one of the agents' journals. */

@@ -86,6 +86,37 @@ def test_outputs_removed_after_the_checkpoint(ck):
     assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in ref.iterdir())
 
 
+def test_files_kept_across_checkpoints(ck):
+    """Files made at the start and removed after the second of two
+    checkpoints: the second keeps them from the first's links (not from
+    their paths, in the pause), and the restart from it puts them back."""
+    work, ref = ck.work / "late-ckpt", ck.work / "late-ref"
+    for d in (work, ref):
+        d.mkdir()
+        if ck.user:
+            os.chown(d, ck.user.uid, ck.user.gid)
+    prog = py_prog("late_delete", 60, 40, work, 30)
+    prog.ref_argv = [*prog.ref_argv[:-2], str(ref), "30"]
+    ref_run = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(5)
+    rundir = ck.rundir(proc=run)
+    ck.checkpoint(rundir)
+    run.wait_lines(run.lines() + 8)
+    seen = run.lines()
+    ck.checkpoint(rundir)
+    run.wait_lines(34)
+    ck.crash(run)
+    first = run.output()
+    out, rc, rbg = ck.restart(prog)
+    expected, _ = ref_run.result()
+    check_chain(expected, [("first run (ckpt start)", first, 0),
+                           (f"restarted run (second checkpoint after {seen} lines)", out, seen)],
+                context=restart_context(rc, rbg, rundir))
+    gen2 = sorted(p.name for p in (rundir / "images" / "gen-000002" / "files").iterdir())
+    assert len(gen2) >= 5, gen2
+
+
 def build_library(lib, version, user):
     """lib: a new file (the old one removed first, as a linker does)."""
     src = lib.with_suffix(".c")
