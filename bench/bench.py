@@ -70,8 +70,11 @@ def drop_caches(enabled):
 
 
 def files_under(path):
+    """A generation's own files: its images and manifest, not files/ (hard
+    links to the program's files, which cost no space and are no image)."""
     out = []
-    for dirpath, _, names in os.walk(path):
+    for dirpath, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if d != "files"]
         out += [os.path.join(dirpath, n) for n in sorted(names)]
     return out
 

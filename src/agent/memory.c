@@ -180,6 +180,18 @@ static int stat_once(const char *path, struct stat *st)
 	return last_stat.result;
 }
 
+/* Installed by the system's package manager, which does not replace them
+ * under a running job as a user rebuilds a library: not kept (keep.c),
+ * although root owns them when root runs the program. */
+static int system_file(const char *path)
+{
+	static const char *const dirs[] = {"/usr/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/etc/"};
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+		if (str_starts(path, dirs[i]))
+			return 1;
+	return 0;
+}
+
 static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 {
 	int shared = m->perms[3] == 's';
@@ -242,7 +254,8 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 		return 0;
 	}
 	a->flags |= CKPT_AREA_FROM_FILE;
-	keep_file(path, 0, st.st_dev, st.st_ino, st.st_uid);
+	if (!system_file(path))
+		keep_file(path, 0, st.st_dev, st.st_ino, st.st_uid);
 	a->dev = st.st_dev;
 	a->ino = st.st_ino;
 	a->file_size = (uint64_t)st.st_size;
