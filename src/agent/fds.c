@@ -36,6 +36,7 @@ struct fd_list {
 	uint64_t timer_wait_until; /* see timerfd_settled; 0: not begun */
 	struct scratch *scratch;
 	char **maps; /* /proc/self/maps, read when first needed */
+	int maps_tried;
 };
 
 static int stdio_index(const struct stat *st)
@@ -498,8 +499,8 @@ static int share_saved(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, uint
  * the descriptor it was sent); and the content is saved with them. */
 static int mapped_whole(struct fd_list *l, const struct ckpt_fd *f)
 {
-	if (!*l->maps && memory_read_maps(l->scratch, l->maps) <= 0)
-		*l->maps = 0;
+	if (!*l->maps && !l->maps_tried++ && memory_read_maps(l->scratch, l->maps) <= 0)
+		*l->maps = 0; /* not again: each try takes scratch memory */
 	return *l->maps && memory_maps_cover_file(*l->maps, f->dev, f->ino, f->size);
 }
 
