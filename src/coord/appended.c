@@ -86,12 +86,37 @@ static int parse_line(const char *line, size_t len, struct appended_file *f)
 	return 0;
 }
 
+/* The index has twice the slots of the list: never full. */
+#define INDEX_SLOTS (2 * APPENDED_MAX)
+
+static size_t slot_of(uint64_t dev, uint64_t ino)
+{
+	return (size_t)((dev * 0x9e3779b97f4a7c15ull ^ ino) * 0xff51afd7ed558ccdull % INDEX_SLOTS);
+}
+
+static void index_add(struct journal *j, size_t at)
+{
+	size_t k = slot_of(j->files[at].dev, j->files[at].ino);
+	while (j->index[k] >= 0)
+		k = (k + 1) % INDEX_SLOTS;
+	j->index[k] = (int32_t)at;
+}
+
+static void index_rebuild(struct journal *j)
+{
+	for (size_t k = 0; k < INDEX_SLOTS; k++)
+		j->index[k] = -1;
+	for (size_t i = 0; i < j->n; i++)
+		index_add(j, i);
+}
+
 static int known(const struct journal *j, const struct appended_file *f)
 {
-	for (size_t i = 0; i < j->n; i++)
-		if (j->files[i].dev == f->dev && j->files[i].ino == f->ino &&
-		    strcmp(j->files[i].path, f->path) == 0)
+	for (size_t k = slot_of(f->dev, f->ino); j->index[k] >= 0; k = (k + 1) % INDEX_SLOTS) {
+		const struct appended_file *o = &j->files[j->index[k]];
+		if (o->dev == f->dev && o->ino == f->ino && strcmp(o->path, f->path) == 0)
 			return 1;
+	}
 	return 0;
 }
 
@@ -101,6 +126,11 @@ static void read_journal(struct coord *c, const char *name, struct journal *j, c
 {
 	if (!j->files && !(j->files = calloc(APPENDED_MAX, sizeof(*j->files))))
 		return;
+	if (!j->index) {
+		if (!(j->index = malloc(INDEX_SLOTS * sizeof(*j->index))))
+			return;
+		index_rebuild(j);
+	}
 	int fd = openat(c->o->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return;
@@ -124,6 +154,7 @@ static void read_journal(struct coord *c, const char *name, struct journal *j, c
 					free(f.path);
 				} else {
 					j->files[j->n++] = f;
+					index_add(j, j->n - 1);
 				}
 			}
 			start = i + 1;
@@ -205,6 +236,8 @@ static void keep_created(struct coord *c)
 			free(c->created.files[i].path);
 	}
 	c->created.n = kept;
+	if (c->created.index)
+		index_rebuild(&c->created);
 	int files = -1;
 	for (size_t i = 0; i < c->created.n; i++) {
 		struct appended_file *f = &c->created.files[i];
@@ -249,6 +282,14 @@ static void keep_created_rest(struct coord *c)
 	close(files);
 }
 
+void appended_prefetch(struct coord *c)
+{
+	read_journal(c, APPEND_JOURNAL, &c->appended,
+		     "appended to: the others are not cut back at restart");
+	read_journal(c, CREATE_JOURNAL, &c->created,
+		     "created: the others are not kept for restart");
+}
+
 void appended_snapshot(struct coord *c)
 {
 	read_journal(c, APPEND_JOURNAL, &c->appended,
@@ -284,6 +325,7 @@ static void journal_free(struct journal *j)
 	for (size_t i = 0; i < j->n; i++)
 		free(j->files[i].path);
 	free(j->files);
+	free(j->index);
 	*j = (struct journal){0};
 }
 

@@ -274,6 +274,7 @@ void ckpt_start(struct coord *c, const char *why)
 		not_started(c, why, msg);
 		return;
 	}
+	appended_prefetch(c);
 	char name[64];
 	gens_name(name, sizeof(name), gen, 1);
 	snprintf(c->ck.dir, sizeof(c->ck.dir), "%s/%s/%s", c->o->rundir, GENS_DIR, name);

@@ -124,6 +124,7 @@ struct journal {
 	size_t n;
 	uint64_t read; /* bytes of the journal read */
 	int full;
+	int32_t *index; /* open addressing over files by dev and ino; -1 free */
 };
 
 struct coord {
@@ -255,6 +256,9 @@ int gpuckpt_manifest(struct coord *c, struct kvfile *kv);
 /* appended.c: while every process is stopped, the sizes of the files the
  * program appends to; then their manifest entries */
 void appended_snapshot(struct coord *c);
+/* Before the processes are stopped: what the journals have so far, so
+ * that the pause reads only what comes after. */
+void appended_prefetch(struct coord *c);
 int appended_manifest(struct coord *c, struct kvfile *kv);
 void appended_free(struct coord *c);
 /* " GPU: ..." for the line logging a completed checkpoint ("" without). */
