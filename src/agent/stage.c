@@ -220,7 +220,7 @@ int stage_in_own_segment(uint64_t start, uint64_t end)
  * read each one to find it zero, the capture itself having written some:
  * 1,200 pages, microseconds each in VMs that shadow the page tables (3-4
  * ms of every pause, in every process). */
-#define MAX_OWN_SCRATCH 8
+#define MAX_OWN_SCRATCH 16
 static struct {
 	uint64_t lo, hi;
 } own_scratch[MAX_OWN_SCRATCH];
