@@ -381,6 +381,27 @@ static void cut_back(const char *entry, struct ckpt_log *log)
 		 path, (long long)st.st_size, size);
 }
 
+/* The directories above path that are gone (a temporary directory the
+ * program removed after the checkpoint with what it held), made again:
+ * how many were made, -1 if one could not be. */
+static int make_parents(const char *path)
+{
+	char dir[4096];
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -1;
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	struct stat st;
+	if (stat(dir, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : -1;
+	int above = make_parents(dir);
+	if (above < 0 || mkdir(dir, 0700) != 0)
+		return -1;
+	return above + 1;
+}
+
 /* One manifest entry "kept": a file the program created, gone from its
  * path since the checkpoint, is linked back there from the generation. */
 static void link_back(int gfd, const char *entry, struct ckpt_log *log)
@@ -398,14 +419,19 @@ static void link_back(int gfd, const char *entry, struct ckpt_log *log)
 	if (fstatat(gfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || (uint64_t)st.st_dev != dev ||
 	    (uint64_t)st.st_ino != ino)
 		return;
-	if (linkat(gfd, name, AT_FDCWD, path, 0) == 0)
+	int dirs = 0, r = linkat(gfd, name, AT_FDCWD, path, 0), e = errno;
+	if (r != 0 && e == ENOENT && (dirs = make_parents(path)) > 0) {
+		r = linkat(gfd, name, AT_FDCWD, path, 0);
+		e = errno;
+	}
+	if (r == 0)
 		ckpt_log(log,
 			 "%s: created by the program and deleted after the checkpoint; made again "
-			 "from the generation's link to it",
-			 path);
+			 "from the generation's link to it%s",
+			 path, dirs > 0 ? " (and the directories it was in, mode 0700)" : "");
 	else
 		ckpt_log(log, "%s: deleted after the checkpoint and cannot be made again: %s", path,
-			 strerror(errno));
+			 strerror(e));
 }
 
 void appended_cut_back(int imagesfd, uint64_t gen, struct ckpt_log *log)

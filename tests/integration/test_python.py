@@ -87,9 +87,10 @@ def test_outputs_removed_after_the_checkpoint(ck):
 
 
 def test_files_kept_across_checkpoints(ck):
-    """Files made at the start and removed after the second of two
-    checkpoints: the second keeps them from the first's links (not from
-    their paths, in the pause), and the restart from it puts them back."""
+    """Files made at the start in a directory of their own, removed with
+    it after the second of two checkpoints: the second keeps them from the
+    first's links (not from their paths, in the pause), and the restart
+    from it puts them back, directory and all."""
     work, ref = ck.work / "late-ckpt", ck.work / "late-ref"
     for d in (work, ref):
         d.mkdir()
@@ -115,6 +116,8 @@ def test_files_kept_across_checkpoints(ck):
                 context=restart_context(rc, rbg, rundir))
     gen2 = sorted(p.name for p in (rundir / "images" / "gen-000002" / "files").iterdir())
     assert len(gen2) >= 5, gen2
+    ex = (rundir / "execution.log").read_text()
+    assert "and the directories it was in" in ex, ex[-2000:]
 
 
 def build_library(lib, version, user):
