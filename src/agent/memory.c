@@ -44,16 +44,15 @@ static uint64_t parse_dec(const char **p)
 	return v;
 }
 
-/* Parse one line of /proc/self/maps in place; returns the next line. */
-static char *parse_line(char *line, struct map_line *m)
+/* The fields of a maps line before its path; returns where they end. */
+static const char *parse_fields(const char *p, struct map_line *m)
 {
-	const char *p = line;
 	m->start = scan_hex(&p);
 	p++;
 	m->end = scan_hex(&p);
 	p++;
 	for (int i = 0; i < 4; i++)
-		m->perms[i] = *p++;
+		m->perms[i] = *p ? *p++ : 0;
 	m->perms[4] = 0;
 	p++;
 	m->offset = scan_hex(&p);
@@ -63,6 +62,13 @@ static char *parse_line(char *line, struct map_line *m)
 	m->minor = (unsigned)scan_hex(&p);
 	p++;
 	m->ino = parse_dec(&p);
+	return p;
+}
+
+/* Parse one line of /proc/self/maps in place; returns the next line. */
+static char *parse_line(char *line, struct map_line *m)
+{
+	const char *p = parse_fields(line, m);
 	while (*p == ' ')
 		p++;
 	char *nl = (char *)p;
@@ -88,25 +94,11 @@ long memory_read_maps(struct scratch *s, char **out)
 	return n;
 }
 
-/* The fields of a maps line that say which file it maps and where, read
- * without cutting the text (others parse it after this). */
+/* One line's fields, without cutting the text (others parse it after
+ * this); returns the next line. */
 static const char *peek_line(const char *p, struct map_line *m)
 {
-	m->start = scan_hex(&p);
-	p++;
-	m->end = scan_hex(&p);
-	p++;
-	for (int i = 0; i < 4; i++)
-		m->perms[i] = *p ? *p++ : 0;
-	m->perms[4] = 0;
-	p++;
-	m->offset = scan_hex(&p);
-	p++;
-	m->major = (unsigned)scan_hex(&p);
-	p++;
-	m->minor = (unsigned)scan_hex(&p);
-	p++;
-	m->ino = parse_dec(&p);
+	p = parse_fields(p, m);
 	while (*p && *p != '\n')
 		p++;
 	return *p ? p + 1 : p;
