@@ -591,6 +591,15 @@ class Ckpt:
     def reference(self, prog):
         return Reference(prog, self.env, self.work)
 
+    def dirs(self, *names):
+        """New directories in the work directory, the test user's if any."""
+        made = [self.work / n for n in names]
+        for d in made:
+            d.mkdir()
+            if self.user:
+                os.chown(d, self.user.uid, self.user.gid)
+        return made
+
     # failure simulation
     def assert_gone(self, when):
         """No process of this test may outlive the group: everything ckpt
@@ -648,8 +657,10 @@ class Ckpt:
                               f"with {ref_rc}")
 
     # the standard scenario
-    def cycle(self, prog, k_range=(3, 20), more_lines=2, final_check=None, opts=()):
-        """start -> wait K lines -> checkpoint -> run on -> SIGKILL -> restart."""
+    def cycle(self, prog, k_range=(3, 20), more_lines=2, final_check=None, opts=(),
+              before_restart=None):
+        """start -> wait K lines -> checkpoint -> run on -> SIGKILL ->
+        (before_restart(), what changes while the program is down) -> restart."""
         ref = self.reference(prog)
         run = self.start(prog, opts=opts)
         k = self.rng.randint(*k_range)
@@ -666,6 +677,8 @@ class Ckpt:
         self.crash(run)
         first = run.output()
         log_before = text_of(rundir / "application.log")
+        if before_restart:
+            before_restart()
         out, rc, rbg = self.restart(prog)
         expected, ref_rc = ref.result()
         check_chain(expected, [("first run (ckpt start)", first, 0),

@@ -1,7 +1,5 @@
 """C programs: checkpoint at a random step, SIGKILL everything, restart,
 and compare with an uninterrupted run (see conftest.Ckpt.cycle)."""
-import os
-
 import pytest
 
 from conftest import c_prog, check_chain, text_of
@@ -88,11 +86,7 @@ def test_temporary_files_deleted_after_the_checkpoint(ck):
     checkpoint and deletes files it had then: the restart puts them back
     from the checkpoint's links, or the restarted program cannot open them
     (and execution.log says so)."""
-    work, ref = ck.work / "tmp-ckpt", ck.work / "tmp-ref"
-    for d in (work, ref):
-        d.mkdir()
-        if ck.user:
-            os.chown(d, ck.user.uid, ck.user.gid)
+    work, ref = ck.dirs("tmp-ckpt", "tmp-ref")
     prog = c_prog("temp_merge", 50, 40, work)
     prog.ref_argv = [*prog.argv[:3], str(ref)]
     rundir = ck.cycle(prog, k_range=(5, 25), more_lines=6)

@@ -73,11 +73,7 @@ def test_outputs_removed_after_the_checkpoint(ck):
     runs on past the checkpoint and removes files it had then; the
     restart puts them back (they were kept with the checkpoint), or the
     restarted program's os.remove fails."""
-    work, ref = ck.work / "out-ckpt", ck.work / "out-ref"
-    for d in (work, ref):
-        d.mkdir()
-        if ck.user:
-            os.chown(d, ck.user.uid, ck.user.gid)
+    work, ref = ck.dirs("out-ckpt", "out-ref")
     prog = py_prog("rotate_outputs", 50, 40, work)
     prog.ref_argv = [*prog.ref_argv[:-1], str(ref)]
     rundir = ck.cycle(prog, k_range=(5, 25), more_lines=6)
@@ -91,11 +87,7 @@ def test_files_kept_across_checkpoints(ck):
     it after the second of two checkpoints: the second keeps them from the
     first's links (not from their paths, in the pause), and the restart
     from it puts them back, directory and all."""
-    work, ref = ck.work / "late-ckpt", ck.work / "late-ref"
-    for d in (work, ref):
-        d.mkdir()
-        if ck.user:
-            os.chown(d, ck.user.uid, ck.user.gid)
+    work, ref = ck.dirs("late-ckpt", "late-ref")
     prog = py_prog("late_delete", 60, 40, work, 30)
     prog.ref_argv = [*prog.ref_argv[:-2], str(ref), "30"]
     ref_run = ck.reference(prog)
@@ -137,21 +129,7 @@ def test_library_rebuilt_after_the_checkpoint(ck):
     lib = ck.work / "libvalue.so"
     build_library(lib, 1, ck.user)
     prog = py_prog("libuse", 40, 50, lib)
-    ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 20))
-    rundir = ck.rundir(proc=run)
-    seen = run.lines()
-    ck.checkpoint(rundir)
-    run.wait_lines(run.lines() + 2)
-    ck.crash(run)
-    first = run.output()
-    expected, _ = ref.result()
-    build_library(lib, 100, ck.user)
-    out, rc, rbg = ck.restart(prog)
-    check_chain(expected, [("first run (ckpt start)", first, 0),
-                           (f"restarted run (checkpoint after {seen} lines)", out, seen)],
-                context=restart_context(rc, rbg, rundir))
+    rundir = ck.cycle(prog, before_restart=lambda: build_library(lib, 100, ck.user))
     ex = (rundir / "execution.log").read_text()
     assert "was replaced since the checkpoint: mapped from the file kept" in ex, ex[-2000:]
 
