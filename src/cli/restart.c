@@ -12,6 +12,7 @@
 #include "coord/gens.h"
 #include "coord/gpunode.h"
 #include "coord/kvfile.h"
+#include "coord/launch.h"
 #include "coord/verify.h"
 #include "image/compat.h"
 #include "image/reader.h"
@@ -94,6 +95,17 @@ static int gpu_check(struct coord_opts *co, uint64_t gen)
 	rc = gpunode_check(&kv, &pids, &co->ngpu_pids);
 	co->gpu_pids = pids;
 	kv_free(&kv);
+	/* Seen on an H200 (driver 580): Restore on a process whose thread ids
+	 * changed never returned, and the program's CUDA calls block until it
+	 * does. Only pid namespaces keep the ids. */
+	if (rc == 0 && co->ngpu_pids && !launch_namespaces_usable())
+		return ckpt_fail(
+		    "its %zu process(es) with GPU state can be restarted only in pid "
+		    "namespaces of their own (the NVIDIA driver gives GPU state back "
+		    "only to the thread ids it was taken from), and this restart would "
+		    "run without them (CKPT_NO_NAMESPACES=1, or user namespaces are "
+		    "disabled here)",
+		    co->ngpu_pids);
 	return rc;
 }
 

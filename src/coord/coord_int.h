@@ -150,6 +150,7 @@ struct coord {
 	struct gpu_job *gpu_job;
 	struct gpu_info gpu_info;
 	int gpu_restored;
+	int gpu_warned_no_namespaces;
 	/* the program */
 	int64_t main_pid; /* in its namespace; 0 until init reports it */
 	int main_status;  /* wait status from init; valid when main_exited */

@@ -119,6 +119,15 @@ int gpuckpt_before(struct coord *c, char *why, size_t cap)
 			 p->restore_tid);
 	}
 	c->ck.gpu_held = c->ck.gpu.n > 0;
+	if (c->ck.gpu_held && c->o->launch.no_namespaces && !c->gpu_warned_no_namespaces) {
+		c->gpu_warned_no_namespaces = 1;
+		ckpt_log(
+		    c->o->exec_log,
+		    "GPU: this run has no pid namespaces of its own, so its checkpoints of GPU "
+		    "state can be restarted only where ckpt can make them (user namespaces "
+		    "allowed, CKPT_NO_NAMESPACES unset): the driver gives GPU state back only "
+		    "to the same thread ids");
+	}
 	return 0;
 }
 

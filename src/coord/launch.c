@@ -76,6 +76,34 @@ static int write_id_maps(pid_t pid)
 	return 0;
 }
 
+static int namespaces_forced_off(void)
+{
+	const char *force = getenv("CKPT_NO_NAMESPACES");
+	return force && strcmp(force, "1") == 0;
+}
+
+static long clone_into_namespaces(void)
+{
+	return syscall(SYS_clone,
+		       (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | SIGCHLD), NULL,
+		       NULL, NULL, 0UL);
+}
+
+int launch_namespaces_usable(void)
+{
+	if (namespaces_forced_off())
+		return 0;
+	fflush(NULL);
+	long pid = clone_into_namespaces();
+	if (pid < 0)
+		return 0;
+	if (pid == 0)
+		_exit(0);
+	while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return 1;
+}
+
 int launch(struct launch_spec *spec, struct launch *out)
 {
 	int sync[2] = {-1, -1}, report[2] = {-1, -1}, cmd[2] = {-1, -1};
@@ -89,13 +117,10 @@ int launch(struct launch_spec *spec, struct launch *out)
 	fflush(NULL);
 	/* Raw clone: glibc has no wrapper that forks into new namespaces,
 	 * and unshare(CLONE_NEWPID) would need a second fork to get pid 1. */
-	const char *force = getenv("CKPT_NO_NAMESPACES");
-	spec->no_namespaces = force && strcmp(force, "1") == 0;
+	spec->no_namespaces = namespaces_forced_off();
 	long pid = -1;
 	if (!spec->no_namespaces) {
-		pid = syscall(SYS_clone,
-			      (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | SIGCHLD),
-			      NULL, NULL, NULL, 0UL);
+		pid = clone_into_namespaces();
 		/* Namespaces refused (disabled by the site): run without them;
 		 * pids change at restart and execution.log says so. */
 		if (pid < 0 &&

@@ -67,6 +67,11 @@ struct launch {
  * success the spec's fds are still open in the caller (close them). */
 int launch(struct launch_spec *spec, struct launch *out);
 
+/* Whether launch() would give the program namespaces of its own: not
+ * with CKPT_NO_NAMESPACES=1, nor where the kernel refuses them (tried
+ * with a child that exits at once). */
+int launch_namespaces_usable(void);
+
 /* Init's side; never returns. Internal to launch.c and nsinit.c. */
 __attribute__((noreturn)) void nsinit_main(const struct launch_spec *spec, int sync_fd,
 					   int report_fd, int cmd_fd);

@@ -110,6 +110,38 @@ def test_gpu_checkpoint_restart_order(ck, gpu):
     assert "restored the GPU state of 1 process(es)" in text_of(rundir / "execution.log")
 
 
+def test_gpu_restart_without_namespaces_refused(ck, gpu):
+    """The driver gives GPU state back only to the thread ids it was taken
+    from (on a real GPU, Restore on a process restarted without pid
+    namespaces never returned and the program hung). A GPU generation
+    taken without namespaces (CKPT_NO_NAMESPACES=1) says so in
+    execution.log; a restart without them is refused beforehand with one
+    line, the run directory unchanged; a restart with them goes on exactly."""
+    ck.env = dict(ck.env, CKPT_NO_NAMESPACES="1")
+    prog = c_prog("cuda_counter", 60, 40, "lib")
+    ref = ck.reference(prog)
+    rundir, first, seen = ck.checkpoint_then_crash(prog)
+    at_ckpt = calls(gpu)
+    assert [c[0] for c in at_ckpt] == ["state", "lock", "checkpoint", "restore", "unlock"], at_ckpt
+    assert "can be restarted only where ckpt can make them" in text_of(rundir / "execution.log")
+    before = snapshot(rundir)
+    r = run_cmd(ck.argv("restart", prog), ck.env, cwd=ck.work)
+    assert r.returncode != 0 and re.search(r"can be restarted only in pid namespaces", r.stderr), (
+        r.returncode, r.stderr)
+    assert r.stderr.count("\n") == 1, f"want one line: {r.stderr!r}"
+    ck.assert_gone("after a refused restart")
+    assert_unharmed(before, snapshot(rundir), "a refused restart")
+    assert calls(gpu) == at_ckpt, "a refused restart called the driver's checkpoint calls"
+
+    del ck.env["CKPT_NO_NAMESPACES"]
+    out, rc, bg = ck.restart(prog)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), (f"restart (checkpoint after {seen} lines)", out, seen)],
+                context=restart_context(rc, bg, rundir))
+    assert rc == ref_rc
+    assert [c[0] for c in calls(gpu)[len(at_ckpt):]] == ["restore", "unlock"]
+
+
 def test_gpu_driver_too_old(ck, gpu):
     ck.env["CKPT_FAKE_CUDA_VERSION"] = "12040"
     _, line = failed_checkpoint(ck, c_prog("cuda_counter", 40, 30, "lib"),
