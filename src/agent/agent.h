@@ -163,6 +163,11 @@ long memory_read_maps(struct scratch *s, char **out);
  * of the file dev/ino (dev as fstat gives it) covering its bytes [0, size):
  * then the image holds the file's content with the mappings' pages. */
 int memory_maps_cover_file(const char *maps, uint64_t dev, uint64_t ino, uint64_t size);
+/* Calls fn for each mapping in the maps text (not yet cut into lines) of a
+ * file, shared and writable, whose content is the file's (not shared
+ * memory: see classify); dev as fstat gives it. */
+typedef void shared_file_fn(void *ctx, uint64_t dev, uint64_t ino, const char *path);
+void memory_shared_file_maps(const char *maps, shared_file_fn *fn, void *ctx);
 
 /* keep.c: files the program has open or maps, kept by a hard link in the
  * generation's directory (files/<dev>-<ino>) so that a restart finds them

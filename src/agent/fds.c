@@ -37,6 +37,9 @@ struct fd_list {
 	struct scratch *scratch;
 	char **maps; /* /proc/self/maps, read when first needed */
 	int maps_tried;
+	struct strtab *st;
+	struct ckpt_shared_file *shared; /* files mapped shared and writable */
+	uint32_t nshared;
 };
 
 static int stdio_index(const struct stat *st)
@@ -497,11 +500,17 @@ static int share_saved(struct fd_list *l, struct ckpt_fd *f, uint32_t kind, uint
  * what is written through one is not seen through the other (a DataLoader
  * worker filling a batch through its mapping while the main process maps
  * the descriptor it was sent); and the content is saved with them. */
-static int mapped_whole(struct fd_list *l, const struct ckpt_fd *f)
+static const char *maps_of(struct fd_list *l)
 {
 	if (!*l->maps && !l->maps_tried++ && memory_read_maps(l->scratch, l->maps) <= 0)
 		*l->maps = 0; /* not again: each try takes scratch memory */
-	return *l->maps && memory_maps_cover_file(*l->maps, f->dev, f->ino, f->size);
+	return *l->maps;
+}
+
+static int mapped_whole(struct fd_list *l, const struct ckpt_fd *f)
+{
+	const char *maps = maps_of(l);
+	return maps && memory_maps_cover_file(maps, f->dev, f->ino, f->size);
 }
 
 /* A file the program still has open after deleting it (a temporary file,
@@ -569,6 +578,61 @@ static void save_written_file(struct fd_list *l, struct ckpt_fd *f, const char *
 	f->data_off = l->data_len;
 	f->data_len = f->size;
 	l->data_len += f->size;
+}
+
+/* A file mapped shared and writable (a state file a C program maps and
+ * closes, numpy.memmap): what the program writes into the mapping after
+ * the checkpoint reaches the file, which a restart maps again. Its content
+ * is saved like a file written in place (read while the program is
+ * stopped, at most WRITTEN_FILE_MAX, once per file; section SHARED_FILES)
+ * and written back at restart; a descriptor of it saved whole (aux 1) is
+ * enough. */
+#define SHARED_FILES_MAX 64u
+
+static void save_shared_file(void *ctx, uint64_t dev, uint64_t ino, const char *path)
+{
+	struct fd_list *l = ctx;
+	for (uint32_t i = 0; i < l->nshared; i++)
+		if (l->shared[i].dev == dev && l->shared[i].ino == ino)
+			return;
+	for (uint32_t i = 0; i < l->n; i++)
+		if (l->fds[i].kind == CKPT_FD_FILE && l->fds[i].aux == 1 && l->fds[i].dev == dev &&
+		    l->fds[i].ino == ino)
+			return;
+	struct stat sb;
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+	if (fd < 0 || raw_syscall2(SYS_fstat, fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    sb.st_dev != dev || sb.st_ino != ino) {
+		if (fd >= 0)
+			raw_syscall1(SYS_close, fd);
+		return; /* a device, or no longer at its path: nothing to write back to */
+	}
+	uint64_t size = (uint64_t)sb.st_size;
+	const char *why = 0;
+	if (l->nshared == SHARED_FILES_MAX || size > WRITTEN_FILE_MAX ||
+	    l->data_len + size > FD_DATA_MAX)
+		why = " is mapped shared and writable and too large to save with the image (over "
+		      "64 MiB, or too many such files): what the program writes into it after the "
+		      "checkpoint stays after a restart";
+	else if (read_whole((int)fd, l->data + l->data_len, size) != 0)
+		why = " is mapped shared and writable and cannot be read to save it with the "
+		      "image: what the program writes into it after the checkpoint stays after a "
+		      "restart";
+	raw_syscall1(SYS_close, fd);
+	if (why) {
+		add_warning(path, why, 0);
+		return;
+	}
+	struct ckpt_shared_file *f = &l->shared[l->nshared++];
+	mem_zero(f, sizeof *f);
+	f->dev = dev;
+	f->ino = ino;
+	f->size = size;
+	f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	f->path_str = strtab_add(l->st, path);
+	f->data_off = l->data_len;
+	f->data_len = size;
+	l->data_len += size;
 }
 
 /* A small file the program writes at its end (opened "w" or "a"): the
@@ -994,11 +1058,14 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 		str_copy(err, "cannot list /proc/self/fd", 64);
 		return -1;
 	}
-	struct fd_list l = {.fds = scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)),
-			    .data = scratch_alloc(s, FD_DATA_MAX),
-			    .scratch = s,
-			    .maps = maps};
-	if (!l.fds || !l.data) {
+	struct fd_list l = {
+	    .fds = scratch_alloc(s, (size_t)n * sizeof(struct ckpt_fd)),
+	    .data = scratch_alloc(s, FD_DATA_MAX),
+	    .scratch = s,
+	    .maps = maps,
+	    .st = st,
+	    .shared = scratch_alloc(s, SHARED_FILES_MAX * sizeof(struct ckpt_shared_file))};
+	if (!l.fds || !l.data || !l.shared) {
 		str_copy(err, "out of scratch memory for file descriptors", 64);
 		return -1;
 	}
@@ -1025,6 +1092,9 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 			return -1;
 		}
 	}
+	const char *text = maps_of(&l);
+	if (text)
+		memory_shared_file_maps(text, save_shared_file, &l);
 	ckpt_writer_begin_section(w, CKPT_SEC_FDS);
 	ckpt_writer_write(w, l.fds, l.n * sizeof(struct ckpt_fd));
 	ckpt_writer_end_section(w, l.n);
@@ -1039,5 +1109,10 @@ int fds_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, cha
 	ckpt_writer_begin_section(w, CKPT_SEC_LOCKS);
 	ckpt_writer_write(w, locks, nlocks * sizeof locks[0]);
 	ckpt_writer_end_section(w, nlocks);
+	if (l.nshared) {
+		ckpt_writer_begin_section(w, CKPT_SEC_SHARED_FILES);
+		ckpt_writer_write(w, l.shared, l.nshared * sizeof *l.shared);
+		ckpt_writer_end_section(w, l.nshared);
+	}
 	return 0;
 }

@@ -132,6 +132,43 @@ int memory_maps_cover_file(const char *maps, uint64_t dev, uint64_t ino, uint64_
 	return found && covered >= size;
 }
 
+/* A shared mapping whose content is saved (shm segments, memfd, deleted
+ * files, /dev/zero, POSIX shared memory), not the file's (see classify). */
+static int shared_saved_as_memory(const char *path)
+{
+	return str_ends(path, " (deleted)") || str_starts(path, "/SYSV") ||
+	       str_starts(path, "/memfd:") || str_starts(path, "/dev/zero") ||
+	       str_starts(path, "/dev/shm/");
+}
+
+void memory_shared_file_maps(const char *maps, shared_file_fn *fn, void *ctx)
+{
+	char path[4096];
+	for (const char *p = maps; *p;) {
+		struct map_line m;
+		const char *at = parse_fields(p, &m);
+		while (*at == ' ')
+			at++;
+		const char *nl = at;
+		while (*nl && *nl != '\n')
+			nl++;
+		p = *nl ? nl + 1 : nl;
+		uint64_t len = (uint64_t)(nl - at);
+		if (m.perms[3] != 's' || m.perms[1] != 'w' || !m.ino || *at != '/' ||
+		    len >= sizeof path)
+			continue;
+		mem_copy(path, at, len);
+		path[len] = 0;
+		if (shared_saved_as_memory(path))
+			continue;
+		/* glibc's makedev */
+		uint64_t dev = ((uint64_t)(m.major & 0xfffff000u) << 32) |
+			       ((uint64_t)(m.major & 0xfffu) << 8) |
+			       ((uint64_t)(m.minor & 0xffffff00u) << 12) | (m.minor & 0xffu);
+		fn(ctx, dev, m.ino, path);
+	}
+}
+
 /* A checkpoint image mapped by a lazy restart: ".../gen-<N>/<pid>.img".
  * Its generation may be removed by --keep later, so its pages are saved
  * like those of a deleted file. */
@@ -224,10 +261,8 @@ static int classify(const struct map_line *m, struct ckpt_area *a, char *why)
 		 * again, and POSIX shared memory (/dev/shm: shm_open, named
 		 * semaphores) changes after the checkpoint and is lost with the
 		 * node: their content is saved. */
-		a->kind = deleted || str_starts(path, "/SYSV") || str_starts(path, "/memfd:") ||
-				  str_starts(path, "/dev/zero") || str_starts(path, "/dev/shm/")
-			      ? CKPT_AREA_SHARED_ANON
-			      : CKPT_AREA_FILE_SHARED;
+		a->kind =
+		    shared_saved_as_memory(path) ? CKPT_AREA_SHARED_ANON : CKPT_AREA_FILE_SHARED;
 		if (a->kind == CKPT_AREA_SHARED_ANON) {
 			/* identity of the shared object: processes mapping the
 			 * same one share it again after restart */
@@ -842,8 +877,7 @@ static int next_own_range(uint64_t at, uint64_t end, const struct scratch *s, ui
 
 /* One line (or part of one) of maps as an area: a->end stays 0 when it is
  * not saved; -1 when it cannot be checkpointed (err says why). */
-static int add_area(const struct map_line *m, struct ckpt_area *a, struct strtab *st,
-		    int *shared_writable, char *err)
+static int add_area(const struct map_line *m, struct ckpt_area *a, struct strtab *st, char *err)
 {
 	mem_zero(a, sizeof *a);
 	if (str_starts(m->path, "/dev/nvidia")) {
@@ -860,12 +894,6 @@ static int add_area(const struct map_line *m, struct ckpt_area *a, struct strtab
 		a->end = 0;
 		return 0;
 	}
-	/* its content is the file's, which no image holds */
-	if (a->kind == CKPT_AREA_FILE_SHARED && (a->prot & PROT_WRITE) && !(*shared_writable)++)
-		add_warning(m->path,
-			    " is mapped shared and writable: what the program writes into it "
-			    "after the checkpoint stays after a restart",
-			    0);
 	a->name_str = strtab_add(st, shm_name(m, a));
 	return 0;
 }
@@ -891,7 +919,6 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 		return -1;
 	}
 	uint32_t n = 0;
-	int shared_writable = 0;
 	for (char *p = maps; *p;) {
 		struct map_line m;
 		p = parse_line(p, &m);
@@ -909,7 +936,7 @@ int memory_capture(struct ckpt_writer *w, struct scratch *s, struct strtab *st, 
 			piece.start = at;
 			piece.end = to;
 			piece.offset += at - m.start;
-			if (add_area(&piece, &areas[n], st, &shared_writable, err) < 0)
+			if (add_area(&piece, &areas[n], st, err) < 0)
 				return -1;
 			if (areas[n].end)
 				n++;

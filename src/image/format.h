@@ -10,11 +10,13 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 8
-/* Version 7 lacks DELETED descriptors with aux 1 (content in the mappings); version 6 also lacks
+#define CKPT_FORMAT_VERSION 9
+/* Version 8 lacks SHARED_FILES; version 7 also lacks DELETED descriptors with aux 1 (content in
+ * the mappings); version 6 also lacks
  * TIMERS; version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version
  * 3 also lacks reference chunks, PAGE_HASHES and parent_generation; version 2 also differs in what
  * a compressed chunk's crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION_V8 8
 #define CKPT_FORMAT_VERSION_V7 7
 #define CKPT_FORMAT_VERSION_V6 6
 #define CKPT_FORMAT_VERSION_V5 5
@@ -80,7 +82,9 @@ enum ckpt_section_type {
 	/* Optional: timers that send the process signals (version 7) */
 	CKPT_SEC_TIMERS = 16,  /* struct ckpt_timer[count] */
 	CKPT_SEC_SIGINFO = 17, /* struct ckpt_siginfo[count]: pending signals */
-	CKPT_SEC_MAX_KNOWN = 17,
+	/* Optional: content of files mapped shared and writable (version 9) */
+	CKPT_SEC_SHARED_FILES = 18, /* struct ckpt_shared_file[count] */
+	CKPT_SEC_MAX_KNOWN = 18,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -355,6 +359,18 @@ enum ckpt_lock_kind {
 	CKPT_LOCK_POSIX = 2, /* fcntl F_SETLK: belongs to the process */
 	CKPT_LOCK_OFD = 3,   /* fcntl F_OFD_SETLK: belongs to the description */
 };
+/* A regular file the process maps shared and writable, with no descriptor
+ * of it saved whole (FDS, FILE aux 1): what the program writes through the
+ * mapping goes into the file, so its content at the checkpoint is kept
+ * here and written back at restart before the file is mapped again. */
+struct ckpt_shared_file {
+	uint64_t dev, ino, size;
+	int64_t mtime_ns;
+	uint32_t path_str; /* offset into STRINGS */
+	uint32_t reserved;
+	uint64_t data_off, data_len; /* the content in FD_DATA; data_len == size */
+};
+
 struct ckpt_lock {
 	int32_t fd; /* a descriptor of FDS on the locked file */
 	uint32_t kind;

@@ -168,6 +168,15 @@ OFF(ckpt_siginfo, tid, 0);
 OFF(ckpt_siginfo, signo, 4);
 OFF(ckpt_siginfo, info, 8);
 
+SIZE(ckpt_shared_file, 56);
+OFF(ckpt_shared_file, dev, 0);
+OFF(ckpt_shared_file, ino, 8);
+OFF(ckpt_shared_file, size, 16);
+OFF(ckpt_shared_file, mtime_ns, 24);
+OFF(ckpt_shared_file, path_str, 32);
+OFF(ckpt_shared_file, data_off, 40);
+OFF(ckpt_shared_file, data_len, 48);
+
 SIZE(ckpt_page_chunk, 24);
 OFF(ckpt_page_chunk, magic, 0);
 OFF(ckpt_page_chunk, area, 4);

@@ -66,6 +66,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_PAGE_INDEX] = "PAGE_INDEX",
     [CKPT_SEC_TIMERS] = "TIMERS",
     [CKPT_SEC_SIGINFO] = "SIGINFO",
+    [CKPT_SEC_SHARED_FILES] = "SHARED_FILES",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -169,6 +170,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
 	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V8 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V7 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V6 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V5 &&
@@ -223,6 +225,7 @@ static int check_section(const struct ckpt_image *img, uint32_t i, uint64_t prev
 	/* each version knows the sections of the versions before it */
 	uint32_t v = img->hdr.format_version;
 	uint32_t known = v >= CKPT_FORMAT_VERSION      ? CKPT_SEC_MAX_KNOWN
+			 : v >= CKPT_FORMAT_VERSION_V7 ? CKPT_SEC_SIGINFO
 			 : v >= CKPT_FORMAT_VERSION_V6 ? CKPT_SEC_PAGE_INDEX
 			 : v >= CKPT_FORMAT_VERSION_V5 ? CKPT_SEC_PAGE_RUNS
 						       : CKPT_SEC_PAGE_HASHES;
@@ -496,6 +499,20 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 	return 0;
 }
 
+static int check_shared_files(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < img->nshared_files; i++) {
+		const struct ckpt_shared_file *f = &img->shared_files[i];
+		if (f->reserved || f->data_len != f->size || !string_ok(img, f->path_str) ||
+		    f->data_off > img->fd_data_len || f->data_len > img->fd_data_len - f->data_off)
+			return fail(err, errlen,
+				    "section SHARED_FILES: entry %u has a bad path, size or data "
+				    "range",
+				    i);
+	}
+	return 0;
+}
+
 static int check_fds(const struct ckpt_image *img, char *err, size_t errlen)
 {
 	for (uint32_t i = 0; i < img->nfds; i++)
@@ -565,6 +582,10 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 			 errlen) < 0)
 		return free(p), -1;
 	img->siginfo = p;
+	if (load_records(img, CKPT_SEC_SHARED_FILES, 0, sizeof *img->shared_files, &p,
+			 &img->nshared_files, err, errlen) < 0)
+		return free(p), -1;
+	img->shared_files = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
 	return 0;
 }
@@ -681,7 +702,8 @@ static int check_all(const struct ckpt_image *img, char *err, size_t errlen)
 	if (check_strings(img, err, errlen) < 0 || check_process(img, err, errlen) < 0 ||
 	    check_threads(img, err, errlen) < 0 || check_areas(img, err, errlen) < 0 ||
 	    check_fds(img, err, errlen) < 0 || check_tree(img, err, errlen) < 0 ||
-	    check_timers(img, err, errlen) < 0 || check_siginfo(img, err, errlen) < 0)
+	    check_timers(img, err, errlen) < 0 || check_siginfo(img, err, errlen) < 0 ||
+	    check_shared_files(img, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -749,6 +771,7 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->locks);
 	free(img->timers);
 	free(img->siginfo);
+	free(img->shared_files);
 	free(img->index);
 	free(img->strings);
 	free(img->fd_data);

@@ -224,10 +224,8 @@ static int open_path(const struct ckpt_fd *f, const char *path)
 
 /* The content saved with a descriptor's record (FD_DATA), written at the
  * descriptor's offset (the file's start, just opened). */
-static int write_content(int fd, const struct ckpt_image *img, const struct ckpt_fd *f)
+static int write_bytes(int fd, const uint8_t *p, uint64_t left)
 {
-	const uint8_t *p = img->fd_data + f->data_off;
-	uint64_t left = f->data_len;
 	while (left) {
 		ssize_t n = write(fd, p, left);
 		if (n < 0 && errno == EINTR)
@@ -239,6 +237,36 @@ static int write_content(int fd, const struct ckpt_image *img, const struct ckpt
 		}
 		p += n;
 		left -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int write_content(int fd, const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	return write_bytes(fd, img->fd_data + f->data_off, f->data_len);
+}
+
+int shared_files_restore(const struct ckpt_image *img)
+{
+	for (uint32_t i = 0; i < img->nshared_files; i++) {
+		const struct ckpt_shared_file *f = &img->shared_files[i];
+		const char *path = ckpt_image_string(img, f->path_str);
+		int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+			if (fd >= 0)
+				close(fd);
+			continue; /* the mapping's own check names it */
+		}
+		if (write_bytes(fd, img->fd_data + f->data_off, f->data_len) != 0 ||
+		    ftruncate(fd, (off_t)f->data_len) != 0) {
+			int e = errno;
+			close(fd);
+			return fail("cannot write %s, mapped shared, back to its content at the "
+				    "checkpoint: %s",
+				    path, strerror(e));
+		}
+		close(fd);
 	}
 	return 0;
 }

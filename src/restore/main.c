@@ -64,7 +64,8 @@ static void fill_restore_info(struct plan *p, const struct ckpt_image *img,
 static __attribute__((noreturn)) void become(int self, struct fd_context *c)
 {
 	struct ckpt_image *img = tree.procs[self].img;
-	if (check_compatible(img) != 0 || fds_prepare(c, img, tree.min_private) != 0)
+	if (check_compatible(img) != 0 || fds_prepare(c, img, tree.min_private) != 0 ||
+	    shared_files_restore(img) != 0)
 		report_and_exit();
 	error_fd = c->err;
 	struct plan *plan = plan_build(img, c);

@@ -81,6 +81,10 @@ int kept_open(uint64_t dev, uint64_t ino, int flags, char *name, size_t cap);
 int fds_resume_stdin(struct fd_context *c, const struct ckpt_image *img);
 int fds_prepare(struct fd_context *c, const struct ckpt_image *img, int min_private);
 int fds_restore(struct fd_context *c, const struct ckpt_image *img);
+/* Files the process maps shared and writable (section SHARED_FILES) put
+ * back to their content at the checkpoint, before they are mapped again;
+ * one gone or replaced is left to the mapping's check, which names it. */
+int shared_files_restore(const struct ckpt_image *img);
 int fd_private(struct fd_context *c, int fd); /* move fd above the program's */
 
 /* memory.c: the blob region, staging, the plan */

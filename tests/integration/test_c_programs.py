@@ -94,6 +94,32 @@ def test_temporary_files_deleted_after_the_checkpoint(ck):
     assert "deleted after the checkpoint; made again" in ex, ex[-2000:]
 
 
+def test_shared_file_mapping_comes_back(ck):
+    """A file mapped shared and writable, its descriptor closed, holds the
+    program's state; the program runs on past the checkpoint, writing into
+    it: the restart writes the file back as it was at the checkpoint, or
+    the restarted program reads what the killed run wrote."""
+    rundir = ck.cycle(c_prog("shared_file_map", 60, 40), more_lines=5)
+    ex = (rundir / "execution.log").read_text()
+    assert "stays after a restart" not in ex, ex[-2000:]
+
+
+def test_shared_file_mapping_too_large_is_named(ck):
+    """Over 64 MiB, a file mapped shared and writable is not saved: the
+    checkpoint names it in execution.log, and the program runs on unharmed."""
+    prog = c_prog("shared_file_map", 12, 40, 16640)
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(ck.rng.randint(2, 5))
+    rundir = ck.rundir(proc=run)
+    ck.checkpoint(rundir)
+    rc = run.finish()
+    expected, ref_rc = ref.result()
+    assert run.output() == expected and rc == ref_rc, run.report()
+    ex = text_of(rundir / "execution.log")
+    assert "is mapped shared and writable and too large to save" in ex, ex[-2000:]
+
+
 def test_stop_after_checkpoint(ck):
     """--stop-after-checkpoint: the program stops right at its first
     checkpoint, and the restart resumes exactly there."""

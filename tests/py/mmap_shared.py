@@ -1,7 +1,8 @@
 """mmap_shared.py STEPS SLEEP_MS FILE: a file mapped shared and writable
-(Python's mmap), written at each step; the output is computed in memory
-only. The checkpoint must say in execution.log that such a file's content
-is not in the image."""
+(Python's mmap, as numpy.memmap uses it) holds the program's state: each
+step reads it from the mapping and writes the next one there. A restart
+must find the file as it was at the checkpoint, not as the killed run
+left it."""
 import mmap
 import sys
 import time
@@ -12,10 +13,10 @@ def main():
     with open(path, "w+b") as f:
         f.truncate(4096)
         m = mmap.mmap(f.fileno(), 4096)
-    total = 0
+    m[0:16] = b"%016d" % 7
     for s in range(steps):
-        total = (total * 31 + s) % 1000003
-        m[0:16] = f"{total:016d}".encode()
+        total = (int(m[0:16]) * 31 + s) % 1000003
+        m[0:16] = b"%016d" % total
         print(f"step {s} total {total}", flush=True)
         time.sleep(sleep_ms / 1000)
     print("done", flush=True)

@@ -48,17 +48,19 @@ enum variant {
 	V_FD_DATA_RANGE,
 	V_PROCESS_SIZE,
 	V_PAGES_SAVED,
-	V_REFS,		  /* chunk 2 is a reference to the parent, with PAGE_HASHES */
-	V_REFS_NO_PARENT, /* the same in an image that names no parent */
-	V_RUNS_ORDER,	  /* V_REFS with overlapping PAGE_RUNS */
-	V_TIMERS,	  /* V_GOOD with an interval timer and a POSIX timer */
-	V_TIMER_THREAD,	  /* the POSIX timer signals a thread not in the image */
-	V_TIMER_TWICE,	  /* two ITIMER_REAL */
-	V_TIMER_NSEC,	  /* a time with 10^9 nanoseconds */
-	V_SIGINFO_THREAD, /* a pending signal for a thread not in the image */
-	V_SIGINFO_SIGNO,  /* a pending signal whose siginfo names another */
-	V_FILE_SAVED,	  /* a file saved whole (aux 1) with FD_DATA shorter than it */
-	V_FILE_AUX,	  /* a file with aux 3 */
+	V_REFS,		     /* chunk 2 is a reference to the parent, with PAGE_HASHES */
+	V_REFS_NO_PARENT,    /* the same in an image that names no parent */
+	V_RUNS_ORDER,	     /* V_REFS with overlapping PAGE_RUNS */
+	V_TIMERS,	     /* V_GOOD with an interval timer and a POSIX timer */
+	V_TIMER_THREAD,	     /* the POSIX timer signals a thread not in the image */
+	V_TIMER_TWICE,	     /* two ITIMER_REAL */
+	V_TIMER_NSEC,	     /* a time with 10^9 nanoseconds */
+	V_SIGINFO_THREAD,    /* a pending signal for a thread not in the image */
+	V_SIGINFO_SIGNO,     /* a pending signal whose siginfo names another */
+	V_FILE_SAVED,	     /* a file saved whole (aux 1) with FD_DATA shorter than it */
+	V_FILE_AUX,	     /* a file with aux 3 */
+	V_SHARED_FILE,	     /* a file mapped shared and writable, its content in FD_DATA */
+	V_SHARED_FILE_RANGE, /* the same with its content past the end of FD_DATA */
 	V_NVARIANTS
 };
 
@@ -84,7 +86,8 @@ struct program {
 	struct ckpt_fd fds[NFDS];
 	struct ckpt_timer timers[2];
 	struct ckpt_siginfo siginfo[2];
-	uint32_t nthreads, nareas, nfds, ntimers, nsiginfo;
+	struct ckpt_shared_file shared[1];
+	uint32_t nthreads, nareas, nfds, ntimers, nsiginfo, nshared;
 };
 
 /* Chunks: (area, first page index in the area, npages). */
@@ -290,6 +293,18 @@ static void make_program(struct program *pg, enum variant v)
 	}
 	if (v == V_FILE_AUX)
 		pg->fds[3].aux = 3;
+	if (v == V_SHARED_FILE || v == V_SHARED_FILE_RANGE) {
+		pg->nshared = 1;
+		pg->shared[0] = (struct ckpt_shared_file){.dev = 0x803,
+							  .ino = 4242,
+							  .size = 5,
+							  .mtime_ns = 1700000000000000000,
+							  .path_str = STR_DATA,
+							  .data_off = 6,
+							  .data_len = 5};
+		if (v == V_SHARED_FILE_RANGE)
+			pg->shared[0].data_off = sizeof fd_data - 3;
+	}
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
@@ -488,6 +503,9 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 	if (pg.nsiginfo)
 		section(&w, CKPT_SEC_SIGINFO, pg.siginfo, pg.nsiginfo * sizeof *pg.siginfo,
 			pg.nsiginfo);
+	if (pg.nshared)
+		section(&w, CKPT_SEC_SHARED_FILES, pg.shared, pg.nshared * sizeof *pg.shared,
+			pg.nshared);
 	write_pages(&w, &pg, v);
 	if (rec.buf) {
 		CHECK(ckpt_writer_replay(&w) == 0 && !w.rec, "replay of the recorded writer");
@@ -893,12 +911,22 @@ static void test_version_2(const char *path)
 
 static void set_version(struct ckpt_image_header *h)
 {
-	h->format_version = 9;
+	h->format_version = 10;
 }
 
 static void set_version_6(struct ckpt_image_header *h)
 {
 	h->format_version = CKPT_FORMAT_VERSION_V6;
+}
+
+static void set_version_7(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V7;
+}
+
+static void set_version_8(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V8;
 }
 
 static void set_arch(struct ckpt_image_header *h)
@@ -927,8 +955,8 @@ static void test_header_checks(const char *path)
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
-	CHECK(!ckpt_image_open(path, err, sizeof err), "version 9 accepted");
-	CHECK(strstr(err, "version 9") && strstr(err, "versions 2 to 8"), "message: %s", err);
+	CHECK(!ckpt_image_open(path, err, sizeof err), "version 10 accepted");
+	CHECK(strstr(err, "version 10") && strstr(err, "versions 2 to 9"), "message: %s", err);
 
 	/* timers come back as written; version 6 has no TIMERS section */
 	CHECK(create_image(path, V_TIMERS, 4096) == 0, "write image");
@@ -940,9 +968,26 @@ static void test_header_checks(const char *path)
 	      "timers and pending signals: %s", img ? "not as written" : err);
 	if (img)
 		ckpt_image_close(img);
+	rewrite_header(path, set_version_7);
+	CHECK(verify(path, err, sizeof err) == 0, "TIMERS in a version 7 image refused: %s", err);
 	rewrite_header(path, set_version_6);
 	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 16"),
 	      "TIMERS in a version 6 image: '%s'", err);
+
+	/* a file mapped shared comes back as written; version 8 has no
+	 * SHARED_FILES section */
+	CHECK(create_image(path, V_SHARED_FILE, 4096) == 0, "write image");
+	img = ckpt_image_open(path, err, sizeof err);
+	make_program(&pg, V_SHARED_FILE);
+	CHECK(img && img->nshared_files == 1 &&
+		  !memcmp(img->shared_files, pg.shared, sizeof pg.shared) &&
+		  memcmp(img->fd_data + img->shared_files[0].data_off, "queue", 5) == 0,
+	      "shared file: %s", img ? "not as written" : err);
+	if (img)
+		ckpt_image_close(img);
+	rewrite_header(path, set_version_8);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 18"),
+	      "SHARED_FILES in a version 8 image: '%s'", err);
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
@@ -957,15 +1002,25 @@ static void test_bad_records(const char *path)
 		enum variant v;
 		const char *msg;
 	} cases[] = {
-	    {V_AREA_OVERLAP, "AREAS"},	     {V_AREA_UNALIGNED, "AREAS"},
-	    {V_AREA_KIND, "AREAS"},	     {V_CHUNK_OUTSIDE, "chunk 2"},
-	    {V_CHUNK_AREA_INDEX, "chunk 3"}, {V_STRING_RANGE, "FDS"},
-	    {V_TWO_MAINS, "THREADS"},	     {V_NO_MAIN, "THREADS"},
-	    {V_FD_DATA_RANGE, "FD_DATA"},    {V_PROCESS_SIZE, "PROCESS"},
-	    {V_PAGES_SAVED, "area 1"},	     {V_TIMER_THREAD, "TIMERS"},
-	    {V_TIMER_TWICE, "TIMERS"},	     {V_TIMER_NSEC, "TIMERS"},
-	    {V_SIGINFO_THREAD, "SIGINFO"},   {V_SIGINFO_SIGNO, "SIGINFO"},
-	    {V_FILE_SAVED, "fd 3"},	     {V_FILE_AUX, "fd 3"},
+	    {V_AREA_OVERLAP, "AREAS"},
+	    {V_AREA_UNALIGNED, "AREAS"},
+	    {V_AREA_KIND, "AREAS"},
+	    {V_CHUNK_OUTSIDE, "chunk 2"},
+	    {V_CHUNK_AREA_INDEX, "chunk 3"},
+	    {V_STRING_RANGE, "FDS"},
+	    {V_TWO_MAINS, "THREADS"},
+	    {V_NO_MAIN, "THREADS"},
+	    {V_FD_DATA_RANGE, "FD_DATA"},
+	    {V_PROCESS_SIZE, "PROCESS"},
+	    {V_PAGES_SAVED, "area 1"},
+	    {V_TIMER_THREAD, "TIMERS"},
+	    {V_TIMER_TWICE, "TIMERS"},
+	    {V_TIMER_NSEC, "TIMERS"},
+	    {V_SIGINFO_THREAD, "SIGINFO"},
+	    {V_SIGINFO_SIGNO, "SIGINFO"},
+	    {V_FILE_SAVED, "fd 3"},
+	    {V_FILE_AUX, "fd 3"},
+	    {V_SHARED_FILE_RANGE, "SHARED_FILES"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
