@@ -253,6 +253,17 @@ void ckpt_start(struct coord *c, const char *why)
 	}
 	struct conn *root = coord_root_agent(c);
 	char msg[1024];
+	/* `ckpt checkpoint` right after start: the agent connects a moment
+	 * after the program starts (much later on a loaded node), so a
+	 * request waits for it rather than failing; the timer does not. */
+	int64_t now = ckpt_mono_ms();
+	if (!root && strcmp(why, "interval") != 0 &&
+	    (!c->agent_wait_until || now < c->agent_wait_until)) {
+		if (!c->agent_wait_until)
+			c->agent_wait_until = now + COORD_AGENT_WAIT_MS;
+		return;
+	}
+	c->agent_wait_until = 0;
 	if (!root) {
 		if (!c->main_pid)
 			snprintf(msg, sizeof(msg), "the program has not started yet");
@@ -1204,6 +1215,10 @@ void ckpt_on_signal(struct coord *c, const char *why)
 
 void ckpt_on_agent_ready(struct coord *c)
 {
+	if (c->agent_wait_until && !c->ck.active && program_alive(c) && coord_root_agent(c)) {
+		ckpt_start(c, "requested");
+		return;
+	}
 	if (c->stop_req == 1 && !c->ck.active && program_alive(c) && coord_root_agent(c))
 		ckpt_start(c, c->stop_why);
 }

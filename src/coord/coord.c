@@ -551,6 +551,8 @@ static int compute_timeout(struct coord *c)
 		when = c->next_due;
 	if (c->stop_at > 0 && (when < 0 || c->stop_at < when))
 		when = c->stop_at;
+	if (c->agent_wait_until > 0 && (when < 0 || c->agent_wait_until < when))
+		when = c->agent_wait_until;
 	if (c->progress_next >= 0 && (when < 0 || c->progress_next < when))
 		when = c->progress_next;
 	if (when < 0)
@@ -566,6 +568,8 @@ static void run_timers(struct coord *c)
 		ckpt_on_timeout(c);
 	if (!c->ck.active && c->next_due >= 0 && now >= c->next_due)
 		ckpt_start(c, "interval");
+	if (!c->ck.active && c->agent_wait_until > 0 && now >= c->agent_wait_until)
+		ckpt_start(c, "requested");
 	if (c->stop_at > 0 && now >= c->stop_at) {
 		c->stop_at = 0;
 		ckpt_request_stop(c, "--before-limit: the job's time limit is near");

@@ -168,7 +168,10 @@ struct coord {
 	int stop_req;
 	char stop_why[128];
 	int64_t stop_at; /* copy of o->stop_at_mono; 0 once it fired */
-	int ckpt_again;	 /* the checkpoint signal came during a checkpoint */
+	/* A requested checkpoint that came before the program's agent
+	 * connected waits for it until then (0: none waits) */
+	int64_t agent_wait_until;
+	int ckpt_again; /* the checkpoint signal came during a checkpoint */
 	int init_reaped;
 	/* pids of the HELLOs with restored= (a restored tree has several; the
 	 * main pid may be reported by init after its HELLO) */

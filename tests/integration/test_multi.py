@@ -1,5 +1,10 @@
 """Several checkpoints and restarts in one run."""
-from conftest import T_RUN, c_prog, check_chain, text_of
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import T_RUN, Prog, c_prog, check_chain, text_of
 
 
 def test_checkpoint_twice_then_restart(ck):
@@ -79,6 +84,55 @@ def test_periodic_checkpoints(ck):
     expected, ref_rc = ref.result()
     s = check_chain(expected, [("first run", first, 0), ("restart", out, 1)])
     assert s[1] >= 10, f"resumed at line {s[1] + 1}: after 2 s and more, a periodic checkpoint was due"
+    assert rc == ref_rc
+
+
+LAUNCHER_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	(void)argc;
+	printf("launcher\n");
+	fflush(stdout);
+	sleep(1); /* no agent in this process: a checkpoint asked for now waits */
+	execv(argv[1], argv + 1);
+	perror("execv");
+	return 127;
+}
+"""
+
+
+def test_checkpoint_before_the_agent_connects(ck, tmp_path):
+    """`ckpt checkpoint` while the program has no agent yet (here a
+    statically linked launcher that execs the real program a second
+    later; on a loaded node, any program's first moments): the request
+    waits for the agent instead of failing at once, and the restart goes
+    on exactly."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc:
+        pytest.skip("SKIPPED LOUDLY: no C compiler to build the static launcher")
+    src, launcher = tmp_path / "launcher.c", tmp_path / "launcher"
+    src.write_text(LAUNCHER_C)
+    r = subprocess.run([gcc, "-static", "-O2", "-o", str(launcher), str(src)],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot link a static binary: {r.stderr.strip()[-300:]}")
+    counter = c_prog("counter", 40, 30)
+    argv = ["/bin/sh", "-c", f"exec {launcher} {' '.join(counter.argv)}"]
+    prog = Prog("launcher+counter", argv, list(argv))
+    ref = ck.reference(prog)
+    run = ck.start(prog)
+    run.wait_lines(1)
+    rundir = ck.rundir(proc=run)
+    seen = run.lines()
+    assert ck.checkpoint(rundir) == 1
+    run.wait_lines(run.lines() + 2)
+    ck.crash(run)
+    first = run.output()
+    out, rc, _ = ck.restart(prog, timeout=T_RUN)
+    expected, ref_rc = ref.result()
+    check_chain(expected, [("first run", first, 0), ("restart", out, seen)])
     assert rc == ref_rc
 
 
