@@ -189,6 +189,8 @@ static void after_restore(void)
 	/* a restart without pid namespaces gives new ids */
 	agent.pid = (pid_t)syscall(SYS_getpid);
 	agent.agent_tid = (pid_t)syscall(SYS_gettid);
+	/* the restorer leaves this thread as the restart started it */
+	sched_note_launch();
 	phase = PHASE_IDLE;
 	resume_all_threads();
 	say_hello(gen);
@@ -676,6 +678,7 @@ __attribute__((constructor)) static void agent_init(void)
 	agent.stop_timeout_ms = to ? atoi(to) : AGENT_STOP_TIMEOUT_MS_DEFAULT;
 	agent.pid = getpid();
 	agent.pthread_tid_offset = find_pthread_tid_offset();
+	sched_note_launch();
 	stage_find_own_data();
 	track_own_scratch();
 	memory_own_scratch();

@@ -33,6 +33,7 @@ struct agent_slot {
 	_Atomic int state;
 	int mask_checked; /* its signal mask looked at, or the fallback sent (suspend.c) */
 	struct ckpt_thread info;
+	struct ckpt_thread_sched sched; /* flags 0: as the process started */
 };
 
 /* What the copy-on-write writer reports back, in memory shared with it. */
@@ -64,6 +65,12 @@ struct agent_state {
 	struct agent_slot slots[AGENT_MAX_THREADS];
 	int nslots;
 	struct ckpt_thread self_info; /* the checkpoint thread itself */
+	/* CPU affinity and nice value the process started with (the
+	 * launcher's), and after a restart those the restart gave: a thread
+	 * with others set them itself (THREAD_SCHED) */
+	uint8_t launch_cpus[CKPT_CPUSET_BYTES];
+	int launch_nice;
+	int launch_known;
 
 	uint64_t generation;
 	int stop_after; /* stop=1: stay stopped after a successful capture */
@@ -119,6 +126,11 @@ int suspend_install(void);
 int suspend_all_threads(void); /* 0 or -1 with agent.errmsg */
 void resume_all_threads(void);
 void capture_thread_state(struct ckpt_thread *t, void *frame);
+/* The calling thread's CPU affinity and nice value where they differ from
+ * the launch ones (s->flags 0 when neither does). */
+void capture_thread_sched(struct ckpt_thread_sched *s);
+/* Note the calling thread's affinity and nice value as the launch ones. */
+void sched_note_launch(void);
 uint64_t status_mask(const char *path, const char *key);
 
 /* children.c: children that exited and were not waited for */
@@ -341,6 +353,7 @@ int str_ends(const char *s, const char *suffix);
 int str_eq(const char *a, const char *b);
 void mem_copy(void *dst, const void *src, size_t n);
 void mem_zero(void *dst, size_t n);
+int mem_differ(const void *a, const void *b, size_t n);
 /* Read a whole small /proc file into buf (NUL-terminated); bytes or -errno. */
 long read_file(const char *path, char *buf, size_t cap);
 long raw_readlink(const char *path, char *buf, size_t cap); /* NUL-terminated */

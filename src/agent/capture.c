@@ -159,6 +159,19 @@ static void write_small_sections(struct ckpt_writer *w, struct ckpt_process *pro
 			ckpt_writer_write(w, &agent.slots[i].info, sizeof(struct ckpt_thread));
 	ckpt_writer_write(w, &agent.self_info, sizeof agent.self_info);
 	ckpt_writer_end_section(w, (uint32_t)nthreads);
+	uint32_t nsched = 0;
+	for (int i = 0; i < agent.nslots; i++)
+		nsched += atomic_load(&agent.slots[i].state) == SLOT_STOPPED &&
+			  agent.slots[i].sched.flags;
+	if (nsched) {
+		ckpt_writer_begin_section(w, CKPT_SEC_THREAD_SCHED);
+		for (int i = 0; i < agent.nslots; i++)
+			if (atomic_load(&agent.slots[i].state) == SLOT_STOPPED &&
+			    agent.slots[i].sched.flags)
+				ckpt_writer_write(w, &agent.slots[i].sched,
+						  sizeof agent.slots[i].sched);
+		ckpt_writer_end_section(w, nsched);
+	}
 
 	static struct ckpt_sigaction sa[CKPT_NSIG];
 	mem_zero(sa, sizeof sa);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 
@@ -48,6 +49,42 @@ uint64_t status_mask(const char *path, const char *key)
 uint64_t agent_signals(void)
 {
 	return (1ull << (agent.suspend_signal - 1)) | (1ull << (AGENT_FALLBACK_SIGNAL - 1));
+}
+
+/* getpriority's raw system call answers 20 - nice (1 to 40). */
+static int own_nice(int *nice)
+{
+	long r = raw_syscall2(SYS_getpriority, PRIO_PROCESS, 0);
+	if (r < 1 || r > 40)
+		return -1;
+	*nice = 20 - (int)r;
+	return 0;
+}
+
+void sched_note_launch(void)
+{
+	mem_zero(agent.launch_cpus, sizeof agent.launch_cpus);
+	agent.launch_known = raw_syscall3(SYS_sched_getaffinity, 0, sizeof agent.launch_cpus,
+					  agent.launch_cpus) > 0 &&
+			     own_nice(&agent.launch_nice) == 0;
+}
+
+void capture_thread_sched(struct ckpt_thread_sched *s)
+{
+	mem_zero(s, sizeof *s);
+	s->tid = (int32_t)raw_syscall0(SYS_gettid);
+	if (!agent.launch_known)
+		return;
+	if (raw_syscall3(SYS_sched_getaffinity, 0, sizeof s->cpus, s->cpus) > 0 &&
+	    mem_differ(s->cpus, agent.launch_cpus, sizeof s->cpus))
+		s->flags |= CKPT_SCHED_AFFINITY;
+	else
+		mem_zero(s->cpus, sizeof s->cpus);
+	int nice;
+	if (own_nice(&nice) == 0 && nice != agent.launch_nice) {
+		s->nice = nice;
+		s->flags |= CKPT_SCHED_NICE;
+	}
 }
 
 void capture_thread_state(struct ckpt_thread *t, void *frame)
@@ -116,6 +153,7 @@ static void stop_here(void *frame)
 	if (!atomic_compare_exchange_strong(&s->state, &expected, SLOT_CAPTURING))
 		return; /* a stale, queued instance of the signal */
 	capture_thread_state(&s->info, frame);
+	capture_thread_sched(&s->sched);
 	atomic_store(&s->state, SLOT_STOPPED);
 	uint32_t epoch = agent.ckpt_epoch;
 	atomic_fetch_add(&agent.stopped_count, 1);

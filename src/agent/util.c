@@ -176,6 +176,15 @@ void mem_zero(void *dst, size_t n)
 		*d++ = 0;
 }
 
+int mem_differ(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	for (size_t i = 0; i < n; i++)
+		if (x[i] != y[i])
+			return 1;
+	return 0;
+}
+
 long read_file(const char *path, char *buf, size_t cap)
 {
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);

@@ -11,7 +11,7 @@
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
 #define CKPT_FORMAT_VERSION 9
-/* Version 8 lacks SHARED_FILES; version 7 also lacks DELETED descriptors with aux 1 (content in
+/* Version 8 lacks SHARED_FILES and THREAD_SCHED; version 7 also lacks DELETED descriptors with aux 1 (content in
  * the mappings); version 6 also lacks
  * TIMERS; version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version
  * 3 also lacks reference chunks, PAGE_HASHES and parent_generation; version 2 also differs in what
@@ -84,7 +84,9 @@ enum ckpt_section_type {
 	CKPT_SEC_SIGINFO = 17, /* struct ckpt_siginfo[count]: pending signals */
 	/* Optional: content of files mapped shared and writable (version 9) */
 	CKPT_SEC_SHARED_FILES = 18, /* struct ckpt_shared_file[count] */
-	CKPT_SEC_MAX_KNOWN = 18,
+	/* Optional: CPU affinity and nice values threads set (version 9) */
+	CKPT_SEC_THREAD_SCHED = 19, /* struct ckpt_thread_sched[count] */
+	CKPT_SEC_MAX_KNOWN = 19,
 };
 
 /* Section table entry; the table sits at header.section_table_offset. */
@@ -369,6 +371,23 @@ struct ckpt_shared_file {
 	uint32_t path_str; /* offset into STRINGS */
 	uint32_t reserved;
 	uint64_t data_off, data_len; /* the content in FD_DATA; data_len == size */
+};
+
+/* A thread whose CPU affinity or nice value differs from what its process
+ * started with (the launcher's: taskset, Slurm's CPU binding): the program
+ * set it (OpenMP's OMP_PROC_BIND, os.sched_setaffinity, os.nice). Restart
+ * sets it again, the affinity cut to the CPUs the restart may use. */
+#define CKPT_CPUSET_BYTES 128 /* CPUs 0 to 1023 */
+enum {
+	CKPT_SCHED_AFFINITY = 1, /* cpus holds the thread's affinity */
+	CKPT_SCHED_NICE = 2,	 /* nice holds its nice value */
+};
+struct ckpt_thread_sched {
+	int32_t tid; /* a tid of THREADS */
+	uint32_t flags;
+	int32_t nice; /* -20 to 19 */
+	uint32_t reserved;
+	uint8_t cpus[CKPT_CPUSET_BYTES]; /* bit n of byte n / 8: CPU n */
 };
 
 struct ckpt_lock {

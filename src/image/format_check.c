@@ -177,6 +177,12 @@ OFF(ckpt_shared_file, path_str, 32);
 OFF(ckpt_shared_file, data_off, 40);
 OFF(ckpt_shared_file, data_len, 48);
 
+SIZE(ckpt_thread_sched, 144);
+OFF(ckpt_thread_sched, tid, 0);
+OFF(ckpt_thread_sched, flags, 4);
+OFF(ckpt_thread_sched, nice, 8);
+OFF(ckpt_thread_sched, cpus, 16);
+
 SIZE(ckpt_page_chunk, 24);
 OFF(ckpt_page_chunk, magic, 0);
 OFF(ckpt_page_chunk, area, 4);

@@ -67,6 +67,7 @@ static const char *const section_names[] = {
     [CKPT_SEC_TIMERS] = "TIMERS",
     [CKPT_SEC_SIGINFO] = "SIGINFO",
     [CKPT_SEC_SHARED_FILES] = "SHARED_FILES",
+    [CKPT_SEC_THREAD_SCHED] = "THREAD_SCHED",
 };
 
 const char *ckpt_section_name(uint32_t type)
@@ -586,6 +587,10 @@ static int load_all(struct ckpt_image *img, char *err, size_t errlen)
 			 &img->nshared_files, err, errlen) < 0)
 		return free(p), -1;
 	img->shared_files = p;
+	if (load_records(img, CKPT_SEC_THREAD_SCHED, 0, sizeof *img->sched, &p, &img->nsched, err,
+			 errlen) < 0)
+		return free(p), -1;
+	img->sched = p;
 	img->pages = find_section(img, CKPT_SEC_PAGES);
 	return 0;
 }
@@ -697,13 +702,35 @@ static int check_siginfo(const struct ckpt_image *img, char *err, size_t errlen)
 	return 0;
 }
 
+/* A thread of the image, once; what it says is set; a CPU set not empty. */
+static int check_sched(const struct ckpt_image *img, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < img->nsched; i++) {
+		const struct ckpt_thread_sched *s = &img->sched[i];
+		int any_cpu = 0;
+		for (unsigned b = 0; b < CKPT_CPUSET_BYTES; b++)
+			any_cpu |= s->cpus[b] != 0;
+		int ok = has_thread(img, s->tid) && s->flags &&
+			 !(s->flags & ~(uint32_t)(CKPT_SCHED_AFFINITY | CKPT_SCHED_NICE)) &&
+			 !s->reserved && (!(s->flags & CKPT_SCHED_AFFINITY) || any_cpu) &&
+			 (!(s->flags & CKPT_SCHED_NICE) || (s->nice >= -20 && s->nice <= 19));
+		for (uint32_t k = 0; k < i && ok; k++)
+			ok = img->sched[k].tid != s->tid;
+		if (!ok)
+			return fail(err, errlen,
+				    "section THREAD_SCHED: entry %u (thread %d) is inconsistent", i,
+				    s->tid);
+	}
+	return 0;
+}
+
 static int check_all(const struct ckpt_image *img, char *err, size_t errlen)
 {
 	if (check_strings(img, err, errlen) < 0 || check_process(img, err, errlen) < 0 ||
 	    check_threads(img, err, errlen) < 0 || check_areas(img, err, errlen) < 0 ||
 	    check_fds(img, err, errlen) < 0 || check_tree(img, err, errlen) < 0 ||
 	    check_timers(img, err, errlen) < 0 || check_siginfo(img, err, errlen) < 0 ||
-	    check_shared_files(img, err, errlen) < 0)
+	    check_shared_files(img, err, errlen) < 0 || check_sched(img, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -772,6 +799,7 @@ void ckpt_image_close(struct ckpt_image *img)
 	free(img->timers);
 	free(img->siginfo);
 	free(img->shared_files);
+	free(img->sched);
 	free(img->index);
 	free(img->strings);
 	free(img->fd_data);

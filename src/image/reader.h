@@ -43,6 +43,8 @@ struct ckpt_image {
 	uint32_t nsiginfo;
 	struct ckpt_shared_file *shared_files; /* SHARED_FILES (version 9, optional) */
 	uint32_t nshared_files;
+	struct ckpt_thread_sched *sched; /* THREAD_SCHED (version 9, optional) */
+	uint32_t nsched;
 	const struct ckpt_section *pages; /* NULL if the image has no pages */
 	/* PAGE_INDEX (version 6, optional), checked by ckpt_image_open against
 	 * the areas and the rules where chunks lie: walks that only list the

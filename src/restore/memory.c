@@ -8,6 +8,7 @@
  * move them with mremap: no second copy. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1020,6 +1021,43 @@ fail:
 	return -1;
 }
 
+/* The affinity and nice value a thread set itself (THREAD_SCHED): the
+ * affinity cut to the CPUs this restart may use (a restart elsewhere, or
+ * under another binding, may have others; none of them in common: the
+ * thread runs where the restart runs it, and execution.log says so). */
+static void plan_thread_sched(struct plan_thread *pt, const struct ckpt_image *img)
+{
+	static uint8_t allowed[CKPT_CPUSET_BYTES];
+	static int have_allowed = -1;
+	if (have_allowed < 0)
+		have_allowed = sched_getaffinity(0, sizeof allowed, (cpu_set_t *)allowed) == 0;
+	pt->sched_flags = 0;
+	for (uint32_t k = 0; k < img->nsched; k++) {
+		const struct ckpt_thread_sched *s = &img->sched[k];
+		if (s->tid != pt->t.tid)
+			continue;
+		if (s->flags & CKPT_SCHED_NICE) {
+			pt->sched_flags |= CKPT_SCHED_NICE;
+			pt->nice = s->nice;
+		}
+		if (!(s->flags & CKPT_SCHED_AFFINITY) || !have_allowed)
+			break;
+		int any = 0;
+		for (unsigned b = 0; b < CKPT_CPUSET_BYTES; b++) {
+			pt->cpus[b] = s->cpus[b] & allowed[b];
+			any |= pt->cpus[b] != 0;
+		}
+		if (any)
+			pt->sched_flags |= CKPT_SCHED_AFFINITY;
+		else
+			warn(
+			    "thread %d was bound to CPUs that this restart may not use: it runs on "
+			    "any of those it may",
+			    (int)s->tid);
+		break;
+	}
+}
+
 struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 {
 	static struct live_map live[65536];
@@ -1055,6 +1093,7 @@ struct plan *plan_build(struct ckpt_image *img, struct fd_context *c)
 	for (uint32_t i = 0; i < img->nthreads; i++) {
 		p->threads[i].t = img->threads[i];
 		p->threads[i].stack_top = stacks + (i + 1) * THREAD_STACK;
+		plan_thread_sched(&p->threads[i], img);
 	}
 	if (plan_special(p, img, live, nlive, slot) != 0)
 		return NULL;

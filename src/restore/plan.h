@@ -33,6 +33,11 @@ struct plan_thread {
 	struct ckpt_thread t;
 	int64_t new_tid;    /* as created (differs from t.tid without pid namespaces) */
 	uint64_t stack_top; /* temporary stack inside the blob region */
+	/* what the thread sets before it returns to the program (flags
+	 * CKPT_SCHED_*): its affinity cut to the CPUs this restart may use */
+	uint32_t sched_flags;
+	int32_t nice;
+	uint8_t cpus[CKPT_CPUSET_BYTES];
 };
 
 /* Kernel's struct prctl_mm_map (linux/prctl.h) */

@@ -1,8 +1,10 @@
 """C programs: checkpoint at a random step, SIGKILL everything, restart,
 and compare with an uninterrupted run (see conftest.Ckpt.cycle)."""
+import os
+
 import pytest
 
-from conftest import c_prog, check_chain, text_of
+from conftest import T_RUN, c_prog, check_chain, run_cmd, text_of
 
 # name, steps, per-step sleep (ms), extra arguments
 PROGRAMS = [
@@ -13,6 +15,7 @@ PROGRAMS = [
     ("malloc_heavy", 60, 40),        # brk and mmap, patterns checked
     ("clock", 60, 40),               # clock_gettime/gettimeofday after restart
     ("counter", 60, 40, 5),          # exit status passes through a restart
+    ("affinity", 60, 40),            # threads bound to CPUs, one with a raised nice value
 ]
 
 
@@ -118,6 +121,25 @@ def test_shared_file_mapping_too_large_is_named(ck):
     assert run.output() == expected and rc == ref_rc, run.report()
     ex = text_of(rundir / "execution.log")
     assert "is mapped shared and writable and too large to save" in ex, ex[-2000:]
+
+
+def test_affinity_on_fewer_cpus(ck):
+    """Restarted where it may use only the last of its CPUs (taskset, as a
+    job restarted under another binding): the thread bound to that CPU is
+    bound to it again, the one bound to a CPU it may not use runs on those
+    it may, and execution.log says so; the program runs to its end."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip(f"SKIPPED LOUDLY: needs two CPUs to bind threads apart, this process may use {cpus}")
+    prog = c_prog("affinity", 40, 40)
+    rundir, first, seen = ck.checkpoint_then_crash(prog)
+    r = run_cmd(["taskset", "-c", str(cpus[-1]), *ck.argv("restart", prog)], ck.env, cwd=ck.work,
+                timeout=T_RUN)
+    assert r.returncode == 0, f"restart: status {r.returncode}\n{r.stderr}"
+    line = r.stdout.splitlines()[0]
+    assert f"w0 {cpus[-1]} nice 0 w1 {cpus[-1]} nice 0 w2 {cpus[-1]} nice 3" in line, line
+    ex = text_of(rundir / "execution.log")
+    assert "was bound to CPUs that this restart may not use" in ex, ex[-2000:]
 
 
 def test_stop_after_checkpoint(ck):

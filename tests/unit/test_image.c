@@ -61,6 +61,9 @@ enum variant {
 	V_FILE_AUX,	     /* a file with aux 3 */
 	V_SHARED_FILE,	     /* a file mapped shared and writable, its content in FD_DATA */
 	V_SHARED_FILE_RANGE, /* the same with its content past the end of FD_DATA */
+	V_SCHED,	     /* thread 1 bound to CPUs 1 and 9, with nice 5 */
+	V_SCHED_TID,	     /* the same for a thread not in the image */
+	V_SCHED_EMPTY,	     /* an affinity without a CPU */
 	V_NVARIANTS
 };
 
@@ -87,7 +90,8 @@ struct program {
 	struct ckpt_timer timers[2];
 	struct ckpt_siginfo siginfo[2];
 	struct ckpt_shared_file shared[1];
-	uint32_t nthreads, nareas, nfds, ntimers, nsiginfo, nshared;
+	struct ckpt_thread_sched sched[1];
+	uint32_t nthreads, nareas, nfds, ntimers, nsiginfo, nshared, nsched;
 };
 
 /* Chunks: (area, first page index in the area, npages). */
@@ -305,6 +309,19 @@ static void make_program(struct program *pg, enum variant v)
 		if (v == V_SHARED_FILE_RANGE)
 			pg->shared[0].data_off = sizeof fd_data - 3;
 	}
+	if (v == V_SCHED || v == V_SCHED_TID || v == V_SCHED_EMPTY) {
+		pg->nsched = 1;
+		pg->sched[0] =
+		    (struct ckpt_thread_sched){.tid = pg->threads[1].tid,
+					       .flags = CKPT_SCHED_AFFINITY | CKPT_SCHED_NICE,
+					       .nice = 5};
+		pg->sched[0].cpus[0] = 0x02;
+		pg->sched[0].cpus[1] = 0x02;
+		if (v == V_SCHED_TID)
+			pg->sched[0].tid = 99999;
+		if (v == V_SCHED_EMPTY)
+			pg->sched[0].cpus[0] = pg->sched[0].cpus[1] = 0;
+	}
 }
 
 static uint64_t chunk_addr(const struct program *pg, const struct chunk_spec *c, enum variant v)
@@ -506,6 +523,9 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 	if (pg.nshared)
 		section(&w, CKPT_SEC_SHARED_FILES, pg.shared, pg.nshared * sizeof *pg.shared,
 			pg.nshared);
+	if (pg.nsched)
+		section(&w, CKPT_SEC_THREAD_SCHED, pg.sched, pg.nsched * sizeof *pg.sched,
+			pg.nsched);
 	write_pages(&w, &pg, v);
 	if (rec.buf) {
 		CHECK(ckpt_writer_replay(&w) == 0 && !w.rec, "replay of the recorded writer");
@@ -989,6 +1009,15 @@ static void test_header_checks(const char *path)
 	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 18"),
 	      "SHARED_FILES in a version 8 image: '%s'", err);
 
+	/* a thread's own affinity and nice value come back as written */
+	CHECK(create_image(path, V_SCHED, 4096) == 0, "write image");
+	img = ckpt_image_open(path, err, sizeof err);
+	make_program(&pg, V_SCHED);
+	CHECK(img && img->nsched == 1 && !memcmp(img->sched, pg.sched, sizeof pg.sched),
+	      "thread scheduling: %s", img ? "not as written" : err);
+	if (img)
+		ckpt_image_close(img);
+
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_arch);
 	CHECK(!ckpt_image_open(path, err, sizeof err), "aarch64 accepted");
@@ -1021,6 +1050,8 @@ static void test_bad_records(const char *path)
 	    {V_FILE_SAVED, "fd 3"},
 	    {V_FILE_AUX, "fd 3"},
 	    {V_SHARED_FILE_RANGE, "SHARED_FILES"},
+	    {V_SCHED_TID, "THREAD_SCHED"},
+	    {V_SCHED_EMPTY, "THREAD_SCHED"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

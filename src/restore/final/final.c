@@ -37,6 +37,8 @@
 #define NR_rseq 334
 #define NR_clone3 435
 #define NR_capset 126
+#define NR_setpriority 141
+#define NR_sched_setaffinity 203
 #define NR_setitimer 38
 #define NR_timer_create 222
 #define NR_timer_settime 223
@@ -267,8 +269,15 @@ static void drop_capabilities(void)
 }
 
 /* Per-thread kernel state that is not in the signal frame. */
-static void thread_kernel_state(struct plan *p, const struct ckpt_thread *t)
+static void thread_kernel_state(struct plan *p, const struct plan_thread *pt)
 {
+	const struct ckpt_thread *t = &pt->t;
+	/* best effort: a lower nice value than the restart's needs a
+	 * privilege the program may have had and the restart lacks */
+	if (pt->sched_flags & CKPT_SCHED_AFFINITY)
+		raw_syscall3(NR_sched_setaffinity, 0, sizeof pt->cpus, pt->cpus);
+	if (pt->sched_flags & CKPT_SCHED_NICE)
+		raw_syscall3(NR_setpriority, 0 /* PRIO_PROCESS */, 0, pt->nice);
 	if (t->robust_head)
 		raw_syscall2(NR_set_robust_list, t->robust_head, t->robust_len);
 	if (t->altstack_sp && !(t->altstack_flags & 2 /* SS_DISABLE */)) {
@@ -313,7 +322,7 @@ __attribute__((noreturn, used, noinline)) void thread_main(struct thread_start *
 {
 	struct plan *p = ts->plan;
 	const struct ckpt_thread *t = &ts->thread->t;
-	thread_kernel_state(p, t);
+	thread_kernel_state(p, ts->thread);
 	__atomic_fetch_add(&p->threads_started, 1, __ATOMIC_SEQ_CST);
 	raw_syscall3(NR_futex, &p->threads_started, FUTEX_WAKE_PRIVATE, 1);
 	sigreturn_to(t->frame);
@@ -545,7 +554,7 @@ __attribute__((section(".text.entry"), noreturn, used)) void final_entry(struct 
 		raw_syscall2(NR_arch_prctl, ARCH_SET_GS, t->gs_base);
 	raw_syscall1(NR_set_tid_address, t->clear_child_tid);
 	raw_syscall1(NR_close, p->err_fd);
-	thread_kernel_state(p, t);
+	thread_kernel_state(p, main_thread);
 	sigreturn_to(t->frame);
 }
 
