@@ -222,8 +222,6 @@ static int open_path(const struct ckpt_fd *f, const char *path)
 	return fd;
 }
 
-/* The content saved with a descriptor's record (FD_DATA), written at the
- * descriptor's offset (the file's start, just opened). */
 static int write_bytes(int fd, const uint8_t *p, uint64_t left)
 {
 	while (left) {
@@ -241,6 +239,8 @@ static int write_bytes(int fd, const uint8_t *p, uint64_t left)
 	return 0;
 }
 
+/* The content saved with a descriptor's record (FD_DATA), written at the
+ * descriptor's offset (the file's start, just opened). */
 static int write_content(int fd, const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	return write_bytes(fd, img->fd_data + f->data_off, f->data_len);
