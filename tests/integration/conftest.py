@@ -621,6 +621,22 @@ class Ckpt:
         bg.kill()
         self.assert_gone(f"{T_GONE} s after SIGKILL of the process group of {bg.what()}")
 
+    def checkpoint_and_finish(self, prog, k_range=(3, 15)):
+        """start -> K lines -> checkpoint -> the program runs on to its end:
+        its output and exit status must be exactly an uninterrupted run's.
+        Returns the run directory."""
+        ref = self.reference(prog)
+        run = self.start(prog)
+        run.wait_lines(self.rng.randint(*k_range))
+        rundir = self.rundir(proc=run)
+        gen = self.checkpoint(rundir)
+        rc = run.finish()
+        expected, ref_rc = ref.result()
+        check_chain(expected, [(f"run with a checkpoint at generation {gen}", run.output(), 0)])
+        assert run.output() == expected, f"output incomplete\n{run.report()}"
+        assert rc == ref_rc, f"exit status {rc}, the uninterrupted run's {ref_rc}\n{run.report()}"
+        return rundir
+
     def checkpoint_then_crash(self, prog, k_range=(3, 10)):
         """start -> K lines -> checkpoint -> 2 more lines -> SIGKILL of the
         group. Returns (rundir, first output, lines seen at the checkpoint)."""

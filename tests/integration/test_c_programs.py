@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import T_RUN, c_prog, check_chain, run_cmd, text_of
+from conftest import T_RUN, c_prog, run_cmd, text_of
 
 # name, steps, per-step sleep (ms), extra arguments
 PROGRAMS = [
@@ -21,16 +21,7 @@ PROGRAMS = [
 
 def test_checkpoint_then_run_on(ck):
     """A checkpoint without a failure leaves the program undisturbed."""
-    prog = c_prog("threads", 40, 20)
-    ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 15))
-    gen = ck.checkpoint(ck.rundir(proc=run))
-    rc = run.finish()
-    expected, ref_rc = ref.result()
-    check_chain(expected, [("run with a checkpoint at generation %d" % gen, run.output(), 0)])
-    assert run.output() == expected, f"output incomplete\n{run.report()}"
-    assert rc == ref_rc
+    ck.checkpoint_and_finish(c_prog("threads", 40, 20))
 
 
 @pytest.mark.parametrize("spec", PROGRAMS, ids=lambda s: "-".join(map(str, s)))
@@ -110,15 +101,7 @@ def test_shared_file_mapping_comes_back(ck):
 def test_shared_file_mapping_too_large_is_named(ck):
     """Over 64 MiB, a file mapped shared and writable is not saved: the
     checkpoint names it in execution.log, and the program runs on unharmed."""
-    prog = c_prog("shared_file_map", 12, 40, 16640)
-    ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(2, 5))
-    rundir = ck.rundir(proc=run)
-    ck.checkpoint(rundir)
-    rc = run.finish()
-    expected, ref_rc = ref.result()
-    assert run.output() == expected and rc == ref_rc, run.report()
+    rundir = ck.checkpoint_and_finish(c_prog("shared_file_map", 12, 40, 16640), k_range=(2, 5))
     ex = text_of(rundir / "execution.log")
     assert "is mapped shared and writable and too large to save" in ex, ex[-2000:]
 

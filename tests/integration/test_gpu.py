@@ -178,15 +178,7 @@ def test_gpu_checkpoint_call_fails(ck, gpu):
 def test_gpu_libcuda_without_cuda_state(ck, gpu):
     """libcuda loaded but no CUDA state: an ordinary CPU process."""
     ck.env["CKPT_FAKE_CUDA_STATE"] = "none"
-    prog = c_prog("cuda_counter", 40, 30, "lib")
-    ref = ck.reference(prog)
-    run = ck.start(prog)
-    run.wait_lines(ck.rng.randint(3, 10))
-    rundir = ck.rundir(proc=run)
-    ck.checkpoint(rundir)
-    rc = run.finish()
-    expected, ref_rc = ref.result()
-    assert run.output() == expected and rc == ref_rc, run.report()
+    rundir = ck.checkpoint_and_finish(c_prog("cuda_counter", 40, 30, "lib"), k_range=(3, 10))
     assert [c[0] for c in calls(gpu)] == ["state"], calls(gpu)
     assert "gpu_" not in text_of(rundir / "images" / "latest" / "manifest")
 
