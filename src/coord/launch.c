@@ -93,8 +93,7 @@ int launch_namespaces_usable(void)
 {
 	if (namespaces_forced_off())
 		return 0;
-	fflush(NULL);
-	long pid = clone_into_namespaces();
+	long pid = clone_into_namespaces(); /* the child only _exits: no stdio to flush */
 	if (pid < 0)
 		return 0;
 	if (pid == 0)

@@ -702,7 +702,8 @@ static int check_siginfo(const struct ckpt_image *img, char *err, size_t errlen)
 	return 0;
 }
 
-/* A thread of the image, once; what it says is set; a CPU set not empty. */
+/* A thread of the image, once (sorted, not compared pairwise: the count
+ * comes from the file); what it says is set; a CPU set not empty. */
 static int check_sched(const struct ckpt_image *img, char *err, size_t errlen)
 {
 	for (uint32_t i = 0; i < img->nsched; i++) {
@@ -714,13 +715,13 @@ static int check_sched(const struct ckpt_image *img, char *err, size_t errlen)
 			 !(s->flags & ~(uint32_t)(CKPT_SCHED_AFFINITY | CKPT_SCHED_NICE)) &&
 			 !s->reserved && (!(s->flags & CKPT_SCHED_AFFINITY) || any_cpu) &&
 			 (!(s->flags & CKPT_SCHED_NICE) || (s->nice >= -20 && s->nice <= 19));
-		for (uint32_t k = 0; k < i && ok; k++)
-			ok = img->sched[k].tid != s->tid;
 		if (!ok)
 			return fail(err, errlen,
 				    "section THREAD_SCHED: entry %u (thread %d) is inconsistent", i,
 				    s->tid);
 	}
+	if (img->nsched && !distinct_i32(&img->sched[0].tid, img->nsched, sizeof *img->sched))
+		return fail(err, errlen, "section THREAD_SCHED: a thread appears twice");
 	return 0;
 }
 

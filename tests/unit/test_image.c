@@ -64,6 +64,7 @@ enum variant {
 	V_SCHED,	     /* thread 1 bound to CPUs 1 and 9, with nice 5 */
 	V_SCHED_TID,	     /* the same for a thread not in the image */
 	V_SCHED_EMPTY,	     /* an affinity without a CPU */
+	V_SCHED_TWICE,	     /* two records for one thread */
 	V_NVARIANTS
 };
 
@@ -90,7 +91,7 @@ struct program {
 	struct ckpt_timer timers[2];
 	struct ckpt_siginfo siginfo[2];
 	struct ckpt_shared_file shared[1];
-	struct ckpt_thread_sched sched[1];
+	struct ckpt_thread_sched sched[2];
 	uint32_t nthreads, nareas, nfds, ntimers, nsiginfo, nshared, nsched;
 };
 
@@ -309,7 +310,7 @@ static void make_program(struct program *pg, enum variant v)
 		if (v == V_SHARED_FILE_RANGE)
 			pg->shared[0].data_off = sizeof fd_data - 3;
 	}
-	if (v == V_SCHED || v == V_SCHED_TID || v == V_SCHED_EMPTY) {
+	if (v == V_SCHED || v == V_SCHED_TID || v == V_SCHED_EMPTY || v == V_SCHED_TWICE) {
 		pg->nsched = 1;
 		pg->sched[0] =
 		    (struct ckpt_thread_sched){.tid = pg->threads[1].tid,
@@ -321,6 +322,10 @@ static void make_program(struct program *pg, enum variant v)
 			pg->sched[0].tid = 99999;
 		if (v == V_SCHED_EMPTY)
 			pg->sched[0].cpus[0] = pg->sched[0].cpus[1] = 0;
+		if (v == V_SCHED_TWICE) {
+			pg->nsched = 2;
+			pg->sched[1] = pg->sched[0];
+		}
 	}
 }
 
@@ -1013,7 +1018,7 @@ static void test_header_checks(const char *path)
 	CHECK(create_image(path, V_SCHED, 4096) == 0, "write image");
 	img = ckpt_image_open(path, err, sizeof err);
 	make_program(&pg, V_SCHED);
-	CHECK(img && img->nsched == 1 && !memcmp(img->sched, pg.sched, sizeof pg.sched),
+	CHECK(img && img->nsched == 1 && !memcmp(img->sched, pg.sched, sizeof pg.sched[0]),
 	      "thread scheduling: %s", img ? "not as written" : err);
 	if (img)
 		ckpt_image_close(img);
@@ -1052,6 +1057,7 @@ static void test_bad_records(const char *path)
 	    {V_SHARED_FILE_RANGE, "SHARED_FILES"},
 	    {V_SCHED_TID, "THREAD_SCHED"},
 	    {V_SCHED_EMPTY, "THREAD_SCHED"},
+	    {V_SCHED_TWICE, "appears twice"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
