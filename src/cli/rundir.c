@@ -5,6 +5,7 @@
 #include "coord/fsutil.h"
 #include "coord/kvfile.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -153,38 +155,126 @@ static pid_t flock_owner(int fd)
 	return owner;
 }
 
+/* How long a lock whose supervisor is dead may stay held while no
+ * process that holds it still runs: a program killed a moment ago (kill -9
+ * of its group, then restart at once, as a requeued job does) keeps the
+ * lock until the kernel has torn down its memory and closed its files,
+ * which for a large process takes a while after it stopped running. */
+#define RUNDIR_LOCK_EXIT_WAIT_MS 5000
+
+/* The kernel's flag on a task that is in exit (include/linux/sched.h). */
+#define TASK_FLAG_EXITING 0x4u
+
+/* Whether the process pid is past the point of running: exiting or gone. */
+static int process_exiting(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	/* after the command's closing parenthesis: state ppid pgrp session
+	 * tty_nr tpgid flags */
+	const char *rest = strrchr(buf, ')');
+	char state;
+	unsigned flags;
+	if (!rest || sscanf(rest + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2)
+		return 0;
+	return state == 'Z' || state == 'X' || (flags & TASK_FLAG_EXITING);
+}
+
+/* Whether a process that still runs has the file st open (the processes
+ * this user may look into; a holder in exit does not count). */
+static int lock_held_by_running_process(const struct stat *st)
+{
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		return 1; /* cannot tell: assume so */
+	int running = 0;
+	struct dirent *p;
+	while (!running && (p = readdir(proc))) {
+		if (p->d_name[0] < '1' || p->d_name[0] > '9')
+			continue;
+		pid_t pid = (pid_t)atoi(p->d_name);
+		if (pid == getpid())
+			continue; /* our own descriptor, the one that asks */
+		char fds[64];
+		snprintf(fds, sizeof(fds), "/proc/%d/fd", (int)pid);
+		int dfd = open(fds, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			continue;
+		DIR *d = fdopendir(dfd);
+		if (!d) {
+			close(dfd);
+			continue;
+		}
+		struct dirent *f;
+		struct stat fst;
+		while ((f = readdir(d)))
+			if (f->d_name[0] != '.' && fstatat(dfd, f->d_name, &fst, 0) == 0 &&
+			    fst.st_ino == st->st_ino && fst.st_dev == st->st_dev) {
+				running = !process_exiting(pid);
+				break;
+			}
+		closedir(d);
+	}
+	closedir(proc);
+	return running;
+}
+
+/* The pid the lock file names as its holder, "" when none. */
+static void lock_file_pid(int fd, char *pid, size_t size)
+{
+	ssize_t n = pread(fd, pid, size - 1, 0);
+	pid[n > 0 ? n : 0] = '\0';
+	pid[strcspn(pid, "\n")] = '\0';
+}
+
 int rundir_lock(int dirfd, const char *rundir)
 {
 	int fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return ckpt_fail_errno("cannot open %s/lock", rundir);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	for (int waited_ms = 0;; waited_ms += 50) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
 		int e = errno;
-		char pid[32] = "";
-		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
-		pid_t owner = e == EWOULDBLOCK ? flock_owner(fd) : 0;
-		close(fd);
+		if (e != EWOULDBLOCK) {
+			close(fd);
+			errno = e;
+			return ckpt_fail_errno("cannot lock %s/lock", rundir);
+		}
+		char pid[32];
+		lock_file_pid(fd, pid, sizeof(pid));
+		pid_t owner = flock_owner(fd);
 		if (owner > 0 && owner != atoi(pid) && kill(owner, 0) == 0)
 			snprintf(pid, sizeof(pid), "%d", (int)owner); /* a ckpt still starting */
+		int supervisor_dead = pid[0] && kill(atoi(pid), 0) < 0 && errno == ESRCH;
+		struct stat st;
+		if (supervisor_dead && waited_ms < RUNDIR_LOCK_EXIT_WAIT_MS &&
+		    fstat(fd, &st) == 0 && !lock_held_by_running_process(&st)) {
+			struct timespec step = {0, 50 * 1000 * 1000};
+			nanosleep(&step, NULL);
+			continue;
+		}
+		close(fd);
 		/* The namespace's init keeps the lock too, so a program whose
 		 * supervisor died still guards its directory. */
-		if (e == EWOULDBLOCK && pid[0] && kill(atoi(pid), 0) < 0 && errno == ESRCH)
+		if (supervisor_dead)
 			return ckpt_fail(
 			    "run directory %s is locked: its supervisor (pid %s) has exited "
 			    "but its program is still running; stop that program (for instance "
 			    "with kill -9 -- -PGID of its process group) first",
 			    rundir, pid);
-		if (e == EWOULDBLOCK)
-			return ckpt_fail("run directory %s is in use by another ckpt%s%s%s (see: "
-					 "ckpt status %s)",
-					 rundir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "",
-					 rundir);
-		errno = e;
-		return ckpt_fail_errno("cannot lock %s/lock", rundir);
+		return ckpt_fail("run directory %s is in use by another ckpt%s%s%s (see: "
+				 "ckpt status %s)",
+				 rundir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", rundir);
 	}
-	return fd;
 }
 
 int rundir_lock_claim(int fd, const char *rundir)
