@@ -728,8 +728,8 @@ static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *pat
 	return put_record(l, f, CKPT_FD_TIMERFD, &t, sizeof t);
 }
 
-/* eventfd and epoll are described by /proc/self/fdinfo: the counter, and
- * each watched descriptor with its events and data. */
+/* eventfd, epoll and pidfd are described by /proc/self/fdinfo: the
+ * counter, each watched descriptor with its events and data, the pid. */
 static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 {
 	static char info[65536];
@@ -751,6 +751,14 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 	}
 	if (str_eq(link, "anon_inode:[timerfd]"))
 		return capture_timerfd(l, f, path, info, sizeof info);
+	if (str_eq(link, "anon_inode:[pidfd]")) {
+		/* "Pid:" as this process's pid namespace (the program's) shows
+		 * it: -1 once the process has been waited for */
+		const char *after = NULL;
+		f->kind = CKPT_FD_PIDFD;
+		f->offset = dec_field(info, "Pid:", &after);
+		return after && f->offset != 0 ? 0 : -1;
+	}
 	if (!str_eq(link, "anon_inode:[eventpoll]"))
 		return -1;
 	f->kind = CKPT_FD_EPOLL;

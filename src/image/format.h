@@ -10,12 +10,13 @@
 
 #define CKPT_IMAGE_MAGIC "CKPTIMG\x01"
 #define CKPT_IMAGE_MAGIC_LEN 8
-#define CKPT_FORMAT_VERSION 9
-/* Version 8 lacks SHARED_FILES and THREAD_SCHED; version 7 also lacks DELETED descriptors with aux 1 (content in
- * the mappings); version 6 also lacks
- * TIMERS; version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version
- * 3 also lacks reference chunks, PAGE_HASHES and parent_generation; version 2 also differs in what
- * a compressed chunk's crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION 10
+/* Version 9 lacks PIDFD descriptors; version 8 also lacks SHARED_FILES and THREAD_SCHED; version 7
+ * also lacks DELETED descriptors with aux 1 (content in the mappings); version 6 also lacks TIMERS;
+ * version 5 also lacks PAGE_INDEX; version 4 also lacks PAGE_RUNS; version 3 also lacks reference
+ * chunks, PAGE_HASHES and parent_generation; version 2 also differs in what a compressed chunk's
+ * crc covers (the decoded pages). Readers accept all. */
+#define CKPT_FORMAT_VERSION_V9 9
 #define CKPT_FORMAT_VERSION_V8 8
 #define CKPT_FORMAT_VERSION_V7 7
 #define CKPT_FORMAT_VERSION_V6 6
@@ -262,6 +263,8 @@ enum ckpt_fd_kind {
 	CKPT_FD_TIMERFD = 13,	 /* struct ckpt_timerfd in FD_DATA */
 	CKPT_FD_SIGNALFD = 14,	 /* signal mask in offset */
 	CKPT_FD_FIFO = 15,	 /* named pipe end (path_str), matched by pipe_id like PIPE */
+	CKPT_FD_PIDFD = 16,	 /* pidfd (version 10): the pid it refers to, in the program's pid
+				  * namespace, in offset; -1: that process had been waited for */
 	CKPT_FD_SOCKET = 12,	 /* other socket: struct ckpt_socket in FD_DATA; listeners
 				  * are bound and listen again, connections come back
 				  * as unconnected sockets (the peer is gone) */

@@ -171,6 +171,7 @@ static int check_header(struct ckpt_image *img, char *err, size_t errlen)
 	/* the version comes before the checksum: another version may have
 	 * another header layout */
 	if (h->format_version != CKPT_FORMAT_VERSION &&
+	    h->format_version != CKPT_FORMAT_VERSION_V9 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V8 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V7 &&
 	    h->format_version != CKPT_FORMAT_VERSION_V6 &&
@@ -225,7 +226,7 @@ static int check_section(const struct ckpt_image *img, uint32_t i, uint64_t prev
 
 	/* each version knows the sections of the versions before it */
 	uint32_t v = img->hdr.format_version;
-	uint32_t known = v >= CKPT_FORMAT_VERSION      ? CKPT_SEC_MAX_KNOWN
+	uint32_t known = v >= CKPT_FORMAT_VERSION_V9   ? CKPT_SEC_MAX_KNOWN
 			 : v >= CKPT_FORMAT_VERSION_V7 ? CKPT_SEC_SIGINFO
 			 : v >= CKPT_FORMAT_VERSION_V6 ? CKPT_SEC_PAGE_INDEX
 			 : v >= CKPT_FORMAT_VERSION_V5 ? CKPT_SEC_PAGE_RUNS
@@ -485,7 +486,9 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 {
 	const struct ckpt_fd *f = &img->fds[i];
 
-	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > CKPT_FD_FIFO)
+	uint32_t last_kind =
+	    img->hdr.format_version >= CKPT_FORMAT_VERSION ? CKPT_FD_PIDFD : CKPT_FD_FIFO;
+	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > last_kind)
 		return fail(err, errlen, "section FDS: entry %u has bad fd %d or kind %u", i, f->fd,
 			    f->kind);
 	if ((f->kind == CKPT_FD_STDIO && f->aux > 2) ||

@@ -13,6 +13,9 @@
 #include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/file.h>
@@ -1174,6 +1177,65 @@ static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 	return fd;
 }
 
+/* Whether pid is a process or zombie this generation gives back. */
+static int restored_pid(int32_t pid)
+{
+	for (int i = 0; i < tree.n; i++) {
+		const struct ckpt_image *img = tree.procs[i].img;
+		if (tree.procs[i].pid == pid)
+			return 1;
+		for (uint32_t z = 0; z < img->nzombies; z++)
+			if (img->zombies[z].pid == pid)
+				return 1;
+	}
+	return 0;
+}
+
+/* A pidfd of a process that has been waited for: readable at once, as
+ * the saved one was; waiting on it says there is no such child. vfork:
+ * the restorer may hold the program's memory by now, which a fork would
+ * copy the page tables of. */
+static int pidfd_of_gone(unsigned flags)
+{
+	pid_t child = vfork();
+	if (child < 0)
+		return -1;
+	if (child == 0)
+		_exit(0);
+	int fd = (int)syscall(SYS_pidfd_open, child, flags);
+	int e = errno;
+	while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+		;
+	errno = e;
+	return fd;
+}
+
+/* How long a pidfd waits for its process to be forked by its parent in
+ * the tree (a sibling's child, say), which happens before the barrier. */
+#define PIDFD_WAIT_MS 5000
+
+static int open_pidfd(const struct ckpt_fd *f)
+{
+	unsigned flags = f->open_flags & (O_NONBLOCK | O_EXCL); /* PIDFD_NONBLOCK, PIDFD_THREAD */
+	int32_t pid = (int32_t)f->offset;
+	if (pid <= 0)
+		return pidfd_of_gone(flags & O_NONBLOCK);
+	if (!restored_pid(pid)) {
+		warn("fd %d: pidfd of pid %d, which this generation does not hold (a thread, or a "
+		     "process outside it); it comes back as the pidfd of a process that has "
+		     "ended",
+		     f->fd, (int)pid);
+		return pidfd_of_gone(flags & O_NONBLOCK);
+	}
+	for (int waited = 0;; waited++) {
+		int fd = (int)syscall(SYS_pidfd_open, pid, flags);
+		if (fd >= 0 || errno != ESRCH || waited >= PIDFD_WAIT_MS)
+			return fd;
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+	}
+}
+
 static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	const char *path = ckpt_image_string(img, f->path_str);
@@ -1230,6 +1292,8 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 			warn("fd %d: cannot arm the timerfd again: %s", f->fd, strerror(errno));
 		return fd;
 	}
+	case CKPT_FD_PIDFD:
+		return open_pidfd(f);
 	case CKPT_FD_EPOLL:
 		return epoll_create1(0); /* filled once every descriptor is back */
 	case CKPT_FD_STDIO:

@@ -11,7 +11,8 @@ descriptor, zombies that stay unreaped for most of the run (one killed by
 a signal) next to a sleeping child killed at the end, children that keep
 being created, exec'ing and exiting so that a checkpoint catches one in
 the act, Python's subprocess/platform children, and a bash script running
-a Python and a C program one after the other. Every scenario checkpoints
+a Python and a C program one after the other, children waited for
+through pidfds (plain, and asyncio's child watcher). Every scenario checkpoints
 at a random line, SIGKILLs the whole process group, restarts and compares
 with an uninterrupted run (conftest.Ckpt.cycle): losing a process, a
 zombie, a byte queued in a pipe or socket, or a write to shared memory
@@ -86,6 +87,10 @@ PROGRAMS = [
     # an answer left at a connection whose other end has closed
     ("peer_closed.py", lambda: py_prog("peer_closed", 60, 40), (3, 20)),
     ("epoll_tree", lambda: c_prog("epoll_tree", 60, 40), (3, 20)),
+    # children waited for through pidfds, and one already waited for
+    ("pidfd_wait.py", lambda: py_prog("pidfd_wait", 60, 40), (3, 20)),
+    # ... by asyncio's pidfd child watcher, in its epoll set
+    ("pidfd_wait.py-asyncio", lambda: py_prog("pidfd_wait", 60, 40, "asyncio"), (3, 20)),
     # 40 lines of counter.py (lines 1-41), then counter (lines 43-83): the
     # checkpoint finds bash waiting for python3 or for counter
     ("run_both.sh", lambda: sh_prog("run_both.sh", 40, 40), (3, 60)),

@@ -65,6 +65,7 @@ enum variant {
 	V_SCHED_TID,	     /* the same for a thread not in the image */
 	V_SCHED_EMPTY,	     /* an affinity without a CPU */
 	V_SCHED_TWICE,	     /* two records for one thread */
+	V_PIDFD,	     /* fd 3 is a pidfd of pid 42 */
 	V_NVARIANTS
 };
 
@@ -298,6 +299,11 @@ static void make_program(struct program *pg, enum variant v)
 	}
 	if (v == V_FILE_AUX)
 		pg->fds[3].aux = 3;
+	if (v == V_PIDFD)
+		pg->fds[3] = (struct ckpt_fd){.fd = 3,
+					      .kind = CKPT_FD_PIDFD,
+					      .open_flags = O_RDWR | O_NONBLOCK,
+					      .offset = 42};
 	if (v == V_SHARED_FILE || v == V_SHARED_FILE_RANGE) {
 		pg->nshared = 1;
 		pg->shared[0] = (struct ckpt_shared_file){.dev = 0x803,
@@ -936,7 +942,7 @@ static void test_version_2(const char *path)
 
 static void set_version(struct ckpt_image_header *h)
 {
-	h->format_version = 10;
+	h->format_version = 11;
 }
 
 static void set_version_6(struct ckpt_image_header *h)
@@ -947,6 +953,11 @@ static void set_version_6(struct ckpt_image_header *h)
 static void set_version_7(struct ckpt_image_header *h)
 {
 	h->format_version = CKPT_FORMAT_VERSION_V7;
+}
+
+static void set_version_9(struct ckpt_image_header *h)
+{
+	h->format_version = CKPT_FORMAT_VERSION_V9;
 }
 
 static void set_version_8(struct ckpt_image_header *h)
@@ -980,8 +991,8 @@ static void test_header_checks(const char *path)
 
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version);
-	CHECK(!ckpt_image_open(path, err, sizeof err), "version 10 accepted");
-	CHECK(strstr(err, "version 10") && strstr(err, "versions 2 to 9"), "message: %s", err);
+	CHECK(!ckpt_image_open(path, err, sizeof err), "version 11 accepted");
+	CHECK(strstr(err, "version 11") && strstr(err, "versions 2 to 10"), "message: %s", err);
 
 	/* timers come back as written; version 6 has no TIMERS section */
 	CHECK(create_image(path, V_TIMERS, 4096) == 0, "write image");
@@ -1010,9 +1021,24 @@ static void test_header_checks(const char *path)
 	      "shared file: %s", img ? "not as written" : err);
 	if (img)
 		ckpt_image_close(img);
+	rewrite_header(path, set_version_9);
+	CHECK(verify(path, err, sizeof err) == 0, "SHARED_FILES in a version 9 image refused: %s",
+	      err);
 	rewrite_header(path, set_version_8);
 	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 18"),
 	      "SHARED_FILES in a version 8 image: '%s'", err);
+
+	/* a pidfd comes back as written; version 9 has no pidfds */
+	CHECK(create_image(path, V_PIDFD, 4096) == 0, "write image");
+	img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img && img->nfds == NFDS && img->fds[3].kind == CKPT_FD_PIDFD &&
+		  img->fds[3].offset == 42 && (img->fds[3].open_flags & O_NONBLOCK),
+	      "pidfd: %s", img ? "not as written" : err);
+	if (img)
+		ckpt_image_close(img);
+	rewrite_header(path, set_version_9);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "kind 16"),
+	      "a pidfd in a version 9 image: '%s'", err);
 
 	/* a thread's own affinity and nice value come back as written */
 	CHECK(create_image(path, V_SCHED, 4096) == 0, "write image");
