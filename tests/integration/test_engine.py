@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import CKPT, Bg, c_prog, py_prog, require_python_modules, tail, text_of
+from conftest import c_prog, py_prog, tail, text_of
 
 
 def failed_checkpoint(ck, prog, lines, env_extra=None, bound=30):

@@ -7,13 +7,12 @@ Slurm is in test_slurm.py."""
 import os
 import re
 import signal
-import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (PROGS, T_LINES, T_QUICK, T_RUN, Bg, c_prog, check_chain, py_prog, snapshot,
+from conftest import (T_LINES, T_QUICK, T_RUN, Bg, c_prog, check_chain, py_prog, snapshot,
                       assert_unharmed, tail, text_of)
 
 EXIT_STOPPED, EXIT_STOP_FAILED = 85, 86

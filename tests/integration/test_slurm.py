@@ -9,12 +9,11 @@ minutes; the others well under one."""
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 import slurm_cluster
-from conftest import CKPT, PROGS, c_prog, check_chain, tail, text_of
+from conftest import CKPT, c_prog, check_chain, tail, text_of
 
 
 @pytest.fixture(scope="module")
