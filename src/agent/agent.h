@@ -294,6 +294,10 @@ struct unsettled {
 	char what[300];
 };
 void fds_unsettled(struct unsettled *u);
+/* inotifywrap.c: a path the program watched (fd, wd) through, or another
+ * it watched, that names the file dev/ino now (followed as a watch with
+ * follow would); NULL if none. */
+const char *inotify_watch_path(int fd, int wd, uint64_t dev, uint64_t ino, int follow);
 int fds_still_in_flight(void); /* at the sockets fds_unsettled found them */
 void fds_own_scratch(void);    /* at start: fds.c's buffers */
 /* tcpflow.c: the bytes sent on the TCP connection fd that have not

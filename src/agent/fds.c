@@ -6,6 +6,7 @@
  * checkpoint's warnings: restart puts /dev/null there. */
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -247,15 +248,37 @@ static int descriptors_queued(int fd)
 	return found;
 }
 
-/* Where descriptors were found queued by the last fds_unsettled. */
+/* An inotify descriptor with events the program has not read: they
+ * cannot be saved (reading them is taking them from the program), so the
+ * program runs on until it has read them, like descriptors in flight. */
+static int inotify_unread(int fd, const struct stat *sb)
+{
+	if ((sb->st_mode & S_IFMT) != 0)
+		return 0; /* not an anonymous inode */
+	char path[64] = "/proc/self/fd/", link[32];
+	str_append_u64(path, sizeof path, (uint64_t)fd);
+	int unread = 0;
+	return raw_readlink(path, link, sizeof link) >= 0 && str_eq(link, "anon_inode:inotify") &&
+	       raw_syscall3(SYS_ioctl, fd, FIONREAD, &unread) == 0 && unread > 0;
+}
+
+/* Where descriptors (or inotify events) were found queued by the last
+ * fds_unsettled. */
 #define MAX_RECEIVERS 16
-static int receivers[MAX_RECEIVERS], nreceivers;
+static struct {
+	int fd, inotify;
+} receivers[MAX_RECEIVERS];
+static int nreceivers;
 
 int fds_still_in_flight(void)
 {
-	for (int i = 0; i < nreceivers; i++)
-		if (descriptors_queued(receivers[i]))
+	for (int i = 0; i < nreceivers; i++) {
+		int fd = receivers[i].fd, unread = 0;
+		if (receivers[i].inotify
+			? raw_syscall3(SYS_ioctl, fd, FIONREAD, &unread) == 0 && unread > 0
+			: descriptors_queued(fd))
 			return 1;
+	}
 	return 0;
 }
 
@@ -292,8 +315,18 @@ void fds_unsettled(struct unsettled *u)
 	for (int i = 0; i < n; i++) {
 		int fd = fds[i], domain = 0, type = 0, listening = 0, len = sizeof domain;
 		struct stat sb;
-		if (fd == agent.ctl_fd || fd == track_fd() ||
-		    raw_syscall2(SYS_fstat, fd, &sb) != 0 || !S_ISSOCK(sb.st_mode) ||
+		if (fd == agent.ctl_fd || fd == track_fd() || raw_syscall2(SYS_fstat, fd, &sb) != 0)
+			continue;
+		if (inotify_unread(fd, &sb)) {
+			++u->in_flight;
+			if (nreceivers < MAX_RECEIVERS) {
+				receivers[nreceivers].fd = fd;
+				receivers[nreceivers++].inotify = 1;
+			}
+			name_first(u, fd, ": inotify events wait to be read");
+			continue;
+		}
+		if (!S_ISSOCK(sb.st_mode) ||
 		    raw_syscall5(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
 			continue;
 		len = sizeof listening;
@@ -326,8 +359,10 @@ void fds_unsettled(struct unsettled *u)
 			name_first(u, fd, ": a connection not accepted yet holds bytes sent on it");
 		} else if (descriptors_queued(fd)) {
 			++u->in_flight;
-			if (nreceivers < MAX_RECEIVERS)
-				receivers[nreceivers++] = fd;
+			if (nreceivers < MAX_RECEIVERS) {
+				receivers[nreceivers].fd = fd;
+				receivers[nreceivers++].inotify = 0;
+			}
 			name_first(u, fd, ": descriptors sent to it are not received yet");
 		}
 	}
@@ -730,7 +765,10 @@ static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *pat
 
 /* eventfd, epoll and pidfd are described by /proc/self/fdinfo: the
  * counter, each watched descriptor with its events and data, the pid. */
-static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
+static int capture_inotify(struct fd_list *l, struct strtab *st, struct ckpt_fd *f,
+			   const char *info);
+
+static int capture_anon(struct fd_list *l, struct strtab *st, struct ckpt_fd *f, const char *link)
 {
 	static char info[65536];
 	char path[64] = "/proc/self/fdinfo/";
@@ -751,6 +789,8 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 	}
 	if (str_eq(link, "anon_inode:[timerfd]"))
 		return capture_timerfd(l, f, path, info, sizeof info);
+	if (str_eq(link, "anon_inode:inotify"))
+		return capture_inotify(l, st, f, info);
 	if (str_eq(link, "anon_inode:[pidfd]")) {
 		/* "Pid:" as this process's pid namespace (the program's) shows
 		 * it: -1 once the process has been waited for */
@@ -780,6 +820,63 @@ static int capture_anon(struct fd_list *l, struct ckpt_fd *f, const char *link)
 		l->data_len += sizeof e;
 	}
 	f->data_len = l->data_len - f->data_off;
+	return 0;
+}
+
+/* ---- inotify ----
+ * fdinfo lists each watch: "inotify wd:2 ino:1a2b sdev:800001 mask:100
+ * ...", numbers in hex, sdev as the kernel encodes a device inside
+ * (major << 20 | minor). The path comes from what the program asked to
+ * watch (inotifywrap.c), checked against the inode. */
+static uint64_t stat_dev_of(uint64_t sdev)
+{
+	uint64_t major = sdev >> 20, minor = sdev & 0xfffff;
+	return (major & 0xfff) << 8 | (major & ~0xfffull) << 32 | (minor & 0xff) |
+	       (minor & ~0xffull) << 12;
+}
+
+static void warn_inotify(int fd, const char *what, uint64_t n, const char *rest)
+{
+	char num[24] = "", count[24] = "";
+	str_append_u64(num, sizeof num, (uint64_t)fd);
+	str_append_u64(count, sizeof count, n);
+	add_warning("fd ", num, " (inotify): ");
+	str_append(agent.warnings, sizeof agent.warnings, what);
+	str_append(agent.warnings, sizeof agent.warnings, count);
+	str_append(agent.warnings, sizeof agent.warnings, rest);
+}
+
+static int capture_inotify(struct fd_list *l, struct strtab *st, struct ckpt_fd *f,
+			   const char *info)
+{
+	f->kind = CKPT_FD_INOTIFY;
+	f->data_off = l->data_len;
+	for (const char *p = info; *p; p++) {
+		if ((p != info && p[-1] != '\n') || !str_starts(p, "inotify wd:"))
+			continue;
+		int found;
+		struct ckpt_inotify_watch w = {(int32_t)hex_field(p, "inotify wd:", 0, &found),
+					       (uint32_t)hex_field(p, "mask:", 0, &found), 0, 0};
+		uint64_t ino = hex_field(p, "ino:", 0, &found);
+		uint64_t dev = stat_dev_of(hex_field(p, "sdev:", 0, &found));
+		const char *path =
+		    inotify_watch_path(f->fd, w.wd, dev, ino, !(w.mask & IN_DONT_FOLLOW));
+		if (path)
+			w.path_str = strtab_add(st, path);
+		else
+			warn_inotify(f->fd, "watch ", (uint64_t)w.wd,
+				     " was not made through libc's inotify_add_watch; its path is "
+				     "unknown and a restart does not watch it");
+		if (l->data_len + sizeof w > FD_DATA_MAX)
+			return -1;
+		mem_copy(l->data + l->data_len, &w, sizeof w);
+		l->data_len += sizeof w;
+	}
+	f->data_len = l->data_len - f->data_off;
+	int unread = 0;
+	if (raw_syscall3(SYS_ioctl, f->fd, FIONREAD, &unread) == 0 && unread > 0)
+		warn_inotify(f->fd, "", (uint64_t)unread,
+			     " bytes of events not read yet are not seen after a restart");
 	return 0;
 }
 
@@ -936,7 +1033,7 @@ static void capture_one(struct fd_list *l, struct strtab *st, int fd)
 		if (!f->aux)
 			peek_pipe_data(l, f);
 	} else if (!(S_ISSOCK(sb.st_mode) && capture_socket(l, f, &sb) == 0) &&
-		   !(str_starts(link, "anon_inode:") && capture_anon(l, f, link) == 0)) {
+		   !(str_starts(link, "anon_inode:") && capture_anon(l, st, f, link) == 0)) {
 		f->kind = CKPT_FD_UNSUPPORTED;
 		describe_unsupported(fd, link);
 	}

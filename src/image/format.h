@@ -263,6 +263,7 @@ enum ckpt_fd_kind {
 	CKPT_FD_TIMERFD = 13,	 /* struct ckpt_timerfd in FD_DATA */
 	CKPT_FD_SIGNALFD = 14,	 /* signal mask in offset */
 	CKPT_FD_FIFO = 15,	 /* named pipe end (path_str), matched by pipe_id like PIPE */
+	CKPT_FD_INOTIFY = 17,	 /* inotify (version 10): struct ckpt_inotify_watch in FD_DATA */
 	CKPT_FD_PIDFD = 16,	 /* pidfd (version 10): the pid it refers to, in the program's pid
 				  * namespace, in offset; -1: that process had been waited for */
 	CKPT_FD_SOCKET = 12,	 /* other socket: struct ckpt_socket in FD_DATA; listeners
@@ -294,6 +295,15 @@ struct ckpt_epoll_entry {
 	int32_t tfd;
 	uint32_t events;
 	uint64_t data;
+};
+
+/* One watch of an inotify descriptor: its number, events, and the path
+ * the program gave (made absolute), 0 if it is not known. */
+struct ckpt_inotify_watch {
+	int32_t wd;
+	uint32_t mask;	   /* as /proc/PID/fdinfo shows it */
+	uint32_t path_str; /* offset into STRINGS, 0 = unknown */
+	uint32_t reserved;
 };
 
 /* A timerfd as /proc/PID/fdinfo shows it: time left and period. */

@@ -487,7 +487,7 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 	const struct ckpt_fd *f = &img->fds[i];
 
 	uint32_t last_kind =
-	    img->hdr.format_version >= CKPT_FORMAT_VERSION ? CKPT_FD_PIDFD : CKPT_FD_FIFO;
+	    img->hdr.format_version >= CKPT_FORMAT_VERSION ? CKPT_FD_INOTIFY : CKPT_FD_FIFO;
 	if (f->fd < 0 || f->kind < CKPT_FD_FILE || f->kind > last_kind)
 		return fail(err, errlen, "section FDS: entry %u has bad fd %d or kind %u", i, f->fd,
 			    f->kind);
@@ -500,6 +500,23 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 		return fail(err, errlen, "section FDS: fd %d path offset outside STRINGS", f->fd);
 	if (f->data_off > img->fd_data_len || f->data_len > img->fd_data_len - f->data_off)
 		return fail(err, errlen, "section FDS: fd %d data range is outside FD_DATA", f->fd);
+	if (f->kind == CKPT_FD_INOTIFY) {
+		const struct ckpt_inotify_watch *w = NULL;
+		size_t n = f->data_len / sizeof *w;
+		if (f->data_len % sizeof *w)
+			return fail(err, errlen, "section FDS: fd %d has a partial inotify watch",
+				    f->fd);
+		for (size_t k = 0; k < n; k++) {
+			struct ckpt_inotify_watch one;
+			memcpy(&one, img->fd_data + f->data_off + k * sizeof one, sizeof one);
+			if (one.wd <= 0 || one.reserved || !string_ok(img, one.path_str))
+				return fail(
+				    err, errlen,
+				    "section FDS: fd %d inotify watch %zu has a bad number, "
+				    "path or reserved word",
+				    f->fd, k);
+		}
+	}
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/socket.h>
@@ -1236,6 +1237,85 @@ static int open_pidfd(const struct ckpt_fd *f)
 	}
 }
 
+/* ---- inotify ----
+ * Watches are made again by path. The kernel numbers them from 1 up and
+ * never reuses a number in an instance, so the saved numbers come back in
+ * order, a number the program had removed taken by a throw-away watch
+ * (on a pipe of our own) removed at once; the events that removal queues
+ * are read away before the program runs. */
+#define INOTIFY_MAX_GAP 100000
+
+static int cmp_watch(const void *a, const void *b)
+{
+	const struct ckpt_inotify_watch *x = a, *y = b;
+	return (x->wd > y->wd) - (x->wd < y->wd);
+}
+
+/* Takes watch numbers up to wd (exclusive); returns the next free one. */
+static int skip_watch_numbers(int fd, int next, int wd, int *pipefd)
+{
+	if (wd - next > INOTIFY_MAX_GAP)
+		return next;
+	char self[64];
+	if (pipefd[0] < 0 && pipe2(pipefd, O_CLOEXEC) != 0)
+		return next;
+	snprintf(self, sizeof self, "/proc/self/fd/%d", pipefd[0]);
+	while (next < wd) {
+		int got = inotify_add_watch(fd, self, IN_ACCESS);
+		if (got < 0)
+			break;
+		inotify_rm_watch(fd, got);
+		next = got + 1;
+	}
+	return next;
+}
+
+static void drain_inotify(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	char buf[4096];
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	fcntl(fd, F_SETFL, fl);
+}
+
+static int open_inotify(const struct ckpt_image *img, const struct ckpt_fd *f)
+{
+	size_t n = f->data_len / sizeof(struct ckpt_inotify_watch);
+	struct ckpt_inotify_watch *w = malloc(n ? n * sizeof *w : 1);
+	if (!w)
+		return fail("out of memory");
+	memcpy(w, img->fd_data + f->data_off, n * sizeof *w);
+	qsort(w, n, sizeof *w, cmp_watch);
+	int fd = inotify_init1((f->open_flags & O_NONBLOCK) ? IN_NONBLOCK : 0);
+	int pipefd[2] = {-1, -1}, next = 1;
+	for (size_t i = 0; fd >= 0 && i < n; i++) {
+		if (!w[i].path_str)
+			continue; /* named at the checkpoint */
+		const char *path = ckpt_image_string(img, w[i].path_str);
+		next = skip_watch_numbers(fd, next, w[i].wd, pipefd);
+		int got = inotify_add_watch(fd, path, w[i].mask);
+		if (got < 0)
+			warn("fd %d: inotify watch %d on %s cannot be made again: %s; the program "
+			     "sees no events from it",
+			     f->fd, (int)w[i].wd, path, strerror(errno));
+		else if (got != w[i].wd)
+			warn("fd %d: inotify watch %d on %s came back as watch %d; the program "
+			     "does not know that number",
+			     f->fd, (int)w[i].wd, path, got);
+		if (got >= next)
+			next = got + 1;
+	}
+	if (pipefd[0] >= 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		drain_inotify(fd);
+	}
+	free(w);
+	return fd;
+}
+
 static int open_one(struct fd_context *c, const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	const char *path = ckpt_image_string(img, f->path_str);
@@ -1294,6 +1374,8 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 	}
 	case CKPT_FD_PIDFD:
 		return open_pidfd(f);
+	case CKPT_FD_INOTIFY:
+		return open_inotify(img, f);
 	case CKPT_FD_EPOLL:
 		return epoll_create1(0); /* filled once every descriptor is back */
 	case CKPT_FD_STDIO:

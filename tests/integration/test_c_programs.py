@@ -16,6 +16,7 @@ PROGRAMS = [
     ("clock", 60, 40),               # clock_gettime/gettimeofday after restart
     ("counter", 60, 40, 5),          # exit status passes through a restart
     ("affinity", 60, 40),            # threads bound to CPUs, one with a raised nice value
+    ("inotify_watch", 60, 40),       # inotify watches (one number skipped), events read late
 ]
 
 

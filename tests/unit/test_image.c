@@ -66,6 +66,9 @@ enum variant {
 	V_SCHED_EMPTY,	     /* an affinity without a CPU */
 	V_SCHED_TWICE,	     /* two records for one thread */
 	V_PIDFD,	     /* fd 3 is a pidfd of pid 42 */
+	V_INOTIFY,	   /* fd 3 is an inotify with watches 2 (/tmp/data) and 3 (path unknown) */
+	V_INOTIFY_PATH,	   /* ... watch 2's path outside STRINGS */
+	V_INOTIFY_PARTIAL, /* ... its records cut short */
 	V_NVARIANTS
 };
 
@@ -77,6 +80,7 @@ static const char strings[] = "\0/home/user\0/usr/bin/prog\0[heap]\0/tmp/data\0[
 #define STR_STACK 43
 
 static const char fd_data[] = "bytes queued in a pipe";
+static const struct ckpt_inotify_watch watches[2] = {{2, 0x300, STR_DATA, 0}, {3, 0x100, 0, 0}};
 
 #define NTHREADS 3
 #define NAREAS 4
@@ -304,6 +308,15 @@ static void make_program(struct program *pg, enum variant v)
 					      .kind = CKPT_FD_PIDFD,
 					      .open_flags = O_RDWR | O_NONBLOCK,
 					      .offset = 42};
+	if (v == V_INOTIFY || v == V_INOTIFY_PATH || v == V_INOTIFY_PARTIAL) {
+		/* FD_DATA holds the watches then */
+		pg->fds[3] =
+		    (struct ckpt_fd){.fd = 3,
+				     .kind = CKPT_FD_INOTIFY,
+				     .open_flags = O_RDONLY,
+				     .data_len = v == V_INOTIFY_PARTIAL ? 24 : sizeof watches};
+		pg->fds[4].data_len = 0;
+	}
 	if (v == V_SHARED_FILE || v == V_SHARED_FILE_RANGE) {
 		pg->nshared = 1;
 		pg->shared[0] = (struct ckpt_shared_file){.dev = 0x803,
@@ -523,7 +536,14 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 	section(&w, CKPT_SEC_STRINGS, strings, sizeof strings, 0);
 	section(&w, CKPT_SEC_AREAS, pg.areas, pg.nareas * sizeof *pg.areas, pg.nareas);
 	if (v != V_SMALL) {
-		section(&w, CKPT_SEC_FD_DATA, fd_data, sizeof fd_data - 1, 0);
+		struct ckpt_inotify_watch iw[2];
+		memcpy(iw, watches, sizeof iw);
+		if (v == V_INOTIFY_PATH)
+			iw[0].path_str = sizeof strings + 3;
+		if (v == V_INOTIFY || v == V_INOTIFY_PATH || v == V_INOTIFY_PARTIAL)
+			section(&w, CKPT_SEC_FD_DATA, iw, sizeof iw, 0);
+		else
+			section(&w, CKPT_SEC_FD_DATA, fd_data, sizeof fd_data - 1, 0);
 		section(&w, CKPT_SEC_FDS, pg.fds, pg.nfds * sizeof *pg.fds, pg.nfds);
 	}
 	if (pg.ntimers)
@@ -1040,6 +1060,20 @@ static void test_header_checks(const char *path)
 	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "kind 16"),
 	      "a pidfd in a version 9 image: '%s'", err);
 
+	/* inotify watches come back as written; version 9 has none */
+	CHECK(create_image(path, V_INOTIFY, 4096) == 0, "write image");
+	img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img && img->fds[3].kind == CKPT_FD_INOTIFY &&
+		  img->fds[3].data_len == sizeof watches &&
+		  !memcmp(img->fd_data + img->fds[3].data_off, watches, sizeof watches) &&
+		  !strcmp(ckpt_image_string(img, watches[0].path_str), "/tmp/data"),
+	      "inotify: %s", img ? "not as written" : err);
+	if (img)
+		ckpt_image_close(img);
+	rewrite_header(path, set_version_9);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "kind 17"),
+	      "inotify in a version 9 image: '%s'", err);
+
 	/* a thread's own affinity and nice value come back as written */
 	CHECK(create_image(path, V_SCHED, 4096) == 0, "write image");
 	img = ckpt_image_open(path, err, sizeof err);
@@ -1084,6 +1118,8 @@ static void test_bad_records(const char *path)
 	    {V_SCHED_TID, "THREAD_SCHED"},
 	    {V_SCHED_EMPTY, "THREAD_SCHED"},
 	    {V_SCHED_TWICE, "appears twice"},
+	    {V_INOTIFY_PATH, "fd 3 inotify watch 0"},
+	    {V_INOTIFY_PARTIAL, "fd 3 has a partial inotify watch"},
 	};
 	char err[256];
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
