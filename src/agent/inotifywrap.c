@@ -45,6 +45,32 @@ static void unlock_table(void)
 	atomic_flag_clear_explicit(&table_lock, memory_order_release);
 }
 
+/* Moves the paths of the watches that are left to the start of the pool,
+ * in the order they lie in it: a program that watches and unwatches
+ * again and again would otherwise fill it. */
+static void compact_pool(void)
+{
+	uint32_t n = atomic_load(&nwatches), to = 0, from = 0;
+	for (;;) {
+		int next = -1;
+		for (uint32_t i = 0; i < n; i++)
+			if (watches[i].fd >= 0 && watches[i].path != UINT32_MAX &&
+			    watches[i].path >= from &&
+			    (next < 0 || watches[i].path < watches[next].path))
+				next = (int)i;
+		if (next < 0)
+			break;
+		uint32_t at = watches[next].path, len = (uint32_t)str_len(pool + at) + 1;
+		from = at + len;
+		for (uint32_t i = 0; i < n; i++) /* a path shared by two slots moves once */
+			if (watches[i].fd >= 0 && watches[i].path == at)
+				watches[i].path = to;
+		__builtin_memmove(pool + to, pool + at, len);
+		to += len;
+	}
+	pool_used = to;
+}
+
 /* The path as the program's cwd makes it now, kept in the pool; -1 if it
  * does not fit. */
 static int64_t keep_path(const char *path)
@@ -58,6 +84,8 @@ static int64_t keep_path(const char *path)
 		clen = str_len(cwd);
 	}
 	size_t need = clen + (clen ? 1 : 0) + len + 1;
+	if (need > PATH_POOL - pool_used)
+		compact_pool();
 	if (need > PATH_POOL - pool_used)
 		return -1;
 	char *p = pool + pool_used;

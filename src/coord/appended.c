@@ -120,6 +120,27 @@ static int known(const struct journal *j, const struct appended_file *f)
 	return 0;
 }
 
+/* Forgets the files no longer at their paths: a program that makes and
+ * removes a file at every step would otherwise fill the list between two
+ * checkpoints, and the files after it would not be followed. Each
+ * checkpoint forgets them too (keep_created). Returns how many are left. */
+static size_t forget_gone(struct journal *j)
+{
+	size_t left = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		struct appended_file *f = &j->files[i];
+		struct stat st;
+		if (stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
+		    (uint64_t)st.st_ino == f->ino)
+			j->files[left++] = *f;
+		else
+			free(f->path);
+	}
+	j->n = left;
+	index_rebuild(j);
+	return left;
+}
+
 /* The journal's new lines (whole ones) into j; what is not followed is
  * named in the log as what. */
 static void read_journal(struct coord *c, const char *name, struct journal *j, const char *what)
@@ -136,6 +157,7 @@ static void read_journal(struct coord *c, const char *name, struct journal *j, c
 		return;
 	char buf[65536];
 	size_t have = 0;
+	int forgetting = 1; /* while forgetting frees a quarter of the list */
 	for (;;) {
 		ssize_t n = pread(fd, buf + have, sizeof(buf) - have, (off_t)(j->read + have));
 		if (n <= 0)
@@ -147,6 +169,8 @@ static void read_journal(struct coord *c, const char *name, struct journal *j, c
 				continue;
 			struct appended_file f = {0};
 			if (parse_line(buf + start, i - start, &f) == 0) {
+				if (j->n == APPENDED_MAX && forgetting && !known(j, &f))
+					forgetting = forget_gone(j) <= APPENDED_MAX * 3 / 4;
 				if (known(j, &f) || j->n == APPENDED_MAX) {
 					if (j->n == APPENDED_MAX && !j->full++)
 						ckpt_log(c->o->exec_log, "more than %d files %s",

@@ -82,6 +82,22 @@ def test_outputs_removed_after_the_checkpoint(ck):
     assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in ref.iterdir())
 
 
+def test_outputs_followed_among_many_scratch_files(ck):
+    """The same with 300 scratch files made and removed at every step
+    before the outputs: more than 6000 by the checkpoint (steps 20-30),
+    more than ckpt's list of files made holds at a time; the ones gone
+    make room, or the outputs are no longer kept and the restarted
+    program's os.remove fails."""
+    work, ref = ck.dirs("out-ckpt", "out-ref")
+    prog = py_prog("rotate_outputs", 45, 30, work, 300)
+    prog.ref_argv = [*prog.ref_argv[:-2], str(ref), "300"]
+    rundir = ck.cycle(prog, k_range=(21, 31), more_lines=6)
+    ex = (rundir / "execution.log").read_text()
+    assert "deleted after the checkpoint; made again" in ex, ex[-2000:]
+    assert "more than" not in ex, ex[-2000:]
+    assert sorted(p.name for p in work.iterdir()) == sorted(p.name for p in ref.iterdir())
+
+
 def test_files_kept_across_checkpoints(ck):
     """Files made at the start in a directory of their own, removed with
     it after the second of two checkpoints: the second keeps them from the

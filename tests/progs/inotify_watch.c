@@ -1,7 +1,8 @@
 /* inotify_watch STEPS SLEEP_MS: watches directories it creates under the
  * current directory with two inotify instances and prints every event.
- * Watch 1 of the first instance is removed at once, so the watches that
- * stay are numbered 2 and 3; each step creates a file in one of the two
+ * The first instance makes and removes 3000 watches on a long path first,
+ * then makes watches 3001 and 3002 and removes 3001, so the watches that
+ * stay are numbered 3002 and 3003; each step creates a file in one of the two
  * directories (every third step removes it again, every tenth moves it) and reads the events
  * that caused, blocking, half its sleep later; the second instance, non-blocking, sees files
  * moved into the top directory. A restart that lost a watch, renumbered
@@ -12,6 +13,8 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define CHURN 3000
 
 static char top[64];
 
@@ -78,6 +81,25 @@ int main(int argc, char **argv)
 	int ifd = inotify_init1(IN_CLOEXEC), moves = inotify_init1(IN_NONBLOCK);
 	if (ifd < 0 || moves < 0)
 		die("inotify_init1");
+	/* a watch made and removed many times, by a long path: the numbers go
+	 * far, and the paths the agent keeps outgrow its table unless it
+	 * forgets the removed ones */
+	char far[300];
+	int len = snprintf(far, sizeof far, "%s", a);
+	while (len < 250)
+		len += snprintf(far + len, sizeof far - (size_t)len, "/.");
+	for (int i = 0; i < CHURN; i++) {
+		int w = inotify_add_watch(ifd, far, IN_CREATE);
+		if (w < 0 || inotify_rm_watch(ifd, w) != 0)
+			die("inotify_add_watch (churn)");
+	}
+	for (int left = CHURN; left > 0;) { /* their IN_IGNORED events */
+		char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+		ssize_t n = read(ifd, buf, sizeof buf);
+		if (n <= 0)
+			die("read (churn)");
+		left -= (int)(n / sizeof(struct inotify_event));
+	}
 	int wa = inotify_add_watch(ifd, a, IN_CREATE);
 	int wb = inotify_add_watch(ifd, b, IN_CREATE | IN_DELETE);
 	if (wa < 0 || wb < 0 || inotify_rm_watch(ifd, wa) != 0)
