@@ -1215,12 +1215,21 @@ static int pidfd_of_gone(unsigned flags)
  * the tree (a sibling's child, say), which happens before the barrier. */
 #define PIDFD_WAIT_MS 5000
 
-static int open_pidfd(const struct ckpt_fd *f)
+static int open_pidfd(const struct ckpt_image *img, const struct ckpt_fd *f)
 {
 	unsigned flags = f->open_flags & (O_NONBLOCK | O_EXCL); /* PIDFD_NONBLOCK, PIDFD_THREAD */
 	int32_t pid = (int32_t)f->offset;
 	if (pid <= 0)
 		return pidfd_of_gone(flags & O_NONBLOCK);
+	if (getenv("CKPT_NEW_IDS")) {
+		/* pids are not given back: the saved one may be anyone's now */
+		if (pid == img->hdr.pid)
+			return (int)syscall(SYS_pidfd_open, getpid(), flags);
+		warn("fd %d: pidfd of pid %d, which a restart without pid namespaces cannot give "
+		     "back; it comes back as the pidfd of a process that has ended",
+		     f->fd, (int)pid);
+		return pidfd_of_gone(flags & O_NONBLOCK);
+	}
 	if (!restored_pid(pid)) {
 		warn("fd %d: pidfd of pid %d, which this generation does not hold (a thread, or a "
 		     "process outside it); it comes back as the pidfd of a process that has "
@@ -1373,7 +1382,7 @@ static int open_one(struct fd_context *c, const struct ckpt_image *img, const st
 		return fd;
 	}
 	case CKPT_FD_PIDFD:
-		return open_pidfd(f);
+		return open_pidfd(img, f);
 	case CKPT_FD_INOTIFY:
 		return open_inotify(img, f);
 	case CKPT_FD_EPOLL:
