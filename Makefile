@@ -48,9 +48,9 @@ $(BUILD)/obj/cli/%.o: %.c $(wildcard src/*/*.h)
 
 # The injected agent: position independent, no sanitizers (it lives inside
 # the user's program).
-$(AGENT): $(call obj,agent,$(AGENT_SRCS) src/image/writer.c src/image/record.c src/image/format_check.c $(COMMON_SRCS))
+$(AGENT): $(call obj,agent,$(AGENT_SRCS) src/image/writer.c src/image/record.c src/image/format_check.c $(COMMON_SRCS)) src/agent/exports.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $^ -lpthread -lzstd -Wl,-z,now -Wl,--version-script=src/agent/exports.map
+	$(CC) -shared -o $@ $(filter %.o,$^) -lpthread -lzstd -Wl,-z,now -Wl,--version-script=src/agent/exports.map
 
 $(BUILD)/obj/agent/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)

@@ -14,6 +14,7 @@ SCRIPTS = [
     ("numpy_matrix", 40, 60, ("numpy",)),        # OpenBLAS thread pool (2 threads)
     ("subprocess_uname", 40, 60, ()),            # children before and after the restart
     ("torch_train", 40, 60, ("torch",)),         # torch CPU training, 2 threads
+    ("inotify_ctypes", 60, 40, ()),              # inotify through ctypes, libc loaded by name
 ]
 
 
