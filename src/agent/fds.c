@@ -763,66 +763,6 @@ static int capture_timerfd(struct fd_list *l, struct ckpt_fd *f, const char *pat
 	return put_record(l, f, CKPT_FD_TIMERFD, &t, sizeof t);
 }
 
-/* eventfd, epoll and pidfd are described by /proc/self/fdinfo: the
- * counter, each watched descriptor with its events and data, the pid. */
-static int capture_inotify(struct fd_list *l, struct strtab *st, struct ckpt_fd *f,
-			   const char *info);
-
-static int capture_anon(struct fd_list *l, struct strtab *st, struct ckpt_fd *f, const char *link)
-{
-	static char info[65536];
-	char path[64] = "/proc/self/fdinfo/";
-	str_append_u64(path, sizeof path, (uint64_t)f->fd);
-	if (read_file(path, info, sizeof info) <= 0)
-		return -1;
-	int found;
-	if (str_eq(link, "anon_inode:[eventfd]")) {
-		f->kind = CKPT_FD_EVENTFD;
-		f->offset = (int64_t)hex_field(info, "eventfd-count:", 1, &found);
-		f->aux = hex_field(info, "eventfd-semaphore:", 1, &found) ? 1 : 0;
-		return 0;
-	}
-	if (str_eq(link, "anon_inode:[signalfd]")) {
-		f->kind = CKPT_FD_SIGNALFD;
-		f->offset = (int64_t)hex_field(info, "sigmask:", 1, &found);
-		return found ? 0 : -1;
-	}
-	if (str_eq(link, "anon_inode:[timerfd]"))
-		return capture_timerfd(l, f, path, info, sizeof info);
-	if (str_eq(link, "anon_inode:inotify"))
-		return capture_inotify(l, st, f, info);
-	if (str_eq(link, "anon_inode:[pidfd]")) {
-		/* "Pid:" as this process's pid namespace (the program's) shows
-		 * it: -1 once the process has been waited for */
-		const char *after = NULL;
-		f->kind = CKPT_FD_PIDFD;
-		f->offset = dec_field(info, "Pid:", &after);
-		return after && f->offset != 0 ? 0 : -1;
-	}
-	if (!str_eq(link, "anon_inode:[eventpoll]"))
-		return -1;
-	f->kind = CKPT_FD_EPOLL;
-	f->data_off = l->data_len;
-	for (char *p = info; *p; p++) {
-		if (!str_starts(p, "tfd:") || (p != info && p[-1] != '\n'))
-			continue;
-		const char *q = p + 4;
-		while (*q == ' ')
-			q++;
-		int32_t tfd = 0;
-		for (; *q >= '0' && *q <= '9'; q++)
-			tfd = tfd * 10 + (*q - '0');
-		struct ckpt_epoll_entry e = {tfd, (uint32_t)hex_field(q, "events:", 0, &found),
-					     hex_field(q, "data:", 0, &found)};
-		if (l->data_len + sizeof e > FD_DATA_MAX)
-			return -1;
-		mem_copy(l->data + l->data_len, &e, sizeof e);
-		l->data_len += sizeof e;
-	}
-	f->data_len = l->data_len - f->data_off;
-	return 0;
-}
-
 /* ---- inotify ----
  * fdinfo lists each watch: "inotify wd:2 ino:1a2b sdev:800001 mask:100
  * ...", numbers in hex, sdev as the kernel encodes a device inside
@@ -877,6 +817,64 @@ static int capture_inotify(struct fd_list *l, struct strtab *st, struct ckpt_fd 
 	if (raw_syscall3(SYS_ioctl, f->fd, FIONREAD, &unread) == 0 && unread > 0)
 		warn_inotify(f->fd, "", (uint64_t)unread,
 			     " bytes of events not read yet are not seen after a restart");
+	return 0;
+}
+
+/* eventfd, epoll, pidfd and inotify are described by /proc/self/fdinfo:
+ * the counter, each watched descriptor with its events and data, the pid,
+ * each watch. */
+static int capture_anon(struct fd_list *l, struct strtab *st, struct ckpt_fd *f, const char *link)
+{
+	static char info[65536];
+	char path[64] = "/proc/self/fdinfo/";
+	str_append_u64(path, sizeof path, (uint64_t)f->fd);
+	if (read_file(path, info, sizeof info) <= 0)
+		return -1;
+	int found;
+	if (str_eq(link, "anon_inode:[eventfd]")) {
+		f->kind = CKPT_FD_EVENTFD;
+		f->offset = (int64_t)hex_field(info, "eventfd-count:", 1, &found);
+		f->aux = hex_field(info, "eventfd-semaphore:", 1, &found) ? 1 : 0;
+		return 0;
+	}
+	if (str_eq(link, "anon_inode:[signalfd]")) {
+		f->kind = CKPT_FD_SIGNALFD;
+		f->offset = (int64_t)hex_field(info, "sigmask:", 1, &found);
+		return found ? 0 : -1;
+	}
+	if (str_eq(link, "anon_inode:[timerfd]"))
+		return capture_timerfd(l, f, path, info, sizeof info);
+	if (str_eq(link, "anon_inode:inotify"))
+		return capture_inotify(l, st, f, info);
+	if (str_eq(link, "anon_inode:[pidfd]")) {
+		/* "Pid:" as this process's pid namespace (the program's) shows
+		 * it: -1 once the process has been waited for */
+		const char *after = NULL;
+		f->kind = CKPT_FD_PIDFD;
+		f->offset = dec_field(info, "Pid:", &after);
+		return after && f->offset != 0 ? 0 : -1;
+	}
+	if (!str_eq(link, "anon_inode:[eventpoll]"))
+		return -1;
+	f->kind = CKPT_FD_EPOLL;
+	f->data_off = l->data_len;
+	for (char *p = info; *p; p++) {
+		if (!str_starts(p, "tfd:") || (p != info && p[-1] != '\n'))
+			continue;
+		const char *q = p + 4;
+		while (*q == ' ')
+			q++;
+		int32_t tfd = 0;
+		for (; *q >= '0' && *q <= '9'; q++)
+			tfd = tfd * 10 + (*q - '0');
+		struct ckpt_epoll_entry e = {tfd, (uint32_t)hex_field(q, "events:", 0, &found),
+					     hex_field(q, "data:", 0, &found)};
+		if (l->data_len + sizeof e > FD_DATA_MAX)
+			return -1;
+		mem_copy(l->data + l->data_len, &e, sizeof e);
+		l->data_len += sizeof e;
+	}
+	f->data_len = l->data_len - f->data_off;
 	return 0;
 }
 

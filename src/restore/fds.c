@@ -1239,11 +1239,17 @@ static int open_pidfd(const struct ckpt_image *img, const struct ckpt_fd *f)
 	}
 	for (int waited = 0;; waited++) {
 		int fd = (int)syscall(SYS_pidfd_open, pid, flags);
-		if (fd >= 0 || errno != ESRCH || waited >= PIDFD_WAIT_MS)
+		if (fd >= 0)
 			return fd;
+		if (errno != ESRCH || waited >= PIDFD_WAIT_MS)
+			break;
 		struct timespec ms = {0, 1000000};
 		nanosleep(&ms, NULL);
 	}
+	warn("fd %d: cannot open a pidfd of pid %d again: %s; it comes back as the pidfd of a "
+	     "process that has ended",
+	     f->fd, (int)pid, strerror(errno));
+	return pidfd_of_gone(flags & O_NONBLOCK);
 }
 
 /* ---- inotify ----
