@@ -69,6 +69,15 @@ def test_sqlite_written_in_place(ck):
     ck.cycle(prog, more_lines=4)
 
 
+def test_inotify_events_never_read(ck):
+    """A program that never reads its inotify events: the checkpoint lets
+    it run on for them a moment, then is taken all the same, naming the
+    events a restart will not have, and the program runs on undisturbed."""
+    rundir = ck.checkpoint_and_finish(py_prog("inotify_ctypes", 40, 40, "unread"))
+    ex = (rundir / "execution.log").read_text()
+    assert "inotify events wait to be read" in ex and "events not read yet" in ex, ex[-2000:]
+
+
 def test_outputs_removed_after_the_checkpoint(ck):
     """Output files the program writes and removes three steps later: it
     runs on past the checkpoint and removes files it had then; the
