@@ -30,13 +30,16 @@ __attribute__((visibility("hidden"))) void *agent_dlsym_answer(void *handle, con
 			real = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
 		__atomic_store_n(&agent_real_dlsym, real, __ATOMIC_RELEASE);
 	}
-	if (handle == RTLD_DEFAULT || handle == RTLD_NEXT || !name)
+	if (handle == RTLD_DEFAULT || handle == RTLD_NEXT || !name || !agent_real_dlsym)
 		return 0; /* the global scope finds the wrappers anyway */
-	if (str_eq(name, "inotify_add_watch"))
-		return (void *)inotify_add_watch;
-	if (str_eq(name, "inotify_rm_watch"))
-		return (void *)inotify_rm_watch;
-	return 0;
+	void *ours = str_eq(name, "inotify_add_watch")	? (void *)inotify_add_watch
+		     : str_eq(name, "inotify_rm_watch") ? (void *)inotify_rm_watch
+							: 0;
+	/* only where the answer would have been libc's (the definition after
+	 * the agent's): a library of the program's own may define the name */
+	if (!ours || agent_real_dlsym(handle, name) != agent_real_dlsym(RTLD_NEXT, name))
+		return 0;
+	return ours;
 }
 
 /* void *dlsym(void *handle, const char *name): the arguments are kept
