@@ -73,7 +73,9 @@ def test_inotify_events_never_read(ck):
     """A program that never reads its inotify events: the checkpoint lets
     it run on for them a moment, then is taken all the same, naming the
     events a restart will not have, and the program runs on undisturbed."""
-    rundir = ck.checkpoint_and_finish(py_prog("inotify_ctypes", 40, 40, "unread"))
+    # long enough to outlast the second of settling, however loaded
+    rundir = ck.checkpoint_and_finish(py_prog("inotify_ctypes", 120, 40, "unread"),
+                                      k_range=(2, 8))
     ex = (rundir / "execution.log").read_text()
     assert "inotify events wait to be read" in ex and "events not read yet" in ex, ex[-2000:]
 
