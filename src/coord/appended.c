@@ -120,24 +120,35 @@ static int known(const struct journal *j, const struct appended_file *f)
 	return 0;
 }
 
-/* Forgets the files no longer at their paths: a program that makes and
- * removes a file at every step would otherwise fill the list between two
- * checkpoints, and the files after it would not be followed. Each
- * checkpoint forgets them too (keep_created). Returns how many are left. */
-static size_t forget_gone(struct journal *j)
+/* Which of the journal's files are still at their paths, and their sizes. */
+static void look_at(struct journal *j)
 {
-	size_t left = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		struct appended_file *f = &j->files[i];
 		struct stat st;
-		if (stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
-		    (uint64_t)st.st_ino == f->ino)
-			j->files[left++] = *f;
+		f->present = stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
+			     (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino;
+		f->size = f->present ? (uint64_t)st.st_size : 0;
+	}
+}
+
+/* Forgets the files look_at found gone from their paths: they make room
+ * for new ones. Each checkpoint does (keep_created), and so does a full
+ * list: a program that makes and removes a file at every step would
+ * otherwise fill it between two checkpoints, and the files after it would
+ * not be followed. Returns how many are left. */
+static size_t drop_absent(struct journal *j)
+{
+	size_t left = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		if (j->files[i].present)
+			j->files[left++] = j->files[i];
 		else
-			free(f->path);
+			free(j->files[i].path);
 	}
 	j->n = left;
-	index_rebuild(j);
+	if (j->index)
+		index_rebuild(j);
 	return left;
 }
 
@@ -169,8 +180,10 @@ static void read_journal(struct coord *c, const char *name, struct journal *j, c
 				continue;
 			struct appended_file f = {0};
 			if (parse_line(buf + start, i - start, &f) == 0) {
-				if (j->n == APPENDED_MAX && forgetting && !known(j, &f))
-					forgetting = forget_gone(j) <= APPENDED_MAX * 3 / 4;
+				if (j->n == APPENDED_MAX && forgetting && !known(j, &f)) {
+					look_at(j);
+					forgetting = drop_absent(j) <= APPENDED_MAX * 3 / 4;
+				}
 				if (known(j, &f) || j->n == APPENDED_MAX) {
 					if (j->n == APPENDED_MAX && !j->full++)
 						ckpt_log(c->o->exec_log, "more than %d files %s",
@@ -190,18 +203,6 @@ static void read_journal(struct coord *c, const char *name, struct journal *j, c
 		have = start == 0 && have == sizeof(buf) ? 0 : have - start;
 	}
 	close(fd);
-}
-
-/* Which of the journal's files are still at their paths, and their sizes. */
-static void look_at(struct journal *j)
-{
-	for (size_t i = 0; i < j->n; i++) {
-		struct appended_file *f = &j->files[i];
-		struct stat st;
-		f->present = stat(f->path, &st) == 0 && S_ISREG(st.st_mode) &&
-			     (uint64_t)st.st_dev == f->dev && (uint64_t)st.st_ino == f->ino;
-		f->size = f->present ? (uint64_t)st.st_size : 0;
-	}
 }
 
 /* The name a kept file has in a generation's files/ (agent/keep.c). */
@@ -250,18 +251,7 @@ static int link_kept(int files, struct appended_file *f, int fromdir, const char
  * thousands of files it made. */
 static void keep_created(struct coord *c)
 {
-	/* files gone make room for new ones: a program that writes a new
-	 * file at every step and removes old ones never fills the list */
-	size_t kept = 0;
-	for (size_t i = 0; i < c->created.n; i++) {
-		if (c->created.files[i].present)
-			c->created.files[kept++] = c->created.files[i];
-		else
-			free(c->created.files[i].path);
-	}
-	c->created.n = kept;
-	if (c->created.index)
-		index_rebuild(&c->created);
+	drop_absent(&c->created);
 	int files = -1;
 	for (size_t i = 0; i < c->created.n; i++) {
 		struct appended_file *f = &c->created.files[i];
