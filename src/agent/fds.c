@@ -248,6 +248,13 @@ static int descriptors_queued(int fd)
 	return found;
 }
 
+/* Bytes of events waiting at an inotify descriptor (0 if it cannot tell). */
+static int inotify_unread_bytes(int fd)
+{
+	int unread = 0;
+	return raw_syscall3(SYS_ioctl, fd, FIONREAD, &unread) == 0 && unread > 0 ? unread : 0;
+}
+
 /* An inotify descriptor with events the program has not read: they
  * cannot be saved (reading them is taking them from the program), so the
  * program runs on until it has read them, like descriptors in flight. */
@@ -257,9 +264,8 @@ static int inotify_unread(int fd, const struct stat *sb)
 		return 0; /* not an anonymous inode */
 	char path[64] = "/proc/self/fd/", link[32];
 	str_append_u64(path, sizeof path, (uint64_t)fd);
-	int unread = 0;
 	return raw_readlink(path, link, sizeof link) >= 0 && str_eq(link, "anon_inode:inotify") &&
-	       raw_syscall3(SYS_ioctl, fd, FIONREAD, &unread) == 0 && unread > 0;
+	       inotify_unread_bytes(fd) > 0;
 }
 
 /* Where descriptors (or inotify events) were found queued by the last
@@ -270,15 +276,20 @@ static struct {
 } receivers[MAX_RECEIVERS];
 static int nreceivers;
 
+static void add_receiver(int fd, int inotify)
+{
+	if (nreceivers < MAX_RECEIVERS) {
+		receivers[nreceivers].fd = fd;
+		receivers[nreceivers++].inotify = inotify;
+	}
+}
+
 int fds_still_in_flight(void)
 {
-	for (int i = 0; i < nreceivers; i++) {
-		int fd = receivers[i].fd, unread = 0;
-		if (receivers[i].inotify
-			? raw_syscall3(SYS_ioctl, fd, FIONREAD, &unread) == 0 && unread > 0
-			: descriptors_queued(fd))
+	for (int i = 0; i < nreceivers; i++)
+		if (receivers[i].inotify ? inotify_unread_bytes(receivers[i].fd) > 0
+					 : descriptors_queued(receivers[i].fd))
 			return 1;
-	}
 	return 0;
 }
 
@@ -319,10 +330,7 @@ void fds_unsettled(struct unsettled *u)
 			continue;
 		if (inotify_unread(fd, &sb)) {
 			++u->in_flight;
-			if (nreceivers < MAX_RECEIVERS) {
-				receivers[nreceivers].fd = fd;
-				receivers[nreceivers++].inotify = 1;
-			}
+			add_receiver(fd, 1);
 			name_first(u, fd, ": inotify events wait to be read");
 			continue;
 		}
@@ -359,10 +367,7 @@ void fds_unsettled(struct unsettled *u)
 			name_first(u, fd, ": a connection not accepted yet holds bytes sent on it");
 		} else if (descriptors_queued(fd)) {
 			++u->in_flight;
-			if (nreceivers < MAX_RECEIVERS) {
-				receivers[nreceivers].fd = fd;
-				receivers[nreceivers++].inotify = 0;
-			}
+			add_receiver(fd, 0);
 			name_first(u, fd, ": descriptors sent to it are not received yet");
 		}
 	}
@@ -813,8 +818,8 @@ static int capture_inotify(struct fd_list *l, struct strtab *st, struct ckpt_fd 
 		l->data_len += sizeof w;
 	}
 	f->data_len = l->data_len - f->data_off;
-	int unread = 0;
-	if (raw_syscall3(SYS_ioctl, f->fd, FIONREAD, &unread) == 0 && unread > 0)
+	int unread = inotify_unread_bytes(f->fd);
+	if (unread > 0)
 		warn_inotify(f->fd, "", (uint64_t)unread,
 			     " bytes of events not read yet are not seen after a restart");
 	return 0;

@@ -501,9 +501,8 @@ static int check_fd(const struct ckpt_image *img, uint32_t i, char *err, size_t 
 	if (f->data_off > img->fd_data_len || f->data_len > img->fd_data_len - f->data_off)
 		return fail(err, errlen, "section FDS: fd %d data range is outside FD_DATA", f->fd);
 	if (f->kind == CKPT_FD_INOTIFY) {
-		const struct ckpt_inotify_watch *w = NULL;
-		size_t n = f->data_len / sizeof *w;
-		if (f->data_len % sizeof *w)
+		size_t n = f->data_len / sizeof(struct ckpt_inotify_watch);
+		if (f->data_len % sizeof(struct ckpt_inotify_watch))
 			return fail(err, errlen, "section FDS: fd %d has a partial inotify watch",
 				    f->fd);
 		for (size_t k = 0; k < n; k++) {

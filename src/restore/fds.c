@@ -1178,20 +1178,6 @@ static int open_socket(const struct ckpt_image *img, const struct ckpt_fd *f)
 	return fd;
 }
 
-/* Whether pid is a process or zombie this generation gives back. */
-static int restored_pid(int32_t pid)
-{
-	for (int i = 0; i < tree.n; i++) {
-		const struct ckpt_image *img = tree.procs[i].img;
-		if (tree.procs[i].pid == pid)
-			return 1;
-		for (uint32_t z = 0; z < img->nzombies; z++)
-			if (img->zombies[z].pid == pid)
-				return 1;
-	}
-	return 0;
-}
-
 /* A pidfd of a process that has been waited for: readable at once, as
  * the saved one was; waiting on it says there is no such child. vfork:
  * the restorer may hold the program's memory by now, which a fork would
@@ -1230,7 +1216,7 @@ static int open_pidfd(const struct ckpt_image *img, const struct ckpt_fd *f)
 		     f->fd, (int)pid);
 		return pidfd_of_gone(flags & O_NONBLOCK);
 	}
-	if (!restored_pid(pid)) {
+	if (!tree_gives_back(pid)) {
 		warn("fd %d: pidfd of pid %d, which this generation does not hold (a thread, or a "
 		     "process outside it); it comes back as the pidfd of a process that has "
 		     "ended",

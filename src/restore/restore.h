@@ -45,6 +45,8 @@ int tree_load(const char *root_image);
 int tree_spawn(void);
 int tree_barrier(int self);
 void tree_join_group(const struct ckpt_image *img);
+/* Whether pid is a process or a zombie the generation gives back. */
+int tree_gives_back(int32_t pid);
 
 /* fds.c: kernel objects several processes share, made before the fork */
 struct fd_context;

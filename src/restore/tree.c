@@ -196,6 +196,17 @@ static int in_tree(int32_t pid)
 	return 0;
 }
 
+int tree_gives_back(int32_t pid)
+{
+	if (in_tree(pid))
+		return 1;
+	for (int i = 0; i < tree.n; i++)
+		for (uint32_t z = 0; z < tree.procs[i].img->nzombies; z++)
+			if (tree.procs[i].img->zombies[z].pid == pid)
+				return 1;
+	return 0;
+}
+
 /* A process in a session whose leader has ended (a daemon: fork, setsid,
  * fork, exit) gets its session back from a short-lived helper that takes
  * the leader's pid, starts the session and forks the process, as its

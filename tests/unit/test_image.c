@@ -996,15 +996,24 @@ static void set_version_4(struct ckpt_image_header *h)
 	h->format_version = CKPT_FORMAT_VERSION_V4;
 }
 
+/* The image at path rewritten as an older version that lacks something
+ * it holds: refused, the message naming what (names). */
+static void refused_as_version(const char *path, void (*set)(struct ckpt_image_header *),
+			       const char *names, const char *what)
+{
+	char err[256];
+	rewrite_header(path, set);
+	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, names), "%s: '%s'", what, err);
+}
+
 static void test_header_checks(const char *path)
 {
 	char err[256];
 	/* version 4 images (the previous release's) are read; PAGE_RUNS is
 	 * not a version 4 section */
 	CHECK(create_image(path, V_REFS, 4096) == 0, "write image");
-	rewrite_header(path, set_version_4);
-	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 14"),
-	      "PAGE_RUNS in a version 4 image: '%s'", err);
+	refused_as_version(path, set_version_4, "unknown type 14",
+			   "PAGE_RUNS in a version 4 image");
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
 	rewrite_header(path, set_version_4);
 	CHECK(verify(path, err, sizeof err) == 0, "version 4 image refused: %s", err);
@@ -1026,9 +1035,7 @@ static void test_header_checks(const char *path)
 		ckpt_image_close(img);
 	rewrite_header(path, set_version_7);
 	CHECK(verify(path, err, sizeof err) == 0, "TIMERS in a version 7 image refused: %s", err);
-	rewrite_header(path, set_version_6);
-	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 16"),
-	      "TIMERS in a version 6 image: '%s'", err);
+	refused_as_version(path, set_version_6, "unknown type 16", "TIMERS in a version 6 image");
 
 	/* a file mapped shared comes back as written; version 8 has no
 	 * SHARED_FILES section */
@@ -1044,9 +1051,8 @@ static void test_header_checks(const char *path)
 	rewrite_header(path, set_version_9);
 	CHECK(verify(path, err, sizeof err) == 0, "SHARED_FILES in a version 9 image refused: %s",
 	      err);
-	rewrite_header(path, set_version_8);
-	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 18"),
-	      "SHARED_FILES in a version 8 image: '%s'", err);
+	refused_as_version(path, set_version_8, "unknown type 18",
+			   "SHARED_FILES in a version 8 image");
 
 	/* a pidfd comes back as written; version 9 has no pidfds */
 	CHECK(create_image(path, V_PIDFD, 4096) == 0, "write image");
@@ -1056,9 +1062,7 @@ static void test_header_checks(const char *path)
 	      "pidfd: %s", img ? "not as written" : err);
 	if (img)
 		ckpt_image_close(img);
-	rewrite_header(path, set_version_9);
-	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "kind 16"),
-	      "a pidfd in a version 9 image: '%s'", err);
+	refused_as_version(path, set_version_9, "kind 16", "a pidfd in a version 9 image");
 
 	/* inotify watches come back as written; version 9 has none */
 	CHECK(create_image(path, V_INOTIFY, 4096) == 0, "write image");
@@ -1070,9 +1074,7 @@ static void test_header_checks(const char *path)
 	      "inotify: %s", img ? "not as written" : err);
 	if (img)
 		ckpt_image_close(img);
-	rewrite_header(path, set_version_9);
-	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "kind 17"),
-	      "inotify in a version 9 image: '%s'", err);
+	refused_as_version(path, set_version_9, "kind 17", "inotify in a version 9 image");
 
 	/* a thread's own affinity and nice value come back as written */
 	CHECK(create_image(path, V_SCHED, 4096) == 0, "write image");
@@ -1543,9 +1545,8 @@ static void test_index(const char *path)
 	ckpt_image_close(img);
 	CHECK(verify(path, err, sizeof err) == 0, "no index: %s", err);
 	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image");
-	rewrite_header(path, set_version_5);
-	CHECK(verify(path, err, sizeof err) < 0 && strstr(err, "unknown type 15"),
-	      "PAGE_INDEX in a version 5 image: '%s'", err);
+	refused_as_version(path, set_version_5, "unknown type 15",
+			   "PAGE_INDEX in a version 5 image");
 }
 
 /* ---- the restorer's reading of a cold image (image/direct.h) ---- */
