@@ -246,8 +246,9 @@ static void on_recheck(const char *line)
 
 /* Descriptors sent to this process wait at its sockets: its threads run
  * until it has taken them (a thread blocked in recvmsg does so at once),
- * at most ms milliseconds, and are stopped again before they can start
- * another hand-over, then SUSPENDED says what is left. */
+ * at most ms milliseconds, and are stopped again, a thread that took some
+ * held in recvmsg meanwhile so that it cannot start another hand-over
+ * (recvwrap.c), then SUSPENDED says what is left. */
 static void on_settle(const char *line)
 {
 	char v[32];
@@ -257,6 +258,7 @@ static void on_settle(const char *line)
 		return;
 	}
 	uint64_t start = now_ns(), until = start + strtoull(v, 0, 10) * 1000000ull;
+	settle_hold_receivers(1);
 	resume_all_threads();
 	/* the first millisecond without sleeping: the receiver is usually
 	 * quick, and should not get far past it */
@@ -265,7 +267,9 @@ static void on_settle(const char *line)
 		if (now - start > 1000000ull)
 			nanosleep(&ts, 0);
 	}
-	if (suspend_all_threads() != 0) {
+	int stopped = suspend_all_threads();
+	settle_hold_receivers(0); /* the held ones return when resumed */
+	if (stopped != 0) {
 		phase = PHASE_IDLE;
 		send_fail(agent.errmsg);
 		return;
@@ -659,7 +663,8 @@ static void at_fork_child(void)
 	agent.writer_pid = 0;
 	agent.writer_unreaped = 0; /* the parent's child, not ours */
 	agent.cow = 0;
-	track_forget(); /* its userfaultfd would act on the parent's memory */
+	settle_hold_receivers(0); /* forked while the parent settled */
+	track_forget();		  /* its userfaultfd would act on the parent's memory */
 	phase = PHASE_IDLE;
 	connect_now();
 	start_agent_thread();

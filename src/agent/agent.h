@@ -125,6 +125,13 @@ extern struct agent_state agent;
 int suspend_install(void);
 int suspend_all_threads(void); /* 0 or -1 with agent.errmsg */
 void resume_all_threads(void);
+/* While a settle lets the program run to take descriptors sent to it: a
+ * thread that has taken them waits in settle_hold_here (recvwrap.c) until
+ * settle_hold_receivers(0), so that the stop finds it before it starts
+ * the next hand-over. */
+void settle_hold_receivers(int on);
+int settle_holding(void);
+void settle_hold_here(void);
 void capture_thread_state(struct ckpt_thread *t, void *frame);
 /* The calling thread's CPU affinity and nice value where they differ from
  * the launch ones (s->flags 0 when neither does). */

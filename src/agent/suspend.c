@@ -36,6 +36,31 @@ static void futex_wake(_Atomic uint32_t *addr)
 	raw_syscall3(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff);
 }
 
+/* ---- receivers held during a settle (recvwrap.c) ----
+ * The flag is cleared while the threads are stopped, before the capture,
+ * so images never hold it set: a held thread that is restored returns
+ * from its wait at once. */
+static _Atomic uint32_t holding;
+
+void settle_hold_receivers(int on)
+{
+	atomic_store(&holding, on ? 1 : 0);
+	if (!on)
+		futex_wake(&holding);
+}
+
+int settle_holding(void)
+{
+	return atomic_load_explicit(&holding, memory_order_relaxed) != 0;
+}
+
+void settle_hold_here(void)
+{
+	/* the suspend signal stops the thread inside the wait */
+	while (atomic_load(&holding))
+		futex_wait(&holding, 1, -1);
+}
+
 /* A signal mask line ("SigPnd:\t0000000000000200") of a status file. */
 uint64_t status_mask(const char *path, const char *key)
 {
