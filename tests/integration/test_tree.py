@@ -120,7 +120,9 @@ def test_waiting_connection_with_bytes_sent(ck):
     run on for them (1 s). execution.log and the restart must say so, and
     the client must get an unconnected socket (an error it sees), never a
     connection that lost them silently (both sides would wait for ever)."""
-    prog = py_prog("pending_connect", 4, 2000, "unix", "ask")
+    # steps to spare after the checkpoint and the two lines the crash waits
+    # for: a run that ends first cannot be crashed
+    prog = py_prog("pending_connect", 6, 2000, "unix", "ask")
     rundir, first, seen = ck.checkpoint_then_crash(prog, k_range=(1, 2))
     log = text_of(rundir / "execution.log")
     assert "a connection not accepted yet holds bytes sent on it, still after" in log, log
