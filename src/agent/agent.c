@@ -379,10 +379,11 @@ static void on_capture(const char *line)
 		agent.use_cow = 0;
 	agent.capture_ns = now_ns();
 	agent.fork_ns = agent.forked_ns = agent.track_ns = 0;
-	/* compress=none|fast|max (default fast) */
+	/* compress=none|fast|max|auto (default fast: older coordinators) */
 	char comp[16] = "fast";
 	field(line, "compress", comp, sizeof comp);
 	agent.compress_level = !strcmp(comp, "none") ? 0 : !strcmp(comp, "max") ? 9 : 1;
+	agent.compress_adaptive = !strcmp(comp, "auto");
 	/* incremental: hashes=1, and parent=N: the generation to compare with,
 	 * beside this one's directory */
 	agent.hash_pages = field(line, "hashes", opt, sizeof opt) == 0 && opt[0] == '1';

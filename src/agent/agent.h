@@ -90,6 +90,7 @@ struct agent_state {
 	int cow_dontfork;	   /* the writer child found memory fork does not copy */
 	int cow_unusable;	   /* so this process checkpoints without copy-on-write */
 	int compress_level;	   /* zstd level, 0 = none */
+	int compress_adaptive;	   /* auto: raw where the disk waits (writer.c) */
 	int writer_pid;		   /* in the program: the writer child, 0 if none */
 	int writer_unreaped;	   /* a writer that reported, not yet waited for */
 	struct cow_result *cow;	   /* shared with the writer */

@@ -491,6 +491,7 @@ void capture_image(void *self_frame)
 	ckpt_writer_init(&w, fd, scratch_alloc(s, WRITE_BUF_SIZE), WRITE_BUF_SIZE);
 	if (compress_setup(&w, s, agent.compress_level) != 0)
 		add_warning("compression unavailable for this checkpoint", 0, 0);
+	w.adaptive = agent.compress_adaptive;
 
 	/* Descriptors (pipes are drained and refilled) and per-thread state
 	 * are taken while the program is stopped; only memory may be written

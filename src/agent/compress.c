@@ -147,12 +147,34 @@ static void compress_start(void *ctx, struct ckpt_zjob *jobs, int n)
 	futex_wake(&p->gen);
 }
 
+/* Takes every job of the batch no thread has started, leaving them
+ * uncompressed (zlen 0: stored raw). */
+static void skip_untaken(struct zpool *p, int slot, int n)
+{
+	uint64_t t = atomic_load(&p->ticket);
+	for (;;) {
+		int i = (int)(uint32_t)t;
+		if ((int)(t >> 32 & 1) != slot || i >= n)
+			return;
+		if (!atomic_compare_exchange_weak(&p->ticket, &t,
+						  (t & ~0xffffffffull) | (uint32_t)n))
+			continue;
+		for (int k = i; k < n; k++)
+			p->jobs[slot][k].zlen = 0;
+		atomic_fetch_add(&p->done[slot], n - i);
+		return;
+	}
+}
+
 /* The batch started last: the writing thread takes the jobs still
- * untaken, then waits until the last one is done. */
-static void compress_wait(void *ctx)
+ * untaken (or, skip, leaves them uncompressed), then waits until the
+ * last one is done. */
+static void compress_wait(void *ctx, int skip)
 {
 	struct zpool *p = ctx;
 	int slot = (int)(p->batch & 1), n = atomic_load(&p->n[slot]);
+	if (skip)
+		skip_untaken(p, slot, n);
 	run_jobs(p, p->cctx);
 	uint32_t seen = p->done_seen;
 	while (atomic_load(&p->done[slot]) < n) {

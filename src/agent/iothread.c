@@ -99,6 +99,12 @@ static int io_wait(void *ctx)
 	return t->err;
 }
 
+static int io_idle(void *ctx)
+{
+	struct io_thread *t = ctx;
+	return atomic_load(&t->state) != IO_WORK;
+}
+
 struct io_thread *io_thread_start(struct scratch *s, struct ckpt_writer *w)
 {
 	struct io_thread *t = scratch_alloc(s, sizeof *t);
@@ -109,6 +115,7 @@ struct io_thread *io_thread_start(struct scratch *s, struct ckpt_writer *w)
 	t->w = w;
 	t->ops.submit = io_submit;
 	t->ops.wait = io_wait;
+	t->ops.idle = io_idle;
 	t->ops.ctx = t;
 	if (raw_thread_start(stack + IO_STACK - 64, &t->tid, io_thread_main, t) < 0)
 		return 0;

@@ -156,9 +156,11 @@ int parse_run_opts(int argc, char **argv, struct run_opts *o)
 				    value, arg);
 			break;
 		case OPT_COMPRESS:
-			if (strcmp(value, "none") && strcmp(value, "fast") && strcmp(value, "max"))
-				return ckpt_fail("bad value '%s' for %s: give none, fast or max",
-						 value, arg);
+			if (strcmp(value, "none") && strcmp(value, "fast") &&
+			    strcmp(value, "max") && strcmp(value, "auto"))
+				return ckpt_fail(
+				    "bad value '%s' for %s: give auto, none, fast or max", value,
+				    arg);
 			o->compress = value;
 			break;
 		case OPT_PYTHON:

@@ -14,7 +14,7 @@ struct run_opts {
 	int stop_after_checkpoint;
 	int no_cow;	      /* --no-cow: write while the program is stopped */
 	int exit_with_main;   /* --exit-with-main: end the rest when the first ends */
-	const char *compress; /* --compress none|fast|max; NULL: fast */
+	const char *compress; /* --compress auto|none|fast|max; NULL: auto */
 	const char *python;   /* --python; NULL: python3 from PATH */
 	const char *dir;      /* --dir; NULL: the current directory */
 	int keep;	      /* --keep: complete generations kept; -1: not given */

@@ -278,7 +278,7 @@ int start_run(const struct run_opts *opts, int afresh)
 	co.stop_after_checkpoint = o.stop_after_checkpoint;
 	co.no_cow = o.no_cow;
 	co.exit_with_main = o.exit_with_main;
-	co.compress = o.compress ? o.compress : "fast";
+	co.compress = o.compress ? o.compress : "auto";
 	co.full_every = o.full_every > 0 ? o.full_every : DEFAULT_FULL_EVERY;
 	co.restart_hint = hint;
 	co.command = command ? command : o.cmd[0];

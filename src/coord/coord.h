@@ -52,7 +52,7 @@ struct coord_opts {
 	int stop_after_checkpoint;
 	int no_cow;	       /* write the image while the program is stopped */
 	int exit_with_main;    /* end every process when the first one ends */
-	const char *compress;  /* none|fast|max */
+	const char *compress;  /* auto|none|fast|max */
 	int full_every;	       /* a full image every N generations (1: always) */
 	int checkpoint_signal; /* this signal to the supervisor: checkpoint now */
 	int64_t stop_at_mono;  /* --before-limit: checkpoint and stop at this

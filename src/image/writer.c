@@ -606,13 +606,26 @@ static void write_set(struct ckpt_writer *w, int set)
 		struct ckpt_zjob *j = &jobs[i];
 		size_t len = (size_t)j->npages * CKPT_PAGE_SIZE;
 		emit_refs_before(w, z, i, &next);
-		if (worth(j->zlen, len))
+		if (worth(j->zlen, len)) {
 			emit_compressed(w, j->area, j->addr, j->npages, j->out, j->zlen);
-		else
+		} else {
+			if (!j->zlen)
+				w->uncompressed_bytes += len;
 			emit_raw(w, j->area, j->addr, j->raw, j->npages);
+		}
 	}
 	emit_refs_before(w, z, z->n, &next);
 	z->n = z->nrefs = z->started = 0;
+}
+
+/* Compressing keeps the disk waiting: the I/O thread has written all it
+ * was given. Where the disk is faster than the compressing threads (a
+ * local SSD, two cores), storing the chunks not yet started raw writes
+ * more bytes but ends sooner; where it is slower (a shared file system),
+ * the I/O thread is never idle here and everything is compressed. */
+static int disk_waits(const struct ckpt_writer *w)
+{
+	return w->adaptive && w->io && w->io->idle && w->io->idle(w->io->ctx);
 }
 
 /* The collected set is handed to the compressor. With a wait function the
@@ -630,7 +643,7 @@ static void flush_jobs(struct ckpt_writer *w)
 		return;
 	}
 	if (w->zset[o].started)
-		w->batch_wait(w->batch_ctx);
+		w->batch_wait(w->batch_ctx, disk_waits(w));
 	if (w->zset[c].n && !w->error) {
 		w->batch(w->batch_ctx, set_jobs(w, c), w->zset[c].n);
 		w->zset[c].started = 1;
@@ -650,7 +663,7 @@ static void drain_jobs(struct ckpt_writer *w)
 		return;
 	int o = w->jset ^ 1;
 	if (w->zset[o].started)
-		w->batch_wait(w->batch_ctx);
+		w->batch_wait(w->batch_ctx, disk_waits(w));
 	write_set(w, o);
 }
 

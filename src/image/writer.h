@@ -17,6 +17,7 @@
 struct ckpt_writer_io {
 	void (*submit)(void *ctx, const char *buf, size_t len, uint64_t off);
 	int (*wait)(void *ctx);
+	int (*idle)(void *ctx); /* nothing submitted is still being written */
 	void *ctx;
 };
 
@@ -35,7 +36,9 @@ struct ckpt_zjob {
 };
 /* see ckpt_writer_set_batch_compressor */
 typedef void (*ckpt_compress_batch_fn)(void *ctx, struct ckpt_zjob *jobs, int n);
-typedef void (*ckpt_compress_wait_fn)(void *ctx);
+/* skip_untaken: the jobs no thread has started are left uncompressed
+ * (zlen 0), stored raw: the disk is waiting (ckpt_writer.adaptive) */
+typedef void (*ckpt_compress_wait_fn)(void *ctx, int skip_untaken);
 
 /* reference chunks that came between the collected jobs, written in
  * their place when the jobs are: an incremental generation alternates
@@ -70,6 +73,10 @@ struct ckpt_writer {
 	char *zraw, *zout;
 	size_t zraw_cap, zout_cap;
 	uint64_t raw_page_bytes; /* page bytes before compression */
+	/* --compress auto: a batch's chunks not yet being compressed when the
+	 * I/O thread has nothing left to write are stored raw (writer.c) */
+	int adaptive;
+	uint64_t uncompressed_bytes; /* page bytes so stored */
 	ckpt_compress_batch_fn batch;
 	ckpt_compress_wait_fn batch_wait;
 	void *batch_ctx;

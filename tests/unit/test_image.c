@@ -473,12 +473,40 @@ static void zstd_start(void *ctx, struct ckpt_zjob *jobs, int n)
 	async_batches++;
 }
 
-static void zstd_wait(void *ctx)
+static int skipped_batches;
+
+/* skip: as the agent's compressor when the disk waits, the jobs not
+ * started (here all of them) are left uncompressed */
+static void zstd_wait(void *ctx, int skip)
 {
 	CHECK(pending_jobs != NULL, "a wait without a batch started");
-	if (pending_jobs)
+	if (pending_jobs && !skip)
 		zstd_batch(ctx, pending_jobs, pending_n);
+	skipped_batches += pending_jobs && skip;
 	pending_jobs = NULL;
+}
+
+/* An I/O "thread" that writes at once, and so is always idle: the disk
+ * waits for the compressor. */
+static int idle_fd;
+
+static void idle_submit(void *ctx, const char *buf, size_t len, uint64_t off)
+{
+	(void)ctx;
+	CHECK(pwrite(idle_fd, buf, len, (off_t)off) == (ssize_t)len, "idle_submit: %s",
+	      strerror(errno));
+}
+
+static int idle_wait(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static int idle_idle(void *ctx)
+{
+	(void)ctx;
+	return 1;
 }
 
 static void use_zstd_batch(struct ckpt_writer *w, int async)
@@ -528,7 +556,15 @@ static int write_image(int fd, enum variant v, size_t buf_size)
 	if (compressed == 1)
 		use_zstd(&w);
 	else if (compressed >= 2)
-		use_zstd_batch(&w, compressed == 3);
+		use_zstd_batch(&w, compressed >= 3);
+	if (compressed == 4 && buf_size) { /* --compress auto, the disk waiting */
+		static char spare[sizeof buf];
+		static const struct ckpt_writer_io idle_io = {idle_submit, idle_wait, idle_idle,
+							      NULL};
+		idle_fd = fd;
+		ckpt_writer_set_io(&w, &idle_io, spare);
+		w.adaptive = 1;
+	}
 	size_t plen = sizeof pg.process - (v == V_PROCESS_SIZE ? 8 : 0);
 	section(&w, CKPT_SEC_PROCESS, &pg.process, plen, 1);
 	section(&w, CKPT_SEC_THREADS, pg.threads, pg.nthreads * sizeof *pg.threads, pg.nthreads);
@@ -755,6 +791,40 @@ static void test_batch_same_bytes(const char *path)
 	}
 	scattered = 0;
 	scattered_refs = 0;
+}
+
+/* --compress auto with the disk waiting: the chunks of a set not being
+ * compressed yet are stored raw; the image reads back the same pages and
+ * verifies, only larger. */
+static void test_adaptive_raw(const char *path)
+{
+	char err[256];
+	struct program pg;
+	struct pages_seen seen;
+	size_t zlen, alen;
+	int was = compressed;
+	make_program(&pg, V_GOOD);
+	compressed = 3;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image in batches");
+	free(slurp(path, &zlen));
+	compressed = 4;
+	skipped_batches = 0;
+	CHECK(create_image(path, V_GOOD, 4096) == 0, "write image, disk waiting");
+	free(slurp(path, &alen));
+	compressed = was;
+	CHECK(skipped_batches > 0 && alen > zlen,
+	      "no chunk stored raw: %d batches skipped, %zu bytes against %zu compressed",
+	      skipped_batches, alen, zlen);
+	struct ckpt_image *img = ckpt_image_open(path, err, sizeof err);
+	CHECK(img, "open: %s", err);
+	if (!img)
+		return;
+	memset(&seen, 0, sizeof seen);
+	CHECK(ckpt_image_read_pages(img, chunk_dest, &seen, err, sizeof err) == 0, "pages: %s",
+	      err);
+	compare_pages(&pg, &seen);
+	ckpt_image_close(img);
+	CHECK(ckpt_image_verify(path, err, sizeof err) == 0, "ckpt_image_verify: %s", err);
 }
 
 /* Recorded and replayed writer operations (the agent's staged captures)
@@ -1823,7 +1893,7 @@ static int write_big(const char *path, struct flip_io *f, struct ckpt_writer *w,
 	f->flipped = 0;
 	f->w = w;
 	f->err = 0;
-	struct ckpt_writer_io io = {flip_submit, flip_wait, f};
+	struct ckpt_writer_io io = {flip_submit, flip_wait, NULL, f};
 	ckpt_writer_init(w, f->fd, buf, sizeof buf);
 	ckpt_writer_set_io(w, &io, spare);
 	ckpt_writer_set_check(w, check, sizeof check);
@@ -2012,6 +2082,7 @@ int main(int argc, char **argv)
 	test_roundtrip(path);
 	test_byte_flips(path);
 	test_batch_same_bytes(path);
+	test_adaptive_raw(path);
 	test_raw_slots(path);
 	compressed = 0;
 	indexed = 0; /* images of versions before 6 */
