@@ -407,6 +407,7 @@ static void on_capture(const char *line)
 		agent.errmsg[0] = 0;
 		agent.image_bytes = 0;
 		agent.pages_stored = agent.pages_referred = agent.pages_proven = 0;
+		agent.uncompressed = 0;
 		agent.pages_checked = 0;
 		agent.restore_info.magic = 0;
 		/* Capture ourselves last: the handler writes the image. */
@@ -488,7 +489,7 @@ static void on_continue(const char *line)
 		 "DONE gen=%llu pid=%d bytes=%llu pause_ms=%.3f write_ms=%.3f stopped=%d "
 		 "stop_ms=%.3f capture_ms=%.3f fork_ms=%.3f track_ms=%.3f "
 		 "pages_stored=%llu pages_referred=%llu pages_proven=%llu pages_checked=%d "
-		 "warn=%s\n",
+		 "uncompressed=%llu warn=%s\n",
 		 (unsigned long long)agent.generation, (int)agent.pid,
 		 (unsigned long long)agent.image_bytes, ms_between(agent.stop_ns, agent.resumed_ns),
 		 ms_between(agent.stopped_ns, written_ns), keep_stopped,
@@ -497,7 +498,7 @@ static void on_continue(const char *line)
 		 agent.forked_ns ? ms_between(agent.fork_ns, agent.forked_ns) : 0.0,
 		 (double)agent.track_ns / 1e6, (unsigned long long)agent.pages_stored,
 		 (unsigned long long)agent.pages_referred, (unsigned long long)agent.pages_proven,
-		 agent.pages_checked, enc);
+		 agent.pages_checked, (unsigned long long)agent.uncompressed, enc);
 	send_line(out);
 	capture_reap_writer();
 	if (keep_stopped) {

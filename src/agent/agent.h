@@ -44,6 +44,7 @@ struct cow_result {
 	int32_t dontfork;
 	uint64_t bytes;
 	uint64_t pages_stored, pages_referred, pages_proven;
+	uint64_t uncompressed; /* page bytes stored raw by --compress auto */
 	int32_t pages_checked;
 	char errmsg[AGENT_ERR_LEN];
 	char warnings[AGENT_ERR_LEN];
@@ -105,6 +106,7 @@ struct agent_state {
 	uint64_t parent_gen;
 	uint64_t pages_stored, pages_referred; /* of the last image */
 	uint64_t pages_proven; /* of those referred, known unchanged without reading */
+	uint64_t uncompressed; /* page bytes stored raw while the disk waited */
 	int pages_checked;     /* every page chunk read back from the file and matched */
 
 	/* The other processes of the computation (pids), from CAPTURE */

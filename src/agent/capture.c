@@ -322,6 +322,7 @@ static void finish_image(struct ckpt_writer *w, struct scratch *s, struct strtab
 		agent.pages_checked = w->checked;
 	}
 	agent.image_bytes = w->offset;
+	agent.uncompressed = w->adaptive ? w->uncompressed_bytes : 0;
 }
 
 /* Copy-on-write snapshot: a child made with fork semantics (no SIGCHLD,
@@ -383,6 +384,7 @@ static __attribute__((noreturn)) void cow_child_exit(void)
 	r->pages_stored = agent.pages_stored;
 	r->pages_referred = agent.pages_referred;
 	r->pages_proven = agent.pages_proven;
+	r->uncompressed = agent.uncompressed;
 	r->pages_checked = agent.pages_checked;
 	str_copy(r->errmsg, agent.errmsg, sizeof r->errmsg);
 	str_copy(r->warnings, agent.warnings, sizeof r->warnings);
@@ -591,6 +593,7 @@ void capture_wait_writer_report(void)
 	agent.pages_stored = c->pages_stored;
 	agent.pages_referred = c->pages_referred;
 	agent.pages_proven = c->pages_proven;
+	agent.uncompressed = c->uncompressed;
 	agent.pages_checked = c->pages_checked;
 	str_copy(agent.errmsg, c->errmsg, sizeof agent.errmsg);
 	str_copy(agent.warnings, c->warnings, sizeof agent.warnings);

@@ -301,6 +301,7 @@ void ckpt_start(struct coord *c, const char *why)
 	c->ck.parent =
 	    c->ck.hashes && c->chain_gen && c->chain_len + 1 < c->o->full_every ? c->chain_gen : 0;
 	c->ck.pages_stored = c->ck.pages_referred = c->ck.pages_proven = 0;
+	c->ck.uncompressed = 0;
 	c->next_due = -1;
 	for (size_t i = 0; i < c->nconns; i++) {
 		struct conn *k = c->conns[i];
@@ -855,11 +856,16 @@ static void commit(struct coord *c)
 			 (unsigned long long)c->ck.parent, (unsigned long long)c->ck.pages_stored,
 			 (unsigned long long)c->ck.pages_referred,
 			 (unsigned long long)c->ck.pages_proven);
-	char gpu[200];
+	char gpu[200], raw[160] = "";
 	gpuckpt_summary(&c->ck.gpu, gpu, sizeof(gpu));
+	if (c->ck.uncompressed >= (1u << 20))
+		snprintf(raw, sizeof(raw),
+			 ", %.0f MiB of pages stored uncompressed while the disk waited for "
+			 "compression (--compress fast compresses them all)",
+			 (double)c->ck.uncompressed / (1 << 20));
 	ckpt_log(c->o->exec_log,
-		 "checkpoint generation %llu: %llu bytes%s, pause %lld ms, %lld ms total%s",
-		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, incr,
+		 "checkpoint generation %llu: %llu bytes%s%s, pause %lld ms, %lld ms total%s",
+		 (unsigned long long)gen, (unsigned long long)c->ck.bytes, incr, raw,
 		 (long long)c->ck.pause_ms, (long long)total, gpu);
 	c->chain_gen = gen;
 	c->chain_len = chain;
@@ -992,6 +998,8 @@ void ckpt_on_done(struct coord *c, struct conn *agent, const struct ckpt_msg *m)
 		c->ck.pages_referred += pages;
 	if (ckpt_msg_get_u64(m, "pages_proven", &pages) == 0)
 		c->ck.pages_proven += pages;
+	if (ckpt_msg_get_u64(m, "uncompressed", &pages) == 0)
+		c->ck.uncompressed += pages;
 	if (pause > c->ck.pause_ms)
 		c->ck.pause_ms = pause;
 	if (--c->ck.npending == 0)

@@ -96,6 +96,7 @@ struct ckpt_state {
 	int hashes;
 	uint64_t parent;
 	uint64_t pages_stored, pages_referred, pages_proven;
+	uint64_t uncompressed; /* page bytes --compress auto stored raw */
 	char dir[PATH_MAX];
 	/* CUDA processes whose GPU state the driver saved for this
 	 * checkpoint (gpuckpt.c); held: not yet given back (Restore/Unlock) */
