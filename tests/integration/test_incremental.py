@@ -254,7 +254,7 @@ def test_damaged_parent_falls_back(ck):
     ref = ck.reference(prog)
     rundir, first, seen = chain_then_crash(ck, prog, ["--full-every", "2", "--keep", "4"], 4,
                                            first=(2, 6))
-    damage_image(rundir / "images" / "gen-000003" / "2.img", "flip-pages")
+    damage_image(rundir / "images" / "gen-000003" / "2.img", "flip-every-chunk")
     r = verify(ck, rundir)
     one_line_error(r, "verify with a damaged parent")
     assert re.search(r"generation 4 \(latest\): DAMAGED", r.stdout), r.stdout

@@ -151,13 +151,13 @@ def refresh_table_crc(data):
 CHUNK_MAGICS = {b"CHNK", b"CHNZ", b"CHNR"}
 
 
-def page_data_byte(data, off, length):
-    """The offset of a byte of page data near the middle of PAGES (at off,
-    length bytes): inside the body of the chunk there, never the padding
-    between chunks, which no restart reads (docs/image-format.md: a raw
-    chunk's data follows its 24-byte header, 4096-aligned; a compressed one
-    has an 8-byte length field, then its frame)."""
-    pos, end, best = off, off + length, None
+def chunk_bodies(data, off, length):
+    """(offset, length) of the body of every page chunk with data in PAGES
+    (at off, length bytes), never the padding between chunks, which no
+    restart reads (docs/image-format.md: a raw chunk's data follows its
+    24-byte header, 4096-aligned; a compressed one has an 8-byte length
+    field, then its frame)."""
+    pos, end, bodies = off, off + length, []
     while pos < end:
         while pos < end and bytes(data[pos:pos + 4]) not in CHUNK_MAGICS:
             pos += 1
@@ -171,11 +171,20 @@ def page_data_byte(data, off, length):
             body, blen = pos + 32, struct.unpack_from("<I", data, pos + 24)[0]
         else:
             body, blen = pos + 24, 0
-        if blen and (best is None or abs(body - (off + length // 2)) < abs(best - (off + length // 2))):
-            best = body + blen // 2
+        if blen:
+            bodies.append((body, blen))
         pos = body + blen
-    assert best is not None, "no page chunk with data in PAGES"
-    return best
+    return bodies
+
+
+def page_data_byte(data, off, length):
+    """The offset of a byte of page data near the middle of PAGES (at off,
+    length bytes): inside the body of the chunk there (chunk_bodies)."""
+    bodies = chunk_bodies(data, off, length)
+    assert bodies, "no page chunk with data in PAGES"
+    mid = off + length // 2
+    body, blen = min(bodies, key=lambda b: abs(b[0] - mid))
+    return body + blen // 2
 
 
 def damage_image(path, kind):
@@ -185,6 +194,13 @@ def damage_image(path, kind):
     if kind == "flip-pages":
         _, off, length = secs["PAGES"]
         data[page_data_byte(data, off, length)] ^= 0x01
+        words = ("PAGES",)
+    elif kind == "flip-every-chunk":
+        # a byte of every chunk: whichever pages a restart reads, it meets
+        # a damaged chunk (where chunks lie depends on what was compressed)
+        _, off, length = secs["PAGES"]
+        for body, blen in chunk_bodies(data, off, length):
+            data[body + blen // 2] ^= 0x01
         words = ("PAGES",)
     elif kind == "flip-threads":
         _, off, length = secs["THREADS"]
